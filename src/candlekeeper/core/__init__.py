@@ -1,0 +1,1 @@
+"""Venue-independent domain model: candles, stream keys, intervals, events, bus and buffers."""

@@ -1,0 +1,1 @@
+"""Logging, metrics, health and the terminal dashboard."""

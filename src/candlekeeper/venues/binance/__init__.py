@@ -1,0 +1,1 @@
+"""Binance USDⓈ-M futures and spot: one codec, two venues described as data."""
