@@ -1,0 +1,34 @@
+# Each target sets itself up on a fresh machine: the first run creates .venv and installs
+# candlekeeper with its test extras; later runs reuse it until pyproject.toml changes.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+
+.PHONY: install demo test lint unit bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## the main job, offline: built-in simulator -> real pipeline -> SQLite, with the live dashboard
+demo: $(STAMP)
+	$(BIN)/candlekeeper demo $(ARGS)
+
+## the full suite: lint, strict typing, every test (CI runs exactly this)
+test: $(STAMP) lint
+	$(BIN)/pytest -q -p no:cacheprovider $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build src/*.egg-info
