@@ -1,0 +1,1 @@
+"""REST history: the HTTP client with the venue's rate-limit budget (backfill comes next)."""
