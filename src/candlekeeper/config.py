@@ -50,7 +50,7 @@ from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.errors import ConfigError
 from candlekeeper.venues.base import VenueSpec
-from candlekeeper.venues.binance.endpoints import BINANCE_VENUES
+from candlekeeper.venues.registry import VENUES, get_spec
 
 __all__ = [
     "CONFIG_PATH_ENV",
@@ -75,9 +75,9 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 def known_venues() -> Mapping[str, VenueSpec]:
-    """Every venue id a config may name. Adding a venue (e.g. ``bingx-swap``) = merging its
-    ``{id: VenueSpec}`` table here; nothing else in this module knows venue names."""
-    return BINANCE_VENUES
+    """Every venue id a config may name, from :mod:`candlekeeper.venues.registry` (the one place
+    that knows every venue: registering ``bingx-swap`` there makes it valid here too)."""
+    return {venue: get_spec(venue) for venue in VENUES}
 
 
 class _Section(BaseModel):

@@ -1,0 +1,144 @@
+"""Turns the plain counters of a :class:`~candlekeeper.observability.metrics.Metrics` into
+Prometheus metric families, only when ``/metrics`` is scraped (see metrics.py for the names)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from candlekeeper.core.events import ConnectionState, StreamState
+
+if TYPE_CHECKING:
+    from candlekeeper.observability.metrics import Metrics
+
+_STREAM_LABELS = ("venue", "symbol", "interval")
+
+
+class MetricsCollector(Collector):
+    """Turns the plain counters of a :class:`Metrics` into metric families at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterator[Any]:
+        m = self._m
+        info = GaugeMetricFamily("candlekeeper_info", "Build information", labels=["version"])
+        info.add_metric([m.version], 1)
+        yield info
+        yield GaugeMetricFamily("candlekeeper_start_time_seconds",
+                                "Unix time the service started", value=m.started_at)
+        yield from self._streams()
+        yield from self._connections()
+        yield from self._buses()
+        yield from self._sinks()
+        errors = CounterMetricFamily("candlekeeper_errors", "Bad input and failures by kind",
+                                     labels=["kind"])
+        for kind, n in m.errors().items():
+            errors.add_metric([kind], n)
+        yield errors
+
+    def _streams(self) -> Iterator[Any]:
+        labels = list(_STREAM_LABELS)
+
+        def counter(name: str, doc: str) -> Any:
+            return CounterMetricFamily(name, doc, labels=labels)
+
+        messages = counter("candlekeeper_stream_messages", "Kline messages received")
+        closed = counter("candlekeeper_stream_candles_closed", "CandleClosed events emitted")
+        stored = counter("candlekeeper_stream_candles_stored", "Closed candles handed to storage")
+        backfilled = counter("candlekeeper_stream_candles_backfilled",
+                             "Candles recovered over REST")
+        reconnects = counter("candlekeeper_stream_reconnects",
+                             "Times the stream lost its connection")
+        stalls = counter("candlekeeper_stream_stalls", "Watchdog STALLED/SILENT flags")
+        lag = GaugeMetricFamily("candlekeeper_stream_lag_seconds",
+                                "Receive time minus exchange event time of the last message",
+                                labels=labels)
+        last_close = GaugeMetricFamily("candlekeeper_stream_last_close_time_seconds",
+                                       "Close time of the last closed candle", labels=labels)
+        state = GaugeMetricFamily("candlekeeper_stream_state", "1 for the stream's current state",
+                                  labels=[*labels, "state"])
+        for sm in self._m.streams():
+            lv = list(sm.labels)
+            messages.add_metric(lv, sm.messages)
+            closed.add_metric(lv, sm.closed)
+            stored.add_metric(lv, sm.stored)
+            backfilled.add_metric(lv, sm.backfilled)
+            reconnects.add_metric(lv, sm.reconnects)
+            stalls.add_metric(lv, sm.stalls)
+            if sm.lag_ms is not None:
+                lag.add_metric(lv, sm.lag_ms / 1000.0)
+            if sm.last_close_time_ms is not None:
+                last_close.add_metric(lv, sm.last_close_time_ms / 1000.0)
+            for st in StreamState:
+                state.add_metric([*lv, st.value], 1.0 if sm.state is st else 0.0)
+        yield from (messages, closed, stored, backfilled, reconnects, stalls, lag, last_close,
+                    state)
+
+    def _connections(self) -> Iterator[Any]:
+        labels = ["venue", "connection"]
+        state = GaugeMetricFamily("candlekeeper_connection_state",
+                                  "1 for the connection's current state",
+                                  labels=[*labels, "state"])
+        families = {
+            "reconnects": CounterMetricFamily("candlekeeper_connection_reconnects",
+                                              "Reconnects", labels=labels),
+            "messages": CounterMetricFamily("candlekeeper_connection_messages",
+                                            "Frames received", labels=labels),
+            "malformed": CounterMetricFamily("candlekeeper_malformed_frames",
+                                             "Frames that could not be decoded", labels=labels),
+            "error_frames": CounterMetricFamily("candlekeeper_error_frames",
+                                                "Error replies from the venue", labels=labels),
+        }
+        for cm in self._m.connections():
+            lv = [cm.venue, cm.name]
+            for st in ConnectionState:
+                state.add_metric([*lv, st.value], 1.0 if cm.state is st else 0.0)
+            for attr, family in families.items():
+                family.add_metric(lv, getattr(cm, attr))
+        yield state
+        yield from families.values()
+
+    def _buses(self) -> Iterator[Any]:
+        labels = ["bus", "subscriber", "event"]
+        delivered = CounterMetricFamily("candlekeeper_bus_delivered", "Events delivered",
+                                        labels=labels)
+        dropped = CounterMetricFamily("candlekeeper_bus_dropped",
+                                      "Events dropped by the overflow policy", labels=labels)
+        errors = CounterMetricFamily("candlekeeper_handler_errors", "Handlers that raised",
+                                     labels=labels)
+        depth = GaugeMetricFamily("candlekeeper_bus_queue_depth", "Events waiting",
+                                  labels=labels)
+        for bus_name, bus in self._m.buses():
+            for event_type, sub in bus.subscriptions():
+                lv = [bus_name, sub.name, event_type.__name__]
+                delivered.add_metric(lv, sub.delivered)
+                dropped.add_metric(lv, sub.dropped)
+                errors.add_metric(lv, sub.errors)
+                depth.add_metric(lv, len(sub.queue))
+        yield from (delivered, dropped, errors, depth)
+
+    def _sinks(self) -> Iterator[Any]:
+        labels = ["sink"]
+        written = CounterMetricFamily("candlekeeper_sink_rows_written", "Rows written",
+                                      labels=labels)
+        pending = GaugeMetricFamily("candlekeeper_sink_rows_pending",
+                                    "Rows accepted but not yet durable", labels=labels)
+        failures = CounterMetricFamily("candlekeeper_sink_failures", "Failed write attempts",
+                                       labels=labels)
+        retries = CounterMetricFamily("candlekeeper_sink_retries", "Write retries",
+                                      labels=labels)
+        dropped = CounterMetricFamily("candlekeeper_sink_rows_dropped",
+                                      "Rows lost to the overflow policy", labels=labels)
+        for name, stats, _err in self._m.sink_stats():
+            if stats is None:
+                continue
+            written.add_metric([name], stats.written)
+            pending.add_metric([name], stats.pending)
+            failures.add_metric([name], stats.failures)
+            retries.add_metric([name], stats.retries)
+            dropped.add_metric([name], stats.dropped)
+        yield from (written, pending, failures, retries, dropped)

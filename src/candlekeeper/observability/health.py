@@ -1,0 +1,110 @@
+"""HTTP ``/metrics`` (Prometheus text format) and ``/health`` (JSON) for the service.
+
+* ``GET /metrics`` renders the :class:`Metrics` private registry.
+* ``GET /health`` asks the snapshot provider for a :class:`HealthSnapshot` and answers with its
+  report: ``status`` (``ok``/``degraded``/``down``), the reasons, and every stream, connection
+  and sink row. HTTP 200 for ok and degraded (the process is doing useful work: do not restart
+  it), 503 for down (nothing is being ingested). It is therefore usable both as a liveness probe
+  with ``degraded`` tolerated and as a readiness check.
+* A provider that raises gives a 500 with the error in the body, is counted
+  (``candlekeeper_errors_total{kind="health_snapshot"}``) and logged at a limited rate; the
+  server keeps serving.
+
+The server binds ``host:port`` (port 0 picks a free port; :meth:`start` returns the bound one).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from candlekeeper.errors import CandlekeeperError
+from candlekeeper.observability.logging import RateLimitedLog
+from candlekeeper.observability.metrics import Metrics
+from candlekeeper.observability.snapshot import HealthStatus, SnapshotProvider
+
+log = logging.getLogger(__name__)
+_limited = RateLimitedLog(log)
+_json = msgspec.json.Encoder()
+
+
+class HealthServer:
+    """``await start()`` -> bound port; ``await stop()``. Both idempotent."""
+
+    def __init__(self, metrics: Metrics, snapshot: SnapshotProvider | None = None, *,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        self._metrics = metrics
+        self._snapshot: SnapshotProvider = snapshot or metrics.snapshot
+        self._host = host
+        self._port = port
+        self._bound: int | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def port(self) -> int:
+        if self._bound is None:
+            raise RuntimeError("HealthServer is not started")
+        return self._bound
+
+    @property
+    def url(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> int:
+        if self._runner is not None:
+            return self.port
+        app = web.Application()
+        app.router.add_get("/metrics", self._handle_metrics)
+        app.router.add_get("/health", self._handle_health)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self._host, self._port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise CandlekeeperError(
+                f"cannot serve health/metrics on {self._host}:{self._port}: {exc.strerror or exc}"
+            ) from exc
+        self._runner = runner
+        # ``addresses`` holds the real sockname, so port 0 resolves to the port the OS picked
+        self._bound = int(runner.addresses[0][1]) if runner.addresses else self._port
+        log.info("health and metrics on http://%s:%d (/health, /metrics)", self._host,
+                 self._bound)
+        return self._bound
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        self._bound = None
+
+    async def __aenter__(self) -> HealthServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _handle_metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=self._metrics.exposition(),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _handle_health(self, _request: web.Request) -> web.Response:
+        try:
+            snapshot = self._snapshot()
+            report = snapshot.to_report()
+        except Exception as exc:
+            self._metrics.count_error("health_snapshot")
+            _limited.error("health_snapshot", "health snapshot provider failed: %r", exc)
+            body = {"status": "error", "reasons": [f"snapshot provider failed: {exc!r}"]}
+            return web.Response(status=500, body=_json.encode(body),
+                                content_type="application/json")
+        status = 503 if report["status"] == HealthStatus.DOWN else 200
+        return web.Response(status=status, body=_json.encode(report),
+                            content_type="application/json")
+

@@ -1,0 +1,121 @@
+"""A point-in-time picture of the service, shared by ``/health`` and the terminal dashboard.
+
+The health server and the dashboard never reach into the feed, transport or sinks: they call a
+``SnapshotProvider`` (any ``() -> HealthSnapshot``; :meth:`Metrics.snapshot` is one) and render
+what it returns. That keeps both testable with a hand-built snapshot and keeps the service free
+to change how it gathers the numbers.
+
+Prices are strings (the exact decimal the exchange sent), times are Unix ms in venue time.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+
+import msgspec
+
+from candlekeeper.core.events import ConnectionState, StreamState
+
+
+class HealthStatus(enum.StrEnum):
+    OK = "ok"  # every stream live, every connection up, no sink failing
+    DEGRADED = "degraded"  # some data flows, something needs attention
+    DOWN = "down"  # no stream is live: nothing is being ingested
+
+
+class StreamRow(msgspec.Struct, frozen=True, kw_only=True):
+    venue: str
+    symbol: str
+    interval: str
+    state: str  # a StreamState value
+    detail: str = ""
+    messages: int = 0
+    closed: int = 0  # CandleClosed events emitted
+    stored: int = 0  # closed candles handed to storage
+    last_close_price: str | None = None
+    last_close_time_ms: int | None = None  # close time of the last closed candle
+    lag_ms: int | None = None  # receive time - exchange event time of the last message
+    reconnects: int = 0  # times this stream lost its connection
+    stalls: int = 0  # times the watchdog flagged it STALLED or SILENT
+
+
+class ConnectionRow(msgspec.Struct, frozen=True, kw_only=True):
+    venue: str
+    name: str
+    state: str  # a ConnectionState value
+    streams: int = 0
+    reconnects: int = 0
+    messages: int = 0
+    malformed: int = 0
+    error_frames: int = 0
+    detail: str = ""
+
+
+class SinkRow(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    written: int = 0
+    pending: int = 0  # the backlog: accepted but not yet durable
+    failures: int = 0
+    retries: int = 0
+    dropped: int = 0  # lost to the overflow policy; any non-zero value means data loss
+    last_error: str | None = None
+
+
+class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    ts_ms: int
+    uptime_s: float
+    streams: tuple[StreamRow, ...] = ()
+    connections: tuple[ConnectionRow, ...] = ()
+    sinks: tuple[SinkRow, ...] = ()
+    messages_total: int = 0  # all kline messages so far (the dashboard derives msgs/s)
+
+    @property
+    def sink_backlog(self) -> int:
+        return sum(s.pending for s in self.sinks)
+
+    def evaluate(self) -> tuple[HealthStatus, list[str]]:
+        """Overall status and the reasons it is not ``ok``.
+
+        ``down`` when no stream is live (including at start-up before the first message: the
+        endpoint doubles as a readiness check); ``degraded`` when some stream is not live, a
+        connection is not connected or a sink is failing; ``ok`` otherwise.
+        """
+        reasons: list[str] = []
+        live = sum(1 for s in self.streams if s.state == StreamState.LIVE)
+        if not self.streams:
+            return HealthStatus.DOWN, ["no streams"]
+        if live == 0:
+            reasons.append(f"no stream is live (0/{len(self.streams)})")
+        elif live < len(self.streams):
+            counts: dict[str, int] = {}
+            for s in self.streams:
+                if s.state != StreamState.LIVE:
+                    counts[s.state] = counts.get(s.state, 0) + 1
+            reasons.append(
+                f"{len(self.streams) - live}/{len(self.streams)} streams not live ("
+                + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) + ")")
+        for c in self.connections:
+            if c.state != ConnectionState.CONNECTED:
+                reasons.append(f"connection {c.name} is {c.state}"
+                               + (f": {c.detail}" if c.detail else ""))
+        for sink in self.sinks:
+            if sink.last_error is not None and sink.pending:
+                reasons.append(f"sink {sink.name} failing ({sink.pending} pending): "
+                               f"{sink.last_error}")
+        if live == 0:
+            return HealthStatus.DOWN, reasons
+        return (HealthStatus.DEGRADED if reasons else HealthStatus.OK), reasons
+
+    def to_report(self) -> dict[str, object]:
+        """The ``/health`` JSON body: status, reasons, then every row."""
+        status, reasons = self.evaluate()
+        body: dict[str, object] = {"status": status.value, "reasons": reasons,
+                                   "sink_backlog": self.sink_backlog}
+        built = msgspec.to_builtins(self)
+        assert isinstance(built, dict)
+        body.update(built)
+        return body
+
+
+SnapshotProvider = Callable[[], HealthSnapshot]
