@@ -206,10 +206,10 @@ class BatchingWriter:
         Opening is not retried: a sink that cannot even open (bad path, wrong schema version) is a
         configuration problem that should stop the service at startup with a clear ``SinkError``.
         """
-        if self._task is not None:
-            return
         if self._stopped:
             raise SinkError(f"writer for sink {self.sink.name!r} was stopped; make a new one")
+        if self._task is not None:
+            return
         await self.sink.open()
         self._task = asyncio.create_task(self._run(), name=f"sink-writer:{self.sink.name}")
 
@@ -290,10 +290,10 @@ class BatchingWriter:
     async def _write_inflight(self) -> bool:
         batch = self._inflight
         try:
-            if self._write_timeout is None:
+            # asyncio.timeout, not wait_for: no extra task per batch, and the counters below are
+            # updated in the same step as the write completes
+            async with asyncio.timeout(self._write_timeout):
                 await self.sink.write(batch)
-            else:
-                await asyncio.wait_for(self.sink.write(batch), self._write_timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # every failure is retried; see Sink's contract
