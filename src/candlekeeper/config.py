@@ -279,7 +279,7 @@ class ShutdownConfig(_Section):
 class Config(_Section):
     """The whole service configuration (docs/configuration.md documents every key)."""
 
-    feeds: tuple[FeedConfig, ...] = Field(min_length=1)
+    feeds: tuple[FeedConfig, ...]
     buffer_size: int = Field(default=500, ge=1, le=1_000_000)
     transport: TransportConfig = TransportConfig()
     sinks: SinksConfig = SinksConfig()
@@ -289,6 +289,10 @@ class Config(_Section):
     @field_validator("feeds")
     @classmethod
     def _one_entry_per_venue(cls, feeds: tuple[FeedConfig, ...]) -> tuple[FeedConfig, ...]:
+        # checked here rather than with Field(min_length=1): pydantic reports the length check
+        # as a second, spurious problem whenever any item is invalid
+        if not feeds:
+            raise ValueError("at least one feed is required")
         first: dict[str, int] = {}
         for i, feed in enumerate(feeds):
             if feed.venue in first:

@@ -120,8 +120,8 @@ def _set(out: EnvOverrides, path: list[str], name: str, value: str | None) -> st
             key: str | int = seg
             if last:
                 node[seg] = value
-            elif not isinstance(node.get(seg), dict | list):
-                node[seg] = {}
+            elif node.get(seg) is None:
+                node[seg] = [] if path[i + 1].isdigit() else {}
         elif isinstance(node, list):
             if not seg.isdigit():
                 return f"{_dotted(loc)} is a list; expected an index, got {seg!r}"
@@ -130,11 +130,11 @@ def _set(out: EnvOverrides, path: list[str], name: str, value: str | None) -> st
                 return (f"index {key} is out of range for {_dotted(loc)} "
                         f"(it has {len(node)} item{'s' if len(node) != 1 else ''})")
             if key == len(node):
-                node.append({})
+                node.append(None)
             if last:
                 node[key] = value
-            elif not isinstance(node[key], dict | list):
-                node[key] = {}
+            elif node[key] is None:
+                node[key] = [] if path[i + 1].isdigit() else {}
         else:
             return f"{_dotted(loc)} is a single value, it has no key {seg!r}"
         loc.append(key)
@@ -232,7 +232,9 @@ def pydantic_problems(root: type[BaseModel], exc: ValidationError,
                     shown = shown[: _MAX_INPUT_REPR - 3] + "..."
                 msg = f"{msg} (got {shown})"
         for origin, var in env_origins.items():
-            if loc[: len(origin)] == origin:
+            # the error is at or below what the variable set, or the variable set a sub-key of
+            # a value that is not a mapping (CANDLEKEEPER__BUFFER_SIZE__X)
+            if loc and (loc[: len(origin)] == origin or origin[: len(loc)] == loc):
                 msg = f"{msg} [from environment variable {var}]"
                 break
         where = _loc_text(loc)
