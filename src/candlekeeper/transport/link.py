@@ -1,0 +1,183 @@
+"""One connection of a session: the ``FrameHandler`` with the per-frame hot path.
+
+``on_frame`` is the only code that runs for every kline: decode (one msgspec call in the codec),
+one dict lookup for the stream's slot, a counter, the listener call, and the backpressure check.
+No await, no task, no log, no clock read. Everything rarer — acks, error frames, pings, shutdown
+notices, malformed frames — leaves the hot path through ``_on_other``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+from candlekeeper.core.candle import Candle
+from candlekeeper.core.events import StreamState
+from candlekeeper.transport.backoff import describe
+from candlekeeper.transport.base import Connection
+from candlekeeper.transport.pacing import RatePacer
+from candlekeeper.transport.watchdog import StreamSlot
+from candlekeeper.venues.base import (
+    Ack,
+    ErrorReply,
+    Ignored,
+    Malformed,
+    Message,
+    Reply,
+    ServerShutdown,
+)
+
+if TYPE_CHECKING:
+    from candlekeeper.transport.session import Session
+
+_LIVE = StreamState.LIVE
+_SUBSCRIBING = StreamState.SUBSCRIBING
+
+
+class Link:
+    """Connection-scoped state: the socket, requests awaiting a reply, the control budget."""
+
+    def __init__(self, session: Session) -> None:
+        self.s = session
+        self.conn: Connection | None = None
+        self.connected_at: float | None = None
+        #: request id -> (slots in that SUBSCRIBE, loop time it was sent)
+        self.pending: dict[int, tuple[list[StreamSlot], float]] = {}
+        self.to_send: deque[list[StreamSlot]] = deque()
+        self.pacer = RatePacer(session.control_rate)
+        self.messages = 0  # data frames
+        self.control_frames = 0  # pings and pongs
+        self.pings = 0
+        self.frames_seen = 0
+        self.last_frame_at = 0.0
+        self.idle_ping_sent = False
+        self.closed_reason: str | None = None
+        self.shutdown_notice = False
+        self.paused = False
+        self.relief: asyncio.Task[None] | None = None
+        self.wake = asyncio.Event()
+        # hot-path bindings
+        self._decode = session.codec.decode
+        self._slots = session.by_symbol_interval
+        self._on_candle = session.listener.on_candle
+        self._listener = session.listener
+
+    def attach(self, conn: Connection, now: float) -> None:
+        self.conn = conn
+        self.connected_at = self.last_frame_at = now
+
+    def lived(self, now: float) -> float:
+        """Seconds this connection has been open (0 if it never opened)."""
+        return 0.0 if self.connected_at is None else now - self.connected_at
+
+    # -- FrameHandler -------------------------------------------------------------------------
+    def on_frame(self, data: bytes | str) -> None:
+        self.messages += 1
+        try:
+            msg = self._decode(data)
+            if type(msg) is Candle:
+                slot = self._slots.get((msg.symbol, msg.interval))
+                if slot is None:
+                    self.s.unexpected_candle(msg)
+                    return
+                slot.count += 1
+                if slot.state is not _LIVE:
+                    self.s.set_state(slot, _LIVE)
+                self._on_candle(msg)
+                if self._listener.under_pressure:
+                    self._pause()
+            else:
+                self._on_other(msg)
+        except Exception as exc:  # a listener bug must not cost the connection
+            self.s.listener_errors += 1
+            self.s.ratelog.error("listener", "%s: error while handling a frame: %s",
+                                 self.s.name, describe(exc))
+
+    def on_ping(self, payload: bytes) -> None:
+        self.control_frames += 1
+        self.pings += 1
+        if self.conn is not None and not self.conn.closed:
+            self.conn.send_pong(payload)  # RFC 6455: echo the payload (Binance requires it)
+            self.pacer.force(self.s._now())
+
+    def on_pong(self, payload: bytes) -> None:
+        self.control_frames += 1
+
+    def on_closed(self, reason: str) -> None:
+        if self.closed_reason is None:
+            self.closed_reason = reason
+        self.wake.set()
+
+    # -- everything that is not a kline ----------------------------------------------------------
+    def _on_other(self, msg: Message) -> None:
+        s = self.s
+        if type(msg) is Ack:
+            pending = self.pending.pop(msg.request_id, None)  # type: ignore[arg-type]
+            if pending is not None:
+                for slot in pending[0]:
+                    if slot.state is _SUBSCRIBING:
+                        s.set_state(slot, StreamState.SUBSCRIBED)
+        elif type(msg) is ErrorReply:
+            self._on_error(msg)
+        elif type(msg) is Reply:
+            if self.conn is not None and not self.conn.closed:
+                self.conn.send_text(msg.payload)
+                self.pacer.force(s._now())
+        elif type(msg) is Malformed:
+            s.malformed += 1
+            s.ratelog.warning("malformed", "%s: dropped a malformed frame (%s): %r",
+                              s.name, msg.reason, msg.snippet)
+        elif type(msg) is ServerShutdown:
+            self.shutdown_notice = True
+            self.wake.set()
+        elif type(msg) is not Ignored:
+            s.ratelog.warning("unknown", "%s: codec returned an unknown message %r",
+                              s.name, type(msg).__name__)
+
+    def _on_error(self, msg: ErrorReply) -> None:
+        s = self.s
+        s.error_frames += 1
+        rid = msg.request_id
+        pending = self.pending.pop(rid, None) if isinstance(rid, int) else None
+        if pending is None:
+            s.ratelog.warning("error-frame", "%s: venue error frame (id=%r): code %d %s",
+                              s.name, rid, msg.code, msg.msg)
+            return
+        slots = pending[0]
+        if len(slots) > 1:
+            # The venue refuses a whole SUBSCRIBE for one bad name; bisect to isolate it and
+            # keep every other stream. Halves go first in the queue, paced like the rest.
+            half = len(slots) // 2
+            self.to_send.appendleft(slots[half:])
+            self.to_send.appendleft(slots[:half])
+            s.ratelog.warning("bisect", "%s: venue refused a SUBSCRIBE of %d streams (code %d"
+                              " %s); retrying in halves to find the refused stream(s)",
+                              s.name, len(slots), msg.code, msg.msg)
+            self.wake.set()
+            return
+        slot = slots[0]
+        s.rejected += 1
+        s.ratelog.warning(f"rejected:{slot.stream}", "%s: venue rejected stream %s: code %d %s",
+                          s.name, slot.stream, msg.code, msg.msg)
+        s.set_state(slot, StreamState.REJECTED, f"code {msg.code}: {msg.msg}")
+
+    # -- backpressure -------------------------------------------------------------------------
+    def _pause(self) -> None:
+        if self.paused or self.conn is None:
+            return
+        self.paused = True
+        self.conn.pause_reading()
+        self.relief = asyncio.get_running_loop().create_task(self._relieve())
+
+    async def _relieve(self) -> None:
+        try:
+            await self._listener.relieve()
+        except Exception as exc:
+            self.s.ratelog.error("relieve", "%s: listener.relieve raised: %s", self.s.name,
+                                 describe(exc))
+        self.relief = None
+        self.paused = False
+        self.s.after_resume(self.s._now())
+        if self.conn is not None and not self.conn.closed:
+            self.conn.resume_reading()

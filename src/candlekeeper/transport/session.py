@@ -1,0 +1,321 @@
+"""One venue-agnostic WebSocket session: connect → subscribe (paced) → confirm acks → read.
+
+Everything venue-specific comes from the ``VenueCodec`` (URLs, frames, replies) and its
+``VenueSpec`` (limits); the session never branches on the venue. Its structure:
+
+- :class:`Session.run` is the reconnect loop: pure policy from ``backoff.py`` (delays and
+  ``classify``), one clear log line per failure, a ``ConnectionStatus`` on every change.
+- :class:`_Link` is one connection. It is the connector's ``FrameHandler``: frames arrive as
+  synchronous callbacks, are decoded and handed to the listener without any await, task or log
+  on the hot path (counters only).
+- :meth:`Session._serve` is a small supervisor loop per connection that wakes on events or a
+  periodic tick: it sends queued SUBSCRIBEs under the venue's control-message rate, times out
+  missing acks, runs the stream and connection watchdogs, and decides to rotate.
+
+A proactive reconnect (server shutdown notice, ``rotate_after_s``) currently breaks before it
+makes; because a connection is a self-contained ``_Link``, running two links side by side for a
+make-before-break handover is an extension of ``run`` rather than a rewrite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+
+from candlekeeper.core.candle import Candle
+from candlekeeper.core.clock import Clock
+from candlekeeper.core.events import ConnectionState, ConnectionStatus, StreamState, StreamStatus
+from candlekeeper.core.stream_key import StreamKey
+from candlekeeper.observability.logging import RateLimitedLog
+from candlekeeper.transport.backoff import Verdict, backoff_delays, classify, describe
+from candlekeeper.transport.base import ConnectError, Connection, ConnectionLost, Connector
+from candlekeeper.transport.link import Link
+from candlekeeper.transport.options import SessionStats, StreamListener, TransportOptions
+from candlekeeper.transport.watchdog import StreamSlot, check, make_slot, min_stall_after_s
+from candlekeeper.venues.base import VenueCodec
+
+log = logging.getLogger("candlekeeper.transport")
+
+_WATCHED = (StreamState.SUBSCRIBED, StreamState.LIVE)
+
+
+class Session:
+    """One connection's worth of streams, kept subscribed for as long as :meth:`run` runs."""
+
+    def __init__(self, name: str, codec: VenueCodec, keys: Sequence[StreamKey],
+                 listener: StreamListener, *, ws_base: str, clock: Clock,
+                 options: TransportOptions, connector: Connector) -> None:
+        self.name = name
+        self.codec = codec
+        self.listener = listener
+        self.clock = clock
+        self.options = options
+        self.connector = connector
+        self.url = codec.connect_url(ws_base, [])
+        self.slots = [make_slot(k, codec.stream_name(k), clock, options.stall_grace_ms)
+                      for k in keys]
+        #: hot-path index: (symbol, interval) of a decoded Candle -> its slot
+        self.by_symbol_interval = {(s.key.symbol, s.key.interval): s for s in self.slots}
+        self.period_s = options.watchdog_period_s or max(
+            0.005, min(0.5, min_stall_after_s(self.slots) / 8))
+        self.control_rate = codec.spec.control_messages_per_second * options.control_rate_fraction
+        self.ratelog = RateLimitedLog(log, options.log_period_s)
+        self.state = ConnectionState.CLOSED
+        self.reconnects = 0
+        self.last_error = ""
+        # totals of finished links; the live link's counters are added in stats()
+        self.messages = self.malformed = self.error_frames = self.rejected = 0
+        self.unexpected = self.pings = self.listener_errors = 0
+        self._next_id = 1
+        self._link: Link | None = None
+        self._connected_at: float | None = None
+        self._last_frame_at: float | None = None
+        self._connect_task: asyncio.Future[Connection] | None = None
+        self._stopping = False
+        self._stop_event = asyncio.Event()
+        self._done: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Keep the streams subscribed until :meth:`stop`. Network failures never escape; a
+        configuration error (``classify`` → FATAL) is raised after one error line."""
+        if self._done is not None:
+            raise RuntimeError(f"session {self.name} is already running")
+        self._loop = asyncio.get_running_loop()
+        self._done = asyncio.Event()
+        delays = self._delays()
+        try:
+            if not self._stopping:
+                self._emit_connection(ConnectionState.CONNECTING)
+            while not self._stopping:
+                link = Link(self)
+                try:
+                    proactive = await self._attempt(link)
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if self._stopping and task is not None and task.cancelling() == 0:
+                        break  # stop() cancelled the connect, not our caller
+                    raise
+                except Exception as exc:
+                    reason = describe(exc)
+                    self.last_error = reason
+                    if classify(exc) is Verdict.FATAL:
+                        log.error("%s: giving up: %s", self.name, reason)
+                        raise
+                    if link.lived(self._now()) >= self.options.healthy_after_s:
+                        delays = self._delays()
+                    delay = next(delays)
+                    log.warning("%s: %s; reconnecting in %.1f s", self.name, reason, delay)
+                    self._reconnecting(f"{reason}; retry in {delay:.1f} s")
+                    await self._sleep(delay)
+                    continue
+                if proactive is None:
+                    break
+                log.info("%s: reconnecting: %s", self.name, proactive)
+                if link.lived(self._now()) >= self.options.healthy_after_s:
+                    delays = self._delays()
+                self._reconnecting(proactive)
+        finally:
+            self._disconnect_streams("stopped" if self._stopping else self.last_error)
+            self._emit_connection(ConnectionState.CLOSED, self.last_error)
+            self._done.set()
+
+    async def stop(self) -> None:
+        """Close the connection promptly and make :meth:`run` return. Idempotent."""
+        self._stopping = True
+        self._stop_event.set()
+        if self._connect_task is not None:
+            self._connect_task.cancel()
+        if self._link is not None:
+            self._link.wake.set()
+        if self._done is not None:
+            await self._done.wait()
+
+    # -- one connection -----------------------------------------------------------------------
+    async def _attempt(self, link: Link) -> str | None:
+        """Open, serve and close one connection. Returns None when stopping, or the reason for a
+        proactive reconnect; raises on failure."""
+        timeout = self.options.connect_timeout_s
+        self._connect_task = asyncio.ensure_future(
+            asyncio.wait_for(self.connector.connect(self.url, link), timeout))
+        try:
+            conn = await self._connect_task
+        except TimeoutError as exc:
+            raise ConnectError(f"cannot connect to {self.url}: no answer within {timeout:g} s") \
+                from exc
+        finally:
+            self._connect_task = None
+        link.attach(conn, self._now())
+        self._link = link
+        self._connected_at = self._now()
+        try:
+            self._emit_connection(ConnectionState.CONNECTED)
+            return await self._serve(link)
+        finally:
+            self._link = None
+            self._connected_at = None
+            self._absorb(link)
+            await self._teardown(link)
+
+    async def _serve(self, link: Link) -> str | None:
+        opts = self.options
+        chunk = self.codec.spec.max_streams_per_subscribe
+        wanted = [s for s in self.slots if s.state is not StreamState.REJECTED]
+        for slot in wanted:
+            self.set_state(slot, StreamState.SUBSCRIBING)
+        for i in range(0, len(wanted), chunk):
+            link.to_send.append(wanted[i:i + chunk])
+        while True:
+            if self._stopping:
+                return None
+            if link.closed_reason is not None:
+                raise ConnectionLost(link.closed_reason)
+            now = self._now()
+            if link.shutdown_notice:
+                return "the venue announced it will close this connection"
+            if opts.rotate_after_s is not None and link.lived(now) >= opts.rotate_after_s:
+                return f"rotating after {opts.rotate_after_s:g} s"
+            while link.to_send and link.pacer.delay(now) == 0.0:
+                self._send_subscribe(link, link.to_send.popleft(), now)
+            for rid, (slots, sent_at) in link.pending.items():
+                if now - sent_at >= opts.ack_timeout_s:
+                    raise ConnectionLost(f"no reply to SUBSCRIBE id={rid} ({len(slots)} streams)"
+                                         f" within {opts.ack_timeout_s:g} s")
+            if not link.paused:
+                self._check_idle(link, now)
+                self._check_streams(now)
+            timeout = self.period_s
+            if link.to_send:
+                timeout = min(timeout, link.pacer.delay(now))
+            link.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await link.wake.wait()
+
+    def _send_subscribe(self, link: Link, slots: list[StreamSlot], now: float) -> None:
+        rid = self._next_id
+        self._next_id += 1
+        assert link.conn is not None
+        link.conn.send_text(self.codec.subscribe([s.stream for s in slots], rid))
+        link.pacer.take(now)
+        link.pending[rid] = (slots, now)
+
+    def _check_idle(self, link: Link, now: float) -> None:
+        frames = link.messages + link.control_frames
+        if frames != link.frames_seen:
+            link.frames_seen = frames
+            link.last_frame_at = self._last_frame_at = now
+            link.idle_ping_sent = False
+            return
+        idle = now - link.last_frame_at
+        if idle >= self.options.idle_timeout_s:
+            raise ConnectionLost(f"no frame at all for {idle:.1f} s")
+        if idle >= self.options.idle_ping_s and not link.idle_ping_sent and link.conn:
+            link.idle_ping_sent = True
+            link.conn.send_ping(b"candlekeeper")
+            link.pacer.force(now)
+
+    def _check_streams(self, now: float) -> None:
+        for slot in self.slots:
+            new = check(slot, now)
+            if new is not None:
+                what = "no first message" if new is StreamState.SILENT else "no message"
+                self.set_state(slot, new, f"{what} for {now - slot.since_wall:.1f} s "
+                                          f"(threshold {slot.stall_after_s:.3g} s)")
+
+    def after_resume(self, now: float) -> None:
+        """Reading was paused for backpressure: silence in that time is ours, not the venue's."""
+        for slot in self.slots:
+            if slot.state in _WATCHED:
+                slot.since_wall = max(slot.since_wall, now)
+        if self._link is not None:
+            self._link.last_frame_at = now
+
+    async def _teardown(self, link: Link) -> None:
+        if link.relief is not None:
+            link.relief.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await link.relief
+        if link.conn is not None:
+            link.conn.close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.options.close_timeout_s):
+                    await link.conn.wait_closed()
+
+    def _absorb(self, link: Link) -> None:
+        self.messages += link.messages
+        self.pings += link.pings
+        link.messages = link.pings = 0
+
+    # -- state and events ---------------------------------------------------------------------
+    def set_state(self, slot: StreamSlot, state: StreamState, detail: str = "") -> None:
+        slot.state = state
+        slot.detail = detail
+        slot.since_wall = self._now()
+        status = StreamStatus(slot.key, state, detail, self.clock.time_ms())
+        try:
+            self.listener.on_stream_status(status)
+        except Exception as exc:
+            self.ratelog.error("status", "%s: listener.on_stream_status raised: %s",
+                               self.name, describe(exc))
+
+    def _emit_connection(self, state: ConnectionState, detail: str = "") -> None:
+        self.state = state
+        status = ConnectionStatus(self.name, state, len(self.slots), detail, self.reconnects,
+                                  self.clock.time_ms())
+        try:
+            self.listener.on_connection_status(status)
+        except Exception as exc:
+            self.ratelog.error("status", "%s: listener.on_connection_status raised: %s",
+                               self.name, describe(exc))
+
+    def _reconnecting(self, reason: str) -> None:
+        self.reconnects += 1
+        self._disconnect_streams(reason)
+        self._emit_connection(ConnectionState.RECONNECTING, reason)
+
+    def _disconnect_streams(self, reason: str) -> None:
+        for slot in self.slots:
+            if slot.state not in (StreamState.REJECTED, StreamState.DISCONNECTED):
+                self.set_state(slot, StreamState.DISCONNECTED, reason)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def _delays(self) -> Iterator[float]:
+        o = self.options
+        return backoff_delays(o.backoff_initial_s, o.backoff_factor, o.backoff_max_s,
+                              o.backoff_jitter)
+
+    async def _sleep(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._stop_event.wait()
+
+    def unexpected_candle(self, candle: Candle) -> None:
+        self.unexpected += 1
+        self.ratelog.warning("unexpected", "%s: dropped a kline for %s:%s, which this connection"
+                             " did not subscribe", self.name, candle.symbol, candle.interval)
+
+    def stats(self) -> SessionStats:
+        link = self._link
+        states: dict[str, int] = {}
+        for slot in self.slots:
+            states[slot.state.value] = states.get(slot.state.value, 0) + 1
+        return SessionStats(
+            name=self.name, url=self.url, streams=len(self.slots), state=self.state,
+            reconnects=self.reconnects,
+            messages=self.messages + (link.messages if link else 0),
+            malformed=self.malformed, error_frames=self.error_frames, rejected=self.rejected,
+            unexpected=self.unexpected, pings=self.pings + (link.pings if link else 0),
+            listener_errors=self.listener_errors,
+            last_message_monotonic=self._last_frame_at,
+            connected_since_monotonic=self._connected_at,
+            last_error=self.last_error, stream_states=states,
+        )
+

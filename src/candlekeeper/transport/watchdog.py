@@ -1,0 +1,81 @@
+"""Per-stream liveness, judged in the venue's time.
+
+A stream that has sent nothing for ``min(interval, 60 s) + grace`` of *venue* time is STALLED;
+one that never sent its first message after its subscription was acknowledged is SILENT — the
+"subscribed but silent" failure of an unrouted legacy URL, which accepts subscriptions and then
+pushes no klines. Venue durations become wall seconds through ``Clock.wall_seconds`` so the same
+rules hold against an accelerated simulator.
+
+The hot path only increments :attr:`StreamSlot.count`; the periodic :func:`check` notices a
+changed count and moves the "last seen" time, so no clock is read per frame. Its resolution is
+the check period, which is a small fraction of the threshold.
+"""
+
+from __future__ import annotations
+
+from candlekeeper.core.clock import Clock
+from candlekeeper.core.events import StreamState
+from candlekeeper.core.intervals import nominal_ms
+from candlekeeper.core.stream_key import StreamKey
+
+_WATCHED = (StreamState.SUBSCRIBED, StreamState.LIVE)
+
+
+def stall_after_ms(interval: str, grace_ms: int) -> int:
+    """Venue milliseconds of silence after which a stream counts as stalled."""
+    return min(nominal_ms(interval), 60_000) + grace_ms
+
+
+class StreamSlot:
+    """Mutable per-stream state owned by one session (not shared across threads)."""
+
+    __slots__ = (
+        "count",
+        "detail",
+        "key",
+        "last_wall",
+        "seen",
+        "since_wall",
+        "stall_after_s",
+        "state",
+        "stream",
+    )
+
+    def __init__(self, key: StreamKey, stream: str, stall_after_s: float) -> None:
+        self.key = key
+        self.stream = stream
+        self.stall_after_s = stall_after_s
+        self.state = StreamState.DISCONNECTED
+        self.detail = ""
+        self.count = 0  # frames received for this stream (ever)
+        self.seen = 0  # value of ``count`` at the last check
+        self.last_wall = 0.0  # monotonic time a frame was last noticed
+        self.since_wall = 0.0  # monotonic time of the last state change
+
+
+def make_slot(key: StreamKey, stream: str, clock: Clock, grace_ms: int) -> StreamSlot:
+    return StreamSlot(key, stream, clock.wall_seconds(stall_after_ms(key.interval, grace_ms)))
+
+
+def check(slot: StreamSlot, now: float) -> StreamState | None:
+    """The state ``slot`` should move to at monotonic ``now``, or None if unchanged.
+
+    Call periodically; it also records progress (``count`` vs ``seen``). The caller performs the
+    transition (so it can emit an event).
+    """
+    if slot.count != slot.seen:
+        slot.seen = slot.count
+        slot.last_wall = now
+    state = slot.state
+    if state not in _WATCHED:
+        return None
+    if state is StreamState.SUBSCRIBED:
+        # the first frame moves a stream to LIVE at once, so SUBSCRIBED means "none yet"
+        return StreamState.SILENT if now - slot.since_wall >= slot.stall_after_s else None
+    if now - max(slot.last_wall, slot.since_wall) >= slot.stall_after_s:
+        return StreamState.STALLED
+    return None
+
+
+def min_stall_after_s(slots: list[StreamSlot]) -> float:
+    return min((s.stall_after_s for s in slots), default=60.0)

@@ -1,0 +1,126 @@
+"""Test helpers for the transport: a recording listener, Binance-shaped frames, a memory venue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterable
+
+from candlekeeper.core.candle import Candle
+from candlekeeper.core.events import (
+    ConnectionState,
+    ConnectionStatus,
+    StreamState,
+    StreamStatus,
+)
+from candlekeeper.core.stream_key import StreamKey
+from candlekeeper.transport.memory import MemoryPeer
+
+USDM = "binance-usdm"
+
+
+def keys(n: int, interval: str = "1m", venue: str = USDM) -> list[StreamKey]:
+    return [StreamKey(venue, f"S{i:04d}USDT", interval) for i in range(n)]
+
+
+def kline_frame(key: StreamKey, open_time: int = 1_626_992_700_000, *, close: str = "7.6170",
+                event_time: int = 1_626_992_741_424, closed: bool = False) -> str:
+    """A combined-stream kline frame shaped exactly like the real capture."""
+    sym = key.symbol
+    return json.dumps({
+        "stream": f"{sym.lower()}@kline_{key.interval}",
+        "data": {"e": "kline", "E": event_time, "s": sym, "k": {
+            "t": open_time, "T": open_time + 59_999, "s": sym, "i": key.interval,
+            "f": 126902874, "L": 126902986, "o": "7.6080", "c": close, "h": "7.6180",
+            "l": "7.6070", "v": "3005", "n": 113, "x": closed, "q": "22875.8590",
+            "V": "1900", "Q": "14464.6960", "B": "0"}},
+    }, separators=(",", ":"))
+
+
+class Recorder:
+    """A ``StreamListener`` that records everything and lets a test await a condition."""
+
+    def __init__(self) -> None:
+        self.candles: list[Candle] = []
+        self.streams: list[StreamStatus] = []
+        self.conns: list[ConnectionStatus] = []
+        self.pressure = False
+        self.relieved = asyncio.Event()
+        self.raise_on_candle = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    # -- StreamListener -------------------------------------------------------------------------
+    def on_candle(self, candle: Candle) -> None:
+        if self.raise_on_candle:
+            raise RuntimeError("listener bug")
+        self.candles.append(candle)
+        self._notify()
+
+    def on_stream_status(self, status: StreamStatus) -> None:
+        self.streams.append(status)
+        self._notify()
+
+    def on_connection_status(self, status: ConnectionStatus) -> None:
+        self.conns.append(status)
+        self._notify()
+
+    @property
+    def under_pressure(self) -> bool:
+        return self.pressure
+
+    async def relieve(self) -> None:
+        await self.relieved.wait()
+        self.pressure = False
+
+    # -- test side ------------------------------------------------------------------------------
+    def _notify(self) -> None:
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._waiters.clear()
+
+    async def until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Wait until ``predicate()`` holds; re-checked after every callback."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                fut = asyncio.get_running_loop().create_future()
+                self._waiters.append(fut)
+                await fut
+
+    def state_of(self, key: StreamKey) -> StreamState | None:
+        for status in reversed(self.streams):
+            if status.key == key:
+                return status.state
+        return None
+
+    def states(self, key: StreamKey) -> list[StreamState]:
+        return [s.state for s in self.streams if s.key == key]
+
+    def conn_states(self) -> list[ConnectionState]:
+        return [c.state for c in self.conns]
+
+    def count(self, state: StreamState) -> int:
+        """How many streams are currently in ``state``."""
+        latest: dict[StreamKey, StreamState] = {}
+        for s in self.streams:
+            latest[s.key] = s.state
+        return sum(1 for v in latest.values() if v is state)
+
+
+async def ack_subscriptions(peer: MemoryPeer, reject: Iterable[str] = ()) -> None:
+    """Play Binance's control protocol on a memory peer: ack every SUBSCRIBE, or answer with
+    the real error frame when it names a stream in ``reject``."""
+    bad = set(reject)
+    while not peer.closed:
+        try:
+            sent = await peer.recv_text(timeout=30)
+        except TimeoutError:
+            return
+        request = json.loads(sent.payload)
+        if request.get("method") != "SUBSCRIBE":
+            continue
+        if bad & set(request["params"]):
+            peer.send(json.dumps({"error": {"code": 2, "msg": "Invalid request: invalid stream"},
+                                  "id": request["id"]}))
+        else:
+            peer.send(json.dumps({"result": None, "id": request["id"]}))

@@ -1,0 +1,332 @@
+"""Session logic over the in-memory connector: the real session code, no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
+
+import pytest
+
+from candlekeeper.core.clock import Clock, ScaledClock, SystemClock
+from candlekeeper.core.events import ConnectionState, StreamState
+from candlekeeper.core.stream_key import StreamKey
+from candlekeeper.errors import ConfigError
+from candlekeeper.transport.memory import MemoryConnector, MemoryPeer
+from candlekeeper.transport.options import TransportOptions
+from candlekeeper.transport.pool import ConnectionPool
+from candlekeeper.venues.base import Message, Reply
+from candlekeeper.venues.binance.codec import BinanceCodec
+from candlekeeper.venues.binance.endpoints import BINANCE_USDM
+
+from .helpers import Recorder, ack_subscriptions, keys, kline_frame
+
+BASE = "ws://venue.test/market"
+FAST = TransportOptions(backoff_initial_s=0.01, backoff_max_s=0.05, ack_timeout_s=1.0,
+                        watchdog_period_s=0.01)
+
+
+class Harness:
+    def __init__(self, ks: Sequence[StreamKey], options: TransportOptions = FAST,
+                 clock: Clock | None = None, codec: BinanceCodec | None = None) -> None:
+        self.keys = list(ks)
+        self.rec = Recorder()
+        self.connector = MemoryConnector()
+        self.pool = ConnectionPool(codec or BinanceCodec(BINANCE_USDM), self.keys, self.rec,
+                                   ws_base=BASE, clock=clock or SystemClock(), options=options,
+                                   connector=self.connector)
+        self.task: asyncio.Task[None] | None = None
+        self.responders: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.pool.run())
+
+    async def accept(self, *, ack: bool = True, reject: Sequence[str] = ()) -> MemoryPeer:
+        peer = await self.connector.accept()
+        if ack:
+            self.responders.append(asyncio.create_task(ack_subscriptions(peer, reject)))
+        return peer
+
+    async def close(self) -> None:
+        await self.pool.stop()
+        if self.task is not None:
+            await asyncio.wait_for(self.task, 2)
+        for r in self.responders:
+            r.cancel()
+        await asyncio.gather(*self.responders, return_exceptions=True)
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[list[Harness]]:
+    made: list[Harness] = []
+    yield made
+    for h in made:
+        await h.close()
+
+
+def make(made: list[Harness], *args: object, **kwargs: object) -> Harness:
+    h = Harness(*args, **kwargs)  # type: ignore[arg-type]
+    made.append(h)
+    h.start()
+    return h
+
+
+async def test_subscribes_in_chunks_paced_under_the_venue_rate(harness: list[Harness]) -> None:
+    h = make(harness, keys(1000))
+    peer = await h.connector.accept()
+    assert peer.url == "ws://venue.test/market/stream"
+    sent = [await peer.recv_text() for _ in range(5)]
+    requests = [json.loads(s.payload) for s in sent]
+    assert [r["method"] for r in requests] == ["SUBSCRIBE"] * 5
+    assert [len(r["params"]) for r in requests] == [200] * 5  # spec.max_streams_per_subscribe
+    assert sorted(p for r in requests for p in r["params"]) == \
+        sorted(f"s{i:04d}usdt@kline_1m" for i in range(1000))
+    assert len({r["id"] for r in requests}) == 5
+    gaps = [b.at - a.at for a, b in zip(sent, sent[1:], strict=False)]
+    assert min(gaps) >= 0.125 - 0.005  # 10/s venue limit x 0.8 headroom = 8/s
+    # no one-second window holds more than the venue's 10 messages
+    times = [s.at for s in sent]
+    assert all(sum(1 for t in times if t0 <= t < t0 + 1.0) <= 8 for t0 in times)
+
+
+async def test_acks_matched_by_id_then_first_kline_makes_the_stream_live(
+        harness: list[Harness]) -> None:
+    ks = keys(3)
+    h = make(harness, ks)
+    peer = await h.accept(ack=False)
+    req = json.loads((await peer.recv_text()).payload)
+    peer.send(json.dumps({"result": None, "id": req["id"] + 100}))  # someone else's id
+    peer.send(kline_frame(ks[0], close="7.6170"))  # data may precede the ack
+    await h.rec.until(lambda: len(h.rec.candles) == 1)
+    assert h.rec.state_of(ks[1]) is StreamState.SUBSCRIBING
+    peer.send(json.dumps({"result": None, "id": req["id"]}))
+    await h.rec.until(lambda: h.rec.state_of(ks[1]) is StreamState.SUBSCRIBED)
+    assert h.rec.states(ks[0]) == [StreamState.SUBSCRIBING, StreamState.LIVE]  # not downgraded
+    assert h.rec.states(ks[2]) == [StreamState.SUBSCRIBING, StreamState.SUBSCRIBED]
+    candle = h.rec.candles[0]
+    assert (candle.symbol, candle.interval, candle.close) == ("S0000USDT", "1m",
+                                                              Decimal("7.6170"))
+    assert str(candle.close) == "7.6170"
+    assert h.rec.conn_states() == [ConnectionState.CONNECTING, ConnectionState.CONNECTED]
+
+
+async def test_rejected_stream_is_isolated_and_the_connection_kept(
+        harness: list[Harness]) -> None:
+    ks = keys(8)
+    bad = "s0005usdt@kline_1m"
+    h = make(harness, ks)
+    peer = await h.accept(reject=[bad])
+    await h.rec.until(lambda: h.rec.count(StreamState.SUBSCRIBED) == 7
+                      and h.rec.count(StreamState.REJECTED) == 1)
+    rejected = [s for s in h.rec.streams if s.state is StreamState.REJECTED]
+    assert [s.key for s in rejected] == [ks[5]]
+    assert rejected[0].detail == "code 2: Invalid request: invalid stream"
+    stats = h.pool.stats()[0]
+    assert stats.rejected == 1
+    assert stats.error_frames == 4  # refused: all 8, then 4, 2 and finally the bad 1
+    assert stats.stream_states == {"subscribed": 7, "rejected": 1}
+    peer.send(kline_frame(ks[4]))
+    await h.rec.until(lambda: h.rec.state_of(ks[4]) is StreamState.LIVE)
+    assert len(h.connector.attempts) == 1 and not peer.closed
+
+
+async def test_malformed_frames_are_counted_logged_and_the_connection_kept(
+        harness: list[Harness], caplog: pytest.LogCaptureFixture) -> None:
+    ks = keys(1)
+    h = make(harness, ks)
+    peer = await h.accept()
+    await h.rec.until(lambda: h.rec.state_of(ks[0]) is StreamState.SUBSCRIBED)
+    with caplog.at_level(logging.WARNING, "candlekeeper.transport"):
+        for _ in range(3):
+            peer.send('{"stream":"s0000usdt@kline_1m","data":{"e":"kline","E":')
+        peer.send(b"\x00\xffnot json")
+        peer.send(kline_frame(ks[0], close="1.5"))
+        await h.rec.until(lambda: len(h.rec.candles) == 1)
+    assert h.rec.candles[0].close == Decimal("1.5")
+    stats = h.pool.stats()[0]
+    assert stats.malformed == 4
+    assert stats.messages >= 6  # 4 bad + 1 kline + the ack
+    malformed_lines = [r for r in caplog.records if "malformed" in r.getMessage()]
+    assert len(malformed_lines) == 1  # rate limited
+    assert "invalid JSON" in malformed_lines[0].getMessage()
+    assert len(h.connector.attempts) == 1 and not peer.closed
+
+
+async def test_server_ping_is_answered_with_a_pong_echoing_the_payload(
+        harness: list[Harness]) -> None:
+    h = make(harness, keys(1))
+    peer = await h.connector.accept()
+    await peer.recv_text()  # the SUBSCRIBE
+    peer.ping(b"1626992760203")
+    pong = await peer.recv()
+    assert (pong.kind, pong.payload) == ("pong", b"1626992760203")
+    assert h.pool.stats()[0].pings == 1
+
+
+class PingPongCodec(BinanceCodec):
+    """A venue whose heartbeat is a text ``Ping`` to be answered with ``Pong`` (BingX-style)."""
+
+    def decode(self, frame: bytes | str) -> Message:
+        if frame in ("Ping", b"Ping"):
+            return Reply("Pong")
+        return super().decode(frame)
+
+
+async def test_reply_messages_are_sent_back_at_once(harness: list[Harness]) -> None:
+    h = make(harness, keys(1), codec=PingPongCodec(BINANCE_USDM))
+    peer = await h.connector.accept()
+    await peer.recv_text()  # the SUBSCRIBE
+    peer.send(b"Ping")
+    reply = await peer.recv()
+    assert (reply.kind, reply.payload) == ("text", "Pong")
+
+
+async def test_missing_ack_reconnects_and_resubscribes(harness: list[Harness]) -> None:
+    ks = keys(2)
+    opts = TransportOptions(backoff_initial_s=0.01, ack_timeout_s=0.1, watchdog_period_s=0.01)
+    h = make(harness, ks, options=opts)
+    first = await h.accept(ack=False)
+    await first.recv_text()
+    second = await h.accept()
+    await h.rec.until(lambda: h.rec.count(StreamState.SUBSCRIBED) == 2)
+    assert first.closed and not second.closed
+    reconnecting = [c for c in h.rec.conns if c.state is ConnectionState.RECONNECTING]
+    assert len(reconnecting) == 1
+    assert reconnecting[0].detail.startswith("no reply to SUBSCRIBE id=1 (2 streams) within")
+    assert reconnecting[0].reconnects == 1
+    assert h.rec.states(ks[0]) == [StreamState.SUBSCRIBING, StreamState.DISCONNECTED,
+                                   StreamState.SUBSCRIBING, StreamState.SUBSCRIBED]
+
+
+async def test_server_drop_reconnects_with_status_events(harness: list[Harness]) -> None:
+    ks = keys(2)
+    h = make(harness, ks)
+    first = await h.accept()
+    await h.rec.until(lambda: h.rec.count(StreamState.SUBSCRIBED) == 2)
+    first.drop("server closed the connection (code 1001)")
+    second = await h.accept()
+    await h.rec.until(lambda: h.rec.count(StreamState.SUBSCRIBED) == 2
+                      and h.rec.conn_states()[-1] is ConnectionState.CONNECTED)
+    assert h.rec.conn_states() == [ConnectionState.CONNECTING, ConnectionState.CONNECTED,
+                                   ConnectionState.RECONNECTING, ConnectionState.CONNECTED]
+    assert "code 1001" in h.rec.conns[2].detail
+    second.send(kline_frame(ks[1]))
+    await h.rec.until(lambda: len(h.rec.candles) == 1)
+    assert h.pool.stats()[0].reconnects == 1
+
+
+async def test_server_shutdown_notice_reconnects_proactively(harness: list[Harness]) -> None:
+    opts = TransportOptions(backoff_initial_s=30.0, watchdog_period_s=0.01)  # no backoff wait
+    h = make(harness, keys(1), options=opts)
+    first = await h.accept()
+    await h.rec.until(lambda: h.rec.count(StreamState.SUBSCRIBED) == 1)
+    first.send('{"stream":"x","data":{"e":"serverShutdown","E":1700000000000}}')
+    second = await h.accept()
+    await h.rec.until(lambda: h.rec.count(StreamState.SUBSCRIBED) == 1)
+    assert first.closed and not second.closed
+    assert "announced" in h.rec.conns[2].detail
+
+
+async def test_watchdog_flags_silent_and_stalled_streams_in_venue_time(
+        harness: list[Harness]) -> None:
+    ks = keys(2)
+    clock = ScaledClock(speed=1000.0)  # 65 s of venue time = 65 ms of wall time
+    h = make(harness, ks, options=TransportOptions(watchdog_period_s=0.005), clock=clock)
+    peer = await h.accept()
+    await h.rec.until(lambda: h.rec.state_of(ks[0]) is StreamState.SUBSCRIBED)
+    peer.send(kline_frame(ks[0]))
+    await h.rec.until(lambda: h.rec.state_of(ks[1]) is StreamState.SILENT
+                      and h.rec.state_of(ks[0]) is StreamState.STALLED, timeout=2)
+    silent = [s for s in h.rec.streams if s.state is StreamState.SILENT]
+    assert [s.key for s in silent] == [ks[1]]
+    assert "no first message" in silent[0].detail
+    assert StreamState.LIVE in h.rec.states(ks[0])
+    peer.send(kline_frame(ks[1]))
+    peer.send(kline_frame(ks[0]))
+    await h.rec.until(lambda: h.rec.state_of(ks[0]) is StreamState.LIVE
+                      and h.rec.state_of(ks[1]) is StreamState.LIVE)
+
+
+async def test_idle_connection_is_pinged_then_given_up(harness: list[Harness]) -> None:
+    opts = TransportOptions(idle_ping_s=0.05, idle_timeout_s=0.15, backoff_initial_s=0.01,
+                            watchdog_period_s=0.01)
+    h = make(harness, keys(1), options=opts)
+    first = await h.accept(ack=False)
+    ping = await first.recv()
+    while ping.kind != "ping":
+        ping = await first.recv()
+    assert ping.payload == b"candlekeeper"
+    await h.accept()
+    assert "no frame at all for" in h.rec.conns[2].detail
+
+
+async def test_backpressure_pauses_reading_until_relieved(harness: list[Harness]) -> None:
+    ks = keys(1)
+    h = make(harness, ks)
+    peer = await h.accept()
+    await h.rec.until(lambda: h.rec.count(StreamState.SUBSCRIBED) == 1)
+    h.rec.pressure = True
+    for i in range(5):
+        peer.send(kline_frame(ks[0], event_time=i))
+    assert [c.event_time for c in h.rec.candles] == [0]  # paused after the first
+    assert peer.paused
+    h.rec.relieved.set()
+    await h.rec.until(lambda: len(h.rec.candles) == 5)
+    assert [c.event_time for c in h.rec.candles] == [0, 1, 2, 3, 4]
+    assert not peer.paused
+
+
+async def test_listener_errors_and_foreign_streams_are_counted_not_fatal(
+        harness: list[Harness]) -> None:
+    ks = keys(1)
+    h = make(harness, ks)
+    peer = await h.accept()
+    await h.rec.until(lambda: h.rec.count(StreamState.SUBSCRIBED) == 1)
+    h.rec.raise_on_candle = True
+    peer.send(kline_frame(ks[0]))
+    peer.send(kline_frame(StreamKey("binance-usdm", "ETHUSDT", "1m")))
+    h.rec.raise_on_candle = False
+    peer.send(kline_frame(ks[0], close="2"))
+    await h.rec.until(lambda: len(h.rec.candles) == 1)
+    stats = h.pool.stats()[0]
+    assert (stats.listener_errors, stats.unexpected) == (1, 1)
+    assert len(h.connector.attempts) == 1
+
+
+async def test_stop_is_prompt_during_backoff_and_emits_closed(harness: list[Harness]) -> None:
+    opts = TransportOptions(backoff_initial_s=60.0, backoff_jitter=0.0)
+    h = make(harness, keys(1), options=opts)
+    h.connector.refuse = "Connection refused"
+    await h.rec.until(lambda: ConnectionState.RECONNECTING in h.rec.conn_states())
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await h.pool.stop()
+    assert h.task is not None
+    await asyncio.wait_for(h.task, 1)
+    assert loop.time() - t0 < 0.5
+    assert h.rec.conn_states()[-1] is ConnectionState.CLOSED
+    await h.pool.stop()  # idempotent
+
+
+async def test_configuration_errors_are_fatal_and_raised() -> None:
+    class BadConnector(MemoryConnector):
+        async def connect(self, url: str, handler: object) -> object:  # type: ignore[override]
+            raise ConfigError(f"invalid WebSocket URL {url!r}")
+
+    rec = Recorder()
+    pool = ConnectionPool(BinanceCodec(BINANCE_USDM), keys(1), rec, ws_base="nope://",
+                          options=FAST, connector=BadConnector())
+    with pytest.raises(ConfigError, match="invalid WebSocket URL"):
+        await asyncio.wait_for(pool.run(), 2)
+    assert rec.conn_states()[-1] is ConnectionState.CLOSED
+
+
+def test_pool_rejects_foreign_venues_and_unknown_intervals() -> None:
+    codec = BinanceCodec(BINANCE_USDM)
+    with pytest.raises(ConfigError, match="binance-spot"):
+        ConnectionPool(codec, keys(1, venue="binance-spot"), Recorder(),
+                       connector=MemoryConnector())
+    with pytest.raises(ConfigError, match="1s"):
+        ConnectionPool(codec, keys(1, interval="1s"), Recorder(), connector=MemoryConnector())
