@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -84,7 +85,7 @@ async def test_subscribes_in_chunks_paced_under_the_venue_rate(harness: list[Har
     assert sorted(p for r in requests for p in r["params"]) == \
         sorted(f"s{i:04d}usdt@kline_1m" for i in range(1000))
     assert len({r["id"] for r in requests}) == 5
-    gaps = [b.at - a.at for a, b in zip(sent, sent[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(sent)]
     assert min(gaps) >= 0.125 - 0.005  # 10/s venue limit x 0.8 headroom = 8/s
     # no one-second window holds more than the venue's 10 messages
     times = [s.at for s in sent]
@@ -129,7 +130,8 @@ async def test_rejected_stream_is_isolated_and_the_connection_kept(
     assert stats.stream_states == {"subscribed": 7, "rejected": 1}
     peer.send(kline_frame(ks[4]))
     await h.rec.until(lambda: h.rec.state_of(ks[4]) is StreamState.LIVE)
-    assert len(h.connector.attempts) == 1 and not peer.closed
+    assert len(h.connector.attempts) == 1
+    assert not peer.closed
 
 
 async def test_malformed_frames_are_counted_logged_and_the_connection_kept(
@@ -151,7 +153,8 @@ async def test_malformed_frames_are_counted_logged_and_the_connection_kept(
     malformed_lines = [r for r in caplog.records if "malformed" in r.getMessage()]
     assert len(malformed_lines) == 1  # rate limited
     assert "invalid JSON" in malformed_lines[0].getMessage()
-    assert len(h.connector.attempts) == 1 and not peer.closed
+    assert len(h.connector.attempts) == 1
+    assert not peer.closed
 
 
 async def test_server_ping_is_answered_with_a_pong_echoing_the_payload(
@@ -191,7 +194,8 @@ async def test_missing_ack_reconnects_and_resubscribes(harness: list[Harness]) -
     await first.recv_text()
     second = await h.accept()
     await h.rec.until(lambda: h.rec.count(StreamState.SUBSCRIBED) == 2)
-    assert first.closed and not second.closed
+    assert first.closed
+    assert not second.closed
     reconnecting = [c for c in h.rec.conns if c.state is ConnectionState.RECONNECTING]
     assert len(reconnecting) == 1
     assert reconnecting[0].detail.startswith("no reply to SUBSCRIBE id=1 (2 streams) within")
@@ -225,7 +229,8 @@ async def test_server_shutdown_notice_reconnects_proactively(harness: list[Harne
     first.send('{"stream":"x","data":{"e":"serverShutdown","E":1700000000000}}')
     second = await h.accept()
     await h.rec.until(lambda: h.rec.count(StreamState.SUBSCRIBED) == 1)
-    assert first.closed and not second.closed
+    assert first.closed
+    assert not second.closed
     assert "announced" in h.rec.conns[2].detail
 
 
