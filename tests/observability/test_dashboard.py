@@ -1,0 +1,161 @@
+"""The terminal dashboard: rendering a snapshot to text, TTY and non-TTY loops, refresh bound."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from io import StringIO
+
+from obskit import row
+from rich.console import Console
+
+from candlekeeper.observability.dashboard import (
+    Dashboard,
+    format_duration,
+    format_lag,
+    format_time,
+)
+from candlekeeper.observability.snapshot import ConnectionRow, HealthSnapshot, SinkRow
+
+CLOSE_MS = 1_700_000_039_999  # 2023-11-14 22:13:59.999 UTC
+
+
+def snapshot(messages_total: int = 0, **kw: object) -> HealthSnapshot:
+    streams = (
+        row("BTCUSDT", stored=1234, last_close_price="64000.10", last_close_time_ms=CLOSE_MS,
+            lag_ms=120, messages=5000, reconnects=2),
+        row("ETHUSDT", "stalled", interval="5m", stored=7, last_close_price="3050.5",
+            last_close_time_ms=CLOSE_MS, lag_ms=2500, messages=40),
+    )
+    fields: dict[str, object] = {"ts_ms": CLOSE_MS, "uptime_s": 3725.0, "streams": streams,
+                                 "sinks": (SinkRow(name="sqlite", pending=42),),
+                                 "messages_total": messages_total}
+    fields.update(kw)
+    return HealthSnapshot(**fields)  # type: ignore[arg-type]
+
+
+def text_console(width: int = 160) -> Console:
+    return Console(file=StringIO(), width=width, record=True, color_system=None)
+
+
+def lines_with(text: str, needle: str) -> list[str]:
+    return [line for line in text.splitlines() if needle in line]
+
+
+def test_render_contains_every_column_of_every_row() -> None:
+    console = text_console()
+    dash = Dashboard(snapshot, console=console)
+    console.print(dash.render(snapshot(), msgs_per_s=1234.5))
+    out = console.export_text()
+    header = out.splitlines()[0]
+    assert header == ("candlekeeper  up 1:02:05  1,234 msgs/s  streams 1/2 live  "
+                      "sink backlog 42  status degraded")
+    for col in ("venue", "symbol", "interval", "state", "stored", "last close",
+                "close time (UTC)", "lag", "msgs", "reconn"):
+        assert col in out
+    [btc] = lines_with(out, "BTCUSDT")
+    cells = [c.strip() for c in btc.split("│")]
+    assert cells == ["binance-usdm", "BTCUSDT", "1m", "live", "1,234", "64000.10",
+                     "11-14 22:13:59", "120 ms", "5,000", "2"]
+    [eth] = lines_with(out, "ETHUSDT")
+    assert [c.strip() for c in eth.split("│")] == [
+        "binance-usdm", "ETHUSDT", "5m", "stalled", "7", "3050.5", "11-14 22:13:59", "2.5 s",
+        "40", "0"]
+    # rows needing attention come first
+    assert out.index("ETHUSDT") < out.index("BTCUSDT")
+
+
+def test_render_cuts_rows_and_reports_problems() -> None:
+    console = text_console()
+    many = tuple(row(f"S{i:03d}USDT") for i in range(30))
+    snap = snapshot(streams=many, connections=(
+        ConnectionRow(venue="binance-usdm", name="usdm-0", state="reconnecting", reconnects=3,
+                      detail="connection refused"),),
+        sinks=(SinkRow(name="sqlite", pending=9, failures=4, last_error="disk full"),))
+    console.print(Dashboard(lambda: snap, console=console, max_rows=10).render(snap))
+    out = console.export_text()
+    assert len(lines_with(out, "USDT │")) == 10
+    assert "... 20 more streams (20 live)" in out
+    assert "connection usdm-0: reconnecting (reconnects 3) connection refused" in out
+    assert "sink sqlite: 9 pending, 4 failures: disk full" in out
+
+
+def test_formatters() -> None:
+    assert format_duration(59) == "0:00:59"
+    assert format_duration(90061) == "1d 01:01:01"
+    assert format_lag(None) == "-"
+    assert format_lag(999) == "999 ms"
+    assert format_lag(1500) == "1.5 s"
+    assert format_time(None) == "-"
+    assert format_time(CLOSE_MS) == "11-14 22:13:59"
+
+
+def test_rate_is_derived_from_message_deltas() -> None:
+    clock = iter([10.0, 12.0])
+    totals = iter([1000, 5000])
+    dash = Dashboard(lambda: snapshot(next(totals)), console=text_console(),
+                     monotonic=lambda: next(clock))
+    dash.take()
+    assert dash.rate == 0.0
+    dash.take()
+    assert dash.rate == 2000.0
+
+
+async def test_non_tty_prints_plain_summaries() -> None:
+    console = text_console()
+    assert not console.is_terminal
+    stop = asyncio.Event()
+    calls = 0
+
+    def provider() -> HealthSnapshot:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            stop.set()
+        return snapshot(messages_total=100 * calls)
+
+    dash = Dashboard(provider, console=console, refresh_hz=50, plain_interval_s=0.01)
+    await asyncio.wait_for(dash.run_until(stop), 5)
+    out = console.export_text()
+    summaries = out.splitlines()
+    assert len(summaries) == 4  # three periodic ones (the third sets stop), then a final one
+    assert all(s.startswith("candlekeeper  up 1:02:05") for s in summaries)
+    assert summaries[0].endswith("messages 100  closed 0")
+    assert summaries[-1].endswith("messages 400  closed 0")
+    assert "\x1b[" not in console.file.getvalue()  # type: ignore[attr-defined]
+    assert "┃" not in out  # no table when not a terminal
+
+
+async def test_tty_redraws_at_a_bounded_rate_and_survives_provider_errors() -> None:
+    console = Console(file=StringIO(), width=160, force_terminal=True, height=40)
+    stop = asyncio.Event()
+    stamps: list[float] = []
+
+    def provider() -> HealthSnapshot:
+        stamps.append(time.monotonic())
+        if len(stamps) == 2:
+            raise RuntimeError("transient")
+        if len(stamps) == 5:
+            stop.set()
+        return snapshot(messages_total=len(stamps))
+
+    refresh_hz = 20.0
+    dash = Dashboard(provider, console=console, refresh_hz=refresh_hz)
+    await asyncio.wait_for(dash.run_until(stop), 5)
+    assert dash.renders == 4
+    assert dash.errors == 1
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert min(gaps) >= 0.9 / refresh_hz  # never faster than refresh_hz
+    screen = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "BTCUSDT" in screen
+    assert "snapshot unavailable" in screen
+
+
+async def test_stop_already_set_returns_promptly() -> None:
+    stop = asyncio.Event()
+    stop.set()
+    console = text_console()
+    dash = Dashboard(snapshot, console=console, plain_interval_s=0)
+    await asyncio.wait_for(dash.run_until(stop), 1)
+    assert console.export_text() == ""
