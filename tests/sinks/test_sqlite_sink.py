@@ -250,6 +250,9 @@ async def test_lifecycle_and_bad_paths(db_path: Path) -> None:
     await sink.close()
     await sink.close()  # idempotent
     assert not sink.is_open
+    await sink.open()  # re-opening a closed sink works
+    assert sink.count() == 0
+    await sink.close()
     assert raw_rows(db_path, "PRAGMA journal_mode") == [("wal",)]
     assert [r[0] for r in raw_rows(db_path, "SELECT version FROM schema_migrations")] == [1]
     # a clean close checkpoints the WAL into the main file
