@@ -231,7 +231,8 @@ class BatchingWriter:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            elif task.exception() is not None:  # a bug in the loop itself; surface it in logs
+            elif not task.cancelled() and task.exception() is not None:
+                # a bug in the flush loop itself: surface it in the logs
                 log.error("sink %r writer task crashed", self.sink.name,
                           exc_info=task.exception())
         self._stopped = True

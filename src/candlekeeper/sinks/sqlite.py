@@ -225,9 +225,10 @@ class SQLiteSink:
         if executor is None:
             raise SinkError(f"sqlite sink {self.name!r} is not open")
         try:
-            return await asyncio.get_running_loop().run_in_executor(executor, fn, arg)
+            future = asyncio.get_running_loop().run_in_executor(executor, fn, arg)
         except RuntimeError as exc:  # executor shut down by a concurrent close()
             raise SinkError(f"sqlite sink {self.name!r} was closed during a write") from exc
+        return await future
 
     def _connect(self, *, query_only: bool, same_thread: bool) -> sqlite3.Connection:
         try:
