@@ -10,12 +10,15 @@ from io import StringIO
 from obskit import row
 from rich.console import Console
 
+from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.observability.dashboard import (
     Dashboard,
     format_duration,
     format_lag,
     format_time,
+    run_dashboard,
 )
+from candlekeeper.observability.metrics import Metrics
 from candlekeeper.observability.snapshot import ConnectionRow, HealthSnapshot, SinkRow
 
 CLOSE_MS = 1_700_000_039_999  # 2023-11-14 22:13:59.999 UTC
@@ -159,3 +162,16 @@ async def test_stop_already_set_returns_promptly() -> None:
     dash = Dashboard(snapshot, console=console, plain_interval_s=0)
     await asyncio.wait_for(dash.run_until(stop), 1)
     assert console.export_text() == ""
+
+
+async def test_run_dashboard_accepts_an_object_with_snapshot() -> None:
+    metrics = Metrics()
+    metrics.stream(StreamKey("binance-spot", "ETHUSDT", "1s")).messages += 3
+    stop = asyncio.Event()
+    stop.set()
+    console = text_console()
+    dash = await asyncio.wait_for(run_dashboard(metrics, stop, console=console), 1)
+    assert dash.renders == 1
+    out = console.export_text()
+    assert out.endswith("messages 3  closed 0\n")
+    assert "streams 0/1 live" in out

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -210,6 +211,23 @@ class Dashboard:
             self.console.print(self.summary_line(snap), markup=False, highlight=False,
                                soft_wrap=True)
             self.renders += 1
+
+
+@runtime_checkable
+class HasSnapshot(Protocol):
+    def snapshot(self) -> HealthSnapshot: ...
+
+
+async def run_dashboard(source: SnapshotProvider | HasSnapshot, stop: asyncio.Event, *,
+                        refresh_hz: float = 2.0, console: Console | None = None,
+                        plain_interval_s: float = 10.0) -> Dashboard:
+    """Convenience for the CLI: show ``source`` (a provider, or any object with a
+    ``snapshot()`` method such as the service) until ``stop`` is set; returns the dashboard."""
+    provider: SnapshotProvider = source.snapshot if isinstance(source, HasSnapshot) else source
+    dash = Dashboard(provider, console=console, refresh_hz=refresh_hz,
+                     plain_interval_s=plain_interval_s)
+    await dash.run_until(stop)
+    return dash
 
 
 async def _wait(stop: asyncio.Event, timeout: float) -> bool:
