@@ -12,8 +12,9 @@ Design:
 * **Pull, don't push, what others already count.** Event-bus subscribers (delivered, dropped,
   handler errors, queue depth), sink writers (``WriterStats``) and connections are read at
   scrape time through :meth:`track_bus`, :meth:`track_sink` and :meth:`connection`.
-* Everything runs on the event loop (the feed writes, the aiohttp handler scrapes), so reads see
-  consistent values without locks.
+* No locks: the feed writes on the event loop; a scrape (``/metrics`` renders in a worker
+  thread so it does not stall the loop) only reads ints and takes atomic copies of the
+  registration dicts. A scrape may see one stream a message ahead of another - harmless.
 
 Metric names (labels in braces; ``stream`` labels = ``venue, symbol, interval``):
 
@@ -270,7 +271,7 @@ class Metrics:
         """``(name, stats, error)`` per tracked sink; a provider that raises is reported, not
         propagated (a broken sink must not break ``/metrics``)."""
         out: list[tuple[str, SinkStatsLike | None, str | None]] = []
-        for name, provider in self._sinks.items():
+        for name, provider in list(self._sinks.items()):
             try:
                 out.append((name, provider(), None))
             except Exception as exc:
