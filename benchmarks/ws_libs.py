@@ -11,7 +11,9 @@ the client is the bottleneck. For each client library we report:
 - msgs/s: messages received per wall second (best of ``--repeat`` runs);
 - CPU s / 100k: the client process's CPU time (user+sys) per 100,000 messages;
 - the same two figures with ``BinanceCodec.decode`` applied to every message, i.e. the
-  library plus our Sans-I/O decode (the transport's real per-frame work).
+  library plus our Sans-I/O decode;
+- a last line for the real transport (``ConnectionPool`` on picows: session hot path, decode,
+  slot lookup, listener call), which should stay close to "picows recv+decode".
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import logging
 import socket
 import subprocess
 import sys
@@ -156,6 +159,48 @@ async def client_aiohttp(url: str, handle: Handler) -> int:
     return count
 
 
+async def client_session(url: str, handle: Handler) -> int:
+    """The real transport: ``ConnectionPool`` -> session -> codec -> a counting listener."""
+    from candlekeeper.core.candle import Candle
+    from candlekeeper.core.events import ConnectionStatus, StreamStatus
+    from candlekeeper.core.stream_key import StreamKey
+    from candlekeeper.transport import ConnectionPool
+    from candlekeeper.venues.binance.codec import BinanceCodec
+    from candlekeeper.venues.binance.endpoints import BINANCE_USDM
+
+    expected = int(url.rsplit("#", 1)[1])
+    done = asyncio.Event()
+    logging.getLogger("candlekeeper").setLevel(logging.ERROR)  # the server's final CLOSE
+
+    class Counter:
+        count = 0
+        under_pressure = False
+
+        def on_candle(self, candle: Candle) -> None:
+            self.count += 1
+            if self.count == expected:
+                done.set()
+
+        def on_stream_status(self, status: StreamStatus) -> None:
+            pass
+
+        def on_connection_status(self, status: ConnectionStatus) -> None:
+            pass
+
+        async def relieve(self) -> None:
+            pass
+
+    counter = Counter()
+    key = StreamKey(BINANCE_USDM.id, "CTKUSDT", "1m")  # the sample frame's stream
+    pool = ConnectionPool(BinanceCodec(BINANCE_USDM), [key], counter,
+                          ws_base=url.split("#")[0].removesuffix("/stream"))
+    task = asyncio.create_task(pool.run())
+    await done.wait()
+    await pool.stop()
+    await task
+    return counter.count
+
+
 CLIENTS: dict[str, Callable[[str, Handler], Coroutine[None, None, int]]] = {
     "picows": client_picows,
     "websockets": client_websockets,
@@ -166,6 +211,15 @@ CLIENTS: dict[str, Callable[[str, Handler], Coroutine[None, None, int]]] = {
 def run_once(name: str, messages: int, decode: bool) -> tuple[float, float]:
     """One measured run; returns (msgs/s, CPU seconds per 100k msgs) of this process."""
     handle: Handler
+    if name == "session":
+        proc, url = start_server(messages)
+        try:
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            got = asyncio.run(client_session(f"{url}#{messages}", lambda _: None))
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        finally:
+            proc.wait(timeout=30)
+        return got / wall, cpu / got * 100_000
     if decode:
         from candlekeeper.venues.binance.codec import BinanceCodec
         from candlekeeper.venues.binance.endpoints import BINANCE_USDM
@@ -210,6 +264,10 @@ def main() -> None:
             row.append((rate, cpu))
         (r0, c0), (r1, c1) = row
         print(f"{name:<12}{r0:>14,.0f}{c0:>12.3f}{r1:>22,.0f}{c1:>12.3f}")
+    runs = [run_once("session", args.messages, True) for _ in range(args.repeat)]
+    rate, cpu = max(r[0] for r in runs), min(r[1] for r in runs)
+    print(f"{'transport':<12}{'':>14}{'':>12}{rate:>22,.0f}{cpu:>12.3f}"
+          "   (ConnectionPool on picows: session hot path + decode + listener call)")
 
 
 if __name__ == "__main__":

@@ -108,8 +108,8 @@ class Session:
                     if link.lived(self._now()) >= self.options.healthy_after_s:
                         delays = self._delays()
                     delay = next(delays)
-                    log.warning("%s: %s; reconnecting in %.1f s", self.name, reason, delay)
-                    self._reconnecting(f"{reason}; retry in {delay:.1f} s")
+                    log.warning("%s: %s; reconnecting in %.3g s", self.name, reason, delay)
+                    self._reconnecting(f"{reason}; retry in {delay:.3g} s")
                     await self._sleep(delay)
                     continue
                 if proactive is None:

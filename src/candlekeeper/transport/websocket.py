@@ -14,6 +14,7 @@ the venue's control-message budget).
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 from typing import Any
 
@@ -155,9 +156,12 @@ class PicowsConnector:
         except picows.WSError as exc:
             raise ConnectError(f"WebSocket error connecting to {url}: {exc}") from exc
         except (OSError, TimeoutError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             if isinstance(exc, TimeoutError):
-                reason = "handshake timed out"
+                reason = "WebSocket handshake timed out"
+            elif exc.errno:  # asyncio's text is "Connect call failed (...)"; say why
+                reason = os.strerror(exc.errno)
+            else:
+                reason = str(exc)
             raise ConnectError(f"cannot connect to {url}: {reason or type(exc).__name__}") \
                 from exc
         return PicowsConnection(url, transport)
