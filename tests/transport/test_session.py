@@ -335,3 +335,15 @@ def test_pool_rejects_foreign_venues_and_unknown_intervals() -> None:
                        connector=MemoryConnector())
     with pytest.raises(ConfigError, match="1s"):
         ConnectionPool(codec, keys(1, interval="1s"), Recorder(), connector=MemoryConnector())
+
+
+async def test_rotation_reconnects_before_the_venue_cuts_the_connection(
+        harness: list[Harness]) -> None:
+    opts = TransportOptions(rotate_after_s=0.1, backoff_initial_s=30.0, watchdog_period_s=0.01)
+    h = make(harness, keys(1), options=opts)
+    first = await h.accept()
+    second = await h.accept()  # no 30 s backoff: a rotation is not a failure
+    await h.rec.until(lambda: h.rec.count(StreamState.SUBSCRIBED) == 1)
+    assert first.closed
+    assert not second.closed
+    assert h.rec.conns[2].detail == "rotating after 0.1 s"
