@@ -18,11 +18,13 @@ from candlekeeper.errors import (
     SinkError,
     TransportError,
 )
+from candlekeeper.feed import CandleFeed
 
 __all__ = [
     "BackfillError",
     "Candle",
     "CandleClosed",
+    "CandleFeed",
     "CandleUpdate",
     "CandlekeeperError",
     "ConfigError",

@@ -1,0 +1,219 @@
+"""The composition root: config -> feeds -> sinks -> observability, and the lifecycle around it.
+
+The CLI only builds a :class:`Config` and calls :meth:`Service.run`; everything with a lifetime
+(sockets, threads, HTTP server, dashboard) is started and stopped here in one place, in order:
+sinks first (so no closed candle has nowhere to go), feeds last; on shutdown feeds first (no new
+candles), then the writers drain within ``shutdown.drain_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from candlekeeper.backfill.http import RestClient
+from candlekeeper.config import Config, FeedConfig
+from candlekeeper.core.candle import Candle
+from candlekeeper.core.clock import Clock, SystemClock
+from candlekeeper.errors import CandlekeeperError, RestError
+from candlekeeper.feed import CandleFeed, StreamStats
+from candlekeeper.observability.health import HealthServer
+from candlekeeper.observability.metrics import Metrics
+from candlekeeper.observability.snapshot import HealthSnapshot
+from candlekeeper.sinks.base import BatchingWriter, WriterStats
+from candlekeeper.sinks.sqlite import SQLiteSink
+from candlekeeper.transport import TransportOptions
+from candlekeeper.venues.registry import make_codec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ServiceCounters:
+    unknown_symbols: int = 0
+    symbol_lookup_failures: int = 0
+    started_monotonic: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True)
+class ServiceReport:
+    """What a finished run did (printed by the CLI on shutdown)."""
+
+    streams: list[StreamStats]
+    writers: dict[str, WriterStats]
+    uptime_s: float
+    unknown_symbols: list[str]
+
+
+def transport_options(config: Config) -> TransportOptions:
+    t = config.transport
+    return TransportOptions(
+        backoff_initial_s=t.backoff_initial_s,
+        backoff_factor=t.backoff_factor,
+        backoff_max_s=t.backoff_max_s,
+        backoff_jitter=t.backoff_jitter,
+        healthy_after_s=t.healthy_after_s,
+        ack_timeout_s=t.ack_timeout_s,
+        connect_timeout_s=t.connect_timeout_s,
+        stall_grace_ms=t.stall_grace_ms,
+        max_streams_per_connection=t.max_streams_per_connection,
+        rotate_after_s=t.rotate_after_s,
+    )
+
+
+class Service:
+    """Runs every feed of a config into its sinks until asked to stop."""
+
+    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.feeds: list[CandleFeed] = []
+        self.writers: dict[str, BatchingWriter] = {}
+        self.sqlite: SQLiteSink | None = None
+        self.counters = ServiceCounters()
+        self.unknown_symbols: list[str] = []
+        self.ready = asyncio.Event()
+        self.metrics = Metrics()
+        self.health: HealthServer | None = None
+
+    # -- symbols --------------------------------------------------------------------------
+    async def _resolve_symbols(self, feed: FeedConfig, stop: asyncio.Event) -> list[str]:
+        """``all`` -> the venue's listing; explicit symbols are checked against it so an unknown
+        symbol is one clear error (and a counter), not a silent dead stream."""
+        codec = make_codec(feed.venue)
+        async with RestClient(codec.spec, feed.rest_base, timeout_s=10.0) as rest:
+            delay = 1.0
+            while True:
+                try:
+                    listed = set(codec.decode_symbols(
+                        await rest.fetch(codec.exchange_info_request())))
+                    break
+                except (RestError, CandlekeeperError) as exc:
+                    self.counters.symbol_lookup_failures += 1
+                    self.metrics.count_error("symbol_lookup")
+                    if not feed.all_symbols:
+                        log.warning("%s: cannot check symbols against exchangeInfo (%s); "
+                                    "subscribing as configured", feed.venue, exc)
+                        return list(feed.symbols)
+                    log.error("%s: cannot list symbols (%s); retrying in %.0fs", feed.venue, exc,
+                              delay)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), delay)
+                    if stop.is_set():
+                        return []
+                    delay = min(delay * 2, 60.0)
+        if feed.all_symbols:
+            return sorted(listed)
+        wanted = list(feed.symbols)
+        unknown = [s for s in wanted if s not in listed]
+        for symbol in unknown:
+            self.counters.unknown_symbols += 1
+            self.metrics.count_error("unknown_symbol")
+            self.unknown_symbols.append(f"{feed.venue}:{symbol}")
+            log.error("%s: unknown symbol %s (not trading per exchangeInfo); skipping it, the "
+                      "other streams keep running", feed.venue, symbol)
+        return [s for s in wanted if s in listed]
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def _open_sinks(self) -> None:
+        cfg = self.config.sinks.sqlite
+        if cfg.enabled:
+            self.sqlite = SQLiteSink(cfg.path)
+            writer = BatchingWriter(self.sqlite, batch_size=cfg.batch_size,
+                                    flush_interval_s=cfg.flush_interval_s,
+                                    max_pending=cfg.max_pending,
+                                    retry_initial_s=cfg.retry_initial_s,
+                                    retry_max_s=cfg.retry_max_s)
+            await writer.start()
+            self.writers["sqlite"] = writer
+            self.metrics.track_sink("sqlite", lambda: writer.stats)
+
+    def _make_feeds(self, resolved: Sequence[tuple[FeedConfig, list[str]]]) -> None:
+        options = transport_options(self.config)
+        for feed_cfg, symbols in resolved:
+            if not symbols:
+                log.error("%s: no symbols to stream", feed_cfg.venue)
+                continue
+            feed = CandleFeed(feed_cfg.venue, symbols, list(feed_cfg.intervals),
+                              ws_url=feed_cfg.ws_base, buffer_size=self.config.buffer_size,
+                              clock=self.clock, transport=options, metrics=self.metrics)
+            if self.writers:
+                feed.on_closed(self._storer(feed), inline=True)
+            self.feeds.append(feed)
+
+    def _storer(self, feed: CandleFeed) -> Callable[[Candle], None]:
+        """Inline closed-candle handler: hand the candle to every writer (O(1), never blocks)."""
+        writers = list(self.writers.values())
+        metrics = {k: feed.metrics.stream(k) for k in feed.keys}
+
+        def store(candle: Candle) -> None:
+            for writer in writers:
+                writer.submit(candle)
+            metrics[candle.key].stored += 1
+
+        return store
+
+    async def _start_http(self) -> None:
+        http = self.config.observability.http
+        if not http.enabled:
+            return
+        self.health = HealthServer(self.metrics, self.snapshot, host=http.host, port=http.port)
+        try:
+            port = await self.health.start()
+        except OSError as exc:
+            self.metrics.count_error("http_bind")
+            log.error("cannot serve /metrics and /health on %s:%s (%s); continuing without",
+                      http.host, http.port, exc)
+            self.health = None
+            return
+        log.info("serving /metrics and /health on http://%s:%d", http.host, port)
+
+    def snapshot(self) -> HealthSnapshot:
+        """What ``/health`` and the dashboard show (venue time from the service clock)."""
+        for feed in self.feeds:
+            feed.refresh_metrics()
+        return self.metrics.snapshot(self.clock.time_ms())
+
+    async def run(self, stop: asyncio.Event) -> ServiceReport:
+        """Run until ``stop`` is set; always shuts down cleanly and returns the statistics."""
+        try:
+            await self._open_sinks()
+            await self._start_http()
+            resolved = [(f, await self._resolve_symbols(f, stop)) for f in self.config.feeds]
+            if not stop.is_set():
+                self._make_feeds(resolved)
+                for feed in self.feeds:
+                    await feed.start()
+                self.ready.set()
+                await stop.wait()
+        finally:
+            await self._shutdown()
+        return self.report()
+
+    async def _shutdown(self) -> None:
+        for feed in self.feeds:
+            try:
+                await feed.stop()
+            except Exception:  # pragma: no cover - shutdown must continue whatever happens
+                log.exception("stopping %s feed failed", feed.venue)
+        for name, writer in self.writers.items():
+            await writer.stop(self.config.shutdown.drain_timeout_s)
+            stats = writer.stats
+            if stats.pending:
+                log.error("%s: %d candles could not be written before the drain deadline",
+                          name, stats.pending)
+        if self.health is not None:
+            await self.health.stop()
+
+    def report(self) -> ServiceReport:
+        return ServiceReport(
+            streams=[s for f in self.feeds for s in f.stats()],
+            writers={name: w.stats for name, w in self.writers.items()},
+            uptime_s=time.monotonic() - self.counters.started_monotonic,
+            unknown_symbols=list(self.unknown_symbols),
+        )
+
