@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import ssl
 from typing import Any
 
@@ -158,6 +159,8 @@ class PicowsConnector:
         except (OSError, TimeoutError) as exc:
             if isinstance(exc, TimeoutError):
                 reason = "WebSocket handshake timed out"
+            elif isinstance(exc, socket.gaierror):  # errno is a getaddrinfo code, not errno
+                reason = f"cannot resolve host (no network or DNS?): {exc.strerror or exc}"
             elif exc.errno:  # asyncio's text is "Connect call failed (...)"; say why
                 reason = os.strerror(exc.errno)
             else:

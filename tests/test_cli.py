@@ -1,0 +1,62 @@
+"""The command line, run as a real subprocess like a user would."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "candlekeeper"]
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_config_check_ok_and_unknown_key(tmp_path: Path) -> None:
+    good = write(tmp_path, "feeds:\n  - venue: binance-spot\n    symbols: [BTCUSDT]\n"
+                           "    intervals: [1s, 1m]\n")
+    ok = run_cli("config", "check", str(good))
+    assert ok.returncode == 0, ok.stderr
+    assert "OK" in ok.stdout
+    bad = write(tmp_path, "feeds:\n  - venue: binance-usdm\n    symbols: [BTCUSDT]\n"
+                          "    intervals: [1s]\nsinks:\n  sqlite:\n    pth: x.db\n")
+    res = run_cli("config", "check", str(bad))
+    assert res.returncode == 2
+    assert "sinks.sqlite.pth" in res.stderr and "did you mean 'path'" in res.stderr
+    assert "'1s'" in res.stderr  # 1s is spot-only
+    assert "Traceback" not in res.stderr
+
+
+def test_run_with_bad_config_is_one_clear_error(tmp_path: Path) -> None:
+    bad = write(tmp_path, "feeds:\n  - venue: binance-usdm\n    symbols: [BTCUSDT]\n"
+                          "    intervals: [2m]\n")
+    res = run_cli("run", "-c", str(bad))
+    assert res.returncode == 2
+    assert "unknown interval '2m'" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_run_against_the_real_exchange_without_network_keeps_retrying(tmp_path: Path) -> None:
+    """No network here: the default Binance URLs fail to resolve. The service must say so in
+    one line per attempt, keep retrying, and shut down cleanly — never a traceback."""
+    cfg = write(tmp_path, "feeds:\n  - venue: binance-usdm\n    symbols: [BTCUSDT]\n"
+                          "    intervals: [1m]\n"
+                          f"sinks:\n  sqlite:\n    path: {tmp_path / 'c.sqlite'}\n"
+                          "observability:\n  http: {port: 0}\n  dashboard: false\n")
+    res = run_cli("run", "-c", str(cfg), "--duration", "4")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert "Traceback" not in out
+    attempts = [line for line in res.stderr.splitlines()
+                if "cannot connect to wss://fstream.binance.com/market/stream" in line]
+    assert len(attempts) >= 2  # retried (1 s, then 2 s backoff)
+    assert all("reconnecting in" in line for line in attempts)
+    assert "per-stream statistics" in res.stdout  # graceful shutdown report
