@@ -3,6 +3,7 @@ forming candle, REST page semantics."""
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 
 import pytest
@@ -113,7 +114,7 @@ def test_forming_candle_grows_monotonically_and_ends_equal_to_final() -> None:
         if c is not None:
             seen.append(c)
     assert len(seen) > 400
-    for a, b in zip(seen, seen[1:], strict=False):
+    for a, b in itertools.pairwise(seen):
         assert b.high >= a.high and b.low <= a.low
         assert b.volume >= a.volume and (b.trades or 0) >= (a.trades or 0)
         assert (b.last_trade_id or 0) >= (a.last_trade_id or 0)

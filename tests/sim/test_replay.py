@@ -3,6 +3,7 @@ verbatim."""
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def test_market_serves_the_series_verbatim_and_aggregates_it(samples: Path) -> N
         assert c.quote_volume == row.volume * row.close  # q = v * close, exact
         assert c.taker_buy_base_volume is not None and c.taker_buy_base_volume <= c.volume
     ids = [(c.first_trade_id, c.last_trade_id) for c in closed]
-    assert all(b[0] == a[1] + 1 for a, b in zip(ids, ids[1:], strict=False))  # contiguous
+    assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(ids))  # contiguous
     hour = m.bar("XRPUSDT", "1h", 1636934400000)
     assert hour is not None
     rows = s.rows[:12]

@@ -154,9 +154,10 @@ class VenueServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         server = cast(Any, site)._server
         self.port = server.sockets[0].getsockname()[1]
@@ -260,9 +261,9 @@ class VenueServer:
                 for s in ctl.removed:
                     self.pusher.unsubscribe(conn, s)
             elif msg.type is WSMsgType.PING:
-                await ws.pong(cast(bytes, msg.data))
+                await ws.pong(bytes(msg.data))
             elif msg.type is WSMsgType.PONG:
-                payload = cast(bytes, msg.data)
+                payload = bytes(msg.data)
                 if payload in conn.outstanding:  # echoes one of our pings: all older are done
                     sent = conn.outstanding[payload]
                     for key in [k for k, t in conn.outstanding.items() if t <= sent]:

@@ -140,7 +140,7 @@ class WsSession:
         try:
             obj = _decoder.decode(text)
         except msgspec.DecodeError as exc:
-            return self._error(3, f"Invalid JSON: {_json_position(str(exc))}", None)
+            return self._error(3, f"Invalid JSON: {_json_position(str(exc), len(text))}", None)
         raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
         if not isinstance(obj, dict):
             return self._error(2, "Invalid request: invalid type: expected struct Request at "
@@ -242,17 +242,15 @@ def _echo(rid: Any) -> Any:
     return rid if isinstance(rid, int | str) and not isinstance(rid, bool) else None
 
 
-def _json_position(message: str) -> str:
-    """msgspec says "... at byte 7"; the exchange (serde) says "expected value at line 1
-    column 8"."""
-    marker = "at byte "
-    if marker in message:
-        try:
-            byte = int(message.rsplit(marker, 1)[1].split()[0].rstrip("."))
-            return f"expected value at line 1 column {byte + 1}"
-        except ValueError:
-            pass
-    return "expected value at line 1 column 1"
+def _json_position(message: str, length: int) -> str:
+    """msgspec says "... (byte 1)"; the exchange (serde) says "expected value at line 1
+    column 2" (1-based)."""
+    column = length + 1  # truncated input: the error is at the end
+    if "(byte " in message:
+        digits = message.rsplit("(byte ", 1)[1].split(")")[0]
+        if digits.isdigit():
+            column = int(digits) + 1
+    return f"expected value at line 1 column {column}"
 
 
 def is_kline_stream(name: str) -> tuple[str, str] | None:
