@@ -26,6 +26,7 @@ in the kline's last-trade-id field) and ``now - E`` (the event time in ms).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import resource
 import sys
@@ -127,10 +128,8 @@ async def run_bare(spec: ClientSpec) -> Measured:
 
     url = f"{spec.url}/stream?streams={spec.stream}"
     transport, _ = await picows.ws_connect(Listener, url, enable_auto_pong=True)
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(win.done.wait(), spec.timeout_s)
-    except TimeoutError:
-        pass
     transport.disconnect()
     await transport.wait_disconnected()
     return win.result(spec.label or f"bare picows+{spec.parser}",
@@ -171,10 +170,8 @@ async def run_feed(spec: ClientSpec) -> Measured:
                       ws_url=spec.url)
     sub = feed.on_update(on_update)
     async with feed:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(win.done.wait(), spec.timeout_s)
-        except TimeoutError:
-            pass
     return win.result(spec.label or "candlekeeper CandleFeed", dropped=sub.dropped,
                       out_of_order=max(0, state["ooo"] - sub.dropped),
                       lat_us=latency(lat_us), lat_e_ms=latency(lat_e))
