@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from candlekeeper.sim.market import Market
 from candlekeeper.sim.profiles import profile_for
 from candlekeeper.venues.base import VenueSpec
 
@@ -51,8 +50,7 @@ def _symbol(spec: VenueSpec, symbol: str) -> dict[str, Any]:
             "permissions": ["SPOT"], "filters": filters}
 
 
-def exchange_info(spec: VenueSpec, market: Market, symbols: list[str],
-                  now_ms: int) -> dict[str, Any]:
+def exchange_info(spec: VenueSpec, symbols: list[str], now_ms: int) -> dict[str, Any]:
     limits: list[dict[str, Any]] = [
         {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
          "limit": spec.rest_weight_limit_per_minute},

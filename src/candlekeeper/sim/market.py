@@ -35,7 +35,7 @@ from candlekeeper.errors import ConfigError
 from candlekeeper.sim.candles import aggregate, dec, empty, pad_to, partial
 from candlekeeper.sim.profiles import profile_for
 from candlekeeper.sim.replay import ReplaySeries
-from candlekeeper.sim.walk import Bar, WalkGenerator, _mix, key_of
+from candlekeeper.sim.walk import Bar, WalkGenerator, key_of, mix
 
 _CACHE_MAX = 200_000
 _EPOCH_FLOOR = 1_483_228_800_000  # 2017-01-01: no venue history before this
@@ -101,7 +101,7 @@ class _Source:
 
     def intra(self, open_time: int) -> tuple[float, float, bool]:
         """Where inside the base candle the two extremes fall (fixed per candle)."""
-        h = _mix(self.key ^ open_time)
+        h = mix(self.key ^ open_time)
         a = 0.1 + 0.4 * ((h & 0xFFFF) / 0xFFFF)
         b = a + (0.95 - a) * (((h >> 16) & 0xFFFF) / 0xFFFF)
         return a, b, bool(h >> 63)
@@ -172,7 +172,7 @@ class _ReplaySource(_Source):
         avg_trade = (vols[len(vols) // 2] or Decimal(1)) / 150
         trade_id = 100_000_000 + key_of(venue, series.symbol) % 100_000_000
         for r in series.rows:
-            h = _mix(self.key ^ r.open_time)
+            h = mix(self.key ^ r.open_time)
             n = r.trades if r.trades is not None else max(1, int(r.volume / avg_trade))
             v = r.volume
             q = r.quote_volume if r.quote_volume is not None else v * r.close

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from typing import Protocol
@@ -31,7 +32,9 @@ from candlekeeper.core.intervals import align, next_open, prev_open
 from candlekeeper.sim.market import Market
 from candlekeeper.sim.venues.binance import is_kline_stream
 from candlekeeper.sim.venues.binance_frames import combined, kline_payload, text_frame
-from candlekeeper.sim.walk import _mix, key_of
+from candlekeeper.sim.walk import key_of, mix
+
+log = logging.getLogger(__name__)
 
 
 class FrameSink(Protocol):
@@ -71,6 +74,7 @@ class Pusher:
         self._wake = asyncio.Event()
         self.frames_sent = 0  # frames written, counted per connection
         self.closes_sent = 0  # x:true frames written, counted per connection
+        self.errors = 0
 
     # -- subscriptions ----------------------------------------------------------------------
     def subscribe(self, sink: FrameSink, name: str) -> None:
@@ -112,7 +116,7 @@ class Pusher:
 
     def _delay(self, st: StreamState, open_time: int) -> float:
         lo, hi = self.close_delay_s
-        u = _mix(self._key ^ key_of(st.name, open_time)) / float(1 << 64)
+        u = mix(self._key ^ key_of(st.name, open_time)) / float(1 << 64)
         cap = self.clock.wall_seconds(next_open(open_time, st.interval) - open_time) / 4
         return min(lo + (hi - lo) * u, cap)
 
@@ -174,7 +178,13 @@ class Pusher:
     async def run(self) -> None:
         while True:
             now = time.monotonic()
-            self.step(now)
+            try:
+                self.step(now)
+            except Exception:  # a bug must not silence every stream: log, count, go on
+                self.errors += 1
+                log.exception("%s: pusher step failed (%d so far)", self.market.venue,
+                              self.errors)
+                self._next_cadence = now + self.cadence_s
             delay = self.next_wake(time.monotonic()) - time.monotonic()
             if delay > 0:
                 self._wake.clear()

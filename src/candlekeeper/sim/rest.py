@@ -27,7 +27,6 @@ from candlekeeper.sim.venues.binance_frames import rest_rows
 from candlekeeper.venues.base import VenueSpec, klines_weight
 
 _encoder = msgspec.json.Encoder()
-_JSON = "application/json;charset=UTF-8"
 
 
 class Verdict(NamedTuple):
@@ -188,8 +187,7 @@ class RestApi:
             if wanted not in symbols:
                 raise BadRequest(-1121, "Invalid symbol.")
             symbols = [wanted]
-        return _encoder.encode(exchange_info(self.spec, self.market, symbols,
-                                             self.clock.time_ms()))
+        return _encoder.encode(exchange_info(self.spec, symbols, self.clock.time_ms()))
 
     def _time(self, _: web.Request) -> bytes:
         return b'{"serverTime":%d}' % self.clock.time_ms()

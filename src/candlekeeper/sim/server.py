@@ -87,6 +87,7 @@ class VenueStats(msgspec.Struct):
     control_messages: int = 0
     error_frames: int = 0
     pings_sent: int = 0
+    internal_errors: int = 0
     disconnects: dict[str, int] = msgspec.field(default_factory=dict)
     rest: RestStats = msgspec.field(default_factory=RestStats)
 
@@ -104,6 +105,7 @@ class Connection:
         self.paused = False  # True while a firehose owns the socket
         self.close_reason: str | None = None
         self.outstanding: dict[bytes, float] = {}  # ping payload -> monotonic time sent
+        self._closing: asyncio.Task[None] | None = None
 
     @property
     def combined(self) -> bool:
@@ -124,7 +126,7 @@ class Connection:
     def request_close(self, reason: str) -> None:
         if self.close_reason is None:
             self.close_reason = reason
-            asyncio.get_running_loop().create_task(self._close(reason))
+            self._closing = asyncio.get_running_loop().create_task(self._close(reason))
 
     async def _close(self, reason: str) -> None:
         with contextlib.suppress(Exception):
@@ -356,4 +358,5 @@ class VenueServer:
             subscriptions=sum(len(c.session.subscriptions) for c in self.connections.values()),
             kline_frames_sent=self._firehose_frames + self.pusher.frames_sent,
             closed_frames_sent=self.pusher.closes_sent, disconnects=dict(s.disconnects),
+            internal_errors=self.pusher.errors,
             rest=msgspec.structs.replace(s.rest))

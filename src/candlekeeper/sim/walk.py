@@ -42,7 +42,7 @@ class Bar(NamedTuple):
     f: int  # first trade id
 
 
-def _mix(x: int) -> int:
+def mix(x: int) -> int:
     """splitmix64 finaliser: a cheap, well-distributed integer hash."""
     x = (x + 0x9E3779B97F4A7C15) & _M64
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
@@ -52,7 +52,7 @@ def _mix(x: int) -> int:
 
 def _unit(key: int, i: int) -> float:
     """Uniform in [-1, 1), a pure function of ``(key, i)``."""
-    return float(_mix(key ^ _mix(i & _M64))) / float(1 << 63) - 1.0
+    return float(mix(key ^ mix(i & _M64))) / float(1 << 63) - 1.0
 
 
 def key_of(*parts: object) -> int:
@@ -61,7 +61,7 @@ def key_of(*parts: object) -> int:
     for part in parts:
         data = str(part).encode()
         for i in range(0, len(data), 8):
-            acc = _mix(acc ^ int.from_bytes(data[i:i + 8], "little"))
+            acc = mix(acc ^ int.from_bytes(data[i:i + 8], "little"))
     return acc
 
 
@@ -76,7 +76,7 @@ class WalkGenerator:
         self._amps = [profile.volatility * math.sqrt(2.0 ** m) * 0.7 for m in range(_OCTAVES)]
 
     def rng(self, *parts: object) -> random.Random:
-        return random.Random(_mix(self._key ^ key_of(*parts)))
+        return random.Random(mix(self._key ^ key_of(*parts)))
 
     def price_ticks(self, ts_ms: int) -> int:
         """The path's price at ``ts_ms``: a sum of value-noise octaves in log space."""
