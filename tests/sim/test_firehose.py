@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import aiohttp
+import pytest
 
 from candlekeeper.core.candle import Candle
 from candlekeeper.sim import Simulator
@@ -60,3 +61,6 @@ async def test_fixed_rate_mode_paces_and_url_trigger() -> None:
         url = sim.ws_base(USDM) + "/stream?streams=btcusdt@kline_1m&firehose=1000"
         ws2 = await http.ws_connect(url)
         assert [c.trades for c in await read_updates(ws2, 1000)] == list(range(1, 1001))
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await http.ws_connect(url + "&rate=fast")
+        assert info.value.status == 400

@@ -211,6 +211,9 @@ class VenueServer:
             # documented; refusing the handshake with a clear message is the useful choice.
             return web.json_response({"code": 2, "msg": f"Invalid request: {opened}"},
                                      status=400)
+        fire = _firehose_params(request)
+        if isinstance(fire, str):
+            return web.json_response({"code": -1100, "msg": fire}, status=400)
         ws = web.WebSocketResponse(autoping=False, compress=False, timeout=2.0)
         await ws.prepare(request)
         transport = request.transport
@@ -219,15 +222,13 @@ class VenueServer:
                           pushes, self.opts.slow_consumer_bytes)
         self.connections[conn.id] = conn
         self.stats.connections_total += 1
-        self._subscribe(conn, opened)
-        async with self._connected:
-            self._connected.notify_all()
         heartbeat = self._spawn(self._heartbeat(conn))
-        firehose = request.query.get("firehose")
-        if firehose and firehose.isdigit():
-            rate = request.query.get("rate")
-            self._spawn(self.firehose(conn, int(firehose), rate=float(rate) if rate else None))
         try:
+            self._subscribe(conn, opened)
+            async with self._connected:
+                self._connected.notify_all()
+            if fire is not None:
+                self._spawn(self.firehose(conn, fire[0], rate=fire[1]))
             await self._read(conn)
         finally:
             conn.closed = True
@@ -360,3 +361,17 @@ class VenueServer:
             closed_frames_sent=self.pusher.closes_sent, disconnects=dict(s.disconnects),
             internal_errors=self.pusher.errors,
             rest=msgspec.structs.replace(s.rest))
+
+
+def _firehose_params(request: web.Request) -> tuple[int, float | None] | str | None:
+    """``?firehose=N[&rate=M]`` on a WebSocket URL: the benchmark's saturation mode."""
+    count, rate = request.query.get("firehose"), request.query.get("rate")
+    if count is None:
+        return None
+    try:
+        n, r = int(count), (float(rate) if rate else None)
+    except ValueError:
+        return f"bad firehose parameters: firehose={count!r} rate={rate!r}"
+    if n < 0 or (r is not None and r <= 0):
+        return f"bad firehose parameters: firehose={count!r} rate={rate!r}"
+    return n, r
