@@ -96,7 +96,8 @@ class Connection:
     """One accepted WebSocket, as the pusher and the firehose see it."""
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport,
-                 session: WsSession, pushes_klines: bool, slow_limit: int) -> None:
+                 session: WsSession, pushes_klines: bool, slow_limit: int,
+                 disconnects: dict[str, int]) -> None:
         self.id = next(_ids)
         self.ws, self.transport, self.session = ws, transport, session
         self.pushes_klines = pushes_klines
@@ -106,6 +107,7 @@ class Connection:
         self.close_reason: str | None = None
         self.outstanding: dict[bytes, float] = {}  # ping payload -> monotonic time sent
         self._closing: asyncio.Task[None] | None = None
+        self._disconnects = disconnects  # the venue's counter, by reason
 
     @property
     def combined(self) -> bool:
@@ -126,6 +128,7 @@ class Connection:
     def request_close(self, reason: str) -> None:
         if self.close_reason is None:
             self.close_reason = reason
+            self._disconnects[reason] = self._disconnects.get(reason, 0) + 1
             self._closing = asyncio.get_running_loop().create_task(self._close(reason))
 
     async def _close(self, reason: str) -> None:
@@ -219,7 +222,7 @@ class VenueServer:
         transport = request.transport
         assert transport is not None
         conn = Connection(ws, transport, session,
-                          pushes, self.opts.slow_consumer_bytes)
+                          pushes, self.opts.slow_consumer_bytes, self.stats.disconnects)
         self.connections[conn.id] = conn
         self.stats.connections_total += 1
         heartbeat = self._spawn(self._heartbeat(conn))
@@ -235,9 +238,6 @@ class VenueServer:
             heartbeat.cancel()
             self.pusher.drop(conn)
             del self.connections[conn.id]
-            if conn.close_reason:
-                d = self.stats.disconnects
-                d[conn.close_reason] = d.get(conn.close_reason, 0) + 1
         return ws
 
     def _subscribe(self, conn: Connection, streams: tuple[str, ...]) -> None:
