@@ -47,9 +47,16 @@ class ClientSpec(msgspec.Struct, kw_only=True):
     label: str = ""
     url: str = ""  # ws base: "ws://127.0.0.1:PORT" (bare appends /stream?streams=...)
     stream: str = "btcusdt@kline_1m"
-    parser: Literal["msgspec", "orjson"] = "msgspec"
+    #: bare loop: ``msgspec``/``orjson`` parse to a dict; ``struct`` decodes into the codec's own
+    #: wire Structs (``schemas.CombinedKline``, 8 Decimals) -- the codec's work, no framework
+    parser: Literal["msgspec", "orjson", "struct"] = "msgspec"
+    #: feed: ``on_update(..., inline=True)`` (handler called inside publish, no queue/task)
+    inline: bool = False
     latency: bool = False
     timeout_s: float = 60.0
+    #: the feed's ``on_update`` queue bound; 0 = large enough for the whole run (see README:
+    #: at saturation one multi-MB socket read can queue more than the default 10,000 updates)
+    update_maxsize: int = 0
 
 
 def _maxrss_kb() -> int:
@@ -61,6 +68,10 @@ def _loads(parser: str) -> Callable[[bytes], Any]:
         import orjson
 
         return orjson.loads
+    if parser == "struct":
+        from candlekeeper.venues.binance import schemas
+
+        return msgspec.json.Decoder(schemas.CombinedKline).decode
     return msgspec.json.Decoder().decode
 
 
@@ -114,9 +125,11 @@ async def run_bare(spec: ClientSpec) -> Measured:
             obj = loads(frame.get_payload_as_bytes())
             if record:
                 now = time.time_ns()
-                data = obj["data"]
-                lat_us.append(now / 1000 - data["k"]["L"])
-                lat_e.append(now / 1e6 - data["E"])
+                data = obj["data"] if isinstance(obj, dict) else obj.data
+                last, event = (data["k"]["L"], data["E"]) if isinstance(data, dict) else \
+                    (data.k.L, data.E)
+                lat_us.append(now / 1000 - last)
+                lat_e.append(now / 1e6 - event)
             win.n += 1
             n = win.n
             if n == win.warmup:
@@ -168,7 +181,8 @@ async def run_feed(spec: ClientSpec) -> Measured:
 
     feed = CandleFeed(venue="binance-usdm", symbols=[symbol.upper()], intervals=[interval],
                       ws_url=spec.url)
-    sub = feed.on_update(on_update)
+    sub = feed.on_update(on_update, maxsize=spec.update_maxsize or max(10_000, spec.expected),
+                         inline=spec.inline)
     async with feed:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(win.done.wait(), spec.timeout_s)
@@ -188,11 +202,46 @@ def _timed(label: str, n: int, fn: Callable[[], object]) -> Measured:
                     maxrss_kb=_maxrss_kb())
 
 
+class _TextKline(msgspec.Struct, gc=False):
+    """``schemas.Kline`` with the 8 decimals left as strings: isolates the cost of Decimal."""
+
+    t: int
+    T: int
+    s: str
+    i: str
+    f: int
+    L: int
+    o: str
+    c: str
+    h: str
+    l: str  # noqa: E741 - the exchange's field name
+    v: str
+    n: int
+    x: bool
+    q: str
+    V: str
+    Q: str
+    B: str = "0"
+
+
+class _TextEvent(msgspec.Struct, gc=False):
+    e: str
+    E: int
+    s: str
+    k: _TextKline
+
+
+class _TextCombined(msgspec.Struct, gc=False):
+    stream: str
+    data: _TextEvent
+
+
 async def run_decode(spec: ClientSpec) -> list[Measured]:
     import orjson
 
     from candlekeeper.core.candle import Candle
     from candlekeeper.feed import CandleFeed
+    from candlekeeper.venues.binance import schemas
 
     frames, _origin = capture_frames()
     n = spec.expected
@@ -225,9 +274,13 @@ async def run_decode(spec: ClientSpec) -> list[Measured]:
         while got[0] + sub.dropped < target:
             await asyncio.sleep(0)
 
+    typed = msgspec.json.Decoder(schemas.CombinedKline).decode
+    as_text = msgspec.json.Decoder(_TextCombined).decode
     results = []
     for label, fn in (("parse only: msgspec.json.decode -> dict", parse(dec.decode)),
                       ("parse only: orjson.loads -> dict", parse(orjson.loads)),
+                      ("msgspec -> wire Structs, prices as str", parse(as_text)),
+                      ("msgspec -> wire Structs, 8 Decimals (codec schema)", parse(typed)),
                       ("BinanceCodec.decode -> Candle", parse(decode))):
         fn()  # warm-up
         results.append(_timed(label, n, fn))

@@ -36,7 +36,21 @@ class Options(msgspec.Struct, kw_only=True):
     timeout_s: float = 60.0  # per client run
 
 
+#: the saturation clients: key, label, ClientSpec fields
+CLIENTS: list[tuple[str, str, dict[str, Any]]] = [
+    ("bare", "bare loop: picows + msgspec.json.decode -> dict", {"mode": "bare"}),
+    ("bare-orjson", "bare loop: picows + orjson.loads -> dict",
+     {"mode": "bare", "parser": "orjson"}),
+    ("bare-struct", "bare loop: picows + msgspec -> wire Structs (Decimal)",
+     {"mode": "bare", "parser": "struct"}),
+    ("feed", "candlekeeper: CandleFeed -> on_update handler", {"mode": "feed"}),
+    ("feed-inline", "candlekeeper: CandleFeed -> on_update(inline=True)",
+     {"mode": "feed", "inline": True}),
+]
+
+
 class SaturationRow(msgspec.Struct, kw_only=True):
+    key: str
     label: str
     runs: list[Measured]
     server: list[Sent]
@@ -65,9 +79,12 @@ class Report(msgspec.Struct, kw_only=True):
     saturation: list[SaturationRow]
     rates: list[RateRow]
 
+    def row(self, key: str) -> SaturationRow:
+        return next(r for r in self.saturation if r.key == key)
+
     def ratio(self) -> float:
         """candlekeeper's CPU per message over the bare (msgspec) loop's, at saturation."""
-        bare, feed = self.saturation[0].median, self.saturation[-1].median
+        bare, feed = self.row("bare").median, self.row("feed").median
         return feed.cpu_per_100k / bare.cpu_per_100k
 
 
@@ -164,17 +181,16 @@ def run_all(opts: Options, progress: IO[str] | None = None) -> Report:
     say(f"decode + dispatch, {opts.decode_messages:,} messages ...")
     decode = msgspec.convert(run_client(ClientSpec(mode="decode", expected=opts.decode_messages,
                                                    timeout_s=opts.timeout_s)), list[Measured])
-    clients = [("bare loop: picows + msgspec.json.decode -> dict", "bare", "msgspec"),
-               ("bare loop: picows + orjson.loads -> dict", "bare", "orjson"),
-               ("candlekeeper: CandleFeed -> on_update handler", "feed", "msgspec")]
-    saturation = [SaturationRow(label=label, runs=[], server=[]) for label, _, _ in clients]
+    saturation = [SaturationRow(key=key, label=label, runs=[], server=[])
+                  for key, label, _ in CLIENTS]
     rates: list[RateRow] = []
     with server_process() as server:
         for rep in range(opts.repeat):  # interleaved, so drift hits every client alike
-            for row, (label, mode, parser) in zip(saturation, clients, strict=True):
+            for row, (_, label, knobs) in zip(saturation, CLIENTS, strict=True):
                 say(f"saturation {rep + 1}/{opts.repeat}: {label} ...")
-                spec = ClientSpec(mode=mode, expected=opts.messages, label=label, url=server.ws,
-                                  stream=server.stream, parser=parser, timeout_s=opts.timeout_s)
+                spec = msgspec.convert(
+                    {**knobs, "expected": opts.messages, "label": label, "url": server.ws,
+                     "stream": server.stream, "timeout_s": opts.timeout_s}, ClientSpec)
                 m, sent = over_socket(server, Command(mode="firehose", count=opts.messages), spec)
                 row.runs.append(m)
                 row.server.append(sent)
@@ -219,7 +235,7 @@ def render(r: Report) -> str:
                f" {o.messages:,} kline frames per run, median of {o.repeat} runs")
     out.append(f"   {'client process':<{w}}{'msgs/s':>11}{'CPU s/100k':>12}{'x bare':>8}"
                f"{'peak RSS MiB':>14}{'received':>10}")
-    base = r.saturation[0].median.cpu_per_100k
+    base = r.row("bare").median.cpu_per_100k
     for row in r.saturation:
         m = row.median
         out.append(f"   {row.label:<{w}}{_n(m.rate):>11}{m.cpu_per_100k:>12.3f}"
@@ -227,7 +243,7 @@ def render(r: Report) -> str:
                    f"{_complete(m):>10}")
     server_cpu = statistics.median(row.server_cpu_per_100k for row in r.saturation)
     out.append(f"   (the simulator process itself used {server_cpu:.3f} CPU s/100k to send)")
-    feed = r.saturation[-1].median
+    feed = r.row("feed").median
     ratio = r.ratio()
     out.append(f"   target: candlekeeper CPU/msg <= {TARGET_RATIO}x bare loop: {ratio:.2f}x "
                f"-> {'MET' if ratio <= TARGET_RATIO else 'MISSED'};  >= {TARGET_RATE:,} msgs/s"

@@ -1,0 +1,87 @@
+"""Smoke test of the throughput/latency benchmark (``benchmarks/run.py``) with tiny counts.
+
+It runs the real machinery -- the simulator in its own process, every client process, the
+table -- and checks that every message was counted and the figures are sane. It asserts no
+timing thresholds: those belong to ``make bench`` on a quiet machine, not to CI.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name: str) -> ModuleType:
+    sys.path.insert(0, str(BENCH))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+@pytest.fixture(scope="module")
+def suite() -> ModuleType:
+    return _load("bench_suite")
+
+
+@pytest.fixture(scope="module")
+def common() -> ModuleType:
+    return _load("bench_common")
+
+
+def test_benchmark_runs_end_to_end_and_counts_every_message(suite: ModuleType) -> None:
+    opts = suite.Options(messages=400, decode_messages=300, repeat=1, rates=(4_000,),
+                         rate_seconds=0.1, timeout_s=20.0)
+    report = suite.run_all(opts)
+
+    # A. no socket: every row timed over all 300 messages; the feed's handler saw each one
+    labels = [m.label for m in report.decode]
+    assert labels[-1] == "decode + CandleFeed.on_candle + on_update handler"
+    assert len(labels) == 6
+    for m in report.decode:
+        assert m.measured == 300
+        assert m.cpu_s > 0 and m.wall_s > 0 and m.rate > 0
+    assert report.decode[-1].received == 300 and report.decode[-1].dropped == 0
+
+    # B. saturation: every client received all 400 frames, in order, none dropped
+    assert [r.key for r in report.saturation] == \
+        ["bare", "bare-orjson", "bare-struct", "feed", "feed-inline"]
+    for row in report.saturation:
+        (m,) = row.runs
+        assert (m.expected, m.received) == (400, 400), row.label
+        assert m.measured == 400 - 40  # the first 10% are warm-up
+        assert m.dropped == 0 and m.out_of_order == 0
+        assert m.cpu_s > 0 and m.wall_s > 0 and m.maxrss_kb > 10_000
+        assert math.isfinite(m.cpu_per_100k)
+        (sent,) = row.server
+        assert sent.sent == 400 and not sent.error
+    assert report.ratio() > 0
+
+    # C. fixed rate: 400 stamped frames each, a latency per message, ordered percentiles
+    assert [(r.rate, r.result.label) for r in report.rates] == \
+        [(4_000, "bare loop (msgspec)"), (4_000, "candlekeeper")]
+    for rr in report.rates:
+        m = rr.result
+        assert m.received == 400 and rr.server.sent == 400
+        assert m.lat_us is not None and m.lat_e_ms is not None
+        assert m.lat_us.n == 400 and m.lat_e_ms.n == 400
+        assert 0 <= m.lat_us.p50 <= m.lat_us.p99 <= m.lat_us.max
+        assert m.lat_e_ms.p50 <= m.lat_e_ms.p99 <= m.lat_e_ms.max
+
+    table = suite.render(report)
+    assert "candlekeeper: CandleFeed -> on_update handler" in table
+    assert "MET" in table or "MISSED" in table
+    assert "4,000/s" in table
+
+
+def test_latency_percentiles_by_rank(common: ModuleType) -> None:
+    lat = common.latency([float(x) for x in range(1, 101)])
+    assert (lat.n, lat.p50, lat.p99, lat.max) == (100, 50.0, 99.0, 100.0)
+    assert common.latency([]) is None
