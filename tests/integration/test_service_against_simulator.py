@@ -1,0 +1,168 @@
+"""The real service against the simulator over real sockets: what is stored is exactly what the
+exchange closed — none missing, none duplicated, every field equal."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from candlekeeper import Candle, CandleFeed, StreamKey, StreamState
+from candlekeeper.config import Config
+from candlekeeper.service import Service
+from candlekeeper.sim import Simulator
+from candlekeeper.sinks.sqlite import SQLiteSink
+
+pytestmark = pytest.mark.integration
+
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT",
+           "AVAXUSDT", "LINKUSDT", "DOTUSDT", "LTCUSDT", "TRXUSDT", "MATICUSDT", "ATOMUSDT",
+           "NEARUSDT", "APTUSDT", "ARBUSDT", "OPUSDT", "FILUSDT", "ETCUSDT")
+INTERVALS = ("1m", "3m", "5m")
+SPEED = 300.0  # one 1m candle every 0.2 s of wall time
+VENUE = "binance-usdm"
+
+
+def service_config(sim: Simulator, db: Path, venues: dict[str, list[str]],
+                   intervals: tuple[str, ...] = INTERVALS) -> Config:
+    return Config.from_dict({
+        "feeds": [{"venue": v, "symbols": syms, "intervals": list(intervals),
+                   "ws_url": sim.ws_base(v), "rest_url": sim.rest_base(v)}
+                  for v, syms in venues.items()],
+        "sinks": {"sqlite": {"path": str(db), "flush_interval_s": 0.1}},
+        "observability": {"http": {"enabled": False}, "dashboard": False},
+    })
+
+
+async def run_until(service: Service, cond: Any, timeout: float) -> Any:
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        async with asyncio.timeout(timeout):
+            await service.ready.wait()
+            while not cond():
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        report = await asyncio.wait_for(task, 30)
+    return report
+
+
+def closed_total(service: Service) -> int:
+    return sum(s.closed for f in service.feeds for s in f.stats())
+
+
+async def stored(db: Path, key: StreamKey) -> list[Candle]:
+    sink = SQLiteSink(db)
+    await sink.open()
+    try:
+        return sink.read(key)
+    finally:
+        await sink.close()
+
+
+async def assert_storage_equals_truth(sim: Simulator, db: Path,
+                                      keys: list[StreamKey]) -> int:
+    total = 0
+    for key in keys:
+        rows = await stored(db, key)
+        assert rows, f"nothing stored for {key}"
+        truth = [c for c in sim.closed_candles(key.venue, key.symbol, key.interval)
+                 if rows[0].open_time <= c.open_time <= rows[-1].open_time]
+        assert [c.open_time for c in rows] == [c.open_time for c in truth], f"{key}: hole or dup"
+        for got, want in zip(rows, truth, strict=True):
+            assert got.same_values(want), f"{key} {got.open_time}: {got} != {want}"
+            for field in ("open", "high", "low", "close", "volume", "quote_volume",
+                          "taker_buy_base_volume", "taker_buy_quote_volume"):
+                assert str(getattr(got, field)) == str(getattr(want, field))  # exact text
+        total += len(rows)
+    return total
+
+
+async def test_sqlite_holds_exactly_the_simulators_closed_candles(tmp_path: Path) -> None:
+    db = tmp_path / "candles.sqlite"
+    async with Simulator(venues=(VENUE,), symbols=SYMBOLS, intervals=INTERVALS, speed=SPEED,
+                         seed=11) as sim:
+        service = Service(service_config(sim, db, {VENUE: list(SYMBOLS)}), clock=sim.clock)
+        report = await run_until(service, lambda: closed_total(service) >= 700, timeout=90)
+    keys = [StreamKey(VENUE, s, i) for s in SYMBOLS for i in INTERVALS]
+    assert len(report.streams) == 60
+    total = await assert_storage_equals_truth(sim, db, keys)
+    assert total >= 700
+    assert report.writers["sqlite"].written == total
+    assert report.writers["sqlite"].dropped == 0
+    assert all(s.duplicates == 0 for s in report.streams)
+
+
+async def test_restart_continues_without_duplicates(tmp_path: Path) -> None:
+    db = tmp_path / "candles.sqlite"
+    symbols = list(SYMBOLS[:5])
+    async with Simulator(venues=(VENUE,), symbols=symbols, intervals=("1m",), speed=SPEED,
+                         seed=5) as sim:
+        cfg = service_config(sim, db, {VENUE: symbols}, intervals=("1m",))
+        first = Service(cfg, clock=sim.clock)
+        await run_until(first, lambda: closed_total(first) >= 40, timeout=60)
+        second = Service(cfg, clock=sim.clock)
+        await run_until(second, lambda: closed_total(second) >= 40, timeout=60)
+    for symbol in symbols:
+        rows = await stored(db, StreamKey(VENUE, symbol, "1m"))
+        times = [c.open_time for c in rows]
+        assert times == sorted(set(times)), "duplicate or unordered rows after a restart"
+
+
+async def test_mixed_venues_and_bad_input_keep_the_feed_running(tmp_path: Path) -> None:
+    """An unknown symbol in config is one clear error and a counter; the rest keeps flowing."""
+    db = tmp_path / "candles.sqlite"
+    async with Simulator(venues=("binance-usdm", "binance-spot"), symbols=SYMBOLS[:4],
+                         intervals=("1m",), speed=SPEED, seed=3) as sim:
+        cfg = service_config(sim, db, {"binance-usdm": [*SYMBOLS[:4], "NOSUCHUSDT"],
+                                       "binance-spot": list(SYMBOLS[:4])}, intervals=("1m",))
+        service = Service(cfg, clock=sim.clock)
+        report = await run_until(service, lambda: closed_total(service) >= 40, timeout=60)
+    assert report.unknown_symbols == ["binance-usdm:NOSUCHUSDT"]
+    assert service.metrics.errors()["unknown_symbol"] == 1
+    venues = {s.key.venue for s in report.streams if s.closed > 0}
+    assert venues == {"binance-usdm", "binance-spot"}
+    keys = [StreamKey(v, s, "1m") for v in ("binance-usdm", "binance-spot") for s in SYMBOLS[:4]]
+    await assert_storage_equals_truth(sim, db, keys)
+
+
+async def test_unknown_stream_error_frame_rejects_only_that_stream() -> None:
+    """Bypassing the exchangeInfo check: the venue's error frame marks the one bad stream
+    REJECTED (with a counter) and the others stay live on the same connection."""
+    async with Simulator(venues=(VENUE,), symbols=SYMBOLS[:3], intervals=("1m",), speed=SPEED,
+                         seed=2) as sim:
+        feed = CandleFeed(VENUE, [*SYMBOLS[:3], "NOSUCHUSDT"], ["1m"],
+                          ws_url=sim.ws_base(VENUE), clock=sim.clock)
+        closed: list[Candle] = []
+        feed.on_closed(closed.append)
+        async with feed:
+            async with asyncio.timeout(30):
+                while len({c.symbol for c in closed}) < 3 or any(
+                        s.state not in (StreamState.LIVE, StreamState.REJECTED)
+                        for s in feed.stats()):
+                    await asyncio.sleep(0.05)
+            states = {s.key.symbol: s.state for s in feed.stats()}
+            conn = feed.connection_stats()[0]
+    assert states["NOSUCHUSDT"] == StreamState.REJECTED
+    assert conn.error_frames >= 1 and conn.rejected == 1
+    assert all(states[s] == StreamState.LIVE for s in SYMBOLS[:3])
+
+
+async def test_legacy_unrouted_usdm_url_is_flagged_silent() -> None:
+    """The 2026-04-23 cutover: the legacy URL accepts the subscription but pushes no klines.
+    The watchdog must say so instead of waiting forever."""
+    async with Simulator(venues=(VENUE,), symbols=SYMBOLS[:1], intervals=("1m",), speed=SPEED,
+                         seed=2) as sim:
+        legacy = sim.ws_base(VENUE).removesuffix("/market")
+        feed = CandleFeed(VENUE, SYMBOLS[:1], ["1m"], ws_url=legacy, clock=sim.clock)
+        states: list[StreamState] = []
+        feed.on_status(lambda s: states.append(s.state))
+        async with feed:
+            async with asyncio.timeout(30):
+                while StreamState.SILENT not in states:
+                    await asyncio.sleep(0.05)
+    assert StreamState.SUBSCRIBED in states
+    assert StreamState.LIVE not in states
