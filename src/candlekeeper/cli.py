@@ -164,7 +164,10 @@ async def _dashboard(service: Service, stop: asyncio.Event, refresh_hz: float) -
 
 
 def print_report(report: ServiceReport, console: Console | None = None) -> None:
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a log file or pipe: do not squeeze into 80 columns
+            console = Console(width=110)
     table = Table(title=f"candlekeeper: per-stream statistics (uptime {report.uptime_s:.1f}s)")
     for col in ("venue", "symbol", "interval", "state", "closed", "messages", "duplicates",
                 "last close"):

@@ -29,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from candlekeeper.core.events import StreamState
+from candlekeeper.core.intervals import INTERVAL_MS
 from candlekeeper.observability.snapshot import (
     HealthSnapshot,
     HealthStatus,
@@ -74,8 +75,10 @@ def format_time(ts_ms: int | None) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%m-%d %H:%M:%S")
 
 
-def _attention_first(row: StreamRow) -> tuple[int, str, str, str]:
-    return (0 if row.state != StreamState.LIVE else 1, row.venue, row.symbol, row.interval)
+def _attention_first(row: StreamRow) -> tuple[int, str, str, int]:
+    """Streams needing attention first, then by venue, symbol and interval *width*."""
+    return (0 if row.state != StreamState.LIVE else 1, row.venue, row.symbol,
+            INTERVAL_MS.get(row.interval, 0))
 
 
 class Dashboard:
