@@ -48,6 +48,13 @@ CLIENTS: list[tuple[str, str, dict[str, Any]]] = [
      {"mode": "feed", "inline": True}),
 ]
 
+#: the fixed-rate clients: label, ClientSpec fields
+RATE_CLIENTS: list[tuple[str, dict[str, Any]]] = [
+    ("bare loop (msgspec)", {"mode": "bare"}),
+    ("candlekeeper", {"mode": "feed"}),
+    ("candlekeeper inline", {"mode": "feed", "inline": True}),
+]
+
 
 class SaturationRow(msgspec.Struct, kw_only=True):
     key: str
@@ -196,11 +203,12 @@ def run_all(opts: Options, progress: IO[str] | None = None) -> Report:
                 row.server.append(sent)
         for rate in opts.rates:
             count = max(2, int(rate * opts.rate_seconds))
-            for label, mode in (("bare loop (msgspec)", "bare"), ("candlekeeper", "feed")):
+            for label, knobs in RATE_CLIENTS:
                 say(f"fixed rate {rate:,}/s: {label} ...")
-                spec = ClientSpec(mode=mode, expected=count, label=label,  # type: ignore[arg-type]
-                                  url=server.ws, stream=server.stream, latency=True,
-                                  timeout_s=opts.timeout_s)
+                spec = msgspec.convert(
+                    {**knobs, "expected": count, "label": label, "url": server.ws,
+                     "stream": server.stream, "latency": True, "timeout_s": opts.timeout_s},
+                    ClientSpec)
                 m, sent = over_socket(server, Command(mode="stamped", count=count, rate=rate),
                                       spec)
                 rates.append(RateRow(rate=rate, result=m, server=sent))
