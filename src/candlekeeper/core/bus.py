@@ -231,7 +231,7 @@ class EventBus:
         The transport asks this after every kline, so it is a plain loop: ``any()`` over a
         generator cost ~0.18 µs per message even with no BLOCK subscriber at all
         (``benchmarks/README.md``)."""
-        for s in self._blocking:
+        for s in self._blocking:  # noqa: SIM110 - any(genexpr) is the slow version
             if len(s.queue) >= s.maxsize:
                 return True
         return False
