@@ -7,13 +7,13 @@ Modes:
 
 * ``decode``: no socket. Real kline frames through (a) ``msgspec.json.decode`` to a dict,
   (b) ``orjson.loads`` to a dict, (c) ``BinanceCodec.decode`` to a ``Candle`` and (d) the feed's
-  hot path: ``BinanceCodec.decode`` + ``CandleFeed.on_candle`` with one ``on_update``
-  subscriber, frames handed over in chunks of 256 with a loop turn between chunks (what one
-  socket read looks like), so the subscriber's task really runs.
+  hot path: ``BinanceCodec.decode`` + the feed's stream sink (``CandleFeed.stream_sink``)
+  with one ``on_update`` subscriber, frames handed over in chunks of 256 with a loop turn
+  between chunks (what one socket read looks like), so the subscriber's task really runs.
 * ``bare``: the "websocket library + JSON parser" loop: picows (the transport's library)
   receiving frames from the simulator and parsing each into a dict, nothing else.
 * ``feed``: a real ``CandleFeed`` (``ConnectionPool`` -> session -> ``BinanceCodec`` ->
-  ``CandleFeed.on_candle`` -> ``EventBus`` -> an ``on_update`` handler) connected to the
+  the feed's stream sink -> ``EventBus`` -> an ``on_update`` handler) connected to the
   simulator.
 
 For the socket modes the clocks (``time.perf_counter`` and ``time.process_time``, i.e. this
@@ -257,7 +257,9 @@ async def run_decode(spec: ClientSpec) -> list[Measured]:
 
     sub = feed.on_update(on_update)
     await feed.bus.start()
-    decode, on_candle = codec.decode, feed.on_candle
+    decode = codec.decode
+    # what the transport does per frame: one (symbol, interval) lookup, then the stream's sink
+    sinks = {(k.symbol, k.interval): feed.stream_sink(k) for k in feed.keys}
 
     def parse(loads: Callable[[bytes], object]) -> Callable[[], None]:
         def go() -> None:
@@ -269,7 +271,8 @@ async def run_decode(spec: ClientSpec) -> list[Measured]:
         target = got[0] + sub.dropped + len(frames_)
         for i in range(0, len(frames_), 256):
             for f in frames_[i:i + 256]:
-                on_candle(decode(f))  # type: ignore[arg-type]
+                c = decode(f)
+                sinks[(c.symbol, c.interval)](c)  # type: ignore[union-attr]
             await asyncio.sleep(0)
         while got[0] + sub.dropped < target:
             await asyncio.sleep(0)
@@ -290,7 +293,7 @@ async def run_decode(spec: ClientSpec) -> list[Measured]:
     await dispatch(seq)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     results.append(Measured(
-        label="decode + CandleFeed.on_candle + on_update handler", expected=n,
+        label="decode + CandleFeed stream sink + on_update handler", expected=n,
         received=got[0] - start_got, measured=n, wall_s=wall, cpu_s=cpu,
         maxrss_kb=_maxrss_kb(), dropped=sub.dropped - start_drop))
     await feed.bus.stop()

@@ -67,7 +67,7 @@ class StampedTemplate:
     per message (``n = i + 1``; ``E``/``L`` the write time in ms/µs)."""
 
     def __init__(self, candle: Candle, stream: str) -> None:
-        marked = Candle(candle.venue, candle.symbol, candle.interval, candle.open_time,
+        marked = Candle.of(candle.venue, candle.symbol, candle.interval, candle.open_time,
                         candle.close_time, candle.open, candle.high, candle.low, candle.close,
                         candle.volume, candle.quote_volume, _N_MARK,
                         candle.taker_buy_base_volume, candle.taker_buy_quote_volume,

@@ -47,7 +47,7 @@ def make_candles(n: int, streams: int, close: str = "7.6170") -> list[Candle]:
     while len(out) < n:
         open_time = T0 + minute * MINUTE
         for s in range(min(streams, n - len(out))):
-            out.append(Candle(
+            out.append(Candle.of(
                 "binance-usdm", f"SYM{s:04d}USDT", "1m", open_time, open_time + MINUTE - 1,
                 Decimal("7.6080"), Decimal("7.6180"), Decimal("7.6070"), Decimal(close),
                 Decimal("3005"), Decimal("22875.8590"), 113, Decimal("1900"),
@@ -79,7 +79,7 @@ async def run(rows: int, streams: int, folder: Path) -> list[tuple[str, int, flo
             elapsed = await timed_writes(sink, candles, batch)
             assert sink.count() == n
             results.append(("re-write identical (duplicates), batch 10,000", n, elapsed))
-            changed = [msgspec.structs.replace(c, close=Decimal("7.6190"), source="rest")
+            changed = [msgspec.structs.replace(c, close_str="7.6190", source="rest")
                        for c in candles]
             before = sink.rows_changed
             elapsed = await timed_writes(sink, changed, batch)

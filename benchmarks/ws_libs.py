@@ -174,12 +174,15 @@ async def client_session(url: str, handle: Handler) -> int:
 
     class Counter:
         count = 0
-        under_pressure = False
 
-        def on_candle(self, candle: Candle) -> None:
+        def stream_sink(self, key: StreamKey) -> Callable[[Candle], bool]:
+            return self.on_candle
+
+        def on_candle(self, candle: Candle) -> bool:
             self.count += 1
             if self.count == expected:
                 done.set()
+            return False
 
         def on_stream_status(self, status: StreamStatus) -> None:
             pass

@@ -50,19 +50,30 @@ CandleHandler = Callable[[Candle], None] | Callable[[Candle], Awaitable[None]]
 StatusHandler = Callable[[StreamStatus], None] | Callable[[StreamStatus], Awaitable[None]]
 
 
-@dataclass(slots=True)
 class StreamStats:
-    """Per-stream state the feed needs for its guarantees. Counters shown on ``/metrics`` and
-    the dashboard live in ``metrics`` (shared with the service's :class:`Metrics`)."""
+    """One stream inside the feed: the state behind its guarantees and its hot path.
 
-    key: StreamKey
-    metrics: StreamMetrics
-    buffer: RingBuffer = field(default_factory=RingBuffer, repr=False)
-    duplicates: int = 0
-    late: int = 0
-    last_closed_open_time: int = -1
-    last_candle: Candle | None = None
-    last_closed: Candle | None = None
+    :meth:`deliver` is what the transport calls for every kline frame of this stream (resolved
+    once per stream, so no per-frame lookup). Counters shown on ``/metrics`` and the dashboard
+    live in ``metrics`` (shared with the service's :class:`Metrics`).
+    """
+
+    __slots__ = ("_closed_subs", "_pressure", "_update_subs", "buffer", "duplicates", "key",
+                 "last_closed", "last_closed_open_time", "late", "metrics", "now_ms")
+
+    def __init__(self, key: StreamKey, metrics: StreamMetrics, buffer: RingBuffer, bus: EventBus,
+                 now_ms: Callable[[], int]) -> None:
+        self.key = key
+        self.metrics = metrics
+        self.buffer = buffer
+        self.duplicates = 0
+        self.late = 0
+        self.last_closed_open_time = -1
+        self.last_closed: Candle | None = None
+        self.now_ms = now_ms
+        self._update_subs = bus.subscribers(CandleUpdate)
+        self._closed_subs = bus.subscribers(CandleClosed)
+        self._pressure = bus.pressure_flag
 
     @property
     def state(self) -> StreamState:
@@ -76,10 +87,33 @@ class StreamStats:
     def closed(self) -> int:
         return self.metrics.closed
 
+    def deliver(self, candle: Candle) -> bool:
+        """Every frame of this stream. Returns True when a consumer asks for backpressure."""
+        self.metrics.last_event_time_ms = candle.event_time
+        for sub in self._update_subs:
+            sub.offer(candle)
+        if candle.closed:
+            self._close(candle)
+        return self._pressure.on
+
+    def _close(self, candle: Candle) -> None:
+        t = candle.open_time
+        if t <= self.last_closed_open_time:  # a repeated or older close: never emitted twice
+            if t == self.last_closed_open_time:
+                self.duplicates += 1
+            else:
+                self.late += 1
+            return
+        self.last_closed_open_time = t
+        self.last_closed = candle
+        self.metrics.on_closed(candle, self.now_ms())
+        self.buffer.append(candle)
+        for sub in self._closed_subs:
+            sub.offer(candle)
+
 
 @dataclass(slots=True)
 class FeedCounters:
-    unknown_stream: int = 0
     connection_events: int = 0
     connections: dict[str, ConnectionStatus] = field(default_factory=dict)
 
@@ -119,11 +153,12 @@ class CandleFeed:
         self.clock: Clock = clock or SystemClock()
         self.bus = bus or EventBus()
         self._buffers = BufferSet(buffer_size)
-        self.metrics = metrics if metrics is not None else Metrics()
+        self.metrics = metrics if metrics is not None else Metrics(now_ms=self.clock.time_ms)
         self.metrics.track_bus(self.bus, venue)
+        self.metrics.add_refresher(self.refresh_metrics)
         self._streams: dict[tuple[str, str], StreamStats] = {
-            (k.symbol, k.interval): StreamStats(k, self.metrics.stream(k),
-                                                buffer=self._buffers.get(k))
+            (k.symbol, k.interval): StreamStats(k, self.metrics.stream(k), self._buffers.get(k),
+                                                self.bus, self.clock.time_ms)
             for k in self.keys
         }
         self.counters = FeedCounters()
@@ -169,7 +204,7 @@ class CandleFeed:
                   inline: bool = False) -> Subscription[Any]:
         """Call ``handler(candle)`` once per closed candle. The default policy never drops:
         a slow handler applies backpressure to the socket instead."""
-        return self.bus.subscribe(CandleClosed, _unwrap(handler), maxsize=maxsize, policy=policy,
+        return self.bus.subscribe(CandleClosed, handler, maxsize=maxsize, policy=policy,
                                   inline=inline, name=_name(handler))
 
     def on_update(self, handler: CandleHandler, *, maxsize: int = 10_000,
@@ -177,7 +212,7 @@ class CandleFeed:
                   inline: bool = False) -> Subscription[Any]:
         """Call ``handler(candle)`` for every live frame (closed or not). Updates supersede each
         other, so by default a slow handler loses the oldest ones, never the feed."""
-        return self.bus.subscribe(CandleUpdate, _unwrap(handler), maxsize=maxsize, policy=policy,
+        return self.bus.subscribe(CandleUpdate, handler, maxsize=maxsize, policy=policy,
                                   inline=inline, name=_name(handler))
 
     def on_status(self, handler: StatusHandler) -> Subscription[StreamStatus]:
@@ -187,13 +222,13 @@ class CandleFeed:
 
     async def closed(self, *, maxsize: int = 100_000) -> AsyncIterator[Candle]:
         """Iterate over closed candles (exactly once each, in order per stream)."""
-        async for event in self.bus.stream(CandleClosed, maxsize=maxsize, name="closed()"):
-            yield event.candle
+        async for candle in self.bus.stream(CandleClosed, maxsize=maxsize, name="closed()"):
+            yield candle
 
     async def updates(self, *, maxsize: int = 10_000) -> AsyncIterator[Candle]:
-        async for event in self.bus.stream(CandleUpdate, maxsize=maxsize,
-                                           policy=OverflowPolicy.DROP_OLDEST, name="updates()"):
-            yield event.candle
+        async for candle in self.bus.stream(CandleUpdate, maxsize=maxsize,
+                                            policy=OverflowPolicy.DROP_OLDEST, name="updates()"):
+            yield candle
 
     def latest(self, symbol: str, interval: str, n: int | None = None) -> list[Candle]:
         """The newest ``n`` closed candles, oldest first. Safe to call from any thread."""
@@ -203,6 +238,7 @@ class CandleFeed:
         return to_dataframe(self.latest(symbol, interval, n))
 
     def stats(self) -> list[StreamStats]:
+        self.refresh_metrics()
         return list(self._streams.values())
 
     def connection_stats(self) -> list[SessionStats]:
@@ -215,33 +251,8 @@ class CandleFeed:
             raise KeyError(f"{self.venue} feed has no stream {symbol} {interval}") from None
 
     # -- StreamListener (called by the transport) -------------------------------------------
-    def on_candle(self, candle: Candle) -> None:
-        st = self._streams.get((candle.symbol, candle.interval))
-        if st is None:
-            self.counters.unknown_stream += 1
-            self._limited.warning("unknown-stream", "%s: kline for unsubscribed stream %s %s",
-                                  self.venue, candle.symbol, candle.interval)
-            return
-        m = st.metrics
-        m.messages += 1
-        now = self.clock.time_ms()
-        if candle.event_time is not None:
-            m.lag_ms = now - candle.event_time
-        st.last_candle = candle
-        bus = self.bus
-        bus.publish(CandleUpdate(candle))
-        if candle.closed:
-            if candle.open_time <= st.last_closed_open_time:
-                if candle.open_time == st.last_closed_open_time:
-                    st.duplicates += 1
-                else:
-                    st.late += 1
-                return
-            st.last_closed_open_time = candle.open_time
-            st.last_closed = candle
-            m.on_closed(candle, now)
-            st.buffer.append(candle)
-            bus.publish(CandleClosed(candle))
+    def stream_sink(self, key: StreamKey) -> Callable[[Candle], bool]:
+        return self._streams[(key.symbol, key.interval)].deliver
 
     def on_stream_status(self, status: StreamStatus) -> None:
         st = self._streams.get((status.key.symbol, status.key.interval))
@@ -256,7 +267,9 @@ class CandleFeed:
         self.bus.publish(status)
 
     def refresh_metrics(self) -> None:
-        """Copy the transport's per-connection counters into the metrics (at scrape time)."""
+        """Copy the transport's counters into the metrics (at scrape time, not per frame)."""
+        for key, count in self._pool.stream_counts().items():
+            self.metrics.stream(key).messages = count
         for s in self._pool.stats():
             cm = self.metrics.connection(s.name, self.venue)
             cm.messages, cm.malformed, cm.error_frames = s.messages, s.malformed, s.error_frames
@@ -264,26 +277,8 @@ class CandleFeed:
             if s.last_error:
                 cm.detail = s.last_error
 
-    @property
-    def under_pressure(self) -> bool:
-        return self.bus.under_pressure
-
     async def relieve(self) -> None:
         await self.bus.relieve()
-
-
-def _unwrap(handler: CandleHandler) -> Callable[[Any], Any]:
-    """Adapt a ``Candle`` handler to the bus's ``CandleClosed``/``CandleUpdate`` events."""
-    if asyncio.iscoroutinefunction(handler):
-        async def call_async(event: Any) -> None:
-            await handler(event.candle)
-
-        return call_async
-
-    def call(event: Any) -> None:
-        handler(event.candle)
-
-    return call
 
 
 def _name(handler: Callable[..., Any]) -> str:

@@ -77,7 +77,7 @@ class Service:
         self.counters = ServiceCounters()
         self.unknown_symbols: list[str] = []
         self.ready = asyncio.Event()
-        self.metrics = Metrics()
+        self.metrics = Metrics(now_ms=self.clock.time_ms)
         self.health: HealthServer | None = None
 
     # -- symbols --------------------------------------------------------------------------
@@ -174,8 +174,6 @@ class Service:
 
     def snapshot(self) -> HealthSnapshot:
         """What ``/health`` and the dashboard show (venue time from the service clock)."""
-        for feed in self.feeds:
-            feed.refresh_metrics()
         return self.metrics.snapshot(self.clock.time_ms())
 
     async def run(self, stop: asyncio.Event) -> ServiceReport:

@@ -43,7 +43,7 @@ def test_benchmark_runs_end_to_end_and_counts_every_message(suite: ModuleType) -
 
     # A. no socket: every row timed over all 300 messages; the feed's handler saw each one
     labels = [m.label for m in report.decode]
-    assert labels[-1] == "decode + CandleFeed.on_candle + on_update handler"
+    assert labels[-1] == "decode + CandleFeed stream sink + on_update handler"
     assert len(labels) == 6
     for m in report.decode:
         assert m.measured == 300

@@ -9,7 +9,7 @@ from candlekeeper.core.candle import Candle
 
 def candle(t: int) -> Candle:
     d = Decimal(f"{t}.10")
-    return Candle("binance-usdm", "BTCUSDT", "1m", t * 60_000, t * 60_000 + 59_999, d, d, d, d,
+    return Candle.of("binance-usdm", "BTCUSDT", "1m", t * 60_000, t * 60_000 + 59_999, d, d, d, d,
                   Decimal("1.000"), closed=True)
 
 

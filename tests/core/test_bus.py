@@ -91,16 +91,20 @@ async def test_block_policy_never_drops_and_signals_pressure() -> None:
 
     sub = bus.subscribe(Ev, slow, maxsize=5, policy=OverflowPolicy.BLOCK)
     await bus.start()
-    for i in range(20):
+    for i in range(20):  # over capacity: accepted anyway (never dropped), pressure raised
         bus.publish(Ev(i))
-    assert bus.under_pressure
+    assert bus.pressure
+    await asyncio.sleep(0.01)  # the handler takes the queued batch and blocks on the first
+    for i in range(20, 25):  # the queue refills to capacity while the handler is stuck
+        bus.publish(Ev(i))
     relieved = asyncio.create_task(bus.relieve())
     await asyncio.sleep(0.01)
-    assert not relieved.done()
+    assert not relieved.done()  # the publisher stays blocked while the consumer is
     release.set()
     await asyncio.wait_for(relieved, 5)
+    assert not bus.pressure
     await bus.stop()
-    assert got == list(range(20)) and sub.dropped == 0
+    assert got == list(range(25)) and sub.dropped == 0
 
 
 async def test_stream_iterator_ends_on_stop() -> None:

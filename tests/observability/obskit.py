@@ -11,7 +11,7 @@ from candlekeeper.observability.snapshot import StreamRow
 def candle(close: str = "64000.10", *, open_time: int = 1_700_000_040_000,
            event_time: int | None = 1_700_000_041_000, closed: bool = False,
            symbol: str = "BTCUSDT", interval: str = "1m") -> Candle:
-    return Candle(
+    return Candle.of(
         venue="binance-usdm", symbol=symbol, interval=interval, open_time=open_time,
         close_time=open_time + 59_999, open=Decimal("63990.00"), high=Decimal("64010.50"),
         low=Decimal("63980.00"), close=Decimal(close), volume=Decimal("12.345"),

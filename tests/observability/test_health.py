@@ -90,11 +90,11 @@ async def test_health_status_codes(rows: tuple[object, ...], http_status: int,
 
 
 async def test_health_from_metrics_snapshot_and_metrics_endpoint() -> None:
-    metrics = Metrics()
+    c = candle("64000.10", closed=True)
+    metrics = Metrics(now_ms=lambda: c.event_time + 40)  # type: ignore[operator]
     key = StreamKey("binance-usdm", "BTCUSDT", "1m")
     sm = metrics.stream(key)
-    c = candle("64000.10", closed=True)
-    sm.on_candle(c, now_ms=c.event_time + 40)  # type: ignore[operator]
+    sm.on_candle(c)
     sm.on_closed(c, now_ms=c.close_time + 500)
     metrics.on_stream_status(StreamStatus(key, StreamState.LIVE))
     async with HealthServer(metrics) as server:

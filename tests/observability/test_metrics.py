@@ -6,6 +6,7 @@ from obskit import candle
 from prometheus_client.parser import text_string_to_metric_families
 
 from candlekeeper.core.bus import EventBus, OverflowPolicy
+from candlekeeper.core.candle import Candle
 from candlekeeper.core.events import (
     CandleClosed,
     ConnectionState,
@@ -35,13 +36,14 @@ def value(metrics: Metrics, name: str, **labels: str) -> float:
 
 
 def test_stream_counters_and_lag() -> None:
-    m = Metrics()
+    now = [1_700_000_042_500]
+    m = Metrics(now_ms=lambda: now[0])
     sm = m.stream(KEY)
     assert m.stream(KEY) is sm  # cached: the feed keeps it and never looks it up again
     c = candle(event_time=1_700_000_041_000)
     for _ in range(3):
-        sm.on_candle(c, now_ms=1_700_000_041_250)
-    sm.on_message(event_time_ms=1_700_000_041_000, now_ms=1_700_000_042_500)
+        sm.on_candle(c)
+    sm.on_message(event_time_ms=1_700_000_041_000)
     closed = candle("64001.20", closed=True)
     sm.on_closed(closed, now_ms=closed.close_time + 801)
     sm.stored += 1
@@ -65,10 +67,11 @@ def test_stream_counters_and_lag() -> None:
 
 def test_candle_without_event_time_keeps_previous_lag() -> None:
     sm = Metrics().stream(KEY)
-    sm.on_candle(candle(event_time=1000), now_ms=1100)
-    sm.on_candle(candle(event_time=None), now_ms=99_999)
+    sm.on_candle(candle(event_time=1000))
+    sm.on_candle(candle(event_time=None))
     assert sm.messages == 2
-    assert sm.lag_ms == 100
+    assert sm.lag_ms(1100) == 100  # lag = data age: grows while nothing newer arrives
+    assert sm.lag_ms(99_999) == 98_999
 
 
 def test_stream_state_transitions() -> None:
@@ -113,14 +116,14 @@ async def test_bus_drops_and_handler_errors_are_pulled_at_scrape_time() -> None:
     bus = EventBus()
     m.track_bus(bus, name="feed")
 
-    def boom(_event: CandleClosed) -> None:
+    def boom(_candle: Candle) -> None:
         raise RuntimeError("strategy bug")
 
     bus.subscribe(CandleClosed, boom, inline=True, name="strategy")
     bus.subscribe(CandleClosed, lambda e: None, maxsize=2, policy=OverflowPolicy.DROP_NEWEST,
                   name="slow")
     for i in range(5):
-        bus.publish(CandleClosed(candle(open_time=i * 60_000)))
+        bus.publish_to(CandleClosed, candle(open_time=i * 60_000))
     strategy = {"bus": "feed", "subscriber": "strategy", "event": "CandleClosed"}
     slow = {"bus": "feed", "subscriber": "slow", "event": "CandleClosed"}
     assert value(m, "candlekeeper_handler_errors_total", **strategy) == 5

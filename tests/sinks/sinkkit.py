@@ -24,7 +24,7 @@ def make_candle(i: int, *, key: StreamKey = KEY, close: str = "7.6170", closed: 
     """Candle number ``i`` of ``key`` (open time ``T0 + i`` minutes) with exchange-style decimal
     strings, trailing zeros included."""
     open_time = T0 + i * MINUTE
-    return Candle(
+    return Candle.of(
         venue=key.venue, symbol=key.symbol, interval=key.interval,
         open_time=open_time, close_time=open_time + MINUTE - 1,
         open=Decimal("7.6080"), high=Decimal("7.6180"), low=Decimal("7.6070"),

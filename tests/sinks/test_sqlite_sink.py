@@ -157,12 +157,12 @@ async def test_read_helpers(sink: SQLiteSink) -> None:
 
 async def test_malformed_candle_is_rejected_alone(sink: SQLiteSink,
                                                   caplog: pytest.LogCaptureFixture) -> None:
-    bad = msgspec.structs.replace(make_candle(1), close=7.617)  # a float sneaked in
+    bad = msgspec.structs.replace(make_candle(1), close_str=7.617)  # a float sneaked in
     await sink.write([make_candle(0), bad, make_candle(2)])
     assert sink.rejected == 1
     assert [c.open_time for c in sink.read(KEY)] == [T0, T0 + 2 * MINUTE]
     assert "rejected malformed candle" in caplog.text
-    assert "close must be a Decimal" in caplog.text
+    assert "close must be decimal text" in caplog.text
 
 
 async def test_locked_database_raises_sink_error_then_recovers(db_path: Path) -> None:

@@ -50,11 +50,15 @@ class Recorder:
         self._waiters: list[asyncio.Future[None]] = []
 
     # -- StreamListener -------------------------------------------------------------------------
-    def on_candle(self, candle: Candle) -> None:
+    def stream_sink(self, key: StreamKey) -> Callable[[Candle], bool]:
+        return self.on_candle
+
+    def on_candle(self, candle: Candle) -> bool:
         if self.raise_on_candle:
             raise RuntimeError("listener bug")
         self.candles.append(candle)
         self._notify()
+        return self.pressure
 
     def on_stream_status(self, status: StreamStatus) -> None:
         self.streams.append(status)
@@ -63,10 +67,6 @@ class Recorder:
     def on_connection_status(self, status: ConnectionStatus) -> None:
         self.conns.append(status)
         self._notify()
-
-    @property
-    def under_pressure(self) -> bool:
-        return self.pressure
 
     async def relieve(self) -> None:
         await self.relieved.wait()

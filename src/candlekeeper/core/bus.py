@@ -2,16 +2,21 @@
 
 Why it looks like this:
 
+* **Topics.** Subscribers register for a topic: an event type (``StreamStatus``: the payload is
+  the event) or a marker topic whose payload is something else (``CandleClosed`` and
+  ``CandleUpdate`` carry the :class:`Candle` itself, so the per-frame path allocates no
+  envelope object).
 * ``publish`` is synchronous and never awaits, so the WebSocket read loop is not slowed by a
-  consumer. Each subscriber has its own bounded queue drained by its own task; a slow consumer
-  only affects itself, according to its declared :class:`OverflowPolicy`.
+  consumer. Each subscriber has its own bounded queue drained by its own task, in batches; a slow
+  consumer only affects itself, according to its declared :class:`OverflowPolicy`.
 * ``BLOCK`` subscribers (e.g. a consumer that must see every closed candle) never lose events:
-  the queue accepts the event and raises ``under_pressure``; the publisher then awaits
-  :meth:`EventBus.relieve` to apply backpressure upstream instead of dropping.
+  the queue accepts the event and sets :attr:`EventBus.pressure`; the publisher then awaits
+  :meth:`EventBus.relieve` to apply backpressure upstream (the transport stops reading the
+  socket) instead of dropping.
 * A handler that raises is logged (rate-limited) and counted; it never kills the feed or the
   subscriber's task.
 * ``inline=True`` runs a sync handler inside ``publish`` itself: zero-latency, used by internal
-  components and latency-critical strategies that promise to be fast.
+  components (storage) and latency-critical strategies that promise to be fast.
 """
 
 from __future__ import annotations
@@ -41,10 +46,23 @@ class OverflowPolicy(enum.StrEnum):
     BLOCK = "block"  # never drop: apply backpressure to the publisher
 
 
+class PressureFlag:
+    """Shared flag a BLOCK queue raises when full; read once per frame by the publisher."""
+
+    __slots__ = ("on",)
+
+    def __init__(self) -> None:
+        self.on = False
+
+
+_Pressure = PressureFlag
+
+
 class Subscription(Generic[E]):
     """One subscriber: a bounded queue plus counters."""
 
-    def __init__(self, name: str, maxsize: int, policy: OverflowPolicy) -> None:
+    def __init__(self, name: str, maxsize: int, policy: OverflowPolicy,
+                 pressure: _Pressure | None = None) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be >= 1")
         self.name = name
@@ -55,7 +73,10 @@ class Subscription(Generic[E]):
         self.dropped = 0
         self.errors = 0
         self.closed = False
-        self._wakeup = asyncio.Event()
+        self._pressure = pressure or _Pressure()
+        #: the consumer's pending wait, if it is idle (a bare future: cheaper to check per
+        #: event than ``asyncio.Event.set``, which the hot path would call for every frame)
+        self._waiter: asyncio.Future[None] | None = None
         self._space = asyncio.Event()
         self._space.set()
 
@@ -70,8 +91,15 @@ class Subscription(Generic[E]):
                 return
             else:
                 self._space.clear()
+                self._pressure.on = True
         q.append(event)
-        self._wakeup.set()
+        if self._waiter is not None:
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     @property
     def full(self) -> bool:
@@ -82,17 +110,16 @@ class Subscription(Generic[E]):
             self._space.clear()
             await self._space.wait()
 
-    def _took(self) -> None:
-        if len(self.queue) < self.maxsize:
-            self._space.set()
-
     async def get_batch(self) -> list[E]:
         """Wait for at least one event and take everything queued (or [] once closed)."""
         while not self.queue:
             if self.closed:
                 return []
-            self._wakeup.clear()
-            await self._wakeup.wait()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         batch = list(self.queue)
         self.queue.clear()
         self._space.set()
@@ -100,14 +127,14 @@ class Subscription(Generic[E]):
 
     def close(self) -> None:
         self.closed = True
-        self._wakeup.set()
+        self._wake()
         self._space.set()
 
 
 class _HandlerSubscription(Subscription[E]):
     def __init__(self, name: str, handler: Handler[E], maxsize: int,
-                 policy: OverflowPolicy) -> None:
-        super().__init__(name, maxsize, policy)
+                 policy: OverflowPolicy, pressure: _Pressure) -> None:
+        super().__init__(name, maxsize, policy, pressure)
         self.handler = handler
         self.is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
             getattr(handler, "__call__", None)  # noqa: B004 - callable objects with async __call__
@@ -115,27 +142,42 @@ class _HandlerSubscription(Subscription[E]):
         self.task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
-        handler = self.handler
+        """Drain the queue in batches: one wake-up per burst, not per event."""
         while True:
-            if not self.queue:
-                if self.closed:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            event = self.queue.popleft()
-            self._took()
+            batch = await self.get_batch()
+            if not batch:
+                return
+            if self.is_async:
+                await self._run_async(batch)
+            else:
+                self._run_sync(batch)
+
+    def _run_sync(self, batch: list[E]) -> None:
+        handler = self.handler
+        ok = 0
+        for event in batch:
             try:
-                result = handler(event)
-                if self.is_async:
-                    await result  # type: ignore[misc]
+                handler(event)
+                ok += 1
+            except Exception as exc:
+                self._failed(exc)
+        self.delivered += ok
+
+    async def _run_async(self, batch: list[E]) -> None:
+        handler = self.handler
+        for event in batch:
+            try:
+                await handler(event)  # type: ignore[misc]
                 self.delivered += 1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.errors += 1
-                _limited.error(f"handler:{self.name}", "event handler %s raised %r; continuing",
-                               self.name, exc)
+                self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        self.errors += 1
+        _limited.error(f"handler:{self.name}", "event handler %s raised %r; continuing",
+                       self.name, exc)
 
 
 class _InlineSubscription(Subscription[E]):
@@ -154,41 +196,42 @@ class _InlineSubscription(Subscription[E]):
 
 
 class EventBus:
-    """Routes events by their exact type to subscribers."""
+    """Routes payloads by topic to subscribers."""
 
     def __init__(self) -> None:
-        self._subs: dict[type[Any], list[Subscription[Any]]] = {}
+        self._subs: dict[object, list[Subscription[Any]]] = {}
         self._blocking: list[Subscription[Any]] = []
+        self._pressure = _Pressure()
         self._running = False
 
     # -- subscribing ------------------------------------------------------------------------
-    def subscribe(self, event_type: type[E], handler: Handler[E], *, maxsize: int = 10_000,
+    def subscribe(self, topic: object, handler: Handler[Any], *, maxsize: int = 10_000,
                   policy: OverflowPolicy = OverflowPolicy.BLOCK, inline: bool = False,
-                  name: str | None = None) -> Subscription[E]:
-        """Call ``handler`` (sync or async) for every event of ``event_type``."""
+                  name: str | None = None) -> Subscription[Any]:
+        """Call ``handler`` (sync or async) for every payload published on ``topic``."""
         label = str(name or getattr(handler, "__qualname__", repr(handler)))
-        sub: Subscription[E]
+        sub: Subscription[Any]
         if inline:
             if inspect.iscoroutinefunction(handler):
                 raise TypeError("inline handlers must be synchronous")
             sub = _InlineSubscription(label, handler)  # type: ignore[arg-type]
         else:
-            hsub = _HandlerSubscription(label, handler, maxsize, policy)
+            hsub = _HandlerSubscription(label, handler, maxsize, policy, self._pressure)
             if self._running:
                 hsub.task = asyncio.get_running_loop().create_task(hsub.run(), name=label)
             sub = hsub
-        self._add(event_type, sub)
+        self._add(topic, sub)
         return sub
 
-    def stream(self, event_type: type[E], *, maxsize: int = 10_000,
+    def stream(self, topic: object, *, maxsize: int = 10_000,
                policy: OverflowPolicy = OverflowPolicy.BLOCK,
-               name: str = "iterator") -> AsyncIterator[E]:
-        """An async iterator over events of ``event_type`` (ends when the bus stops)."""
-        sub: Subscription[E] = Subscription(name, maxsize, policy)
-        self._add(event_type, sub)
-        return self._iterate(event_type, sub)
+               name: str = "iterator") -> AsyncIterator[Any]:
+        """An async iterator over the payloads of ``topic`` (ends when the bus stops)."""
+        sub: Subscription[Any] = Subscription(name, maxsize, policy, self._pressure)
+        self._add(topic, sub)
+        return self._iterate(topic, sub)
 
-    async def _iterate(self, event_type: type[E], sub: Subscription[E]) -> AsyncIterator[E]:
+    async def _iterate(self, topic: object, sub: Subscription[Any]) -> AsyncIterator[Any]:
         try:
             while True:
                 batch = await sub.get_batch()
@@ -198,47 +241,66 @@ class EventBus:
                     sub.delivered += 1
                     yield event
         finally:
-            self.unsubscribe(event_type, sub)
+            self.unsubscribe(topic, sub)
 
-    def _add(self, event_type: type[Any], sub: Subscription[Any]) -> None:
-        self._subs.setdefault(event_type, []).append(sub)
+    def _add(self, topic: object, sub: Subscription[Any]) -> None:
+        self.subscribers(topic).append(sub)
         if sub.policy is OverflowPolicy.BLOCK and not isinstance(sub, _InlineSubscription):
             self._blocking.append(sub)
 
-    def unsubscribe(self, event_type: type[Any], sub: Subscription[Any]) -> None:
-        subs = self._subs.get(event_type, [])
+    def subscribers(self, topic: object) -> list[Subscription[Any]]:
+        """The live list of ``topic``'s subscribers. Publishers on the hot path may keep it and
+        call ``offer`` on each element themselves; it is updated in place."""
+        subs = self._subs.get(topic)
+        if subs is None:
+            subs = self._subs[topic] = []
+        return subs
+
+    def unsubscribe(self, topic: object, sub: Subscription[Any]) -> None:
+        subs = self._subs.get(topic, [])
         if sub in subs:
             subs.remove(sub)
         if sub in self._blocking:
             self._blocking.remove(sub)
         sub.close()
 
-    def subscriptions(self) -> list[tuple[type[Any], Subscription[Any]]]:
+    def subscriptions(self) -> list[tuple[object, Subscription[Any]]]:
         return [(t, s) for t, subs in self._subs.items() for s in subs]
 
     # -- publishing -------------------------------------------------------------------------
     def publish(self, event: Any) -> None:
         """Hand ``event`` to every subscriber of its type. Never blocks, never raises."""
-        subs = self._subs.get(type(event))
+        topic: object = type(event)
+        subs = self._subs.get(topic)
         if subs:
             for sub in subs:
                 sub.offer(event)
 
-    @property
-    def under_pressure(self) -> bool:
-        """True when a BLOCK subscriber is at capacity; the publisher should ``await relieve()``.
+    def publish_to(self, topic: object, payload: Any) -> None:
+        """Hand ``payload`` to every subscriber of ``topic``."""
+        subs = self._subs.get(topic)
+        if subs:
+            for sub in subs:
+                sub.offer(payload)
 
-        The transport asks this after every kline, so it is a plain loop: ``any()`` over a
-        generator cost ~0.1 µs more per message, even with no BLOCK subscriber at all
-        (``benchmarks/README.md``)."""
-        for s in self._blocking:  # noqa: SIM110 - any(genexpr) is the slow version
-            if len(s.queue) >= s.maxsize:
-                return True
-        return False
+    @property
+    def pressure_flag(self) -> PressureFlag:
+        """The flag object itself, for publishers that check it once per frame."""
+        return self._pressure
+
+    @property
+    def pressure(self) -> bool:
+        """True once a BLOCK subscriber hit capacity; the publisher should ``await relieve()``.
+        A plain flag (not a scan of the queues) because the transport asks after every frame."""
+        return self._pressure.on
+
+    under_pressure = pressure
 
     async def relieve(self) -> None:
+        """Wait until every BLOCK subscriber has room again, then clear the pressure flag."""
         for sub in list(self._blocking):
             await sub.wait_space()
+        self._pressure.on = False
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -269,3 +331,4 @@ class EventBus:
         for sub in subs:
             if isinstance(sub, _HandlerSubscription):
                 sub.task = None
+        self._pressure.on = False

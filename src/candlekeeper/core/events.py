@@ -1,9 +1,12 @@
 """Events that flow from venues through the feed to consumers.
 
 ``CandleUpdate`` is every live (possibly unfinished) kline; ``CandleClosed`` is emitted exactly
-once per ``(venue, symbol, interval, open_time)`` and in open-time order per stream;
-``StreamStatus`` and ``ConnectionStatus`` report health (they drive dashboards and, later,
-backfill after every break).
+once per ``(venue, symbol, interval, open_time)`` and in open-time order per stream. Both are
+*topics* on the :class:`~candlekeeper.core.bus.EventBus` whose payload is the
+:class:`~candlekeeper.core.candle.Candle` itself: no envelope object is built per frame (at
+hundreds of thousands of frames per second that allocation was measurable).
+``StreamStatus`` and ``ConnectionStatus`` are ordinary events (topic = their type) that report
+health; they drive the dashboard and, with issue 3, backfill after every break.
 """
 
 from __future__ import annotations
@@ -12,16 +15,16 @@ import enum
 
 import msgspec
 
-from candlekeeper.core.candle import Candle
 from candlekeeper.core.stream_key import StreamKey
 
 
-class CandleUpdate(msgspec.Struct, frozen=True, gc=False):
-    candle: Candle
+class CandleUpdate:
+    """Topic: every live kline frame (closed or not). Payload: the ``Candle``."""
 
 
-class CandleClosed(msgspec.Struct, frozen=True, gc=False):
-    candle: Candle
+class CandleClosed:
+    """Topic: each closed candle, exactly once per key, in open-time order per stream.
+    Payload: the ``Candle``."""
 
 
 class StreamState(enum.StrEnum):
@@ -57,4 +60,5 @@ class ConnectionStatus(msgspec.Struct, frozen=True):
     ts_ms: int = 0
 
 
-Event = CandleUpdate | CandleClosed | StreamStatus | ConnectionStatus
+Event = StreamStatus | ConnectionStatus
+CandleTopic = type[CandleUpdate] | type[CandleClosed]

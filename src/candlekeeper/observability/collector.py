@@ -25,6 +25,7 @@ class MetricsCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         m = self._m
+        m.refresh()
         info = GaugeMetricFamily("candlekeeper_info", "Build information", labels=["version"])
         info.add_metric([m.version], 1)
         yield info
@@ -61,6 +62,7 @@ class MetricsCollector(Collector):
                                        "Close time of the last closed candle", labels=labels)
         state = GaugeMetricFamily("candlekeeper_stream_state", "1 for the stream's current state",
                                   labels=[*labels, "state"])
+        now = self._m.now_ms()
         for sm in self._m.streams():
             lv = list(sm.labels)
             messages.add_metric(lv, sm.messages)
@@ -69,8 +71,9 @@ class MetricsCollector(Collector):
             backfilled.add_metric(lv, sm.backfilled)
             reconnects.add_metric(lv, sm.reconnects)
             stalls.add_metric(lv, sm.stalls)
-            if sm.lag_ms is not None:
-                lag.add_metric(lv, sm.lag_ms / 1000.0)
+            lag_ms = sm.lag_ms(now)
+            if lag_ms is not None:
+                lag.add_metric(lv, lag_ms / 1000.0)
             if sm.last_close_time_ms is not None:
                 last_close.add_metric(lv, sm.last_close_time_ms / 1000.0)
             for st in StreamState:
@@ -114,7 +117,7 @@ class MetricsCollector(Collector):
                                   labels=labels)
         for bus_name, bus in self._m.buses():
             for event_type, sub in bus.subscriptions():
-                lv = [bus_name, sub.name, event_type.__name__]
+                lv = [bus_name, sub.name, getattr(event_type, "__name__", str(event_type))]
                 delivered.add_metric(lv, sub.delivered)
                 dropped.add_metric(lv, sub.dropped)
                 errors.add_metric(lv, sub.errors)

@@ -5,7 +5,7 @@ Design:
 * **Private ``CollectorRegistry``** per :class:`Metrics`, never the global one: several feeds in
   one process, and tests, each get their own numbers without name clashes.
 * **Hot path = attribute increments.** The feed holds a :class:`StreamMetrics` per stream
-  (created once, cached by key) and does ``sm.on_candle(candle, now_ms)``: two attribute writes,
+  (created once, cached by key) and does ``sm.on_candle(candle)``: two attribute writes,
   no lock, no label lookup. A custom collector turns those plain ints into Prometheus families
   only when ``/metrics`` is scraped. (A prometheus-client ``Counter.inc`` takes a lock per call;
   at 80k msgs/s that alone would be a measurable share of the CPU budget.)
@@ -25,7 +25,7 @@ Metric names (labels in braces; ``stream`` labels = ``venue, symbol, interval``)
 ``candlekeeper_stream_candles_closed_total``   counter    CandleClosed events emitted {stream}
 ``candlekeeper_stream_candles_stored_total``   counter    closed candles handed to storage {stream}
 ``candlekeeper_stream_candles_backfilled_total`` counter  candles recovered over REST {stream}
-``candlekeeper_stream_lag_seconds``            gauge      receive - event time, last msg {stream}
+``candlekeeper_stream_lag_seconds``            gauge      now - event time of the last msg {stream}
 ``candlekeeper_stream_last_close_time_seconds`` gauge     close time of the last closed candle
 ``candlekeeper_stream_state``                  gauge      1 for the current state {stream,state}
 ``candlekeeper_stream_reconnects_total``       counter    times the stream lost its connection
@@ -102,9 +102,23 @@ class SinkStatsLike(Protocol):
 class StreamMetrics:
     """Counters of one stream. The feed keeps a reference and updates attributes directly."""
 
-    __slots__ = ("_close_delay", "backfilled", "closed", "detail", "key", "labels", "lag_ms",
-                 "last_close_price", "last_close_time_ms", "messages", "reconnects", "stalls",
-                 "state", "state_since_ms", "stored")
+    __slots__ = (
+        "_close_delay",
+        "backfilled",
+        "closed",
+        "detail",
+        "key",
+        "labels",
+        "last_close_price",
+        "last_close_time_ms",
+        "last_event_time_ms",
+        "messages",
+        "reconnects",
+        "stalls",
+        "state",
+        "state_since_ms",
+        "stored",
+    )
 
     def __init__(self, key: StreamKey, close_delay: Any) -> None:
         self.key = key
@@ -113,7 +127,9 @@ class StreamMetrics:
         self.closed = 0
         self.stored = 0
         self.backfilled = 0
-        self.lag_ms: int | None = None
+        #: exchange event time of the newest message (the feed writes it per frame; lag is
+        #: derived from it when read, so the hot path never reads a clock)
+        self.last_event_time_ms: int | None = None
         self.last_close_price: Decimal | None = None
         self.last_close_time_ms: int | None = None
         self.state = StreamState.SUBSCRIBING
@@ -123,16 +139,23 @@ class StreamMetrics:
         self.stalls = 0
         self._close_delay = close_delay  # the histogram child for (venue, interval)
 
-    def on_candle(self, candle: Candle, now_ms: int) -> None:
-        """Every kline message (hot path)."""
+    def on_candle(self, candle: Candle) -> None:
+        """Every kline message (hot path; the feed inlines this)."""
         self.messages += 1
         if candle.event_time is not None:
-            self.lag_ms = now_ms - candle.event_time
+            self.last_event_time_ms = candle.event_time
 
-    def on_message(self, event_time_ms: int, now_ms: int) -> None:
+    def on_message(self, event_time_ms: int) -> None:
         """Same as :meth:`on_candle` for callers that have only the event time."""
         self.messages += 1
-        self.lag_ms = now_ms - event_time_ms
+        self.last_event_time_ms = event_time_ms
+
+    def lag_ms(self, now_ms: int) -> int | None:
+        """Age of the newest data: now - exchange event time of the last message. Equal to the
+        delivery lag while the stream is busy; it keeps growing when the stream goes quiet,
+        which is what an operator wants to see."""
+        t = self.last_event_time_ms
+        return None if t is None else now_ms - t
 
     def on_closed(self, candle: Candle, now_ms: int) -> None:
         """A ``CandleClosed`` was emitted for this stream (``now_ms`` in venue time)."""
@@ -151,14 +174,14 @@ class StreamMetrics:
             self.state_since_ms = ts_ms
         self.detail = detail
 
-    def row(self) -> StreamRow:
+    def row(self, now_ms: int) -> StreamRow:
         return StreamRow(
             venue=self.key.venue, symbol=self.key.symbol, interval=self.key.interval,
             state=self.state.value, detail=self.detail, messages=self.messages,
             closed=self.closed, stored=self.stored,
             last_close_price=None if self.last_close_price is None
             else str(self.last_close_price),
-            last_close_time_ms=self.last_close_time_ms, lag_ms=self.lag_ms,
+            last_close_time_ms=self.last_close_time_ms, lag_ms=self.lag_ms(now_ms),
             reconnects=self.reconnects, stalls=self.stalls)
 
 
@@ -196,9 +219,12 @@ class Metrics:
     """All metrics of one service (or one library feed), on its own registry."""
 
     def __init__(self, *, registry: CollectorRegistry | None = None,
-                 version: str | None = None) -> None:
+                 version: str | None = None,
+                 now_ms: Callable[[], int] | None = None) -> None:
         from candlekeeper import __version__
 
+        #: "now" in venue time (the simulator's clock runs faster than the wall)
+        self.now_ms: Callable[[], int] = now_ms or (lambda: time.time_ns() // 1_000_000)
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.started_at = time.time()
         self._started_monotonic = time.monotonic()
@@ -212,6 +238,7 @@ class Metrics:
             "Venue time from a candle's close to its CandleClosed event",
             ("venue", "interval"), buckets=CLOSE_DELAY_BUCKETS, registry=self.registry)
         self._errors: dict[str, int] = {}
+        self._refreshers: list[Callable[[], None]] = []
         from candlekeeper.observability.collector import MetricsCollector
 
         self.registry.register(MetricsCollector(self))
@@ -278,16 +305,27 @@ class Metrics:
                 out.append((name, None, repr(exc)))
         return out
 
+    def add_refresher(self, refresh: Callable[[], None]) -> None:
+        """Call ``refresh`` before every scrape or snapshot: for counters that are cheaper to
+        copy from their owner when read than to update on the hot path."""
+        self._refreshers.append(refresh)
+
+    def refresh(self) -> None:
+        for refresh in self._refreshers:
+            refresh()
+
     def snapshot(self, now_ms: int | None = None) -> HealthSnapshot:
         """Everything the health endpoint and the dashboard show (a ``SnapshotProvider``)."""
-        streams = tuple(sm.row() for sm in self._streams.values())
+        self.refresh()
+        now = now_ms if now_ms is not None else self.now_ms()
+        streams = tuple(sm.row(now) for sm in self._streams.values())
         sinks = tuple(
             SinkRow(name=name, written=s.written, pending=s.pending, failures=s.failures,
                     retries=s.retries, dropped=s.dropped, last_error=s.last_error)
             if s is not None else SinkRow(name=name, last_error=f"stats unavailable: {err}")
             for name, s, err in self.sink_stats())
         return HealthSnapshot(
-            ts_ms=now_ms if now_ms is not None else time.time_ns() // 1_000_000,
+            ts_ms=now,
             uptime_s=self.uptime_s(), streams=streams,
             connections=tuple(cm.row() for cm in self._connections.values()),
             sinks=sinks, messages_total=sum(r.messages for r in streams))

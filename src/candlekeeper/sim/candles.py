@@ -85,9 +85,9 @@ def aggregate(parts: list[Candle], interval: str, open_time: int, closed: bool) 
         bv += p.taker_buy_base_volume or _ZERO
         bq += p.taker_buy_quote_volume or _ZERO
         n += p.trades or 0
-    return Candle(first.venue, first.symbol, interval, open_time, close_time(open_time, interval),
-                  first.open, high, low, last.close, v, q, n, bv, bq, first.first_trade_id,
-                  last.last_trade_id, closed)
+    return Candle.of(first.venue, first.symbol, interval, open_time,
+                     close_time(open_time, interval), first.open, high, low, last.close, v, q, n,
+                     bv, bq, first.first_trade_id, last.last_trade_id, closed)
 
 
 def partial(final: Candle, phase: float, a: float, b: float, high_first: bool,
@@ -123,7 +123,7 @@ def partial(final: Candle, phase: float, a: float, b: float, high_first: bool,
         return None if x is None else _like(_floor(x * share, _step_exp(x)), x, pad)
 
     first = final.first_trade_id
-    return Candle(final.venue, final.symbol, final.interval, final.open_time, final.close_time,
+    return Candle.of(final.venue, final.symbol, final.interval, final.open_time, final.close_time,
                   o, hi_now, lo_now, price, _like(v_now, v, pad), part(final.quote_volume), k,
                   part(final.taker_buy_base_volume), part(final.taker_buy_quote_volume), first,
                   None if first is None else first + k - 1, False)
@@ -141,5 +141,5 @@ def empty(venue: str, symbol: str, interval: str, open_time: int, price: Decimal
           zero: Decimal) -> Candle:
     """A candle without trades (REST shows the forming candle even before its first trade):
     all prices at the previous close, volumes zero."""
-    return Candle(venue, symbol, interval, open_time, close_time(open_time, interval), price,
+    return Candle.of(venue, symbol, interval, open_time, close_time(open_time, interval), price,
                   price, price, price, zero, zero, 0, zero, zero, -1, -1, False)

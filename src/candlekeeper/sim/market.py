@@ -155,7 +155,7 @@ class _WalkSource(_Source):
             return super()._make(interval, open_time)
         b = self.ints(interval, open_time)
         pd, qd, pad = self._pd, self._qd, self.pad
-        return Candle(self.venue, self.symbol, interval, open_time,
+        return Candle.of(self.venue, self.symbol, interval, open_time,
                       close_time(open_time, interval), dec(b.o, pd, pad), dec(b.h, pd, pad),
                       dec(b.l, pd, pad), dec(b.c, pd, pad), dec(b.v, qd, pad),
                       dec(b.q, pd + qd, pad), b.n, dec(b.V, qd, pad), dec(b.Q, pd + qd, pad),
@@ -182,7 +182,7 @@ class _ReplaySource(_Source):
                 step = Decimal(1).scaleb(min(0, _exp(v)))
                 bv = (v * ratio).quantize(step, rounding=ROUND_FLOOR)
             bq = r.taker_buy_quote_volume if r.taker_buy_quote_volume is not None else bv * r.close
-            self._base[r.open_time] = Candle(
+            self._base[r.open_time] = Candle.of(
                 venue, series.symbol, series.interval, r.open_time,
                 close_time(r.open_time, series.interval), pad_to(r.open, pad),
                 pad_to(r.high, pad), pad_to(r.low, pad), pad_to(r.close, pad), pad_to(v, pad),

@@ -7,10 +7,9 @@ SQL text.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any, NamedTuple
 
-from candlekeeper.core.candle import Candle
+from candlekeeper.core.candle import DECIMAL_TEXT, Candle
 
 
 class Migration(NamedTuple):
@@ -132,14 +131,11 @@ def _bool(value: object, field: str) -> int:
 
 
 def _dec(value: object, field: str) -> str:
-    """Exact positional text of a finite Decimal: ``Decimal("0.00000010")`` -> ``"0.00000010"``
-    (``str`` would give ``"1.0E-7"``); ``Decimal(text)`` gives back the same digits and exponent
-    for every exchange value (exponent <= 0)."""
-    if type(value) is not Decimal:
-        raise TypeError(f"{field} must be a Decimal, got {value!r}")
-    if not value.is_finite():
-        raise ValueError(f"{field} must be finite, got {value!r}")
-    return format(value, "f")
+    """The candle's exact decimal text, checked to be a plain decimal number (``"0.00000010"``;
+    no exponent, no NaN), so ``Decimal(text)`` on the way back gives the same digits."""
+    if type(value) is not str or not DECIMAL_TEXT.fullmatch(value):
+        raise TypeError(f"{field} must be decimal text, got {value!r}")
+    return value
 
 
 def _opt_dec(value: object, field: str) -> str | None:
@@ -152,11 +148,11 @@ def candle_to_row(c: Candle, ingested_at: int) -> tuple[Any, ...]:
     return (
         _text(c.venue, "venue"), _text(c.symbol, "symbol"), _text(c.interval, "interval"),
         _int(c.open_time, "open_time"), _int(c.close_time, "close_time"),
-        _dec(c.open, "open"), _dec(c.high, "high"), _dec(c.low, "low"), _dec(c.close, "close"),
-        _dec(c.volume, "volume"),
-        _opt_dec(c.quote_volume, "quote_volume"), _opt_int(c.trades, "trades"),
-        _opt_dec(c.taker_buy_base_volume, "taker_buy_base_volume"),
-        _opt_dec(c.taker_buy_quote_volume, "taker_buy_quote_volume"),
+        _dec(c.open_str, "open"), _dec(c.high_str, "high"), _dec(c.low_str, "low"),
+        _dec(c.close_str, "close"), _dec(c.volume_str, "volume"),
+        _opt_dec(c.quote_volume_str, "quote_volume"), _opt_int(c.trades, "trades"),
+        _opt_dec(c.taker_buy_base_volume_str, "taker_buy_base_volume"),
+        _opt_dec(c.taker_buy_quote_volume_str, "taker_buy_quote_volume"),
         _opt_int(c.first_trade_id, "first_trade_id"), _opt_int(c.last_trade_id, "last_trade_id"),
         _bool(c.closed, "closed"),
         _opt_int(c.event_time, "event_time"), _text(c.source, "source"),
@@ -164,15 +160,7 @@ def candle_to_row(c: Candle, ingested_at: int) -> tuple[Any, ...]:
     )
 
 
-def _opt_decimal(text: str | None) -> Decimal | None:
-    return None if text is None else Decimal(text)
-
-
 def row_to_candle(r: tuple[Any, ...]) -> Candle:
     """A row selected with ``SELECT_RANGE``/``SELECT_LATEST`` back to a ``Candle``."""
-    return Candle(
-        r[0], r[1], r[2], r[3], r[4],
-        Decimal(r[5]), Decimal(r[6]), Decimal(r[7]), Decimal(r[8]), Decimal(r[9]),
-        _opt_decimal(r[10]), r[11], _opt_decimal(r[12]), _opt_decimal(r[13]),
-        r[14], r[15], bool(r[16]), r[17], r[18],
-    )
+    return Candle(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11],
+                  r[12], r[13], r[14], r[15], bool(r[16]), r[17], r[18])

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from candlekeeper.errors import TransportError
+from candlekeeper.venues.base import Frame
 
 
 class FrameHandler(Protocol):
@@ -22,8 +23,9 @@ class FrameHandler(Protocol):
     Methods must not block; they may call :class:`Connection` send methods.
     """
 
-    def on_frame(self, data: bytes | str) -> None:
-        """One complete data message (text or binary; fragments already joined)."""
+    def on_frame(self, data: Frame) -> None:
+        """One complete data message (text or binary; fragments already joined). A
+        ``memoryview`` is only valid during this call."""
         ...
 
     def on_ping(self, payload: bytes) -> None:

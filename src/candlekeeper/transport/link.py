@@ -1,7 +1,8 @@
 """One connection of a session: the ``FrameHandler`` with the per-frame hot path.
 
 ``on_frame`` is the only code that runs for every kline: decode (one msgspec call in the codec),
-one dict lookup for the stream's slot, a counter, the listener call, and the backpressure check.
+one dict lookup for the stream's slot, a counter, and the stream's sink (whose result is the
+backpressure signal).
 No await, no task, no log, no clock read. Everything rarer — acks, error frames, pings, shutdown
 notices, malformed frames — leaves the hot path through ``_on_other``.
 """
@@ -21,6 +22,7 @@ from candlekeeper.transport.watchdog import StreamSlot
 from candlekeeper.venues.base import (
     Ack,
     ErrorReply,
+    Frame,
     Ignored,
     Malformed,
     Message,
@@ -46,7 +48,9 @@ class Link:
         self.pending: dict[int, tuple[list[StreamSlot], float]] = {}
         self.to_send: deque[list[StreamSlot]] = deque()
         self.pacer = RatePacer(session.control_rate)
-        self.messages = 0  # data frames
+        #: data frames that are not klines (klines are counted per stream in ``StreamSlot``
+        #: only, so the per-frame path does one counter increment, not two)
+        self.messages = 0
         self.control_frames = 0  # pings and pongs
         self.pings = 0
         self.frames_seen = 0
@@ -60,8 +64,6 @@ class Link:
         # hot-path bindings
         self._decode = session.codec.decode
         self._slots = session.by_symbol_interval
-        self._on_candle = session.listener.on_candle
-        self._listener = session.listener
 
     def attach(self, conn: Connection, now: float) -> None:
         self.conn = conn
@@ -72,20 +74,19 @@ class Link:
         return 0.0 if self.connected_at is None else now - self.connected_at
 
     # -- FrameHandler -------------------------------------------------------------------------
-    def on_frame(self, data: bytes | str) -> None:
-        self.messages += 1
+    def on_frame(self, data: Frame) -> None:
         try:
             msg = self._decode(data)
             if type(msg) is Candle:
                 slot = self._slots.get((msg.symbol, msg.interval))
                 if slot is None:
+                    self.messages += 1
                     self.s.unexpected_candle(msg)
                     return
                 slot.count += 1
                 if slot.state is not _LIVE:
                     self.s.set_state(slot, _LIVE)
-                self._on_candle(msg)
-                if self._listener.under_pressure:
+                if slot.deliver(msg):
                     self._pause()
             else:
                 self._on_other(msg)
@@ -112,6 +113,7 @@ class Link:
     # -- everything that is not a kline ----------------------------------------------------------
     def _on_other(self, msg: Message) -> None:
         s = self.s
+        self.messages += 1
         if type(msg) is Ack:
             pending = self.pending.pop(msg.request_id, None)  # type: ignore[arg-type]
             if pending is not None:
@@ -172,7 +174,7 @@ class Link:
 
     async def _relieve(self) -> None:
         try:
-            await self._listener.relieve()
+            await self.s.listener.relieve()
         except Exception as exc:
             self.s.ratelog.error("relieve", "%s: listener.relieve raised: %s", self.s.name,
                                  describe(exc))

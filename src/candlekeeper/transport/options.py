@@ -6,31 +6,33 @@ public import path is :mod:`candlekeeper.transport` (or ``candlekeeper.transport
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
 
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.events import ConnectionState, ConnectionStatus, StreamStatus
+from candlekeeper.core.stream_key import StreamKey
+
+#: Delivers one stream's candles; returns True when the consumer is under pressure (the
+#: session then stops reading the socket until ``StreamListener.relieve`` returns).
+CandleSink = Callable[[Candle], bool]
 
 
 class StreamListener(Protocol):
     """Where a session delivers what it receives. Called on the event loop thread."""
 
-    def on_candle(self, candle: Candle) -> None:
-        """Hot path: every kline frame, synchronously, in arrival order per connection."""
+    def stream_sink(self, key: StreamKey) -> CandleSink:
+        """The hot path, resolved once per stream when the session is built: the returned
+        callable receives every kline frame of ``key``, synchronously, in arrival order. Its
+        boolean result is the backpressure signal (TCP backpressure reaches the venue instead
+        of memory growing)."""
         ...
 
     def on_stream_status(self, status: StreamStatus) -> None: ...
 
     def on_connection_status(self, status: ConnectionStatus) -> None: ...
-
-    @property
-    def under_pressure(self) -> bool:
-        """Checked after each candle; when True the session stops reading the socket until
-        :meth:`relieve` returns (TCP backpressure reaches the venue instead of memory growing).
-        """
-        ...
 
     async def relieve(self) -> None: ...
 
@@ -110,7 +112,7 @@ class SessionStats(msgspec.Struct, frozen=True, kw_only=True):
     #: frames for streams this connection did not subscribe
     unexpected: int
     pings: int
-    #: exceptions raised by the listener's ``on_candle`` (counted, never fatal)
+    #: exceptions raised by the listener's stream sinks (counted, never fatal)
     listener_errors: int
     #: ``time.monotonic()`` when a frame was last noticed (watchdog resolution), or None
     last_message_monotonic: float | None

@@ -92,3 +92,7 @@ class ConnectionPool:
 
     def stats(self) -> list[SessionStats]:
         return [s.stats() for s in self.sessions]
+
+    def stream_counts(self) -> dict[StreamKey, int]:
+        """Kline frames received per stream, ever (the transport's own per-stream counters)."""
+        return {slot.key: slot.count for s in self.sessions for slot in s.slots}

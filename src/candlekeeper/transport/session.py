@@ -56,6 +56,8 @@ class Session:
         self.url = codec.connect_url(ws_base, [])
         self.slots = [make_slot(k, codec.stream_name(k), clock, options.stall_grace_ms)
                       for k in keys]
+        for slot in self.slots:
+            slot.deliver = listener.stream_sink(slot.key)
         #: hot-path index: (symbol, interval) of a decoded Candle -> its slot
         self.by_symbol_interval = {(s.key.symbol, s.key.interval): s for s in self.slots}
         self.period_s = options.watchdog_period_s or max(
@@ -204,7 +206,7 @@ class Session:
         link.pending[rid] = (slots, now)
 
     def _check_idle(self, link: Link, now: float) -> None:
-        frames = link.messages + link.control_frames
+        frames = link.messages + link.control_frames + self.kline_frames()
         if frames != link.frames_seen:
             link.frames_seen = frames
             link.last_frame_at = self._last_frame_at = now
@@ -302,6 +304,10 @@ class Session:
         self.ratelog.warning("unexpected", "%s: dropped a kline for %s:%s, which this connection"
                              " did not subscribe", self.name, candle.symbol, candle.interval)
 
+    def kline_frames(self) -> int:
+        """Kline frames received on this session, ever (summed from the per-stream counters)."""
+        return sum(slot.count for slot in self.slots)
+
     def stats(self) -> SessionStats:
         link = self._link
         states: dict[str, int] = {}
@@ -310,7 +316,7 @@ class Session:
         return SessionStats(
             name=self.name, url=self.url, streams=len(self.slots), state=self.state,
             reconnects=self.reconnects,
-            messages=self.messages + (link.messages if link else 0),
+            messages=self.messages + (link.messages if link else 0) + self.kline_frames(),
             malformed=self.malformed, error_frames=self.error_frames, rejected=self.rejected,
             unexpected=self.unexpected, pings=self.pings + (link.pings if link else 0),
             listener_errors=self.listener_errors,

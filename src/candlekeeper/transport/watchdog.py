@@ -13,6 +13,9 @@ the check period, which is a small fraction of the threshold.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock
 from candlekeeper.core.events import StreamState
 from candlekeeper.core.intervals import nominal_ms
@@ -31,6 +34,7 @@ class StreamSlot:
 
     __slots__ = (
         "count",
+        "deliver",
         "detail",
         "key",
         "last_wall",
@@ -51,6 +55,12 @@ class StreamSlot:
         self.seen = 0  # value of ``count`` at the last check
         self.last_wall = 0.0  # monotonic time a frame was last noticed
         self.since_wall = 0.0  # monotonic time of the last state change
+        #: the listener's sink for this stream (set by the session); True = under pressure
+        self.deliver: Callable[[Candle], bool] = _unset
+
+
+def _unset(candle: Candle) -> bool:
+    raise RuntimeError("stream slot used before the session attached its sink")
 
 
 def make_slot(key: StreamKey, stream: str, clock: Clock, grace_ms: int) -> StreamSlot:

@@ -14,6 +14,7 @@ the venue's control-message budget).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import ssl
@@ -46,8 +47,8 @@ class _Listener(picows.WSListener):
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         mt = frame.msg_type
         if mt is _TEXT or mt is _BINARY:
-            if frame.fin:
-                self._on_frame(frame.get_payload_as_bytes())
+            if frame.fin:  # zero-copy view of picows' buffer, valid during this call only
+                self._on_frame(frame.get_payload_as_memoryview())
             else:
                 self._fragments = [frame.get_payload_as_bytes()]
         elif mt is _CONT:
@@ -78,13 +79,26 @@ class _Listener(picows.WSListener):
         self._handler.on_closed(self._close_reason or "connection lost")
 
 
+#: Kernel receive buffer per connection. Linux autotuning grows loopback buffers to 32 MiB, and
+#: picows then hands over up to ~90k frames per read before the loop runs anything else: consumer
+#: tasks starve, queues balloon and RSS triples (benchmarks/README.md). 256 KiB still holds
+#: seconds of the busiest kline traffic and keeps each read to a few hundred frames.
+RECEIVE_BUFFER_BYTES = 256 * 1024
+
+
 class PicowsConnection:
     """The client end of one picows connection."""
 
-    def __init__(self, url: str, transport: picows.WSTransport) -> None:
+    def __init__(self, url: str, transport: picows.WSTransport,
+                 receive_buffer: int | None = RECEIVE_BUFFER_BYTES) -> None:
         self._url = url
         self._transport = transport
         self._raw: asyncio.Transport = transport.underlying_transport
+        sock = self._raw.get_extra_info("socket")
+        if receive_buffer and sock is not None:
+            # some platforms refuse; kernel autotuning then applies
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
 
     @property
     def url(self) -> str:

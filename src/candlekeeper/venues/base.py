@@ -105,6 +105,11 @@ class RestRequest(msgspec.Struct, frozen=True):
     weight: int
 
 
+#: One received WebSocket message. Transports may pass a ``memoryview`` into their read buffer:
+#: it is only valid during the ``decode`` call, so codecs must not keep it.
+Frame = bytes | bytearray | memoryview | str
+
+
 class VenueCodec(Protocol):
     """The Sans-I/O face of a venue, used by the transport, the feed and the backfiller."""
 
@@ -129,7 +134,7 @@ class VenueCodec(Protocol):
 
     def list_subscriptions(self, request_id: int) -> str: ...
 
-    def decode(self, frame: bytes | str) -> Message: ...
+    def decode(self, frame: Frame) -> Message: ...
 
     def klines_request(self, symbol: str, interval: str, *, start_time: int | None = None,
                        end_time: int | None = None, limit: int | None = None) -> RestRequest: ...

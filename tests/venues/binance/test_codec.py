@@ -33,7 +33,7 @@ def test_usdm_capture_decodes_every_frame_with_exact_values(samples: Path) -> No
     closed = [c for c in candles if isinstance(c, Candle) and c.closed]
     assert [c.symbol for c in closed] == ["SUSHIUSDT", "CTKUSDT", "AKROUSDT", "KEEPUSDT"]
     sushi = closed[0]
-    assert sushi == Candle(
+    assert sushi == Candle.of(
         venue="binance-usdm", symbol="SUSHIUSDT", interval="1m",
         open_time=1626992700000, close_time=1626992759999,
         open=Decimal("7.6080"), high=Decimal("7.6180"), low=Decimal("7.6070"),
@@ -104,13 +104,15 @@ def test_malformed_frames_never_raise(frame: bytes) -> None:
     assert isinstance(USDM.decode(frame), Malformed)
 
 
-def test_json_number_price_is_decoded_from_its_text_not_via_float() -> None:
+def test_json_number_price_is_rejected_not_rounded() -> None:
+    """Binance sends prices as strings; a bare JSON number breaks the protocol and would invite
+    float rounding downstream, so the frame is counted as malformed instead."""
     frame = ('{"stream":"btcusdt@kline_1m","data":{"e":"kline","E":1,"s":"BTCUSDT","k":{"t":0,'
              '"T":59999,"s":"BTCUSDT","i":"1m","f":1,"L":2,"o":1.1,"c":"1","h":"1","l":"1",'
              '"v":"1","n":1,"x":false,"q":"1","V":"1","Q":"1","B":"0"}}}')
-    c = USDM.decode(frame.replace('"o":1.1', '"o":0.1000000000000000055511151231257827'))
-    assert isinstance(c, Candle)
-    assert str(c.open) == "0.1000000000000000055511151231257827"  # no float rounding
+    bad = USDM.decode(frame)
+    assert isinstance(bad, Malformed)
+    assert "$.k.o" in bad.reason
 
 
 def test_stream_names_and_urls() -> None:

@@ -47,18 +47,15 @@ def text_frame(payload: bytes) -> bytes:
     return _pack_64(0x81, 127, n) + payload
 
 
-RestRow = tuple[int, object, object, object, object, object, int, object, int, object, object,
-                str]
+RestRow = tuple[int, str, str, str, str, str, int, str, int, str, str, str]
 
 
 def rest_rows(candles: Sequence[Candle]) -> bytes:
     """``GET /fapi/v1/klines`` / ``/api/v3/klines`` body: 12-element arrays (§A.6)."""
     rows: list[RestRow] = [
-        (c.open_time, c.open, c.high, c.low, c.close, c.volume, c.close_time,
-         c.quote_volume if c.quote_volume is not None else c.volume * 0, c.trades or 0,
-         c.taker_buy_base_volume if c.taker_buy_base_volume is not None else c.volume * 0,
-         c.taker_buy_quote_volume if c.taker_buy_quote_volume is not None else c.volume * 0,
-         "0")
+        (c.open_time, c.open_str, c.high_str, c.low_str, c.close_str, c.volume_str,
+         c.close_time, c.quote_volume_str or "0", c.trades or 0,
+         c.taker_buy_base_volume_str or "0", c.taker_buy_quote_volume_str or "0", "0")
         for c in candles
     ]
     return plain_decimals(_encoder.encode(rows))
@@ -78,7 +75,7 @@ class FirehoseTemplate:
     """
 
     def __init__(self, candle: Candle, stream: str, combined_mode: bool) -> None:
-        marked = Candle(candle.venue, candle.symbol, candle.interval, candle.open_time,
+        marked = Candle.of(candle.venue, candle.symbol, candle.interval, candle.open_time,
                         candle.close_time, candle.open, candle.high, candle.low, candle.close,
                         candle.volume, candle.quote_volume, _N_MARK,
                         candle.taker_buy_base_volume, candle.taker_buy_quote_volume,

@@ -20,6 +20,7 @@ from candlekeeper.errors import ConfigError, DecodeError
 from candlekeeper.venues.base import (
     Ack,
     ErrorReply,
+    Frame,
     Ignored,
     Malformed,
     Message,
@@ -41,16 +42,16 @@ def kline_to_candle(venue: str, k: schemas.Kline, event_time: int | None,
 
 
 def candle_to_kline(c: Candle) -> schemas.Kline:
-    """``Candle`` -> wire kline (used by the simulator; REST-sourced fields default to 0)."""
+    """``Candle`` -> wire kline (used by the simulator; fields REST lacks become 0 / -1)."""
     return schemas.Kline(
         t=c.open_time, T=c.close_time, s=c.symbol, i=c.interval,
         f=c.first_trade_id if c.first_trade_id is not None else -1,
         L=c.last_trade_id if c.last_trade_id is not None else -1,
-        o=c.open, c=c.close, h=c.high, l=c.low, v=c.volume,
+        o=c.open_str, c=c.close_str, h=c.high_str, l=c.low_str, v=c.volume_str,
         n=c.trades or 0, x=c.closed,
-        q=c.quote_volume if c.quote_volume is not None else c.volume * 0,
-        V=c.taker_buy_base_volume if c.taker_buy_base_volume is not None else c.volume * 0,
-        Q=c.taker_buy_quote_volume if c.taker_buy_quote_volume is not None else c.volume * 0,
+        q=c.quote_volume_str if c.quote_volume_str is not None else "0",
+        V=c.taker_buy_base_volume_str if c.taker_buy_base_volume_str is not None else "0",
+        Q=c.taker_buy_quote_volume_str if c.taker_buy_quote_volume_str is not None else "0",
         B="0",
     )
 
@@ -106,7 +107,7 @@ class BinanceCodec:
         return self._request("LIST_SUBSCRIPTIONS", request_id, None)
 
     # -- incoming frames ----------------------------------------------------------------------
-    def decode(self, frame: bytes | str) -> Message:
+    def decode(self, frame: Frame) -> Message:
         try:
             msg = self._combined.decode(frame)
         except msgspec.DecodeError:
@@ -115,7 +116,7 @@ class BinanceCodec:
         return Candle(self.venue, k.s, k.i, k.t, k.T, k.o, k.h, k.l, k.c, k.v, k.q, k.n, k.V,
                       k.Q, k.f, k.L, k.x, msg.data.E, "ws")
 
-    def _decode_other(self, frame: bytes | str) -> Message:
+    def _decode_other(self, frame: Frame) -> Message:
         try:
             obj = self._any.decode(frame)
         except msgspec.DecodeError as exc:
@@ -210,6 +211,8 @@ def _int(value: Any) -> int:
         return -1
 
 
-def _snippet(frame: bytes | str, n: int = 120) -> str:
-    text = frame.decode("utf-8", "replace") if isinstance(frame, bytes | bytearray) else frame
-    return text[:n]
+def _snippet(frame: Frame, n: int = 120) -> str:
+    """The start of a frame as text, copied (a memoryview frame dies with the callback)."""
+    if isinstance(frame, str):
+        return frame[:n]
+    return bytes(frame[:n]).decode("utf-8", "replace")

@@ -2,13 +2,11 @@
 
 The simulator encodes with these same Structs and the client decodes with them; the captured
 real frames in ``../shared/protocol-samples/`` guard against a bug both sides would share.
-Prices and volumes are ``Decimal`` decoded straight from the exchange's strings (msgspec does this
-in C), so no float ever touches them.
+Prices and volumes stay the exchange's decimal *strings* (``Candle`` exposes them as ``Decimal``
+on access), so no float ever touches them and the hot path builds no ``Decimal`` at all.
 """
 
 from __future__ import annotations
-
-from decimal import Decimal
 
 import msgspec
 
@@ -20,16 +18,16 @@ class Kline(msgspec.Struct, gc=False):
     i: str  # interval
     f: int  # first trade id
     L: int  # last trade id
-    o: Decimal
-    c: Decimal
-    h: Decimal
-    l: Decimal  # noqa: E741 - the exchange's field name
-    v: Decimal  # base asset volume
+    o: str
+    c: str
+    h: str
+    l: str  # noqa: E741 - the exchange's field name
+    v: str  # base asset volume
     n: int  # number of trades
     x: bool  # is this kline closed?
-    q: Decimal  # quote asset volume
-    V: Decimal  # taker buy base asset volume
-    Q: Decimal  # taker buy quote asset volume
+    q: str  # quote asset volume
+    V: str  # taker buy base asset volume
+    Q: str  # taker buy quote asset volume
     B: str = "0"  # ignore
 
 
@@ -71,8 +69,7 @@ class ErrorReply(msgspec.Struct):
 
 
 #: one row of ``GET /fapi/v1/klines`` / ``GET /api/v3/klines`` (12 positional fields)
-RestKlineRow = tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal, int, Decimal, int,
-                     Decimal, Decimal, str]
+RestKlineRow = tuple[int, str, str, str, str, str, int, str, int, str, str, str]
 
 
 class SymbolInfo(msgspec.Struct):
