@@ -118,11 +118,20 @@ async def run_bare(spec: ClientSpec) -> Measured:
     text = picows.WSMsgType.TEXT
     record = spec.latency
 
+    last = 0  # sequence number of the previous frame (the kline's trade count ``n``)
+    ooo = 0
+
     class Listener(picows.WSListener):
         def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+            nonlocal last, ooo
             if frame.msg_type is not text:
                 return
             obj = loads(frame.get_payload_as_bytes())
+            # read one field, like any consumer (and like the feed's handler): order check
+            seq = obj["data"]["k"]["n"] if isinstance(obj, dict) else obj.data.k.n
+            if seq != last + 1:
+                ooo += 1
+            last = seq
             if record:
                 now = time.time_ns()
                 data = obj["data"] if isinstance(obj, dict) else obj.data
@@ -145,7 +154,7 @@ async def run_bare(spec: ClientSpec) -> Measured:
         await asyncio.wait_for(win.done.wait(), spec.timeout_s)
     transport.disconnect()
     await transport.wait_disconnected()
-    return win.result(spec.label or f"bare picows+{spec.parser}",
+    return win.result(spec.label or f"bare picows+{spec.parser}", out_of_order=ooo,
                       lat_us=latency(lat_us), lat_e_ms=latency(lat_e))
 
 
@@ -161,13 +170,15 @@ async def run_feed(spec: ClientSpec) -> Measured:
     lat_us: list[float] = []
     lat_e: list[float] = []
     record = spec.latency
-    state = {"last": 0, "ooo": 0}
+    last = 0  # the same one-field order check as the bare loop
+    ooo = 0
 
     def on_update(c: Candle) -> None:
-        seq = c.trades or 0
-        if seq != state["last"] + 1:
-            state["ooo"] += 1
-        state["last"] = seq
+        nonlocal last, ooo
+        seq = c.trades
+        if seq != last + 1:
+            ooo += 1
+        last = seq or 0
         if record:
             now = time.time_ns()
             lat_us.append(now / 1000 - (c.last_trade_id or 0))
@@ -176,7 +187,7 @@ async def run_feed(spec: ClientSpec) -> Measured:
         n = win.n
         if n == win.warmup:
             win.start()
-        elif n + sub.dropped >= win.expected:
+        elif n >= win.expected:
             win.stop()
 
     feed = CandleFeed(venue="binance-usdm", symbols=[symbol.upper()], intervals=[interval],
@@ -187,7 +198,7 @@ async def run_feed(spec: ClientSpec) -> Measured:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(win.done.wait(), spec.timeout_s)
     return win.result(spec.label or "candlekeeper CandleFeed", dropped=sub.dropped,
-                      out_of_order=max(0, state["ooo"] - sub.dropped),
+                      out_of_order=max(0, ooo - sub.dropped),
                       lat_us=latency(lat_us), lat_e_ms=latency(lat_e))
 
 
