@@ -60,3 +60,28 @@ def test_run_against_the_real_exchange_without_network_keeps_retrying(tmp_path: 
     assert len(attempts) >= 2  # retried (1 s, then 2 s backoff)
     assert all("reconnecting in" in line for line in attempts)
     assert "per-stream statistics" in res.stdout  # graceful shutdown report
+
+
+def test_demo_stops_cleanly_on_sigint_and_sigterm(tmp_path: Path) -> None:
+    """Ctrl-C (and SIGTERM from a supervisor) flush the sink and print per-stream statistics."""
+    import signal
+    import sqlite3
+    import time
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        db = tmp_path / f"demo-{sig.name}.sqlite"
+        proc = subprocess.Popen([*CLI, "demo", "--no-dashboard", "--speed", "600",
+                                 "--symbols", "3", "--db", str(db)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(6)  # the simulator runs 10 market minutes per wall second
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+        assert "per-stream statistics" in out
+        rows = sqlite3.connect(db).execute(
+            "SELECT venue, symbol, interval, COUNT(*), COUNT(DISTINCT open_time) FROM candles "
+            "GROUP BY venue, symbol, interval").fetchall()
+        assert len(rows) == 2 * 3 * 3  # 2 venues x 3 symbols x (1m, 5m, 15m)
+        assert all(total == distinct for *_, total, distinct in rows)
+        assert sum(total for *_, total, _ in rows) >= 50
