@@ -2,15 +2,22 @@
 
 Why not call aiohttp directly everywhere: every REST caller of a venue (symbol discovery, warm-up,
 backfill, confirmation) shares one IP budget. This client is the single place that knows the
-weights, reads ``X-MBX-USED-WEIGHT-1M`` back, waits before a request would overrun the minute's
+weights, reads ``X-MBX-USED-WEIGHT-1M`` back, waits before a request would overrun the window's
 budget, and turns 429/418/5xx/timeouts into a typed :class:`RestError` with ``retry_after``.
+
+A 429 or 418 is an IP-wide verdict, so it is applied to the shared :class:`WeightBudget`: every
+caller of the venue waits (not only the one that got it), because one more request after a 429
+is exactly what turns a warning into a ban (protocols.md §B.5).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import aiohttp
 import msgspec
@@ -21,59 +28,127 @@ from candlekeeper.venues.base import RestRequest, VenueSpec
 log = logging.getLogger(__name__)
 
 _WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+_BANNED_UNTIL = re.compile(r"banned until (\d{10,16})")
+#: a ban without Retry-After or a "banned until" time: Binance's shortest ban (§A.6)
+DEFAULT_BAN_S = 120.0
 
 
 class WeightBudget:
-    """Request weight used in the current minute, per venue and IP.
+    """Request weight used in the current window, per venue and IP.
 
-    The server's own count (the weight header) wins over ours whenever it is present, since other
-    processes on the same IP spend the same budget.
+    Windows are fixed and aligned to wall-clock multiples of ``window_s`` (60 s: the minute), like
+    the exchange's counters, so our count rolls over when the server's does. The server's own
+    count (the weight header) wins over ours whenever it is higher, since other processes on the
+    same IP spend the same budget. ``headroom`` keeps a margin for requests in flight across a
+    window boundary and for clocks that disagree by a little.
+
+    :meth:`block` makes every :meth:`acquire` wait until a deadline: that is how a 429's
+    ``Retry-After`` or a 418 ban stops all callers at once. ``wall`` is injectable for tests.
     """
 
-    def __init__(self, limit_per_minute: int, *, headroom: float = 0.9) -> None:
-        self.limit = int(limit_per_minute * headroom)
+    def __init__(self, limit_per_minute: int, *, headroom: float = 0.9, window_s: float = 60.0,
+                 wall: Callable[[], float] = time.time) -> None:
+        if window_s <= 0:
+            raise ValueError("window_s must be > 0")
+        self.limit = max(1, int(limit_per_minute * headroom))
+        self.window_s = window_s
         self.used = 0
-        self._window = self._minute()
+        #: wall time before which no request may start (429 Retry-After, 418 ban)
+        self.blocked_until = 0.0
+        #: total weight granted, and how often a caller had to wait for the next window
+        self.granted = 0
+        self.waits = 0
+        self._wall = wall
+        self._window = self._index(wall())
         self._lock = asyncio.Lock()
+        # a little after the boundary, so that the server has rolled over too
+        self._guard = min(0.25, window_s * 0.05)
 
-    @staticmethod
-    def _minute() -> int:
-        return int(time.time() // 60)
+    def _index(self, now: float) -> int:
+        return int(now // self.window_s)
 
-    def _roll(self) -> None:
-        minute = self._minute()
-        if minute != self._window:
-            self._window, self.used = minute, 0
+    def window(self) -> int:
+        """Index of the current window (pass it back to :meth:`observe`)."""
+        return self._index(self._wall())
 
-    async def acquire(self, weight: int) -> None:
+    def _roll(self, now: float) -> None:
+        index = self._index(now)
+        if index != self._window:
+            self._window, self.used = index, 0
+
+    async def acquire(self, weight: int) -> int:
+        """Wait until ``weight`` fits in the current window (and no block is active), charge it,
+        and return the window index it was charged to. Callers are served in arrival order."""
         async with self._lock:
-            self._roll()
-            while self.used + weight > self.limit:
-                wait = 60.0 - (time.time() % 60) + 0.05
-                log.info("REST weight budget reached (%d/%d); waiting %.1fs", self.used,
-                         self.limit, wait)
+            while True:
+                now = self._wall()
+                if now < self.blocked_until:
+                    await asyncio.sleep(self.blocked_until - now)
+                    continue
+                self._roll(now)
+                # a request heavier than the whole budget can only go into an empty window
+                if self.used + weight <= self.limit or self.used == 0:
+                    self.used += weight
+                    self.granted += weight
+                    return self._window
+                wait = (self._window + 1) * self.window_s - now + self._guard
+                self.waits += 1
+                log.info("REST weight budget reached (%d/%d); waiting %.2fs for the next window",
+                         self.used, self.limit, wait)
                 await asyncio.sleep(wait)
-                self._roll()
-            self.used += weight
 
-    def observe(self, used: int) -> None:
-        self._roll()
+    def observe(self, used: int, window: int | None = None) -> None:
+        """Take the server's count for the window a request was charged to. A response that
+        arrives after our window rolled over says nothing about the new window: ignored."""
+        now = self._wall()
+        self._roll(now)
+        if window is not None and window != self._window:
+            return
         self.used = max(self.used, used)
+
+    def block(self, seconds: float) -> float:
+        """Make every caller wait ``seconds`` from now (a later deadline wins); also treat the
+        current window as spent. Returns the wall deadline."""
+        now = self._wall()
+        self._roll(now)
+        self.used = max(self.used, self.limit)
+        self.blocked_until = max(self.blocked_until, now + max(0.0, seconds))
+        return self.blocked_until
+
+    @property
+    def blocked(self) -> bool:
+        return self._wall() < self.blocked_until
 
 
 class RestClient:
-    """Executes :class:`RestRequest` objects against one venue's REST base URL."""
+    """Executes :class:`RestRequest` objects against one venue's REST base URL.
+
+    One instance per venue and process, shared by every user, so that they share one budget.
+    ``weight_limit`` overrides the venue's per-window weight limit and ``window_s`` its window
+    (the simulator can run with a shorter window); ``backoff_*`` shape the shared wait after a
+    429 that carries no ``Retry-After``.
+    """
 
     def __init__(self, spec: VenueSpec, base_url: str | None = None, *,
-                 timeout_s: float = 10.0, session: aiohttp.ClientSession | None = None) -> None:
+                 timeout_s: float = 10.0, session: aiohttp.ClientSession | None = None,
+                 weight_limit: int | None = None, window_s: float = 60.0,
+                 headroom: float = 0.9, backoff_initial_s: float = 1.0,
+                 backoff_max_s: float = 60.0) -> None:
         self.spec = spec
         self.base_url = (base_url or spec.rest_base).rstrip("/")
-        self.budget = WeightBudget(spec.rest_weight_limit_per_minute)
+        limit = spec.rest_weight_limit_per_minute if weight_limit is None else weight_limit
+        self.budget = WeightBudget(limit, headroom=headroom, window_s=window_s)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session = session
         self._own_session = session is None
+        self._backoff = (backoff_initial_s, backoff_max_s)
+        self._streak_429 = 0
         self.requests = 0
         self.errors = 0
+        self.rate_limited = 0
+        self.banned = 0
+        #: the server's count from the latest response that carried the weight header
+        self.last_used_weight: int | None = None
 
     async def __aenter__(self) -> RestClient:
         return self
@@ -93,7 +168,7 @@ class RestClient:
 
     async def fetch(self, request: RestRequest) -> bytes:
         """Return the response body of a 2xx answer, or raise :class:`RestError`."""
-        await self.budget.acquire(request.weight)
+        window = await self.budget.acquire(request.weight)
         url = f"{self.base_url}{request.path}"
         params = {k: str(v) for k, v in request.params.items()}
         self.requests += 1
@@ -102,12 +177,14 @@ class RestClient:
                 body = await resp.read()
                 used = resp.headers.get(_WEIGHT_HEADER)
                 if used is not None and used.isdigit():
-                    self.budget.observe(int(used))
+                    self.last_used_weight = int(used)
+                    self.budget.observe(int(used), window)
                 if resp.status < 300:
+                    self._streak_429 = 0
                     return body
                 self.errors += 1
-                raise _http_error(self.spec.id, request.path, resp.status, body,
-                                  resp.headers.get("Retry-After"))
+                error = _http_error(self.spec.id, request.path, resp.status, body,
+                                    resp.headers.get("Retry-After"))
         except aiohttp.ClientError as exc:
             self.errors += 1
             raise RestError(f"{self.spec.id} {request.path}: {exc.__class__.__name__}: {exc}"
@@ -115,6 +192,40 @@ class RestClient:
         except TimeoutError as exc:
             self.errors += 1
             raise RestError(f"{self.spec.id} {request.path}: timed out") from exc
+        if error.status == 429:
+            self._on_429(error)
+        elif error.status == 418:
+            self._on_418(error)
+        raise error
+
+    def _on_429(self, error: RestError) -> None:
+        self.rate_limited += 1
+        self._streak_429 += 1
+        if error.retry_after is not None:
+            wait = error.retry_after
+        else:
+            initial, cap = self._backoff
+            wait = min(cap, initial * 2.0 ** (self._streak_429 - 1))
+        self.budget.block(wait)
+        log.warning("%s: HTTP 429 rate limited; every REST call to this venue waits %.1fs (%s)",
+                    self.spec.id, wait, error)
+
+    def _on_418(self, error: RestError) -> None:
+        self.banned += 1
+        wait = error.retry_after
+        if wait is None:
+            match = _BANNED_UNTIL.search(str(error))
+            if match:
+                until_ms = int(match.group(1))
+                wait = max(0.0, until_ms / 1000 - time.time())
+        if wait is None:
+            wait = DEFAULT_BAN_S
+        already = self.budget.blocked
+        deadline = self.budget.block(wait)
+        if not already:
+            when = datetime.fromtimestamp(deadline, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            log.error("%s: IP banned until %s (HTTP 418, %.0fs); every REST call to this venue "
+                      "waits until then", self.spec.id, when, wait)
 
 
 class _ErrorBody(msgspec.Struct):

@@ -1,0 +1,215 @@
+"""``KlineFetcher``: every closed candle of a time range over REST, or an error — never a part.
+
+The feed's gap repair, warm-up and late-close confirmation and the ``backfill``/``gaps`` commands
+all go through this one class, so paging, weight and retry policy live in one place:
+
+* **Paging.** The range is cut into windows of the weight-optimal ``limit``
+  (:func:`~candlekeeper.backfill.planner.optimal_limit`), each requested with
+  ``startTime``/``endTime`` and exactly the number of candles it can hold, so the last, short
+  page is also the cheapest. A page answered with fewer rows than asked is continued from its
+  last row (a server may cap ``limit``), until the window is covered or the venue returns nothing.
+* **Budget.** All requests go through the venue's shared :class:`RestClient`, whose
+  :class:`WeightBudget` is per IP; a semaphore shared by all callers of this fetcher bounds the
+  requests in flight.
+* **Retries.** 429 and 418 are waited out by the client for *every* caller (Retry-After, or the
+  ban's end); 5xx, 408, timeouts, connection errors and undecodable bodies are retried per page
+  with capped, jittered exponential backoff. Other 4xx (invalid symbol, WAF block) cannot
+  succeed on retry and fail at once. After ``max_attempts`` for one page the whole fetch raises
+  :class:`BackfillError`: a caller never receives a silently partial range.
+* **Closed only.** A row whose close time has not passed on ``clock`` is the forming candle and is
+  dropped, as are rows outside the window or off the interval's grid (counted, never stored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+import msgspec
+
+from candlekeeper.backfill.http import RestClient
+from candlekeeper.backfill.planner import count_open_times, optimal_limit, pages
+from candlekeeper.core.candle import Candle
+from candlekeeper.core.clock import Clock, SystemClock
+from candlekeeper.core.intervals import align, close_time, next_open
+from candlekeeper.errors import BackfillError, ConfigError, DecodeError, RestError
+from candlekeeper.venues.base import VenueCodec
+
+__all__ = ["FetchStats", "KlineFetcher"]
+
+log = logging.getLogger(__name__)
+
+#: HTTP statuses worth retrying besides 429/418: the server's own trouble
+_RETRY_STATUS = frozenset({408, 500, 502, 503, 504})
+
+
+class FetchStats(msgspec.Struct):
+    """Counters over the fetcher's lifetime (all callers)."""
+
+    requests: int = 0
+    #: weight of the requests the server accepted and charged (equals the header's growth)
+    weight_used: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    banned: int = 0
+    #: failed attempts of any kind (HTTP errors, timeouts, connection errors, bad bodies)
+    errors: int = 0
+    #: closed candles returned to callers
+    candles: int = 0
+    #: rows dropped: the forming candle, or rows outside the window / off the interval's grid
+    forming_dropped: int = 0
+    unexpected_rows: int = 0
+
+
+class KlineFetcher:
+    """Fetches closed candles over REST for one venue (see the module docstring)."""
+
+    def __init__(self, codec: VenueCodec, client: RestClient, *, clock: Clock | None = None,
+                 max_concurrency: int = 4, max_attempts: int = 8,
+                 backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0) -> None:
+        if max_concurrency < 1 or max_attempts < 1:
+            raise ConfigError("max_concurrency and max_attempts must be >= 1")
+        self.codec = codec
+        self.client = client
+        self.clock: Clock = clock or SystemClock()
+        self.max_attempts = max_attempts
+        self.stats = FetchStats()
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._backoff = (backoff_initial_s, backoff_max_s)
+        self._rng = random.Random()
+
+    async def fetch(self, symbol: str, interval: str, start: int, end: int) -> list[Candle]:
+        """Every CLOSED candle with ``start <= open_time < end`` (ms), ascending, unique,
+        ``source="rest"``, ``closed=True``. Candles the venue does not have (before listing, a
+        hole in its history, not closed yet) are simply absent; a page that cannot be fetched
+        after ``max_attempts`` raises :class:`BackfillError` and nothing is returned."""
+        spec = self.codec.spec
+        if interval not in spec.intervals:
+            raise ConfigError(f"{spec.id} has no interval {interval!r}")
+        # nothing at or after the forming candle can be closed yet
+        end = min(end, align(self.clock.time_ms(), interval))
+        count = count_open_times(start, end, interval)
+        if count == 0:
+            return []
+        windows = pages(start, end, interval, optimal_limit(spec, count))
+        tasks = [asyncio.create_task(self._window(symbol, interval, ws, we))
+                 for ws, we in windows]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        out = [c for chunk in results for c in chunk]
+        self.stats.candles += len(out)
+        return out
+
+    async def _window(self, symbol: str, interval: str, ws: int, we: int) -> list[Candle]:
+        """One window, continued while the venue answers with fewer rows than asked."""
+        out: list[Candle] = []
+        cursor = ws
+        while cursor < we:
+            want = count_open_times(cursor, we, interval)
+            limit = min(want, self.codec.spec.rest_max_limit)
+            rows = await self._page(symbol, interval, cursor, we, limit)
+            if not rows:
+                break
+            out.extend(rows.candles)
+            if rows.complete or rows.last_open is None:
+                break
+            cursor = next_open(rows.last_open, interval)
+        return out
+
+    async def _page(self, symbol: str, interval: str, ws: int, we: int,
+                    limit: int) -> _Page:
+        request = self.codec.klines_request(symbol, interval, start_time=ws, end_time=we - 1,
+                                            limit=limit)
+        stats = self.stats
+        attempt = 0
+        while True:
+            attempt += 1
+            async with self._semaphore:
+                stats.requests += 1
+                try:
+                    body = await self.client.fetch(request)
+                    stats.weight_used += request.weight
+                    raw = self.codec.decode_klines(body, symbol, interval)
+                    return self._select(raw, interval, ws, we, limit)
+                except RestError as exc:
+                    stats.errors += 1
+                    if exc.status is not None and exc.status not in (429, 418):
+                        stats.weight_used += request.weight  # the server charged it
+                    error: BackfillError = exc
+                    retryable = exc.status is None or exc.status in _RETRY_STATUS
+                    if exc.status == 429:
+                        stats.rate_limited += 1
+                        retryable = True
+                    elif exc.status == 418:
+                        stats.banned += 1
+                        retryable = True
+                except DecodeError as exc:
+                    stats.errors += 1
+                    error, retryable = BackfillError(str(exc)), True
+            if not retryable:
+                raise BackfillError(f"{self.codec.spec.id} {symbol} {interval} "
+                                    f"[{ws}, {we}): {error}") from error
+            if attempt >= self.max_attempts:
+                raise BackfillError(f"{self.codec.spec.id} {symbol} {interval} [{ws}, {we}): "
+                                    f"gave up after {attempt} attempts: {error}") from error
+            stats.retries += 1
+            # 429/418 already made the shared budget wait; the others back off on their own
+            delay = 0.0 if _ip_wide(error) else self._delay(attempt)
+            log.warning("%s %s %s: attempt %d/%d failed (%s); retrying in %.2fs",
+                        self.codec.spec.id, symbol, interval, attempt, self.max_attempts, error,
+                        delay)
+            if delay:
+                await asyncio.sleep(delay)
+
+    def _delay(self, attempt: int) -> float:
+        """Capped exponential with jitter (50-100 %): spreads the retries of concurrent pages."""
+        initial, cap = self._backoff
+        return self._rng.uniform(0.5, 1.0) * min(cap, initial * 2.0 ** (attempt - 1))
+
+    def _select(self, raw: list[Candle], interval: str, ws: int, we: int, limit: int) -> _Page:
+        """Keep the closed rows of the window, ascending and unique (sorted here rather than
+        trusted: dropping an out-of-order row would lose a candle silently)."""
+        now = self.clock.time_ms()
+        keep: list[Candle] = []
+        last: int | None = None
+        for c in sorted(raw, key=_open_time):
+            t = c.open_time
+            if t == last or not ws <= t < we or align(t, interval) != t \
+                    or c.close_time != close_time(t, interval):
+                self.stats.unexpected_rows += 1
+                continue
+            last = t
+            if c.close_time >= now:
+                self.stats.forming_dropped += 1
+                continue
+            keep.append(c if c.closed and c.source == "rest"
+                        else msgspec.structs.replace(c, closed=True, source="rest"))
+        return _Page(keep, last, complete=len(raw) >= limit)
+
+
+def _open_time(c: Candle) -> int:
+    return c.open_time
+
+def _ip_wide(error: BaseException) -> bool:
+    """True for the verdicts the client already applied to the whole venue (429, 418)."""
+    return isinstance(error, RestError) and error.status in (429, 418)
+
+
+class _Page:
+    """Rows kept from one response; ``complete`` when the response held every row asked for
+    (no continuation needed); false (as a bool) when it held no usable row."""
+
+    __slots__ = ("candles", "complete", "last_open")
+
+    def __init__(self, candles: list[Candle], last_open: int | None, *, complete: bool) -> None:
+        self.candles, self.last_open, self.complete = candles, last_open, complete
+
+    def __bool__(self) -> bool:
+        return self.last_open is not None
+
