@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import ScaledClock
@@ -34,6 +34,9 @@ from candlekeeper.sim.venues.binance import is_kline_stream
 from candlekeeper.sim.venues.binance_frames import combined, kline_payload, text_frame
 from candlekeeper.sim.walk import key_of, mix
 
+if TYPE_CHECKING:
+    from candlekeeper.sim.shaper import Shaper
+
 log = logging.getLogger(__name__)
 
 
@@ -42,6 +45,9 @@ class FrameSink(Protocol):
 
     @property
     def combined(self) -> bool: ...
+
+    #: frame faults of this connection (``sim.shaper``); None when no fault is active
+    shaper: Shaper | None
 
     def write(self, data: bytes) -> None: ...
 
@@ -157,11 +163,14 @@ class Pusher:
         raw = wrapped = b""
         for sink in list(st.subscribers):
             if sink.combined:
-                wrapped = wrapped or text_frame(combined(st.name_bytes, payload))
-                sink.write(wrapped)
+                wrapped = frame = wrapped or text_frame(combined(st.name_bytes, payload))
             else:
-                raw = raw or text_frame(payload)
-                sink.write(raw)
+                raw = frame = raw or text_frame(payload)
+            shaper = sink.shaper
+            if shaper is None:
+                sink.write(frame)
+            else:  # a fault plan is shaping this connection's frames
+                shaper.kline(frame, st.name, candle)
         self.frames_sent += len(st.subscribers)
 
     def next_wake(self, now_mono: float) -> float:

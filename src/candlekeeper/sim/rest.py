@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 from aiohttp import web
@@ -25,6 +25,9 @@ from candlekeeper.sim.exchange_info import exchange_info
 from candlekeeper.sim.market import Market
 from candlekeeper.sim.venues.binance_frames import rest_rows
 from candlekeeper.venues.base import VenueSpec, klines_weight
+
+if TYPE_CHECKING:
+    from candlekeeper.sim.rest_faults import RestFaults
 
 _encoder = msgspec.json.Encoder()
 
@@ -98,6 +101,8 @@ class RestApi:
         self.prefix = spec.rest_klines_path.rsplit("/", 1)[0]
         self.stats = RestStats()
         self._wall = wall
+        #: REST faults of this venue (``sim.rest_faults``), set once a fault plan touches REST
+        self.faults: RestFaults | None = None
         self._routes: dict[str, tuple[Callable[[web.Request], int], Callable[
             [web.Request], bytes]]] = {
             spec.rest_klines_path: (self._klines_weight, self._klines),
@@ -112,6 +117,11 @@ class RestApi:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.stats.requests += 1
+        faults = self.faults
+        if faults is not None and faults.active:
+            answer = await faults.intercept(request)
+            if answer is not None:
+                return answer
         weigh, serve = self._routes[request.path]
         ip = request.remote or "?"
         now = self._wall()

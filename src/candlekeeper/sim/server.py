@@ -23,6 +23,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import socket
+import struct
 import time
 from typing import Any, cast
 
@@ -34,6 +36,7 @@ from candlekeeper.core.intervals import align, prev_open
 from candlekeeper.sim.market import Market
 from candlekeeper.sim.push import Pusher
 from candlekeeper.sim.rest import RestApi, RestStats, WeightLimiter
+from candlekeeper.sim.shaper import Shaper
 from candlekeeper.sim.venues.binance import (
     RateLimiter,
     WsSession,
@@ -89,6 +92,7 @@ class VenueStats(msgspec.Struct):
     pings_sent: int = 0
     internal_errors: int = 0
     disconnects: dict[str, int] = msgspec.field(default_factory=dict)
+    faults: dict[str, int] = msgspec.field(default_factory=dict)  # effects applied, by kind
     rest: RestStats = msgspec.field(default_factory=RestStats)
 
 
@@ -105,6 +109,8 @@ class Connection:
         self.closed = False
         self.paused = False  # True while a firehose owns the socket
         self.close_reason: str | None = None
+        #: frame faults active on this connection; None (the fast path) when there are none
+        self.shaper: Shaper | None = None
         self.outstanding: dict[bytes, float] = {}  # ping payload -> monotonic time sent
         self._closing: asyncio.Task[None] | None = None
         self._disconnects = disconnects  # the venue's counter, by reason
@@ -125,16 +131,32 @@ class Connection:
         if self.transport.get_write_buffer_size() > self.slow_limit:
             self.request_close("slow_consumer")
 
-    def request_close(self, reason: str) -> None:
+    def request_close(self, reason: str, *, code: int = 1008, message: str | None = None) -> None:
+        """Close with a close frame (``code``, ``message`` or ``reason``), then drop the socket;
+        ``reason`` is what ``VenueStats.disconnects`` counts."""
         if self.close_reason is None:
             self.close_reason = reason
             self._disconnects[reason] = self._disconnects.get(reason, 0) + 1
-            self._closing = asyncio.get_running_loop().create_task(self._close(reason))
+            text = (message if message is not None else reason).encode()
+            self._closing = asyncio.get_running_loop().create_task(self._close(code, text))
 
-    async def _close(self, reason: str) -> None:
+    async def _close(self, code: int, message: bytes) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.close(code=1008, message=reason.encode()), 2.0)
+            await asyncio.wait_for(self.ws.close(code=code, message=message), 2.0)
         self.closed = True
+        self.transport.abort()
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection with a TCP reset and no close frame (an abrupt network break)."""
+        if self.close_reason is not None:
+            return
+        self.close_reason = reason
+        self._disconnects[reason] = self._disconnects.get(reason, 0) + 1
+        self.closed = True
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # SO_LINGER 0: close() sends RST, not FIN
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.transport.abort()
 
 
@@ -290,6 +312,9 @@ class VenueServer:
             if oldest is not None and now - oldest >= opts.pong_timeout_s:
                 conn.request_close("pong_timeout")
                 return
+            if now >= next_ping and conn.shaper is not None and conn.shaper.pings_off(now):
+                next_ping = now + opts.ping_interval_s  # a drop_pings / stall fault: skip it
+                continue
             if now >= next_ping:
                 payload = b"%d" % self.clock.time_ms()
                 conn.outstanding[payload] = now
@@ -359,7 +384,7 @@ class VenueServer:
             subscriptions=sum(len(c.session.subscriptions) for c in self.connections.values()),
             kline_frames_sent=self._firehose_frames + self.pusher.frames_sent,
             closed_frames_sent=self.pusher.closes_sent, disconnects=dict(s.disconnects),
-            internal_errors=self.pusher.errors,
+            internal_errors=self.pusher.errors, faults=dict(s.faults),
             rest=msgspec.structs.replace(s.rest))
 
 

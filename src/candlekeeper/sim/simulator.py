@@ -5,12 +5,20 @@ time is a :class:`~candlekeeper.core.clock.ScaledClock` running ``speed`` times 
 time, shared by both venues, so hours of candles pass in seconds. Everything the simulator
 serves is a deterministic function of ``seed`` (or of the replayed series) and of venue time;
 :meth:`Simulator.closed_candles` exposes that truth for tests to compare against.
+
+Faults (``faults=`` a :class:`~candlekeeper.sim.faults.FaultPlan`, and :meth:`Simulator.inject`)
+damage only delivery — WebSocket frames and REST answers — never that truth; what was applied
+is in :attr:`Simulator.fault_log`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
+import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -21,6 +29,8 @@ from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import ScaledClock
 from candlekeeper.core.intervals import INTERVAL_MS, align, next_open
 from candlekeeper.errors import ConfigError
+from candlekeeper.sim.faults import Fault, FaultPlan, FaultRecord, parse_fault_spec
+from candlekeeper.sim.injector import FaultInjector, FaultLog
 from candlekeeper.sim.market import Market
 from candlekeeper.sim.profiles import DEFAULT_SYMBOLS
 from candlekeeper.sim.replay import ReplaySeries, load_replay
@@ -32,8 +42,10 @@ from candlekeeper.sim.server import (
 )
 from candlekeeper.venues.binance.endpoints import BINANCE_VENUES
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 ReplayArg = ReplaySeries | str | Path | Sequence[ReplaySeries | str | Path] | None
+FaultsArg = FaultPlan | Sequence[Fault] | str | None
 
 
 def _pick(value: T | Mapping[str, T] | None, venue: str, default: T) -> T:
@@ -52,6 +64,8 @@ class Simulator:
     (for a replay, the default start leaves up to ``history`` of the series' candles before it).
     Per-venue knobs (``update_interval_s``, ``ping_interval_s``, ...) take one value for both
     venues or a ``{venue: value}`` mapping; the defaults are the real exchange's.
+    ``faults`` is a plan (or a list of faults, or a ``--faults`` spec string) whose ``at_s``
+    count wall seconds from :meth:`start`.
     """
 
     def __init__(self, *, venues: Sequence[str] = ("binance-usdm", "binance-spot"),
@@ -69,7 +83,8 @@ class Simulator:
                  max_streams: int = 1024,
                  connection_lifetime_s: float = 24 * 3600.0,
                  rest_weight_limit: int | Mapping[str, int] | None = None,
-                 rest_window_s: float = 60.0, ban_s: float = 120.0) -> None:
+                 rest_window_s: float = 60.0, ban_s: float = 120.0,
+                 faults: FaultsArg = None) -> None:
         for v in venues:
             if v not in BINANCE_VENUES:
                 raise ConfigError(f"the simulator has no venue {v!r}; expected one of "
@@ -90,6 +105,11 @@ class Simulator:
         self.replay = series
         self._servers: dict[str, VenueServer] = {}
         self._started = False
+        self.faults = _plan(faults)
+        self._fault_log = FaultLog(self.clock)
+        self._injectors: dict[str, FaultInjector] = {}
+        self._fault_ids = itertools.count(1)
+        self._plan_task: asyncio.Task[None] | None = None
         for venue in venues:
             spec = BINANCE_VENUES[venue]
             base = DEFAULT_OPTIONS[venue]
@@ -107,8 +127,14 @@ class Simulator:
                             history=history, replay=series,
                             pad=8 if venue == "binance-spot" else None,
                             allowed_intervals=spec.intervals)
-            self._servers[venue] = VenueServer(spec, market, self.clock, opts, host=host,
-                                               port=(ports or {}).get(venue, 0) or 0, seed=seed)
+            server = VenueServer(spec, market, self.clock, opts, host=host,
+                                 port=(ports or {}).get(venue, 0) or 0, seed=seed)
+            self._servers[venue] = server
+            self._injectors[venue] = FaultInjector(server, self._fault_log, seed)
+        for fault in self.faults:
+            if fault.venue is not None and fault.venue not in self._servers:
+                raise ConfigError(f"fault {fault.kind} at {fault.at_s} s names venue "
+                                  f"{fault.venue!r}, which is not simulated here")
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -121,8 +147,18 @@ class Simulator:
         except BaseException:
             await self.stop()
             raise
+        self._fault_log.start()
+        if len(self.faults):
+            self._plan_task = asyncio.get_running_loop().create_task(self._run_plan())
 
     async def stop(self) -> None:
+        if self._plan_task is not None:
+            self._plan_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._plan_task
+            self._plan_task = None
+        for injector in self._injectors.values():
+            injector.stop()
         for server in self._servers.values():
             await server.stop()
         self._started = False
@@ -171,6 +207,44 @@ class Simulator:
         """Venue time at which the current ``interval`` candle closes (for tests)."""
         return next_open(align(self.clock.time_ms(), interval), interval)
 
+    # -- faults -----------------------------------------------------------------------------
+    def inject(self, fault: Fault) -> int:
+        """Apply ``fault`` now (its ``at_s`` is ignored); returns its id in :attr:`fault_log`.
+        Must be called from the simulator's event loop while it runs."""
+        if not self._started:
+            raise RuntimeError("Simulator.inject() needs a started simulator")
+        if fault.venue is not None and fault.venue not in self._servers:
+            raise ConfigError(f"venue {fault.venue!r} is not simulated here")
+        fid = next(self._fault_ids)
+        for venue, injector in self._injectors.items():
+            if fault.venue is None or fault.venue == venue:
+                injector.apply(fault, fid)
+        return fid
+
+    @property
+    def fault_log(self) -> list[FaultRecord]:
+        """Every fault effect applied so far (a live list), oldest first."""
+        return self._fault_log.records
+
+    async def wait_fault(self, predicate: Callable[[FaultRecord], bool],
+                         timeout: float = 10.0) -> FaultRecord:
+        """The first :attr:`fault_log` record matching ``predicate``, waiting for it."""
+        return await self._fault_log.wait_for(predicate, timeout)
+
+    def wall_elapsed(self) -> float:
+        """Wall seconds since :meth:`start` (the time base of ``Fault.at_s``)."""
+        return time.monotonic() - self._fault_log.t0
+
+    async def _run_plan(self) -> None:
+        for fault in self.faults:
+            delay = fault.at_s - self.wall_elapsed()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            try:
+                self.inject(fault)
+            except Exception:  # a fault that cannot apply must not stop the rest of the plan
+                log.exception("fault %s could not be applied", fault)
+
     # -- benchmarks -------------------------------------------------------------------------
     async def wait_connections(self, venue: str, count: int = 1,
                                timeout: float = 10.0) -> list[int]:
@@ -200,6 +274,16 @@ class Simulator:
     def __repr__(self) -> str:
         ports = {v: s.port for v, s in self._servers.items()}
         return f"Simulator(speed={self.clock.speed}, ports={ports}, t={time.time():.0f})"
+
+
+def _plan(faults: FaultsArg) -> FaultPlan:
+    if faults is None:
+        return FaultPlan()
+    if isinstance(faults, FaultPlan):
+        return faults
+    if isinstance(faults, str):
+        return parse_fault_spec(faults)
+    return FaultPlan.of(faults)
 
 
 def _load(replay: ReplayArg) -> list[ReplaySeries]:

@@ -1,0 +1,144 @@
+"""REST faults of one simulated venue: 429, 418 bans, 5xx, timeouts and slow answers.
+
+``RestApi`` asks :meth:`RestFaults.intercept` before it charges weight or serves anything, and
+only while a REST fault is active (``RestApi.faults`` is None otherwise). An intercepted request
+gets the fault's answer, with the venue's real body and headers; a ``rest_slow`` request waits
+and then is served normally, so a REST answer that does come back always carries the true
+candles. Faulted requests are not charged weight (the exchange's front end rejected them before
+its rate limiter), and a faulted 429 does not start the limiter's 429 -> 418 escalation.
+
+Bodies are Binance's own (errors.md): -1003 for 429/418, -1000 for 500, -1008 for 503, -1007
+for 504 (also what a request held past the client's timeout finally gets); 502 is the HTML page
+a proxy in front of the API returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable
+
+import msgspec
+from aiohttp import web
+
+from candlekeeper.sim.faults import Fault, Target
+
+_encoder = msgspec.json.Encoder()
+#: (kind, fault_id, path, symbol, detail) -> None
+RestRecorder = Callable[[str, int, str, "str | None", str], None]
+
+_5XX_BODIES: dict[int, tuple[bytes, str]] = {
+    500: (b'{"code":-1000,"msg":"An unknown error occurred while processing the request."}',
+          "application/json"),
+    502: (b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad "
+          b"Gateway</h1></center></body></html>", "text/html"),
+    503: (b'{"code":-1008,"msg":"Server is currently overloaded with other requests. Please '
+          b'try again in a few minutes."}', "application/json"),
+    504: (b'{"code":-1007,"msg":"Timeout waiting for response from backend server. Send status '
+          b'unknown; execution status unknown."}', "application/json"),
+}
+
+
+class RestEffect:
+    __slots__ = ("count", "fault", "fault_id", "target", "until")
+
+    def __init__(self, fault: Fault, fault_id: int, now: float) -> None:
+        self.fault, self.fault_id = fault, fault_id
+        self.target: Target = fault.target_spec
+        self.until = now + fault.duration_s if fault.duration_s is not None else math.inf
+        count = fault.count
+        if count is None and fault.duration_s is None:
+            count = 1
+        self.count = count
+
+
+class RestFaults:
+    """Active REST faults of one venue. Times are ``time.monotonic()`` seconds."""
+
+    def __init__(self, record: RestRecorder, rng: random.Random,
+                 used_weight: Callable[[str], int]) -> None:
+        self._record, self._rng, self._used = record, rng, used_weight
+        self.effects: list[RestEffect] = []
+        self.banned_until = 0.0
+        self.ban_fault = 0
+        self.stopping = asyncio.Event()  # set on server stop: held requests return at once
+
+    @property
+    def active(self) -> bool:
+        return bool(self.effects) or time.monotonic() < self.banned_until
+
+    def add(self, fault: Fault, fault_id: int) -> None:
+        now = time.monotonic()
+        if fault.kind == "rest_418":
+            assert fault.duration_s is not None  # validated by Fault
+            self.banned_until = max(self.banned_until, now + fault.duration_s)
+            self.ban_fault = fault_id
+            return
+        self.effects.append(RestEffect(fault, fault_id, now))
+
+    def _pick(self, now: float, symbol: str | None) -> RestEffect | None:
+        self.effects = [e for e in self.effects
+                        if e.until > now and (e.count is None or e.count > 0)]
+        for eff in self.effects:
+            tgt = eff.target
+            if tgt.scope == "symbol" and (symbol or "").lower() != tgt.value:
+                continue
+            if eff.fault.fraction is not None and self._rng.random() >= eff.fault.fraction:
+                continue
+            if eff.count is not None:
+                eff.count -= 1
+            return eff
+        return None
+
+    async def intercept(self, request: web.Request) -> web.Response | None:
+        """The fault's answer, or None to serve the request (after any ``rest_slow`` delay)."""
+        now = time.monotonic()
+        path, symbol = request.path, request.query.get("symbol")
+        ip = request.remote or "?"
+        headers = {"X-MBX-USED-WEIGHT-1M": str(self._used(ip))}
+        if now < self.banned_until:
+            wait = max(1, math.ceil(self.banned_until - now))
+            until = int((time.time() + wait) * 1000)
+            self._record("rest_418", self.ban_fault, path, symbol, f"418, Retry-After {wait}")
+            headers["Retry-After"] = str(wait)
+            return _json(418, {"code": -1003, "msg": (
+                f"Way too much request weight used; IP banned until {until}. Please use "
+                "WebSocket Streams for live updates to avoid bans.")}, headers)
+        eff = self._pick(now, symbol)
+        if eff is None:
+            return None
+        f, kind = eff.fault, eff.fault.kind
+        if kind == "rest_429":
+            retry = int(f.param("retry_after_s", 1))
+            headers["Retry-After"] = str(retry)
+            self._record(kind, eff.fault_id, path, symbol, f"429, Retry-After {retry}")
+            return _json(429, {"code": -1003, "msg": (
+                "Too much request weight used; current limit is exceeded. Please use WebSocket "
+                "Streams for live updates to avoid polling the API.")}, headers)
+        if kind == "rest_5xx":
+            status = int(f.param("status", 503))
+            body, ctype = _5XX_BODIES[status]
+            self._record(kind, eff.fault_id, path, symbol, str(status))
+            return web.Response(status=status, body=body, headers=headers, content_type=ctype)
+        if kind == "rest_timeout":
+            hold = float(f.param("hold_s", 60.0))
+            self._record(kind, eff.fault_id, path, symbol, f"held {hold:g} s, then 504")
+            await self._hold(hold)
+            body, ctype = _5XX_BODIES[504]
+            return web.Response(status=504, body=body, headers=headers, content_type=ctype)
+        delay = float(f.param("delay_s", 1.0))  # rest_slow
+        self._record(kind, eff.fault_id, path, symbol, f"answered after {delay:g} s")
+        await self._hold(delay)
+        return None
+
+    async def _hold(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
+
+def _json(status: int, obj: object, headers: dict[str, str]) -> web.Response:
+    return web.Response(status=status, body=_encoder.encode(obj), headers=headers,
+                        content_type="application/json")
