@@ -35,11 +35,18 @@ async def _serve(sim: Simulator, duration: float | None) -> None:
             click.echo(f"{venue}: ws {sim.ws_base(venue)}  rest {sim.rest_base(venue)}")
         click.echo(f"speed x{sim.clock.speed:g}, {len(sim.symbols)} symbols, intervals "
                    f"{','.join(sim.intervals)}; Ctrl-C to stop", err=False)
+        if len(sim.faults):
+            kinds = ",".join(sorted(sim.faults.kinds()))
+            last = sim.faults.faults[-1].at_s
+            click.echo(f"fault plan: {len(sim.faults)} faults ({kinds}) over {last:g} s")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), duration)
     for venue, stats in sim.stats().items():
         click.echo(f"{venue}: {stats.connections_total} connections, "
                    f"{stats.kline_frames_sent} kline frames, {stats.rest.requests} REST requests")
+        if stats.faults:
+            applied = ", ".join(f"{k} {n}" for k, n in sorted(stats.faults.items()))
+            click.echo(f"{venue}: fault effects: {applied}")
 
 
 @click.command("simulate")
@@ -60,15 +67,23 @@ async def _serve(sim: Simulator, duration: float | None) -> None:
               help="Closed candles available over REST before the start.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--faults", "faults", default=None, metavar="SPEC",
+              help="Fault plan: random:seed=7,count=60,kinds=all,window=0:300 (wall seconds "
+              "from the start; kinds joined by '+') or a JSON/YAML plan file. See "
+              "docs/simulator.md.")
+@click.option("--lifetime", type=float, default=24 * 3600.0, show_default=True,
+              help="Connection lifetime in venue seconds (the exchange's is 24 h).")
 def simulate_command(venues: str, symbols: str | None, intervals: str, seed: int, speed: float,
                      replay: tuple[Path, ...], port_usdm: int, port_spot: int, history: int,
-                     host: str, duration: float | None) -> None:
+                     host: str, duration: float | None, faults: str | None,
+                     lifetime: float) -> None:
     """Run a local Binance USDⓈ-M + spot exchange (WebSocket + REST) until Ctrl-C."""
     try:
         sim = Simulator(venues=_csv(venues) or [], symbols=_csv(symbols),
                         intervals=_csv(intervals) or [], seed=seed, speed=speed,
                         history=history, replay=list(replay) or None, host=host,
-                        ports={"binance-usdm": port_usdm, "binance-spot": port_spot})
+                        ports={"binance-usdm": port_usdm, "binance-spot": port_spot},
+                        faults=faults, connection_lifetime_s=lifetime)
         asyncio.run(_serve(sim, duration))
     except (CandlekeeperError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -179,15 +179,15 @@ class FaultRecord(msgspec.Struct, frozen=True, kw_only=True):
     detail: str = ""
 
 
-class FaultPlan(msgspec.Struct, frozen=True):
-    """Faults ordered by ``at_s``."""
+class FaultPlan(msgspec.Struct):
+    """Faults ordered by ``at_s`` (sorted on construction; treat as immutable)."""
 
     faults: tuple[Fault, ...] = ()
 
     def __post_init__(self) -> None:
         ordered = tuple(sorted(self.faults, key=lambda f: f.at_s))
         if ordered != self.faults:
-            object.__setattr__(self, "faults", ordered)
+            self.faults = ordered
 
     def __iter__(self) -> Iterator[Fault]:
         return iter(self.faults)
