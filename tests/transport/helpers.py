@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from candlekeeper.core.candle import Candle
+from candlekeeper.core.clock import Clock, SystemClock
 from candlekeeper.core.events import (
     ConnectionState,
     ConnectionStatus,
@@ -14,7 +15,11 @@ from candlekeeper.core.events import (
     StreamStatus,
 )
 from candlekeeper.core.stream_key import StreamKey
-from candlekeeper.transport.memory import MemoryPeer
+from candlekeeper.transport.memory import MemoryConnector, MemoryPeer
+from candlekeeper.transport.options import TransportOptions
+from candlekeeper.transport.pool import ConnectionPool
+from candlekeeper.venues.binance.codec import BinanceCodec
+from candlekeeper.venues.binance.endpoints import BINANCE_USDM
 
 USDM = "binance-usdm"
 
@@ -124,3 +129,45 @@ async def ack_subscriptions(peer: MemoryPeer, reject: Iterable[str] = ()) -> Non
                                   "id": request["id"]}))
         else:
             peer.send(json.dumps({"result": None, "id": request["id"]}))
+
+
+BASE = "ws://venue.test/market"
+FAST = TransportOptions(backoff_initial_s=0.01, backoff_max_s=0.05, ack_timeout_s=1.0,
+                        watchdog_period_s=0.01)
+
+
+class Harness:
+    def __init__(self, ks: Sequence[StreamKey], options: TransportOptions = FAST,
+                 clock: Clock | None = None, codec: BinanceCodec | None = None) -> None:
+        self.keys = list(ks)
+        self.rec = Recorder()
+        self.connector = MemoryConnector()
+        self.pool = ConnectionPool(codec or BinanceCodec(BINANCE_USDM), self.keys, self.rec,
+                                   ws_base=BASE, clock=clock or SystemClock(), options=options,
+                                   connector=self.connector)
+        self.task: asyncio.Task[None] | None = None
+        self.responders: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.pool.run())
+
+    async def accept(self, *, ack: bool = True, reject: Sequence[str] = ()) -> MemoryPeer:
+        peer = await self.connector.accept()
+        if ack:
+            self.responders.append(asyncio.create_task(ack_subscriptions(peer, reject)))
+        return peer
+
+    async def close(self) -> None:
+        await self.pool.stop()
+        if self.task is not None:
+            await asyncio.wait_for(self.task, 2)
+        for r in self.responders:
+            r.cancel()
+        await asyncio.gather(*self.responders, return_exceptions=True)
+
+
+def make(made: list[Harness], *args: object, **kwargs: object) -> Harness:
+    h = Harness(*args, **kwargs)  # type: ignore[arg-type]
+    made.append(h)
+    h.start()
+    return h

@@ -40,7 +40,7 @@ _SUBSCRIBING = StreamState.SUBSCRIBING
 class Link:
     """Connection-scoped state: the socket, requests awaiting a reply, the control budget."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, wake: asyncio.Event | None = None) -> None:
         self.s = session
         self.conn: Connection | None = None
         self.connected_at: float | None = None
@@ -60,10 +60,13 @@ class Link:
         self.shutdown_notice = False
         self.paused = False
         self.relief: asyncio.Task[None] | None = None
-        self.wake = asyncio.Event()
+        #: set when the supervisor should look (both links of a rotation share one)
+        self.wake = wake if wake is not None else asyncio.Event()
         # hot-path bindings
         self._decode = session.codec.decode
-        self._slots = session.by_symbol_interval
+        #: (symbol, interval) -> where this link delivers that stream: the session's slots,
+        #: except during a make-before-break rotation (``rotation.py`` swaps the entries)
+        self.routes: dict[tuple[str, str], StreamSlot] = session.by_symbol_interval
 
     def attach(self, conn: Connection, now: float) -> None:
         self.conn = conn
@@ -78,7 +81,7 @@ class Link:
         try:
             msg = self._decode(data)
             if type(msg) is Candle:
-                slot = self._slots.get((msg.symbol, msg.interval))
+                slot = self.routes.get((msg.symbol, msg.interval))
                 if slot is None:
                     self.messages += 1
                     self.s.unexpected_candle(msg)

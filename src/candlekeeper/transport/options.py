@@ -55,8 +55,20 @@ class TransportOptions(msgspec.Struct, frozen=True, kw_only=True):
     connect_timeout_s: float = 10.0
     #: streams per connection; None = the venue spec's limit
     max_streams_per_connection: int | None = None
-    #: reconnect proactively after this long (the venue cuts connections at 24 h); None = never
-    rotate_after_s: float | None = None
+    #: replace the connection (make-before-break, see ``rotation.py``) once it has been open
+    #: this long; None = never. Binance cuts every connection at 24 h; 23 h 30 min leaves half
+    #: an hour for the handover and for retries if the new connection fails. This is *wall*
+    #: time, measured by the event loop. The simulator's ``connection_lifetime_s`` is *venue*
+    #: time: against a simulator running ``speed`` times faster, set this below
+    #: ``connection_lifetime_s / speed`` or the simulator cuts the connection first (which is
+    #: then handled as a break: DISCONNECTED and a backfill). A ``serverShutdown`` notice starts
+    #: a rotation whatever this is.
+    rotate_after_s: float | None = 23.5 * 3600
+    #: how long a rotation waits for every live stream to flow on the new connection before it
+    #: closes the old one anyway (those streams are then reported DISCONNECTED for a backfill);
+    #: None = the session's longest stall threshold plus ``ack_timeout_s``, since a live stream
+    #: sends within its stall threshold or the watchdog would call it stalled
+    handover_timeout_s: float | None = None
     #: fraction of the venue's control-message rate the session may use (pongs count too)
     control_rate_fraction: float = 0.8
     #: send a client PING after this long without any frame ...
@@ -89,6 +101,8 @@ class TransportOptions(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("max_streams_per_connection must be >= 1")
         if self.rotate_after_s is not None and self.rotate_after_s <= 0:
             raise ValueError("rotate_after_s must be > 0")
+        if self.handover_timeout_s is not None and self.handover_timeout_s <= 0:
+            raise ValueError("handover_timeout_s must be > 0")
         if self.watchdog_period_s is not None and self.watchdog_period_s <= 0:
             raise ValueError("watchdog_period_s must be > 0")
         if self.stall_grace_ms < 0:
@@ -120,3 +134,5 @@ class SessionStats(msgspec.Struct, frozen=True, kw_only=True):
     last_error: str
     #: number of streams in each ``StreamState`` (by value)
     stream_states: dict[str, int]
+    #: make-before-break rotations completed (not counted in ``reconnects``: no break)
+    rotations: int = 0

@@ -12,9 +12,11 @@ Everything venue-specific comes from the ``VenueCodec`` (URLs, frames, replies) 
   periodic tick: it sends queued SUBSCRIBEs under the venue's control-message rate, times out
   missing acks, runs the stream and connection watchdogs, and decides to rotate.
 
-A proactive reconnect (server shutdown notice, ``rotate_after_s``) currently breaks before it
-makes; because a connection is a self-contained ``_Link``, running two links side by side for a
-make-before-break handover is an extension of ``run`` rather than a rewrite.
+A proactive replacement (server shutdown notice, ``rotate_after_s``) is make-before-break: a
+:class:`~candlekeeper.transport.rotation.Rotation` runs a second ``Link`` beside the current one
+and hands the streams over one by one (``rotation.py``). Only a *lost* connection is a break:
+then every stream goes DISCONNECTED → SUBSCRIBING → SUBSCRIBED → LIVE, which tells the
+gap-filler to backfill.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from candlekeeper.transport.backoff import Verdict, backoff_delays, classify, de
 from candlekeeper.transport.base import ConnectError, Connection, ConnectionLost, Connector
 from candlekeeper.transport.link import Link
 from candlekeeper.transport.options import SessionStats, StreamListener, TransportOptions
+from candlekeeper.transport.rotation import Rotation, Ticket
 from candlekeeper.transport.watchdog import StreamSlot, check, make_slot, min_stall_after_s
 from candlekeeper.venues.base import VenueCodec
 
@@ -63,9 +66,17 @@ class Session:
         self.period_s = options.watchdog_period_s or max(
             0.005, min(0.5, min_stall_after_s(self.slots) / 8))
         self.control_rate = codec.spec.control_messages_per_second * options.control_rate_fraction
+        #: a live stream sends within its stall threshold, and the SUBSCRIBE needs its ack
+        self.handover_timeout_s = options.handover_timeout_s or (
+            max((s.stall_after_s for s in self.slots), default=60.0) + options.ack_timeout_s)
         self.ratelog = RateLimitedLog(log, options.log_period_s)
         self.state = ConnectionState.CLOSED
         self.reconnects = 0
+        self.rotations = 0
+        self.rotation: Rotation | None = None
+        self._rotation_delays = self._delays()
+        self._rotate_not_before = 0.0
+        self._closing: set[asyncio.Task[None]] = set()
         self.last_error = ""
         # totals of finished links; the live link's counters are added in stats()
         self.messages = self.malformed = self.error_frames = self.rejected = 0
@@ -91,11 +102,11 @@ class Session:
         delays = self._delays()
         try:
             if not self._stopping:
-                self._emit_connection(ConnectionState.CONNECTING)
+                self.emit_connection(ConnectionState.CONNECTING)
             while not self._stopping:
                 link = Link(self)
                 try:
-                    proactive = await self._attempt(link)
+                    await self._attempt(link)
                 except asyncio.CancelledError:
                     task = asyncio.current_task()
                     if self._stopping and task is not None and task.cancelling() == 0:
@@ -114,15 +125,12 @@ class Session:
                     self._reconnecting(f"{reason}; retry in {delay:.3g} s")
                     await self._sleep(delay)
                     continue
-                if proactive is None:
-                    break
-                log.info("%s: reconnecting: %s", self.name, proactive)
-                if link.lived(self._now()) >= self.options.healthy_after_s:
-                    delays = self._delays()
-                self._reconnecting(proactive)
+                break  # _attempt returns only when stopping
         finally:
             self._disconnect_streams("stopped" if self._stopping else self.last_error)
-            self._emit_connection(ConnectionState.CLOSED, self.last_error)
+            if self._closing:
+                await asyncio.gather(*self._closing, return_exceptions=True)
+            self.emit_connection(ConnectionState.CLOSED, self.last_error)
             self._done.set()
 
     async def stop(self) -> None:
@@ -137,9 +145,9 @@ class Session:
             await self._done.wait()
 
     # -- one connection -----------------------------------------------------------------------
-    async def _attempt(self, link: Link) -> str | None:
-        """Open, serve and close one connection. Returns None when stopping, or the reason for a
-        proactive reconnect; raises on failure."""
+    async def _attempt(self, link: Link) -> None:
+        """Open, serve (rotating as needed) and close one connection. Returns when stopping;
+        raises when the connection fails or breaks."""
         timeout = self.options.connect_timeout_s
         self._connect_task = asyncio.ensure_future(
             asyncio.wait_for(self.connector.connect(self.url, link), timeout))
@@ -153,35 +161,46 @@ class Session:
         link.attach(conn, self._now())
         self._link = link
         self._connected_at = self._now()
+        self._rotate_not_before = 0.0
         try:
-            self._emit_connection(ConnectionState.CONNECTED)
+            self.emit_connection(ConnectionState.CONNECTED)
             return await self._serve(link)
         finally:
+            if self.rotation is not None:
+                self.rotation.abandon()
+            current = self._link or link  # a rotation may have replaced the first link
             self._link = None
             self._connected_at = None
-            self._absorb(link)
-            await self._teardown(link)
+            self._absorb(current)
+            await self._teardown(current)
 
-    async def _serve(self, link: Link) -> str | None:
+    async def _serve(self, link: Link) -> None:
+        """Serve the connection (and the ones rotations replace it with) until stopping;
+        raises ConnectionLost when it breaks."""
         opts = self.options
-        chunk = self.codec.spec.max_streams_per_subscribe
         wanted = [s for s in self.slots if s.state is not StreamState.REJECTED]
         for slot in wanted:
             self.set_state(slot, StreamState.SUBSCRIBING)
-        for i in range(0, len(wanted), chunk):
-            link.to_send.append(wanted[i:i + chunk])
+        self.queue_subscriptions(link, wanted)
         while True:
             if self._stopping:
-                return None
-            if link.closed_reason is not None:
-                raise ConnectionLost(link.closed_reason)
+                return
             now = self._now()
-            if link.shutdown_notice:
-                return "the venue announced it will close this connection"
-            if opts.rotate_after_s is not None and link.lived(now) >= opts.rotate_after_s:
-                return f"rotating after {opts.rotate_after_s:g} s"
+            rot = self.rotation
+            if link.closed_reason is not None:
+                if rot is None or not rot.connected:
+                    raise ConnectionLost(link.closed_reason)
+                rot.finish(now, f"the old connection closed early ({link.closed_reason})")
+            elif rot is None:
+                reason = self._rotation_due(link, now)
+                if reason is not None:
+                    self.rotation = Rotation(self, link, reason, now)
+            timeout = self.period_s
+            if self.rotation is not None:
+                timeout = self.rotation.step(now)
+            link = self._link or link  # a finished rotation promoted the new connection
             while link.to_send and link.pacer.delay(now) == 0.0:
-                self._send_subscribe(link, link.to_send.popleft(), now)
+                self.send_subscribe(link, link.to_send.popleft(), now)
             for rid, (slots, sent_at) in link.pending.items():
                 if now - sent_at >= opts.ack_timeout_s:
                     raise ConnectionLost(f"no reply to SUBSCRIBE id={rid} ({len(slots)} streams)"
@@ -189,7 +208,6 @@ class Session:
             if not link.paused:
                 self._check_idle(link, now)
                 self._check_streams(now)
-            timeout = self.period_s
             if link.to_send:
                 timeout = min(timeout, link.pacer.delay(now))
             link.wake.clear()
@@ -197,7 +215,45 @@ class Session:
                 async with asyncio.timeout(timeout):
                     await link.wake.wait()
 
-    def _send_subscribe(self, link: Link, slots: list[StreamSlot], now: float) -> None:
+    def _rotation_due(self, link: Link, now: float) -> str | None:
+        if now < self._rotate_not_before:
+            return None
+        if link.shutdown_notice:
+            return "the venue announced it will close this connection"
+        after = self.options.rotate_after_s
+        if after is not None and link.lived(now) >= after:
+            return f"connection open for {link.lived(now):.6g} s, rotate_after_s={after:g}"
+        return None
+
+    def queue_subscriptions(self, link: Link, slots: Sequence[StreamSlot]) -> None:
+        chunk = self.codec.spec.max_streams_per_subscribe
+        for i in range(0, len(slots), chunk):
+            link.to_send.append(list(slots[i:i + chunk]))
+
+    def promote(self, new: Link, old: Link, now: float) -> None:
+        """A rotation finished: ``new`` is the connection now; ``old`` is closed behind it."""
+        self._link = new
+        self._connected_at = new.connected_at
+        self.rotations += 1
+        self._rotation_delays = self._delays()
+        self._absorb(old)
+        self.close_later(old)
+
+    def rotation_failed(self, new: Link) -> float:
+        """A rotation's new connection is unusable; returns the delay before the next try."""
+        delay = next(self._rotation_delays)
+        self._rotate_not_before = self._now() + delay
+        self._absorb(new)
+        self.close_later(new)
+        return delay
+
+    def close_later(self, link: Link) -> None:
+        """Close ``link`` without holding up the supervisor; ``run`` awaits it at the end."""
+        task = asyncio.get_running_loop().create_task(self._teardown(link))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def send_subscribe(self, link: Link, slots: list[StreamSlot], now: float) -> None:
         rid = self._next_id
         self._next_id += 1
         assert link.conn is not None
@@ -257,6 +313,8 @@ class Session:
         slot.state = state
         slot.detail = detail
         slot.since_wall = self._now()
+        if type(slot) is Ticket:  # a rotation's subscription: not the stream's state
+            return
         status = StreamStatus(slot.key, state, detail, self.clock.time_ms())
         try:
             self.listener.on_stream_status(status)
@@ -264,7 +322,7 @@ class Session:
             self.ratelog.error("status", "%s: listener.on_stream_status raised: %s",
                                self.name, describe(exc))
 
-    def _emit_connection(self, state: ConnectionState, detail: str = "") -> None:
+    def emit_connection(self, state: ConnectionState, detail: str = "") -> None:
         self.state = state
         status = ConnectionStatus(self.name, state, len(self.slots), detail, self.reconnects,
                                   self.clock.time_ms())
@@ -277,7 +335,7 @@ class Session:
     def _reconnecting(self, reason: str) -> None:
         self.reconnects += 1
         self._disconnect_streams(reason)
-        self._emit_connection(ConnectionState.RECONNECTING, reason)
+        self.emit_connection(ConnectionState.RECONNECTING, reason)
 
     def _disconnect_streams(self, reason: str) -> None:
         for slot in self.slots:
@@ -319,7 +377,7 @@ class Session:
             messages=self.messages + (link.messages if link else 0) + self.kline_frames(),
             malformed=self.malformed, error_frames=self.error_frames, rejected=self.rejected,
             unexpected=self.unexpected, pings=self.pings + (link.pings if link else 0),
-            listener_errors=self.listener_errors,
+            listener_errors=self.listener_errors, rotations=self.rotations,
             last_message_monotonic=self._last_frame_at,
             connected_since_monotonic=self._connected_at,
             last_error=self.last_error, stream_states=states,
