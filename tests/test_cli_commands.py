@@ -73,9 +73,18 @@ def test_demo_stops_cleanly_on_sigint_and_sigterm(tmp_path: Path) -> None:
         proc = subprocess.Popen([*CLI, "demo", "--no-dashboard", "--speed", "600",
                                  "--symbols", "3", "--db", str(db)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(6)  # the simulator runs 10 market minutes per wall second
+        assert proc.stderr is not None
+        head = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait until the service is up (slow under load)
+            line = proc.stderr.readline()
+            head.append(line)
+            if not line or "serving /metrics" in line:
+                break
+        time.sleep(4)  # the simulator runs 10 market minutes per wall second
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
+        err = "".join(head) + err
         assert proc.returncode == 0, err
         assert "Traceback" not in err
         assert "per-stream statistics" in out

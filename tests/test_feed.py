@@ -67,7 +67,7 @@ async def venue() -> AsyncIterator[Venue]:
 def make_feed(venue: Venue, symbols: list[str] | None = None) -> CandleFeed:
     return CandleFeed("binance-usdm", symbols or ["BTCUSDT", "ethusdt"], ["1m"],
                       ws_url="ws://venue.test/market", transport=FAST,
-                      connector=venue.connector)
+                      connector=venue.connector, backfill=False)
 
 
 async def until(cond: object, timeout: float = 5.0) -> None:

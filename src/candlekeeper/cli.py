@@ -11,6 +11,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def run(config_path: Path, duration: float | None, dashboard: bool | None) -> No
     config = _load_or_exit(config_path)
     configure_logging(config.observability.log_level, config.observability.log_json)
     show = config.observability.dashboard if dashboard is None else dashboard
-    report = asyncio.run(serve(config, duration=duration, dashboard=show))
+    report = _run_async(serve(config, duration=duration, dashboard=show))
     print_report(report)
 
 
@@ -67,7 +68,7 @@ DEMO_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT"
 def demo(duration: float | None, speed: float, n_symbols: int, db: Path, dashboard: bool) -> None:
     """Offline demo: the built-in exchange simulator feeding the real pipeline into SQLite."""
     configure_logging("WARNING" if dashboard else "INFO")
-    report = asyncio.run(_demo(duration, speed, DEMO_SYMBOLS[:n_symbols], db, dashboard))
+    report = _run_async(_demo(duration, speed, DEMO_SYMBOLS[:n_symbols], db, dashboard))
     print_report(report)
     click.echo(f"closed candles are stored in {db}")
 
@@ -121,6 +122,16 @@ with contextlib.suppress(ImportError):  # the simulator is part of the package; 
 
 
 # -- shared -------------------------------------------------------------------------------
+def _run_async(main_coro: Coroutine[Any, Any, ServiceReport]) -> ServiceReport:
+    """``asyncio.run`` with a quiet exit for a Ctrl-C that lands before the service installed
+    its own signal handlers (during start-up)."""
+    try:
+        return asyncio.run(main_coro)
+    except KeyboardInterrupt:
+        click.echo("interrupted during start-up; nothing to flush", err=True)
+        sys.exit(130)
+
+
 def _load_or_exit(path: Path) -> Config:
     try:
         return load_config(path)

@@ -58,6 +58,7 @@ __all__ = [
     "Config",
     "ConfigValidationError",
     "FeedConfig",
+    "GapFillConfig",
     "HttpConfig",
     "ObservabilityConfig",
     "ShutdownConfig",
@@ -276,6 +277,19 @@ class ShutdownConfig(_Section):
     drain_timeout_s: float = Field(default=10.0, ge=0)
 
 
+class GapFillConfig(_Section):
+    """REST warm-up and backfill (see docs/guarantees.md)."""
+
+    enabled: bool = True
+    #: candles per stream fetched at start when storage has nothing for it (0 = none)
+    history: int | None = Field(default=None, ge=0)  # None = buffer_size
+    #: store and emit those warm-up candles too (off: they only fill latest())
+    emit_history: bool = True
+    close_grace_ms: int = Field(default=3_000, ge=0)
+    close_grace_wall_s: float = Field(default=0.5, ge=0)
+    max_hole_attempts: int = Field(default=5, ge=1)
+
+
 class Config(_Section):
     """The whole service configuration (docs/configuration.md documents every key)."""
 
@@ -285,6 +299,7 @@ class Config(_Section):
     sinks: SinksConfig = SinksConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
+    gap_fill: GapFillConfig = GapFillConfig()
 
     @field_validator("feeds")
     @classmethod

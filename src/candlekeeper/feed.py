@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from candlekeeper.backfill.fetcher import KlineFetcher
+from candlekeeper.backfill.http import RestClient
 from candlekeeper.core.buffers import DEFAULT_CAPACITY, BufferSet, RingBuffer, to_dataframe
 from candlekeeper.core.bus import EventBus, OverflowPolicy, Subscription
 from candlekeeper.core.candle import Candle
@@ -30,9 +32,11 @@ from candlekeeper.core.events import (
     StreamState,
     StreamStatus,
 )
+from candlekeeper.core.sequence import Offer, StreamSequence
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.errors import ConfigError
+from candlekeeper.gapfill import GapFiller, GapFillOptions, HistorySource
 from candlekeeper.observability.logging import RateLimitedLog
 from candlekeeper.observability.metrics import Metrics, StreamMetrics
 from candlekeeper.transport import ConnectionPool, SessionStats, TransportOptions
@@ -46,31 +50,36 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
+#: transport states after which a stream may have missed closes
+_BREAKS = frozenset({StreamState.DISCONNECTED, StreamState.STALLED, StreamState.SILENT})
+
 CandleHandler = Callable[[Candle], None] | Callable[[Candle], Awaitable[None]]
 StatusHandler = Callable[[StreamStatus], None] | Callable[[StreamStatus], Awaitable[None]]
 
 
 class StreamStats:
-    """One stream inside the feed: the state behind its guarantees and its hot path.
+    """One stream inside the feed: its hot path and the state behind its guarantees.
 
     :meth:`deliver` is what the transport calls for every kline frame of this stream (resolved
-    once per stream, so no per-frame lookup). Counters shown on ``/metrics`` and the dashboard
-    live in ``metrics`` (shared with the service's :class:`Metrics`).
+    once per stream, so no per-frame lookup). Closed candles go through ``seq`` (a
+    :class:`StreamSequence`), which emits each open time exactly once and in order, holding
+    closes that skip ahead until the gap filler has fetched what is missing. Counters shown on
+    ``/metrics`` and the dashboard live in ``metrics`` (shared with the service's
+    :class:`Metrics`).
     """
 
-    __slots__ = ("_closed_subs", "_pressure", "_update_subs", "buffer", "duplicates", "key",
-                 "last_closed", "last_closed_open_time", "late", "metrics", "now_ms")
+    __slots__ = ("_closed_subs", "_on_hole", "_pressure", "_update_subs", "buffer", "key",
+                 "last_closed", "metrics", "now_ms", "seq")
 
     def __init__(self, key: StreamKey, metrics: StreamMetrics, buffer: RingBuffer, bus: EventBus,
-                 now_ms: Callable[[], int]) -> None:
+                 now_ms: Callable[[], int], on_hole: Callable[[StreamKey], None]) -> None:
         self.key = key
         self.metrics = metrics
         self.buffer = buffer
-        self.duplicates = 0
-        self.late = 0
-        self.last_closed_open_time = -1
         self.last_closed: Candle | None = None
         self.now_ms = now_ms
+        self.seq = StreamSequence(key.interval, self._emit)
+        self._on_hole = on_hole
         self._update_subs = bus.subscribers(CandleUpdate)
         self._closed_subs = bus.subscribers(CandleClosed)
         self._pressure = bus.pressure_flag
@@ -87,26 +96,33 @@ class StreamStats:
     def closed(self) -> int:
         return self.metrics.closed
 
+    @property
+    def duplicates(self) -> int:
+        return self.seq.duplicates
+
+    @property
+    def late(self) -> int:
+        return self.seq.late
+
+    @property
+    def last_closed_open_time(self) -> int:
+        return self.seq.last
+
     def deliver(self, candle: Candle) -> bool:
         """Every frame of this stream. Returns True when a consumer asks for backpressure."""
         self.metrics.last_event_time_ms = candle.event_time
         for sub in self._update_subs:
             sub.offer(candle)
-        if candle.closed:
-            self._close(candle)
+        if candle.closed and self.seq.offer(candle) is Offer.HELD:
+            self._on_hole(self.key)
         return self._pressure.on
 
-    def _close(self, candle: Candle) -> None:
-        t = candle.open_time
-        if t <= self.last_closed_open_time:  # a repeated or older close: never emitted twice
-            if t == self.last_closed_open_time:
-                self.duplicates += 1
-            else:
-                self.late += 1
-            return
-        self.last_closed_open_time = t
+    def _emit(self, candle: Candle) -> None:
+        """The sequence decided: this is the next closed candle of the stream."""
         self.last_closed = candle
         self.metrics.on_closed(candle, self.now_ms())
+        if candle.source == "rest":
+            self.metrics.backfilled += 1
         self.buffer.append(candle)
         for sub in self._closed_subs:
             sub.offer(candle)
@@ -128,10 +144,24 @@ class CandleFeed:
     """
 
     def __init__(self, venue: str, symbols: Sequence[str], intervals: Sequence[str], *,
-                 ws_url: str | None = None, testnet: bool = False,
+                 ws_url: str | None = None, rest_url: str | None = None, testnet: bool = False,
                  buffer_size: int = DEFAULT_CAPACITY, clock: Clock | None = None,
-                 transport: TransportOptions | None = None, bus: EventBus | None = None,
-                 connector: Connector | None = None, metrics: Metrics | None = None) -> None:
+                 transport: TransportOptions | None = None,
+                 gap_fill: GapFillOptions | None = None,
+                 history_source: HistorySource | None = None, backfill: bool = True,
+                 resume_from: Mapping[StreamKey, int] | None = None,
+                 preload: Mapping[StreamKey, Sequence[Candle]] | None = None,
+                 bus: EventBus | None = None, connector: Connector | None = None,
+                 metrics: Metrics | None = None) -> None:
+        """``ws_url``/``rest_url`` override the venue's endpoints (e.g. the simulator).
+
+        Gap-free operation (``backfill=True``, the default) uses REST: at start the ring
+        buffers are warmed with ``gap_fill.history`` candles, a stream listed in
+        ``resume_from`` (open time of the last candle already persisted) first emits
+        everything after it, and after every break, hole or late close the missing candles
+        are fetched and emitted before any newer one. ``preload`` seeds ring buffers (e.g.
+        from storage). ``history_source`` replaces the REST fetcher (tests, custom stores).
+        """
         self.codec: VenueCodec = make_codec(venue)
         self.spec = self.codec.spec
         self.venue = venue
@@ -158,15 +188,41 @@ class CandleFeed:
         self.metrics.add_refresher(self.refresh_metrics)
         self._streams: dict[tuple[str, str], StreamStats] = {
             (k.symbol, k.interval): StreamStats(k, self.metrics.stream(k), self._buffers.get(k),
-                                                self.bus, self.clock.time_ms)
+                                                self.bus, self.clock.time_ms, self._hole)
             for k in self.keys
         }
+        self.rest_url = rest_url or (self.spec.rest_testnet_base if testnet
+                                     else self.spec.rest_base)
+        self._rest: RestClient | None = None
+        self.gap_fill = gap_fill or GapFillOptions(history=buffer_size)
+        source = history_source
+        if source is None and backfill:
+            self._rest = RestClient(self.spec, self.rest_url)
+            source = KlineFetcher(self.codec, self._rest, clock=self.clock)
+        self.filler: GapFiller | None = (GapFiller(source, self.clock, self.gap_fill)
+                                         if source is not None else None)
+        resume = dict(resume_from or {})
+        for key, st in self._by_key().items():
+            if preload and key in preload:
+                st.buffer.extend(list(preload[key]))
+            if key in resume:
+                st.seq.last = resume[key]
+            if self.filler is not None:
+                self.filler.track(key, st.seq, resume=key in resume,
+                                  on_history=st.buffer.extend)
         self.counters = FeedCounters()
         self._pool = ConnectionPool(self.codec, self.keys, self, ws_base=self.ws_url,
                                     clock=self.clock, options=transport, connector=connector)
         self._task: asyncio.Task[None] | None = None
         self._started = False
         self._limited = RateLimitedLog(log)
+
+    def _by_key(self) -> dict[StreamKey, StreamStats]:
+        return {st.key: st for st in self._streams.values()}
+
+    def _hole(self, key: StreamKey) -> None:
+        if self.filler is not None:
+            self.filler.request(key, "hole")
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -175,6 +231,8 @@ class CandleFeed:
             return
         self._started = True
         await self.bus.start()
+        if self.filler is not None:
+            await self.filler.start()  # warm-up / resume fills run while we connect
         self._task = asyncio.get_running_loop().create_task(self._pool.run(),
                                                             name=f"pool:{self.venue}")
 
@@ -189,6 +247,10 @@ class CandleFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self.filler is not None:
+            await self.filler.stop()
+        if self._rest is not None:
+            await self._rest.close()
         await self.bus.stop()
 
     async def __aenter__(self) -> CandleFeed:
@@ -258,6 +320,11 @@ class CandleFeed:
         st = self._streams.get((status.key.symbol, status.key.interval))
         if st is not None:
             st.metrics.set_state(status.state, status.detail, status.ts_ms)
+            if self.filler is not None:
+                if status.state in _BREAKS:
+                    self.filler.interrupted(status.key)
+                elif status.state is StreamState.LIVE:
+                    self.filler.live(status.key)
         self.bus.publish(status)
 
     def on_connection_status(self, status: ConnectionStatus) -> None:

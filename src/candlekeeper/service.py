@@ -19,8 +19,10 @@ from candlekeeper.backfill.http import RestClient
 from candlekeeper.config import Config, FeedConfig
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock, SystemClock
+from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import CandlekeeperError, RestError
 from candlekeeper.feed import CandleFeed, StreamStats
+from candlekeeper.gapfill import GapFillOptions
 from candlekeeper.observability.health import HealthServer
 from candlekeeper.observability.metrics import Metrics
 from candlekeeper.observability.snapshot import HealthSnapshot
@@ -134,16 +136,42 @@ class Service:
 
     def _make_feeds(self, resolved: Sequence[tuple[FeedConfig, list[str]]]) -> None:
         options = transport_options(self.config)
+        gap = self.config.gap_fill
+        gap_options = GapFillOptions(
+            history=self.config.buffer_size if gap.history is None else gap.history,
+            emit_history=gap.emit_history, close_grace_ms=gap.close_grace_ms,
+            close_grace_wall_s=gap.close_grace_wall_s, max_hole_attempts=gap.max_hole_attempts)
         for feed_cfg, symbols in resolved:
             if not symbols:
                 log.error("%s: no symbols to stream", feed_cfg.venue)
                 continue
+            keys = feed_cfg.stream_keys(tuple(symbols))
+            resume, preload = self._stored_state(keys)
             feed = CandleFeed(feed_cfg.venue, symbols, list(feed_cfg.intervals),
-                              ws_url=feed_cfg.ws_base, buffer_size=self.config.buffer_size,
-                              clock=self.clock, transport=options, metrics=self.metrics)
+                              ws_url=feed_cfg.ws_base, rest_url=feed_cfg.rest_base,
+                              buffer_size=self.config.buffer_size, clock=self.clock,
+                              transport=options, gap_fill=gap_options, backfill=gap.enabled,
+                              resume_from=resume, preload=preload, metrics=self.metrics)
             if self.writers:
                 feed.on_closed(self._storer(feed), inline=True)
             self.feeds.append(feed)
+
+    def _stored_state(self, keys: Sequence[StreamKey]
+                      ) -> tuple[dict[StreamKey, int], dict[StreamKey, list[Candle]]]:
+        """Where each stream's stored series ends (resume point after a restart, even a
+        ``kill -9``) and its newest candles (to warm the ring buffer without REST)."""
+        resume: dict[StreamKey, int] = {}
+        preload: dict[StreamKey, list[Candle]] = {}
+        if self.sqlite is None:
+            return resume, preload
+        for key in keys:
+            last = self.sqlite.last_open_time(key)
+            if last is not None:
+                resume[key] = last
+                preload[key] = self.sqlite.latest(key, self.config.buffer_size)
+        if resume:
+            log.info("resuming %d stream(s) from storage", len(resume))
+        return resume, preload
 
     def _storer(self, feed: CandleFeed) -> Callable[[Candle], None]:
         """Inline closed-candle handler: hand the candle to every writer (O(1), never blocks)."""

@@ -126,9 +126,10 @@ class Candle(msgspec.Struct, frozen=True, gc=False):
     def key(self) -> StreamKey:
         return StreamKey(self.venue, self.symbol, self.interval)
 
-    def same_values(self, other: Candle) -> bool:
+    def same_values(self, other: Candle, *, trade_ids: bool = True) -> bool:
         """True when every market field is equal, as exact text (ignores ``source`` and
-        ``event_time``, which say how we learnt the candle, not what it is)."""
+        ``event_time``, which say how we learnt the candle, not what it is). REST klines carry
+        no trade ids: compare a REST-sourced candle with ``trade_ids=False``."""
         return (
             self.key == other.key
             and self.open_time == other.open_time
@@ -142,7 +143,7 @@ class Candle(msgspec.Struct, frozen=True, gc=False):
             and self.trades == other.trades
             and self.taker_buy_base_volume_str == other.taker_buy_base_volume_str
             and self.taker_buy_quote_volume_str == other.taker_buy_quote_volume_str
-            and self.first_trade_id == other.first_trade_id
-            and self.last_trade_id == other.last_trade_id
+            and (not trade_ids or (self.first_trade_id == other.first_trade_id
+                                   and self.last_trade_id == other.last_trade_id))
             and self.closed == other.closed
         )

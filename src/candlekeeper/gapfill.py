@@ -1,0 +1,288 @@
+"""Keeping every stream's closed-candle series whole: warm-up, backfill after breaks, late
+closes — the asynchronous side of :class:`~candlekeeper.core.sequence.StreamSequence`.
+
+A stream asks for a *fill* whenever it may be behind the exchange:
+
+* at start: warm-up (the ring buffer from REST) or resume (everything after the last candle in
+  storage, after a restart or a ``kill -9``);
+* after a break: the transport reported the stream DISCONNECTED, STALLED or SILENT and it is
+  LIVE again;
+* on a hole: a WebSocket close skipped ahead (it is held, not emitted, until the fill);
+* on a late close: the ``x:true`` frame has not arrived a grace period after the close time.
+
+A fill fetches every closed candle from the next expected open time up to the forming candle
+over REST and merges it into the sequence, which emits one ordered series. One fill runs per
+stream at a time (a request during a fill makes it run once more); REST concurrency and the
+rate-limit budget are the history source's business (:class:`~candlekeeper.backfill.fetcher.
+KlineFetcher`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import msgspec
+
+from candlekeeper.core.candle import Candle
+from candlekeeper.core.clock import Clock
+from candlekeeper.core.intervals import align, close_time, nominal_ms, prev_open
+from candlekeeper.core.sequence import StreamSequence
+from candlekeeper.core.stream_key import StreamKey
+from candlekeeper.errors import CandlekeeperError
+from candlekeeper.observability.logging import RateLimitedLog
+
+log = logging.getLogger(__name__)
+
+
+class HistorySource(Protocol):
+    """Closed candles over REST (implemented by ``KlineFetcher``)."""
+
+    async def fetch(self, symbol: str, interval: str, start: int, end: int) -> list[Candle]:
+        """Every closed candle with ``start <= open_time < end``, ascending."""
+        ...
+
+
+class GapFillOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """How a feed keeps its series whole. Times named ``_ms`` are venue time."""
+
+    #: candles fetched per stream at start when there is no resume point (0 = none)
+    history: int = 500
+    #: also emit those warm-up candles as ``CandleClosed`` (the service does, so that storage
+    #: starts with history; a strategy usually wants them in ``latest()`` only)
+    emit_history: bool = False
+    #: confirm a close over REST when its ``x:true`` frame is this late (venue ms) ...
+    close_grace_ms: int = 3_000
+    #: ... but never sooner than this many wall seconds after the close (network jitter)
+    close_grace_wall_s: float = 0.5
+    #: fills that leave a hole open (REST lagging) before the hole is skipped and reported
+    max_hole_attempts: int = 5
+    #: first wait between attempts (doubles, capped at ``retry_max_s``)
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 30.0
+    #: failed REST attempts (after the source's own retries) before a fill gives up
+    max_fetch_attempts: int = 5
+
+
+class FillStats(msgspec.Struct, kw_only=True):
+    requested: int = 0
+    fills: int = 0
+    rest_candles: int = 0
+    failures: int = 0
+    holes: int = 0
+    late_closes: int = 0
+    breaks: int = 0
+    unfillable: int = 0
+
+
+class _Track:
+    """Fill bookkeeping of one stream."""
+
+    __slots__ = ("backoff_s", "emit_history", "interrupted", "key", "next_check", "on_history",
+                 "seq", "task", "want_again")
+
+    def __init__(self, key: StreamKey, seq: StreamSequence, emit_history: bool,
+                 on_history: Callable[[list[Candle]], object]) -> None:
+        self.key = key
+        self.seq = seq
+        self.emit_history = emit_history
+        self.on_history = on_history
+        self.task: asyncio.Task[None] | None = None
+        self.want_again = False
+        self.interrupted = False
+        self.next_check = 0.0  # monotonic time before which no late-close fill is requested
+        self.backoff_s = 0.0
+
+
+class GapFiller:
+    """Runs fills for the streams of one feed."""
+
+    def __init__(self, source: HistorySource, clock: Clock,
+                 options: GapFillOptions | None = None) -> None:
+        self.source = source
+        self.clock = clock
+        self.options = options or GapFillOptions()
+        self.stats = FillStats()
+        self._tracks: dict[StreamKey, _Track] = {}
+        self._watch: asyncio.Task[None] | None = None
+        self._running = False
+        self._limited = RateLimitedLog(log)
+
+    def track(self, key: StreamKey, seq: StreamSequence, *, resume: bool,
+              on_history: Callable[[list[Candle]], object]) -> None:
+        """Register a stream. ``resume``: its sequence is anchored at the last stored candle
+        and everything after it must be emitted."""
+        emit = resume or self.options.emit_history
+        self._tracks[key] = _Track(key, seq, emit, on_history)
+        if not seq.anchored and self.options.history > 0:
+            seq.wait_for_anchor = True  # live closes wait for the warm-up to come first
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._running:
+            return
+        self._running = True
+        for t in self._tracks.values():
+            if t.seq.anchored or self.options.history > 0:
+                self.request(t.key, "start")
+        self._watch = asyncio.get_running_loop().create_task(self._watch_late_closes(),
+                                                             name="gapfill:watch")
+
+    async def stop(self) -> None:
+        self._running = False
+        tasks = [t.task for t in self._tracks.values() if t.task is not None]
+        if self._watch is not None:
+            tasks.append(self._watch)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._watch = None
+        for t in self._tracks.values():
+            t.task = None
+
+    # -- triggers -------------------------------------------------------------------------
+    def request(self, key: StreamKey, reason: str) -> None:
+        """Ask for a fill of ``key`` (coalesced with one already running)."""
+        t = self._tracks.get(key)
+        if t is None or not self._running:
+            return
+        self.stats.requested += 1
+        if reason == "hole":
+            self.stats.holes += 1
+        elif reason == "late close":
+            self.stats.late_closes += 1
+        elif reason == "break":
+            self.stats.breaks += 1
+        if t.task is not None and not t.task.done():
+            t.want_again = True
+            return
+        t.task = asyncio.get_running_loop().create_task(self._fill(t, reason),
+                                                        name=f"gapfill:{key}")
+
+    def interrupted(self, key: StreamKey) -> None:
+        """The transport lost the stream (disconnect, stall, silence)."""
+        t = self._tracks.get(key)
+        if t is not None:
+            t.interrupted = True
+
+    def live(self, key: StreamKey) -> None:
+        """The stream delivers again: after an interruption, fetch what was missed."""
+        t = self._tracks.get(key)
+        if t is not None and t.interrupted:
+            t.interrupted = False
+            self.request(key, "break")
+
+    # -- the fill -------------------------------------------------------------------------
+    def _window(self, t: _Track) -> tuple[int, int] | None:
+        end = align(self.clock.time_ms(), t.key.interval)  # the forming candle: excluded
+        if t.seq.anchored:
+            start = t.seq.expected
+            assert start is not None
+        elif self.options.history > 0:
+            start = history_start(end, t.key.interval, self.options.history)
+        else:
+            return None
+        return (start, end) if start < end else None
+
+    async def _fill(self, t: _Track, reason: str) -> None:
+        o = self.options
+        fetch_failures = hole_attempts = 0
+        delay = o.retry_initial_s
+        while True:
+            t.want_again = False
+            window = self._window(t)
+            if window is not None:
+                start, end = window
+                try:
+                    candles = await self.source.fetch(t.key.symbol, t.key.interval, start, end)
+                except (CandlekeeperError, OSError, TimeoutError) as exc:
+                    self.stats.failures += 1
+                    fetch_failures += 1
+                    self._limited.error(f"fill:{t.key}", "%s: REST fill (%s) failed: %s",
+                                        t.key, reason, exc)
+                    if fetch_failures >= o.max_fetch_attempts:
+                        self._give_up(t, f"REST unavailable: {exc}")
+                        return
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, o.retry_max_s)
+                    continue
+                self.stats.fills += 1
+                self.stats.rest_candles += len(candles)
+                emit = t.emit_history or t.seq.anchored
+                if not emit:
+                    t.on_history(candles)
+                before = t.seq.unfillable
+                t.seq.fill(candles, start, end, emit=emit)
+                if t.seq.unfillable > before:
+                    self._report_unfillable(t, t.seq.unfillable - before)
+            else:
+                t.seq.wait_for_anchor = False
+                t.seq.fill((), 0, 0)
+            if t.seq.has_hole:
+                hole_attempts += 1
+                if hole_attempts >= o.max_hole_attempts:
+                    self._give_up(t, "REST does not have the missing candles")
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, o.retry_max_s)
+                continue
+            if not t.want_again:
+                return
+
+    def _give_up(self, t: _Track, why: str) -> None:
+        skipped = t.seq.skip_hole()
+        t.seq.wait_for_anchor = False
+        if skipped:
+            self._report_unfillable(t, skipped)
+        log.error("%s: could not fill the series (%s); continuing with a hole of %d candle(s)",
+                  t.key, why, skipped)
+
+    def _report_unfillable(self, t: _Track, n: int) -> None:
+        self.stats.unfillable += n
+        log.error("%s: %d candle(s) missing from the exchange's own history were skipped",
+                  t.key, n)
+
+    # -- late closes ----------------------------------------------------------------------
+    def _grace_ms(self) -> float:
+        o = self.options
+        return max(o.close_grace_ms, o.close_grace_wall_s * 1000.0 * self.clock.speed)
+
+    async def _watch_late_closes(self) -> None:
+        """Confirm over REST any close whose ``x:true`` frame is overdue."""
+        while self._running:
+            await asyncio.sleep(self._period())
+            now_ms = self.clock.time_ms()
+            wall = time.monotonic()
+            grace = self._grace_ms()
+            for t in self._tracks.values():
+                expected = t.seq.expected
+                if expected is None or (t.task is not None and not t.task.done()):
+                    continue
+                if now_ms <= close_time(expected, t.key.interval) + grace:
+                    t.backoff_s = 0.0
+                    continue
+                if wall < t.next_check:
+                    continue
+                t.backoff_s = min(max(t.backoff_s * 2, self.options.retry_initial_s),
+                                  self.options.retry_max_s)
+                t.next_check = wall + t.backoff_s
+                self.request(t.key, "late close")
+
+    def _period(self) -> float:
+        shortest = min((nominal_ms(k.interval) for k in self._tracks), default=60_000)
+        return max(0.02, min(1.0, self.clock.wall_seconds(shortest) / 8))
+
+
+def history_start(end: int, interval: str, n: int) -> int:
+    """Open time ``n`` candles before ``end``."""
+    start = end
+    for _ in range(n):
+        start = prev_open(start, interval)
+    return start
+

@@ -1,0 +1,245 @@
+"""The feed's gap-free guarantee with a scripted venue: the real feed, session and gap filler over
+the in-memory connector, with REST history from a fake source and a hand-driven clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from candlekeeper import Candle, CandleFeed, StreamKey
+from candlekeeper.errors import RestError
+from candlekeeper.gapfill import GapFillOptions
+from candlekeeper.transport import TransportOptions
+from candlekeeper.transport.memory import MemoryConnector, MemoryPeer
+
+FAST = TransportOptions(backoff_initial_s=0.01, backoff_max_s=0.05, ack_timeout_s=1.0,
+                        watchdog_period_s=0.01)
+M = 60_000
+T0 = 1_700_000_040_000 // M * M
+KEY = StreamKey("binance-usdm", "BTCUSDT", "1m")
+OPTS = GapFillOptions(history=0, close_grace_ms=2_000, close_grace_wall_s=0.0,
+                      retry_initial_s=0.01, retry_max_s=0.05, max_hole_attempts=3)
+
+
+class Clock:
+    speed = 1000.0  # only scales the late-close watchdog's period
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def time_ms(self) -> int:
+        return self.now
+
+    def wall_seconds(self, venue_ms: float) -> float:
+        return venue_ms / 1000.0 / self.speed
+
+
+def truth(i: int) -> Candle:
+    """The exchange's candle number i (open time T0 + i minutes)."""
+    price = f"{100 + i}.50"
+    return Candle("binance-usdm", "BTCUSDT", "1m", T0 + i * M, T0 + i * M + M - 1, price, price,
+                  price, price, "1.000", closed=True)
+
+
+class History:
+    """A REST history that knows candles up to ``known`` (exclusive), can fail or miss some."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.calls: list[tuple[int, int]] = []
+        self.fail = 0
+        self.missing: set[int] = set()
+
+    async def fetch(self, symbol: str, interval: str, start: int, end: int) -> list[Candle]:
+        self.calls.append((start, end))
+        if self.fail:
+            self.fail -= 1
+            raise RestError("HTTP 503", status=503)
+        out = []
+        t = start
+        while t < end and t + M - 1 < self.clock.now:
+            i = (t - T0) // M
+            if i not in self.missing:
+                out.append(truth(i).__class__(**{**_fields(truth(i)), "source": "rest"}))
+            t += M
+        return out
+
+
+def _fields(c: Candle) -> dict[str, object]:
+    return {f: getattr(c, f) for f in c.__struct_fields__}
+
+
+def frame(i: int, closed: bool = True) -> str:
+    c = truth(i)
+    return json.dumps({"stream": "btcusdt@kline_1m", "data": {
+        "e": "kline", "E": c.close_time + 5, "s": "BTCUSDT", "k": {
+            "t": c.open_time, "T": c.close_time, "s": "BTCUSDT", "i": "1m", "f": 1, "L": 2,
+            "o": c.open_str, "c": c.close_str, "h": c.high_str, "l": c.low_str,
+            "v": c.volume_str, "n": 0, "x": closed, "q": "0", "V": "0", "Q": "0", "B": "0"}}})
+
+
+async def ack_all(peer: MemoryPeer) -> None:
+    while not peer.closed:
+        try:
+            sent = await peer.recv_text(timeout=30)
+        except TimeoutError:
+            return
+        req = json.loads(sent.payload)
+        if req.get("method") == "SUBSCRIBE":
+            peer.send(json.dumps({"result": None, "id": req["id"]}))
+
+
+class Rig:
+    def __init__(self, **feed_kw: object) -> None:
+        self.clock = Clock(T0 + 1 * M + 10_000)  # candle 0 closed, candle 1 forming
+        self.history = History(self.clock)
+        self.connector = MemoryConnector()
+        opts = feed_kw.pop("gap_fill", OPTS)
+        self.feed = CandleFeed("binance-usdm", ["BTCUSDT"], ["1m"], ws_url="ws://v/market",
+                               transport=FAST, connector=self.connector, clock=self.clock,
+                               history_source=self.history, gap_fill=opts,  # type: ignore[arg-type]
+                               **feed_kw)  # type: ignore[arg-type]
+        self.closed: list[Candle] = []
+        self.feed.on_closed(self.closed.append, inline=True)
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def peer(self) -> MemoryPeer:
+        peer = await self.connector.accept()
+        self.tasks.append(asyncio.create_task(ack_all(peer)))
+        return peer
+
+    def at(self, i: int, into: int = 10_000) -> None:
+        """Move the clock to ``into`` ms inside candle i."""
+        self.clock.now = T0 + i * M + into
+
+    def indices(self) -> list[int]:
+        return [(c.open_time - T0) // M for c in self.closed]
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[list[Rig]]:
+    made: list[Rig] = []
+    yield made
+    for r in made:
+        await r.feed.stop()
+        for t in r.tasks:
+            t.cancel()
+
+
+async def until(cond: object, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not cond():  # type: ignore[operator]
+            await asyncio.sleep(0.005)
+
+
+async def test_a_hole_is_filled_over_rest_before_newer_closes(rig: list[Rig]) -> None:
+    r = Rig()
+    rig.append(r)
+    await r.feed.start()
+    peer = await r.peer()
+    peer.send(frame(0))
+    await until(lambda: r.indices() == [0])
+    r.at(4)
+    peer.send(frame(3))  # 1 and 2 never arrived on the WebSocket
+    await until(lambda: r.indices() == [0, 1, 2, 3])
+    assert [c.source for c in r.closed] == ["ws", "rest", "rest", "ws"]
+    assert [c.close_str for c in r.closed] == [truth(i).close_str for i in range(4)]
+    assert r.feed.filler is not None and r.feed.filler.stats.holes == 1
+
+
+async def test_closes_missed_during_a_disconnect_are_backfilled_on_reconnect(
+        rig: list[Rig]) -> None:
+    r = Rig()
+    rig.append(r)
+    await r.feed.start()
+    peer = await r.peer()
+    peer.send(frame(0))
+    await until(lambda: r.indices() == [0])
+    peer.drop("network cut")
+    r.at(5)  # candles 1..4 closed while we were away
+    peer2 = await r.peer()
+    peer2.send(frame(5, closed=False))  # the stream is live again: the break triggers a fill
+    await until(lambda: r.indices() == [0, 1, 2, 3, 4])
+    r.at(6)
+    peer2.send(frame(5))
+    await until(lambda: r.indices() == [0, 1, 2, 3, 4, 5])
+    assert r.feed.filler is not None and r.feed.filler.stats.breaks >= 1
+
+
+async def test_a_missing_close_frame_is_confirmed_over_rest_and_never_emitted_twice(
+        rig: list[Rig]) -> None:
+    r = Rig()
+    rig.append(r)
+    await r.feed.start()
+    peer = await r.peer()
+    peer.send(frame(0))
+    await until(lambda: r.indices() == [0])
+    r.at(2, into=30_000)  # candle 1 closed 30 s ago and its x:true never came
+    await until(lambda: r.indices() == [0, 1])
+    assert r.closed[1].source == "rest"
+    peer.send(frame(1))  # the late WebSocket close finally arrives
+    peer.send(frame(2, closed=False))
+    await asyncio.sleep(0.05)
+    assert r.indices() == [0, 1]
+    assert r.feed.stats()[0].duplicates == 1
+    assert r.feed.filler is not None and r.feed.filler.stats.late_closes >= 1
+
+
+async def test_warm_up_fills_the_buffer_before_the_first_live_close(rig: list[Rig]) -> None:
+    r = Rig(gap_fill=GapFillOptions(history=50, close_grace_wall_s=0.0))
+    rig.append(r)
+    r.at(60)
+    await r.feed.start()
+    peer = await r.peer()
+    await until(lambda: len(r.feed.latest("BTCUSDT", "1m")) == 50)
+    window = r.feed.latest("BTCUSDT", "1m")
+    assert [(c.open_time - T0) // M for c in window] == list(range(10, 60))
+    assert r.closed == []  # history fills latest(); consumers only see new closes
+    r.at(61)
+    peer.send(frame(60))
+    await until(lambda: r.indices() == [60])
+    assert len(r.feed.latest("BTCUSDT", "1m", 500)) == 51
+
+
+async def test_resume_emits_everything_after_the_last_stored_candle(rig: list[Rig]) -> None:
+    r = Rig(resume_from={KEY: T0 + 2 * M})
+    rig.append(r)
+    r.at(8)
+    await r.feed.start()
+    await until(lambda: r.indices() == [3, 4, 5, 6, 7])
+    peer = await r.peer()
+    peer.send(frame(7))  # the WebSocket repeats what REST already gave: dropped
+    r.at(9)
+    peer.send(frame(8))
+    await until(lambda: r.indices() == [3, 4, 5, 6, 7, 8])
+
+
+async def test_rest_outage_is_retried_and_the_series_stays_whole(rig: list[Rig]) -> None:
+    r = Rig()
+    rig.append(r)
+    await r.feed.start()
+    peer = await r.peer()
+    peer.send(frame(0))
+    await until(lambda: r.indices() == [0])
+    r.history.fail = 2  # the next two REST calls fail
+    r.at(4)
+    peer.send(frame(3))
+    await until(lambda: r.indices() == [0, 1, 2, 3])
+    assert r.feed.filler is not None and r.feed.filler.stats.failures == 2
+
+
+async def test_a_candle_the_exchange_never_had_is_skipped_and_reported(rig: list[Rig]) -> None:
+    r = Rig()
+    rig.append(r)
+    r.history.missing = {2}
+    await r.feed.start()
+    peer = await r.peer()
+    peer.send(frame(0))
+    await until(lambda: r.indices() == [0])
+    r.at(5)
+    peer.send(frame(4))
+    await until(lambda: r.indices() == [0, 1, 3, 4])
+    assert r.feed.filler is not None and r.feed.filler.stats.unfillable == 1
