@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import aiohttp
 import pytest
@@ -14,8 +15,8 @@ from candlekeeper.venues.binance.codec import BinanceCodec
 from candlekeeper.venues.binance.endpoints import BINANCE_USDM
 
 USDM = "binance-usdm"
-QUIET = {"symbols": ["BTCUSDT"], "history": 5, "update_interval_s": 3600.0,
-         "close_delay_s": (0.0, 0.0)}
+QUIET: dict[str, Any] = {"symbols": ["BTCUSDT"], "history": 5, "update_interval_s": 3600.0,
+                         "close_delay_s": (0.0, 0.0)}
 
 
 async def read_updates(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[Candle]:

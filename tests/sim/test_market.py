@@ -80,6 +80,7 @@ def test_candle_fields_are_consistent() -> None:
             assert c.low * Decimal("0.9") <= vwap <= c.high * Decimal("1.1")
             if prev is not None:
                 assert c.open == prev.close  # one continuous path
+                assert c.first_trade_id is not None and prev.last_trade_id is not None
                 assert c.first_trade_id > prev.last_trade_id
                 assert c.open_time == prev.open_time + MINUTE
             prev = c

@@ -85,7 +85,9 @@ def test_market_serves_the_series_verbatim_and_aggregates_it(samples: Path) -> N
         assert str(c.volume) == str(row.volume)
         assert c.quote_volume == row.volume * row.close  # q = v * close, exact
         assert c.taker_buy_base_volume is not None and c.taker_buy_base_volume <= c.volume
-    ids = [(c.first_trade_id, c.last_trade_id) for c in closed]
+    ids = [(c.first_trade_id, c.last_trade_id) for c in closed
+           if c.first_trade_id is not None and c.last_trade_id is not None]
+    assert len(ids) == len(closed)
     assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(ids))  # contiguous
     hour = m.bar("XRPUSDT", "1h", 1636934400000)
     assert hour is not None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -69,7 +69,7 @@ async def _closed_kline(socket: Any, unwrap: bool) -> dict[str, Any]:
             event = msg["data"] if unwrap else msg
             assert event["e"] == "kline", msg
             if event["k"]["x"]:
-                return event
+                return cast(dict[str, Any], event)
 
 
 async def test_python_binance_websockets_both_venues(sim: Simulator) -> None:
