@@ -88,6 +88,7 @@ async def test_disconnect_is_a_reset_without_close_frame(sim: Simulator,
     [rec] = sim.fault_log
     assert (rec.kind, rec.connection, rec.detail) == ("disconnect", cid,
                                                       "TCP reset, no close frame")
+    assert sim.server(USDM).pusher.shaping is False  # connection faults keep the plain path
 
 
 async def test_disconnect_sends_tcp_reset(sim: Simulator) -> None:
@@ -138,7 +139,8 @@ async def test_stall_withholds_frames_then_resumes(sim: Simulator,
     [ended] = [r for r in sim.fault_log if r.fault_id == fid and "ended" in r.detail]
     withheld = int(ended.detail.split(", ")[1].split()[0])
     assert withheld >= 3 and ended.connection == cid
-    assert sim.server(USDM).connections[cid].shaper is None  # the fast path is back
+    assert sim.server(USDM).connections[cid].shaper is None  # detached once the stall ended
+    assert sim.server(USDM).pusher.shaping is True
 
 
 async def test_stall_without_duration_never_resumes_and_can_stop_pings(

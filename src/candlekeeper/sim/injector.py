@@ -206,6 +206,7 @@ class FaultInjector:
         shaper = conn.shaper
         if shaper is None:
             shaper = conn.shaper = Shaper(conn, self._ws_record, self._rng)
+            self.server.pusher.shaping = True
         duration = fault.duration_s if fault.duration_s is not None else math.inf
         if kind == "drop_pings" or (kind == "stall" and not fault.param("pings", True)):
             shaper.pings_off_until = max(shaper.pings_off_until, now + duration)
