@@ -1,9 +1,11 @@
 """A local Binance USDⓈ-M + spot exchange over real sockets, for tests, the demo and benchmarks.
 
 ``Simulator`` is the entry point; ``Market`` is its pure, clock-driven market state; the replay
-loaders turn real candle files into series it can serve verbatim.
+loaders turn real candle files into series it can serve verbatim; ``Fault`` / ``FaultPlan``
+describe what should go wrong (docs/simulator.md).
 """
 
+from candlekeeper.sim.faults import Fault, FaultPlan, FaultRecord, parse_fault_spec
 from candlekeeper.sim.market import Market
 from candlekeeper.sim.profiles import DEFAULT_SYMBOLS, SymbolProfile, profile_for
 from candlekeeper.sim.replay import (
@@ -19,6 +21,9 @@ from candlekeeper.sim.simulator import Simulator
 
 __all__ = [
     "DEFAULT_SYMBOLS",
+    "Fault",
+    "FaultPlan",
+    "FaultRecord",
     "FirehoseResult",
     "Market",
     "ReplayRow",
@@ -31,5 +36,6 @@ __all__ = [
     "load_freqtrade_json",
     "load_replay",
     "parse_binance_csv_rows",
+    "parse_fault_spec",
     "profile_for",
 ]

@@ -148,6 +148,8 @@ class Simulator:
             await self.stop()
             raise
         self._fault_log.start()
+        for injector in self._injectors.values():
+            injector.rest.stopping.clear()  # a restarted simulator holds timed-out requests again
         if len(self.faults):
             self._plan_task = asyncio.get_running_loop().create_task(self._run_plan())
 
