@@ -3,8 +3,11 @@
 ``on_frame`` is the only code that runs for every kline: decode (one msgspec call in the codec),
 one dict lookup for the stream's slot, a counter, and the stream's sink (whose result is the
 backpressure signal).
-No await, no task, no log, no clock read. Everything rarer — acks, error frames, pings, shutdown
-notices, malformed frames — leaves the hot path through ``_on_other``.
+No await, no task, no log, no clock read. The lookup goes through :attr:`Link.routes`, which is
+the session's own slot index except while a make-before-break rotation runs two links side by
+side: ``rotation.py`` then swaps in per-stream wrappers on both links, so the overlap's
+bookkeeping costs nothing outside the overlap. Everything rarer — acks, error frames, pings,
+shutdown notices, malformed frames — leaves the hot path through ``_on_other``.
 """
 
 from __future__ import annotations
