@@ -55,6 +55,7 @@ from candlekeeper.venues.registry import VENUES, get_spec
 __all__ = [
     "CONFIG_PATH_ENV",
     "ENV_PREFIX",
+    "ClockConfig",
     "Config",
     "ConfigValidationError",
     "FeedConfig",
@@ -228,7 +229,7 @@ class TransportConfig(_Section):
     connect_timeout_s: float = Field(default=10.0, gt=0)
     stall_grace_ms: int = Field(default=5_000, ge=0)
     max_streams_per_connection: int | None = Field(default=None, ge=1)
-    rotate_after_s: float | None = Field(default=None, gt=0)
+    rotate_after_s: float | None = Field(default=84_600.0, gt=0)  # 23.5 h, before the 24 h cut
 
     @model_validator(mode="after")
     def _backoff_order(self) -> TransportConfig:
@@ -277,6 +278,15 @@ class ShutdownConfig(_Section):
     drain_timeout_s: float = Field(default=10.0, ge=0)
 
 
+class ClockConfig(_Section):
+    """Venue time. Leave it alone against a real exchange; set it to follow an accelerated
+    simulator running in another process (``candlekeeper simulate`` prints the values)."""
+
+    speed: float = Field(default=1.0, gt=0)
+    start_ms: int | None = None
+    monotonic_origin: float | None = None
+
+
 class GapFillConfig(_Section):
     """REST warm-up and backfill (see docs/guarantees.md)."""
 
@@ -300,6 +310,7 @@ class Config(_Section):
     observability: ObservabilityConfig = ObservabilityConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     gap_fill: GapFillConfig = GapFillConfig()
+    clock: ClockConfig = ClockConfig()
 
     @field_validator("feeds")
     @classmethod

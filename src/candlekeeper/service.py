@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from candlekeeper.backfill.http import RestClient
 from candlekeeper.config import Config, FeedConfig
 from candlekeeper.core.candle import Candle
-from candlekeeper.core.clock import Clock, SystemClock
+from candlekeeper.core.clock import Clock, ScaledClock, SystemClock
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import CandlekeeperError, RestError
 from candlekeeper.feed import CandleFeed, StreamStats
@@ -67,12 +67,20 @@ def transport_options(config: Config) -> TransportOptions:
     )
 
 
+def make_clock(config: Config) -> Clock:
+    """The real clock, or the accelerated venue time the config asks for."""
+    c = config.clock
+    if c.speed == 1.0 and c.start_ms is None and c.monotonic_origin is None:
+        return SystemClock()
+    return ScaledClock(c.start_ms, c.speed, monotonic_origin=c.monotonic_origin)
+
+
 class Service:
     """Runs every feed of a config into its sinks until asked to stop."""
 
     def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
         self.config = config
-        self.clock: Clock = clock or SystemClock()
+        self.clock: Clock = clock or make_clock(config)
         self.feeds: list[CandleFeed] = []
         self.writers: dict[str, BatchingWriter] = {}
         self.sqlite: SQLiteSink | None = None

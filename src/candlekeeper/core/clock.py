@@ -34,18 +34,29 @@ class SystemClock:
 
 
 class ScaledClock:
-    """Venue time that starts at ``start_ms`` and runs ``speed`` times faster than wall time."""
+    """Venue time that starts at ``start_ms`` and runs ``speed`` times faster than wall time.
 
-    def __init__(self, start_ms: int | None = None, speed: float = 1.0) -> None:
+    ``monotonic_origin`` is the ``time.monotonic()`` value at which venue time was ``start_ms``.
+    ``CLOCK_MONOTONIC`` is shared by every process of a machine, so a service in another
+    process can follow a simulator's accelerated time exactly by reusing its
+    ``(start_ms, speed, monotonic_origin)`` (``candlekeeper simulate`` prints them).
+    """
+
+    def __init__(self, start_ms: int | None = None, speed: float = 1.0, *,
+                 monotonic_origin: float | None = None) -> None:
         if speed <= 0:
             raise ValueError("speed must be > 0")
         self.speed = float(speed)
         self._start_ms = time.time_ns() // 1_000_000 if start_ms is None else start_ms
-        self._t0 = time.monotonic()
+        self._t0 = time.monotonic() if monotonic_origin is None else monotonic_origin
 
     @property
     def start_ms(self) -> int:
         return self._start_ms
+
+    @property
+    def monotonic_origin(self) -> float:
+        return self._t0
 
     def time_ms(self) -> int:
         return self._start_ms + int((time.monotonic() - self._t0) * 1000.0 * self.speed)

@@ -35,6 +35,10 @@ async def _serve(sim: Simulator, duration: float | None) -> None:
             click.echo(f"{venue}: ws {sim.ws_base(venue)}  rest {sim.rest_base(venue)}")
         click.echo(f"speed x{sim.clock.speed:g}, {len(sim.symbols)} symbols, intervals "
                    f"{','.join(sim.intervals)}; Ctrl-C to stop", err=False)
+        if sim.clock.speed != 1.0:
+            click.echo("to follow this accelerated time, give `candlekeeper run` the config "
+                       f"clock: {{speed: {sim.clock.speed:g}, start_ms: {sim.clock.start_ms}, "
+                       f"monotonic_origin: {sim.clock.monotonic_origin!r}}}")
         if len(sim.faults):
             kinds = ",".join(sorted(sim.faults.kinds()))
             last = sim.faults.faults[-1].at_s

@@ -1,0 +1,243 @@
+"""The chaos harness: an accelerated day of faults against the real service (in a child process,
+so it can be ``kill -9``-ed) and a library consumer, compared with the simulator's truth.
+
+Used by ``tests/integration/test_chaos.py`` (a CI-sized run) and ``benchmarks/soak.py`` (longer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from candlekeeper import Candle, CandleFeed, StreamKey
+from candlekeeper.core.intervals import next_open, nominal_ms
+from candlekeeper.gapfill import GapFillOptions
+from candlekeeper.sim import Simulator
+from candlekeeper.sim.faults import ALL_KINDS, FaultPlan
+from candlekeeper.transport import TransportOptions
+
+VENUE = "binance-usdm"
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT",
+           "AVAXUSDT", "LINKUSDT", "DOTUSDT")
+INTERVALS = ("1m", "5m", "15m")
+
+
+@dataclass
+class ChaosOptions:
+    day_wall_s: float = 120.0  # one venue day lasts this long
+    faults: int = 64
+    seed: int = 7
+    kill_at_s: float = 50.0  # kill -9 the service this long into the day ...
+    restart_after_s: float = 3.0  # ... and start it again this much later
+    settle_s: float = 60.0  # max wait for everything to catch up after the day
+    symbols: tuple[str, ...] = SYMBOLS
+    intervals: tuple[str, ...] = INTERVALS
+
+    @property
+    def speed(self) -> float:
+        return 86_400.0 / self.day_wall_s
+
+
+@dataclass
+class Consumer:
+    """A library user: records every closed candle it is given."""
+
+    seen: dict[StreamKey, list[Candle]] = field(default_factory=dict)
+
+    def __call__(self, c: Candle) -> None:
+        self.seen.setdefault(c.key, []).append(c)
+
+
+@dataclass
+class ChaosResult:
+    keys: list[StreamKey]
+    stored: dict[StreamKey, list[tuple[object, ...]]]
+    truth: dict[StreamKey, list[Candle]]
+    consumer: dict[StreamKey, list[Candle]]
+    fault_kinds: Counter[str]
+    faults_applied: int
+    kill_returncode: int | None
+    final_returncode: int | None
+    service_logs: list[str]
+
+
+def service_config(sim: Simulator, db: Path, opts: ChaosOptions) -> dict[str, object]:
+    wall = 1.0  # seconds of silence before a stream counts as stalled
+    return {
+        "feeds": [{"venue": VENUE, "symbols": list(opts.symbols),
+                   "intervals": list(opts.intervals),
+                   "ws_url": sim.ws_base(VENUE), "rest_url": sim.rest_base(VENUE)}],
+        "sinks": {"sqlite": {"path": str(db), "flush_interval_s": 0.1}},
+        "observability": {"http": {"enabled": False}, "dashboard": False},
+        "transport": {"backoff_initial_s": 0.1, "backoff_max_s": 1.0, "healthy_after_s": 2.0,
+                      "stall_grace_ms": int(wall * 1000 * opts.speed) - 60_000,
+                      "ack_timeout_s": 5.0, "connect_timeout_s": 5.0},
+        "gap_fill": {"history": 30},
+        "clock": {"speed": opts.speed, "start_ms": sim.clock.start_ms,
+                  "monotonic_origin": sim.clock.monotonic_origin},
+        "shutdown": {"drain_timeout_s": 10},
+    }
+
+
+class ServiceProcess:
+    def __init__(self, config: Path, log: Path) -> None:
+        self.log = log
+        self._out = log.open("w")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "candlekeeper", "run", "-c",
+                                      str(config), "--no-dashboard"],
+                                     stdout=self._out, stderr=subprocess.STDOUT, env=env)
+
+    def kill9(self) -> int:
+        self.proc.send_signal(signal.SIGKILL)
+        return self.proc.wait(timeout=30)
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+    def text(self) -> str:
+        self._out.flush()
+        return self.log.read_text()
+
+
+def stored_rows(db: Path, key: StreamKey) -> list[tuple[object, ...]]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return conn.execute(
+            "SELECT open_time, close_time, open, high, low, close, volume, quote_volume, trades,"
+            " taker_buy_base_volume, taker_buy_quote_volume, first_trade_id, last_trade_id,"
+            " source FROM candles WHERE venue=? AND symbol=? AND interval=? ORDER BY open_time",
+            key).fetchall()
+
+
+def last_stored(db: Path, key: StreamKey) -> int | None:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            row = conn.execute("SELECT MAX(open_time) FROM candles WHERE venue=? AND symbol=?"
+                               " AND interval=?", key).fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
+
+
+async def run_chaos(tmp: Path, opts: ChaosOptions) -> ChaosResult:
+    plan = FaultPlan.random(opts.seed, kinds="all", count=opts.faults,
+                            window=(3.0, opts.day_wall_s * 0.85), venues=(VENUE,),
+                            symbols=opts.symbols)
+    keys = [StreamKey(VENUE, s, i) for s in opts.symbols for i in opts.intervals]
+    db = tmp / "chaos.sqlite"
+    logs: list[str] = []
+    async with Simulator(venues=(VENUE,), symbols=opts.symbols, intervals=opts.intervals,
+                         speed=opts.speed, seed=opts.seed, history=1000,
+                         faults=plan) as sim:
+        cfg = tmp / "service.yaml"
+        cfg.write_text(json.dumps(service_config(sim, db, opts)))  # JSON is valid YAML
+        consumer = Consumer()
+        feed = CandleFeed(VENUE, opts.symbols, opts.intervals, ws_url=sim.ws_base(VENUE),
+                          rest_url=sim.rest_base(VENUE), clock=sim.clock,
+                          transport=TransportOptions(
+                              backoff_initial_s=0.1, backoff_max_s=1.0, healthy_after_s=2.0,
+                              stall_grace_ms=int(1000 * opts.speed) - 60_000),
+                          gap_fill=GapFillOptions(history=30, retry_initial_s=0.2))
+        feed.on_closed(consumer)
+        service = ServiceProcess(cfg, tmp / "service-1.log")
+        kill_rc: int | None = None
+        async with feed:
+            await asyncio.sleep(opts.kill_at_s)
+            kill_rc = await asyncio.to_thread(service.kill9)
+            logs.append(service.text())
+            await asyncio.sleep(opts.restart_after_s)
+            service = ServiceProcess(cfg, tmp / "service-2.log")
+            await asyncio.sleep(max(0.0, opts.day_wall_s - sim.wall_elapsed()))
+            # the fault window is over: wait until storage and the consumer caught up
+            deadline = time.monotonic() + opts.settle_s
+            targets = {k: _last_closed(sim, k) for k in keys}
+            while time.monotonic() < deadline:
+                lagging = [k for k in keys
+                           if (last_stored(db, k) or 0) < targets[k]
+                           or not consumer.seen.get(k)
+                           or consumer.seen[k][-1].open_time < targets[k]]
+                if not lagging:
+                    break
+                await asyncio.sleep(0.25)
+            final_rc = await asyncio.to_thread(service.terminate)
+            logs.append(service.text())
+        truth = {k: sim.closed_candles(k.venue, k.symbol, k.interval) for k in keys}
+        kinds = Counter(r.kind for r in sim.fault_log)
+        applied = len({r.fault_id for r in sim.fault_log})
+    stored = {k: stored_rows(db, k) for k in keys}
+    return ChaosResult(keys, stored, truth, consumer.seen, kinds, applied, kill_rc, final_rc,
+                       logs)
+
+
+def _last_closed(sim: Simulator, key: StreamKey) -> int:
+    return sim.closed_candles(key.venue, key.symbol, key.interval)[-1].open_time
+
+
+def row_of(c: Candle) -> tuple[object, ...]:
+    return (c.open_time, c.close_time, c.open_str, c.high_str, c.low_str, c.close_str,
+            c.volume_str, c.quote_volume_str, c.trades, c.taker_buy_base_volume_str,
+            c.taker_buy_quote_volume_str)
+
+
+def check(result: ChaosResult) -> list[str]:
+    """Every violation of the guarantee, as readable lines (empty = perfect)."""
+    problems: list[str] = []
+    for key in result.keys:
+        truth = {c.open_time: c for c in result.truth[key]}
+        rows = result.stored[key]
+        if not rows:
+            problems.append(f"{key}: nothing stored")
+            continue
+        times = [r[0] for r in rows]
+        want = [t for t in sorted(truth) if times[0] <= t <= times[-1]]
+        if times != want:
+            missing = sorted(set(want) - set(times))
+            extra = sorted(set(times) - set(want))
+            problems.append(f"{key}: storage differs: missing {missing[:5]} extra {extra[:5]}")
+        for r in rows:
+            t = truth.get(r[0])  # type: ignore[arg-type]
+            if t is None:
+                continue
+            if r[:11] != row_of(t):
+                problems.append(f"{key} {r[0]}: stored {r[:11]} != truth {row_of(t)}")
+            elif r[13] == "ws" and r[11:13] != (t.first_trade_id, t.last_trade_id):
+                problems.append(f"{key} {r[0]}: trade ids differ")
+        seen = result.consumer.get(key, [])
+        if not seen:
+            problems.append(f"{key}: the consumer saw nothing")
+            continue
+        for a, b in itertools.pairwise(seen):
+            if b.open_time != next_open(a.open_time, key.interval):
+                kind = "duplicate" if b.open_time == a.open_time else (
+                    "out of order" if b.open_time < a.open_time else "hole")
+                problems.append(f"{key}: consumer {kind} after {a.open_time} -> {b.open_time}")
+        for c in seen:
+            t = truth.get(c.open_time)
+            if t is None or not c.same_values(t, trade_ids=c.source == "ws"):
+                problems.append(f"{key} {c.open_time}: the consumer got {c} != truth {t}")
+    return problems
+
+
+def summary(result: ChaosResult) -> str:
+    rows = sum(len(v) for v in result.stored.values())
+    seen = sum(len(v) for v in result.consumer.values())
+    per = ", ".join(f"{k}={n}" for k, n in sorted(result.fault_kinds.items()))
+    minutes = max((len(v) for k, v in result.stored.items()
+                   if nominal_ms(k.interval) == 60_000), default=0)
+    return (f"{result.faults_applied} faults applied ({per}); {rows} candles stored, "
+            f"{seen} seen by the consumer, {minutes} one-minute candles per 1m stream; "
+            f"kill -9 rc={result.kill_returncode}, final rc={result.final_returncode}")
+
+
+__all__ = ["ALL_KINDS", "ChaosOptions", "ChaosResult", "check", "run_chaos", "summary"]

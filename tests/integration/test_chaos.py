@@ -1,0 +1,28 @@
+"""Issue 3's chaos test: an accelerated day of random faults of every kind, a ``kill -9`` and a
+restart of the service; storage must equal the simulator's truth exactly and the consumer must
+have seen every closed candle once, in order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .chaos import ALL_KINDS, ChaosOptions, check, run_chaos, summary
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
+
+
+async def test_an_accelerated_day_of_faults_with_a_kill_9_loses_and_duplicates_nothing(
+        tmp_path: Path) -> None:
+    opts = ChaosOptions()
+    result = await run_chaos(tmp_path, opts)
+    print(summary(result))
+    assert result.kill_returncode == -9
+    assert result.final_returncode == 0
+    assert "resuming 30 stream(s) from storage" in result.service_logs[1]
+    assert result.faults_applied >= 50
+    assert set(ALL_KINDS) <= set(result.fault_kinds), sorted(result.fault_kinds)
+    problems = check(result)
+    assert problems == [], "\n".join(problems[:40])
+    assert all(len(result.stored[k]) >= 1000 for k in result.keys if k.interval == "1m")
