@@ -305,7 +305,7 @@ def test_env_can_build_a_feed_and_reset_to_null() -> None:
     cfg = load_config(None, env)
     assert [f.venue for f in cfg.feeds] == ["binance-spot", "binance-usdm"]
     assert cfg.feeds[1].intervals == ("1m", "5m")
-    assert cfg.transport.rotate_after_s == 84_600.0
+    assert cfg.transport.rotate_after_s is None  # "" resets the 23.5 h default to null
 
 
 def test_env_errors_name_the_variable() -> None:
