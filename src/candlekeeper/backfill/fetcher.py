@@ -93,10 +93,22 @@ class KlineFetcher:
         if count == 0:
             return []
         windows = pages(start, end, interval, optimal_limit(spec, count))
+        # The first window goes alone: when it is empty and more follow, the range probably
+        # starts before the listing ("everything since 0"), and one cheap probe (limit 1, the
+        # lowest weight) finds the first candle the venue has, instead of thousands of empty
+        # pages. A range that starts inside the series costs nothing extra.
+        first = await self._window(symbol, interval, *windows[0])
+        windows = windows[1:]
+        if not first and windows:
+            probe = await self._page(symbol, interval, windows[0][0], end, 1)
+            if probe.last_open is None:
+                return []
+            count = count_open_times(probe.last_open, end, interval)
+            windows = pages(probe.last_open, end, interval, optimal_limit(spec, count))
         tasks = [asyncio.create_task(self._window(symbol, interval, ws, we))
                  for ws, we in windows]
         try:
-            results = await asyncio.gather(*tasks)
+            results = [first, *await asyncio.gather(*tasks)]
         except BaseException:
             for task in tasks:
                 task.cancel()
