@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .chaos import ALL_KINDS, ChaosOptions, check, run_chaos, summary
+from candlekeeper.testing.chaos import ALL_KINDS, ChaosOptions, check, run_chaos, summary
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 

@@ -1,0 +1,1 @@
+"""Harnesses for testing candlekeeper (and code built on it) against the simulator."""
