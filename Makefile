@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: install demo test lint unit bench clean
+.PHONY: install demo test lint unit bench clean services
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,9 +19,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/candlekeeper demo $(ARGS)
 
-## the full suite: lint, strict typing, every test (CI runs exactly this)
-test: $(STAMP) lint
+## the full suite: lint, strict typing, every test (CI runs exactly this); PostgreSQL and
+## nats-server are installed from Debian's packages if missing (tests run private instances)
+test: $(STAMP) lint services
 	$(BIN)/pytest -q -p no:cacheprovider $(ARGS)
+
+services:
+	./scripts/install-test-services.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

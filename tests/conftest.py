@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/servers.py, shared helpers
+
+from servers import NatsServer, PostgresServer  # noqa: E402
 
 #: ``<repo>/../shared/protocol-samples``: real captured frames; never copied into the repo
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "protocol-samples"
@@ -15,3 +21,25 @@ def samples() -> Path:
     if not SAMPLES.is_dir():
         pytest.skip(f"protocol samples not found at {SAMPLES} (shared/ must sit beside the repo)")
     return SAMPLES
+
+
+@pytest.fixture
+def postgres() -> Iterator[PostgresServer]:
+    """A private, running PostgreSQL 15 cluster (stop/start it to simulate an outage)."""
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def nats() -> Iterator[NatsServer]:
+    """A private, running nats-server with JetStream (stop/start it to simulate an outage)."""
+    server = NatsServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
