@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/servers.py, shared helpers
 
-from servers import NatsServer, PostgresServer  # noqa: E402
+from servers import NatsServer, PostgresServer
 
 #: ``<repo>/../shared/protocol-samples``: real captured frames; never copied into the repo
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "protocol-samples"
