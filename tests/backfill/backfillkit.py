@@ -60,6 +60,7 @@ class Hit:
     at: float  # time.monotonic()
     params: dict[str, str]
     status: int
+    wall: float = field(default_factory=time.time)
 
 
 class ScriptedVenue:
@@ -73,7 +74,7 @@ class ScriptedVenue:
         self.hits: list[Hit] = []
         self.used = 0
         self.cap = cap  # serve at most this many rows whatever the limit
-        self.sloppy = sloppy  # ignore startTime/endTime; answer unsorted with duplicates
+        self.sloppy = sloppy  # overshoot the range, answer unsorted with duplicates
         self.now_ms = now_ms
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -123,8 +124,9 @@ class ScriptedVenue:
         rows = self.candles.get(params.get("symbol", ""), [])
         start = int(params.get("startTime", "0"))
         end = int(params.get("endTime", str(2**62)))
-        if self.sloppy:
-            chosen = rows[-limit:] + rows[:3]  # ignores the range; unsorted; duplicates
+        if self.sloppy:  # one row early, past endTime and the limit, reversed, duplicated
+            chosen = [c for c in rows if c.open_time >= start - MINUTE][:limit + 2]
+            chosen = chosen[::-1] + chosen[-2:]
         else:
             chosen = [c for c in rows if start <= c.open_time <= end][:limit]
         if self.cap is not None:

@@ -107,13 +107,16 @@ class WeightBudget:
         self.used = max(self.used, used)
 
     def block(self, seconds: float) -> float:
-        """Make every caller wait ``seconds`` from now (a later deadline wins); also treat the
-        current window as spent. Returns the wall deadline."""
+        """Make every caller wait ``seconds`` from now (a later deadline wins). Returns the wall
+        deadline."""
         now = self._wall()
-        self._roll(now)
-        self.used = max(self.used, self.limit)
         self.blocked_until = max(self.blocked_until, now + max(0.0, seconds))
         return self.blocked_until
+
+    def to_next_window(self) -> float:
+        """Seconds until the next window opens on the server too (the guard included)."""
+        now = self._wall()
+        return (self._index(now) + 1) * self.window_s - now + self._guard
 
     @property
     def blocked(self) -> bool:
@@ -204,8 +207,12 @@ class RestClient:
         if error.retry_after is not None:
             wait = error.retry_after
         else:
+            # No Retry-After (the futures API does not document one): back off exponentially,
+            # but never retry inside the window that said 429 - another request there is what
+            # the exchange punishes with a ban.
             initial, cap = self._backoff
-            wait = min(cap, initial * 2.0 ** (self._streak_429 - 1))
+            wait = max(min(cap, initial * 2.0 ** (self._streak_429 - 1)),
+                       self.budget.to_next_window())
         self.budget.block(wait)
         log.warning("%s: HTTP 429 rate limited; every REST call to this venue waits %.1fs (%s)",
                     self.spec.id, wait, error)
