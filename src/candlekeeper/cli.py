@@ -22,6 +22,7 @@ from rich.table import Table
 from candlekeeper import __version__
 from candlekeeper.config import Config, check_config, load_config
 from candlekeeper.core.clock import Clock
+from candlekeeper.core.shard import Shard
 from candlekeeper.errors import ConfigError
 from candlekeeper.observability.logging import configure as configure_logging
 from candlekeeper.service import Service, ServiceReport
@@ -42,9 +43,19 @@ def main() -> None:
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 @click.option("--dashboard/--no-dashboard", default=None,
               help="Live terminal table (default: from config, only on a terminal).")
-def run(config_path: Path, duration: float | None, dashboard: bool | None) -> None:
+@click.option("--shard", default=None, metavar="K/N",
+              help="Ingest only shard K (0-based) of N of the symbols (stable hash).")
+def run(config_path: Path, duration: float | None, dashboard: bool | None,
+        shard: str | None) -> None:
     """Run the service: ingest, store, serve health and metrics."""
     config = _load_or_exit(config_path)
+    if shard is not None:
+        try:
+            Shard.parse(shard)  # a bad spec is one clear line, not a traceback
+            config = config.model_copy(update={"shard": shard})
+        except ConfigError as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(2)
     configure_logging(config.observability.log_level, config.observability.log_json)
     show = config.observability.dashboard if dashboard is None else dashboard
     report = _run_async(serve(config, duration=duration, dashboard=show))

@@ -46,6 +46,7 @@ from candlekeeper.config_support import (
     read_yaml,
 )
 from candlekeeper.core.intervals import ALL_INTERVALS, INTERVAL_MS
+from candlekeeper.core.shard import Shard
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.errors import ConfigError
@@ -311,6 +312,15 @@ class Config(_Section):
     shutdown: ShutdownConfig = ShutdownConfig()
     gap_fill: GapFillConfig = GapFillConfig()
     clock: ClockConfig = ClockConfig()
+    #: ``K/N``: this instance ingests only the symbols of shard K (0-based) of N
+    shard: str | None = None
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        if value is not None:
+            Shard.parse(value)  # raises ConfigError with the reason
+        return value
 
     @field_validator("feeds")
     @classmethod

@@ -15,10 +15,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
+
 from candlekeeper.backfill.http import RestClient
 from candlekeeper.config import Config, FeedConfig
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock, ScaledClock, SystemClock
+from candlekeeper.core.shard import Shard
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import CandlekeeperError, RestError
 from candlekeeper.feed import CandleFeed, StreamStats
@@ -88,6 +91,7 @@ class Service:
         self.unknown_symbols: list[str] = []
         self.ready = asyncio.Event()
         self.metrics = Metrics(now_ms=self.clock.time_ms)
+        self.shard = Shard.parse(config.shard) if config.shard else None
         self.health: HealthServer | None = None
 
     # -- symbols --------------------------------------------------------------------------
@@ -108,7 +112,7 @@ class Service:
                     if not feed.all_symbols:
                         log.warning("%s: cannot check symbols against exchangeInfo (%s); "
                                     "subscribing as configured", feed.venue, exc)
-                        return list(feed.symbols)
+                        return self._own(feed.venue, list(feed.symbols))
                     log.error("%s: cannot list symbols (%s); retrying in %.0fs", feed.venue, exc,
                               delay)
                     with contextlib.suppress(TimeoutError):
@@ -117,8 +121,8 @@ class Service:
                         return []
                     delay = min(delay * 2, 60.0)
         if feed.all_symbols:
-            return sorted(listed)
-        wanted = list(feed.symbols)
+            return self._own(feed.venue, sorted(listed))
+        wanted = self._own(feed.venue, list(feed.symbols))
         unknown = [s for s in wanted if s not in listed]
         for symbol in unknown:
             self.counters.unknown_symbols += 1
@@ -127,6 +131,15 @@ class Service:
             log.error("%s: unknown symbol %s (not trading per exchangeInfo); skipping it, the "
                       "other streams keep running", feed.venue, symbol)
         return [s for s in wanted if s in listed]
+
+    def _own(self, venue: str, symbols: list[str]) -> list[str]:
+        """The symbols this instance ingests (all of them unless it runs one shard)."""
+        if self.shard is None:
+            return symbols
+        mine = self.shard.select(symbols)
+        log.info("%s: shard %s owns %d of %d symbols", venue, self.shard, len(mine),
+                 len(symbols))
+        return mine
 
     # -- lifecycle ------------------------------------------------------------------------
     async def _open_sinks(self) -> None:
@@ -210,7 +223,10 @@ class Service:
 
     def snapshot(self) -> HealthSnapshot:
         """What ``/health`` and the dashboard show (venue time from the service clock)."""
-        return self.metrics.snapshot(self.clock.time_ms())
+        snap = self.metrics.snapshot(self.clock.time_ms())
+        if self.shard is not None:
+            snap = msgspec.structs.replace(snap, shard=str(self.shard))
+        return snap
 
     async def run(self, stop: asyncio.Event) -> ServiceReport:
         """Run until ``stop`` is set; always shuts down cleanly and returns the statistics."""

@@ -69,6 +69,7 @@ class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     connections: tuple[ConnectionRow, ...] = ()
     sinks: tuple[SinkRow, ...] = ()
     messages_total: int = 0  # all kline messages so far (the dashboard derives msgs/s)
+    shard: str | None = None  # "K/N" when this instance ingests one shard of the symbols
 
     @property
     def sink_backlog(self) -> int:
