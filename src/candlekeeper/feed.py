@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from candlekeeper.backfill.fetcher import KlineFetcher
 from candlekeeper.backfill.http import RestClient
 from candlekeeper.core.buffers import DEFAULT_CAPACITY, BufferSet, RingBuffer, to_dataframe
@@ -68,17 +70,22 @@ class StreamStats:
     :class:`Metrics`).
     """
 
-    __slots__ = ("_closed_subs", "_on_hole", "_pressure", "_update_subs", "buffer", "key",
-                 "last_closed", "metrics", "now_ms", "seq")
+    __slots__ = ("_closed_subs", "_on_hole", "_pressure", "_update_subs", "buffer", "forming",
+                 "infer_close", "key", "last_closed", "metrics", "now_ms", "seq")
 
     def __init__(self, key: StreamKey, metrics: StreamMetrics, buffer: RingBuffer, bus: EventBus,
-                 now_ms: Callable[[], int], on_hole: Callable[[StreamKey], None]) -> None:
+                 now_ms: Callable[[], int], on_hole: Callable[[StreamKey], None], *,
+                 closed_flag: bool = True) -> None:
         self.key = key
         self.metrics = metrics
         self.buffer = buffer
         self.last_closed: Candle | None = None
         self.now_ms = now_ms
-        self.seq = StreamSequence(key.interval, self._emit)
+        #: no closed flag on the wire (BingX): a push for a newer candle closes the forming one;
+        #: that inferred close is held until REST confirms it (REST wins where they differ)
+        self.infer_close = not closed_flag
+        self.forming: Candle | None = None
+        self.seq = StreamSequence(key.interval, self._emit, prefer_rest=self.infer_close)
         self._on_hole = on_hole
         self._update_subs = bus.subscribers(CandleUpdate)
         self._closed_subs = bus.subscribers(CandleClosed)
@@ -113,9 +120,23 @@ class StreamStats:
         self.metrics.last_event_time_ms = candle.event_time
         for sub in self._update_subs:
             sub.offer(candle)
-        if candle.closed and self.seq.offer(candle) is Offer.HELD:
-            self._on_hole(self.key)
+        if candle.closed:
+            if self.seq.offer(candle) is Offer.HELD:
+                self._on_hole(self.key)
+        elif self.infer_close:
+            self._infer(candle)
         return self._pressure.on
+
+    def _infer(self, candle: Candle) -> None:
+        forming = self.forming
+        if forming is None or candle.open_time > forming.open_time:
+            self.forming = candle
+            if forming is not None:
+                inferred = msgspec.structs.replace(forming, closed=True)
+                if self.seq.hold(inferred) is Offer.HELD:
+                    self._on_hole(self.key)
+        elif candle.open_time == forming.open_time:
+            self.forming = candle
 
     def _emit(self, candle: Candle) -> None:
         """The sequence decided: this is the next closed candle of the stream."""
@@ -188,7 +209,8 @@ class CandleFeed:
         self.metrics.add_refresher(self.refresh_metrics)
         self._streams: dict[tuple[str, str], StreamStats] = {
             (k.symbol, k.interval): StreamStats(k, self.metrics.stream(k), self._buffers.get(k),
-                                                self.bus, self.clock.time_ms, self._hole)
+                                                self.bus, self.clock.time_ms, self._hole,
+                                                closed_flag=self.spec.closed_flag)
             for k in self.keys
         }
         self.rest_url = rest_url or (self.spec.rest_testnet_base if testnet

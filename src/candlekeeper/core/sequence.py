@@ -91,6 +91,19 @@ class StreamSequence:
         self._release()
         return Offer.EMITTED
 
+    def hold(self, candle: Candle) -> Offer:
+        """Keep a close back until a fill confirms it (a close *inferred* from the next push on
+        venues without a closed flag: REST then supplies the final values)."""
+        t = candle.open_time
+        if t <= self.last:
+            if t == self.last:
+                self.duplicates += 1
+                return Offer.DUPLICATE
+            self.late += 1
+            return Offer.LATE
+        self.held[t] = candle
+        return Offer.HELD
+
     def fill(self, candles: Iterable[Candle], start: int, end: int, *,
              emit: bool = True) -> int:
         """Merge REST history fetched for ``[start, end)`` (closed candles, any order).
