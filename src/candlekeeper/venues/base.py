@@ -40,6 +40,20 @@ class VenueSpec(msgspec.Struct, frozen=True, kw_only=True):
     close_frame_max_delay_ms: int = 2_000
     connection_lifetime_s: int = 24 * 3600
     server_ping_interval_s: float = 180.0
+    #: True when pushes say a candle is final (Binance ``x``). False (BingX): the feed infers a
+    #: close from the first push with a later open time and confirms it over REST.
+    closed_flag: bool = True
+    #: further ``(window_s, limit)`` REST budgets besides the per-minute one, each request
+    #: charged its weight (BingX: 500 requests per 10 s on top of 1000 per minute)
+    rest_extra_windows: tuple[tuple[float, int], ...] = ()
+    #: response header with the weight the IP used in the current minute (Binance), if any
+    rest_used_weight_header: str | None = "X-MBX-USED-WEIGHT-1M"
+    #: response headers with the requests left in the venue's *shortest* window and when that
+    #: window expires (BingX ``X-RateLimit-Requests-Remain`` / ``-Expire``), if any
+    rest_remain_header: str | None = None
+    rest_expire_header: str | None = None
+    #: error codes in a response body that mean "rate limited" like an HTTP 429 (BingX 100410)
+    rest_rate_limit_codes: tuple[int, ...] = ()
 
 
 # -- messages a codec decodes a frame into (besides Candle) -----------------------------------
