@@ -1,0 +1,100 @@
+"""The per-venue weight budget: windows, the server's count, blocks shared by every caller, and a
+30-day 1m backfill of several symbols that stays under the simulator's weight limit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from backfillkit import rest_fields
+
+from candlekeeper.backfill import KlineFetcher, RestClient, WeightBudget
+from candlekeeper.core.intervals import DAY, MINUTE
+from candlekeeper.sim import Simulator
+from candlekeeper.venues.binance.codec import BinanceCodec
+from candlekeeper.venues.binance.endpoints import BINANCE_USDM
+
+USDM = "binance-usdm"
+
+
+async def test_concurrent_acquires_never_exceed_the_limit_in_any_window() -> None:
+    budget = WeightBudget(20, headroom=1.0, window_s=0.2)
+    grants: list[tuple[int, int]] = []
+
+    async def worker() -> None:
+        for _ in range(10):
+            window = await budget.acquire(3)
+            assert window == int(time.time() // 0.2)  # charged to the window it runs in
+            grants.append((window, 3))
+
+    await asyncio.gather(*(worker() for _ in range(4)))
+    per_window: dict[int, int] = {}
+    for window, weight in grants:
+        per_window[window] = per_window.get(window, 0) + weight
+    assert sum(per_window.values()) == 120 == budget.granted
+    assert max(per_window.values()) <= 20
+    assert len(per_window) >= 6 and budget.waits >= 5
+
+
+async def test_the_servers_count_wins_when_higher_and_stale_answers_are_ignored() -> None:
+    now = [1000.0]
+    budget = WeightBudget(100, headroom=1.0, window_s=60.0, wall=lambda: now[0])
+    window = await budget.acquire(5)
+    budget.observe(90, window)  # another process on this IP spent weight too
+    assert budget.used == 90
+    budget.observe(10, window)  # never lowers our count
+    assert budget.used == 90
+    now[0] = 1021.0  # next window (1020 = 17 * 60)
+    budget.observe(95, window)  # an answer about the previous window says nothing now
+    assert budget.used == 0
+    assert await budget.acquire(100) == window + 1
+
+
+async def test_a_block_stops_every_caller_until_it_ends() -> None:
+    budget = WeightBudget(1000, window_s=60.0)
+    budget.block(0.3)
+    t0 = time.monotonic()
+    await asyncio.gather(*(budget.acquire(1) for _ in range(3)))
+    assert time.monotonic() - t0 >= 0.29
+    assert not budget.blocked and budget.granted == 3
+
+
+async def test_a_request_heavier_than_the_budget_goes_alone_into_a_window() -> None:
+    budget = WeightBudget(5, headroom=1.0, window_s=0.1)
+    await budget.acquire(8)  # would never fit: allowed into the empty window
+    w = await budget.acquire(1)  # waits for the next window
+    assert w == int(time.time() // 0.1) and budget.used == 1
+
+
+async def test_30_day_1m_backfill_of_three_symbols_stays_under_the_weight_limit() -> None:
+    """3 symbols x 43,200 1m candles. The simulator's weight window is shortened to 1 s with a
+    limit of 120 per window (the real 2400/min would let the whole job fit in one window), so
+    the job needs several windows and the budget is what keeps it out of 429s."""
+    days = 30
+    n = days * DAY // MINUTE
+    start = 1_704_067_200_000
+    symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+    async with Simulator(venues=(USDM,), symbols=symbols, intervals=("1m",),
+                         start_time_ms=start + days * DAY, history=n, rest_window_s=1.0,
+                         rest_weight_limit=120) as sim:
+        # generate the truth first (the simulator serves from its cache afterwards), so the
+        # requests go as fast as the budget allows
+        truths = {s: sim.closed_candles(USDM, s, "1m") for s in symbols}
+        async with RestClient(BINANCE_USDM, sim.rest_base(USDM), weight_limit=120,
+                              window_s=1.0) as client:
+            fetcher = KlineFetcher(BinanceCodec(BINANCE_USDM), client, clock=sim.clock)
+            t0 = time.monotonic()
+            results = await asyncio.gather(*(fetcher.fetch(s, "1m", start, start + days * DAY)
+                                             for s in symbols))
+            elapsed = time.monotonic() - t0
+        rest = sim.stats()[USDM].rest
+        for symbol, got in zip(symbols, results, strict=True):
+            assert len(got) == n
+            assert [rest_fields(c) for c in got] == [rest_fields(c) for c in truths[symbol]]
+    assert rest.rejected_429 == 0 and rest.banned_418 == 0
+    assert fetcher.stats.rate_limited == 0 and fetcher.stats.retries == 0
+    # 87 pages of <= 499 candles per symbol (weight 2 each): 174 per symbol
+    assert fetcher.stats.requests == 3 * 87 and fetcher.stats.weight_used == 3 * 174
+    assert client.budget.waits >= 4  # the limit was really in play
+    print(f"30-day backfill: {3 * n} candles, {fetcher.stats.requests} requests, "
+          f"{fetcher.stats.weight_used} weight, {elapsed:.1f}s")
