@@ -1,0 +1,381 @@
+"""NATS JetStream sink: publishes every closed candle to ``<prefix>.<venue>.<symbol>.<interval>``.
+
+Design decisions (also in ``docs/deploying.md``):
+
+* **A sink like any other.** ``NatsSink`` sits behind a :class:`~candlekeeper.sinks.base.
+  BatchingWriter`, so batching, retry with backoff, bounded memory (and the durable journal) are
+  the writer's job. ``write`` publishes a whole batch or raises ``SinkError``; the writer keeps
+  the batch and retries it, in order.
+* **Acks awaited, pipelined.** A batch is published without waiting between messages (one TCP
+  write stream), then every publish ack is awaited, within ``ack_timeout_s``. One missing or
+  negative ack fails the batch. Waiting for each ack in turn would cap the rate at one message
+  per round trip; pipelining costs nothing in safety because of the next point.
+* **Exactly once through deduplication.** Every message carries ``Nats-Msg-Id`` = the natural key
+  (``venue:symbol:interval:open_time``). Re-publishing a batch whose acks were lost (server
+  restart, network cut) stores nothing twice *as long as the retry lands within the stream's
+  ``duplicate_window``*. Beyond the window JetStream has forgotten the id, so the sink adds a
+  second guard: after any failure (and on the first batch after ``open``) it asks the stream for
+  the last message of each subject in the batch and skips candles at or before that open time,
+  which were already stored. This relies on what the pipeline guarantees: closes of one series
+  are written in open-time order (the writer never reorders). ``skip_stored_on_retry=False``
+  turns the guard off.
+* **The stream is created if missing** (file storage, ``limits`` retention by age/bytes, the dedup
+  window) and reused as it is if it exists; a stream that does not capture the subject prefix is
+  a configuration error.
+* **Reconnects.** nats-py reconnects forever in the background. While it is disconnected the
+  sink fails fast (no publishing into the client's reconnect buffer), so the writer backs off
+  and the candles wait in the writer, not in an invisible client buffer.
+* **Credentials are never logged**: server URLs are shown without their user info, and the
+  user, password, token, credentials file and seed are not part of ``repr``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Sequence
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext, api
+
+from candlekeeper.core.candle import Candle
+from candlekeeper.errors import ConfigError, SinkError
+from candlekeeper.observability.logging import RateLimitedLog
+from candlekeeper.sinks.nats_schema import (
+    MSG_ID_HEADER,
+    encode_candle,
+    msg_id,
+    parse_msg_id,
+    subject_for,
+    validate_prefix,
+)
+from candlekeeper.sinks.nats_stream import ensure_stream
+
+__all__ = ["NatsSink", "redact_url"]
+
+log = logging.getLogger(__name__)
+
+#: failures of the client library and of the network that a retry may cure
+_TRANSIENT = (nats.errors.Error, OSError, TimeoutError)
+
+
+def redact_url(url: str) -> str:
+    """``nats://user:secret@host:4222`` -> ``nats://host:4222`` (for logs and errors)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class NatsSink:
+    """Publishes closed candles to a JetStream stream (see the module docstring for the policy).
+
+    Counters: ``published`` (stored for the first time), ``duplicates`` (acked as a duplicate:
+    already in the stream), ``skipped`` (not sent: found in the stream by the post-failure check),
+    ``rejected`` (a candle that cannot be turned into a message, never retried).
+    """
+
+    def __init__(
+        self,
+        servers: str | Sequence[str] = "nats://127.0.0.1:4222",
+        *,
+        name: str = "nats",
+        stream: str = "CANDLES",
+        subject_prefix: str = "candles",
+        duplicate_window_s: float = 600.0,
+        max_age_s: float | None = 7 * 86_400.0,
+        max_bytes: int | None = None,
+        storage: Literal["file", "memory"] = "file",
+        replicas: int = 1,
+        create_stream: bool = True,
+        ack_timeout_s: float = 10.0,
+        connect_timeout_s: float = 10.0,
+        reconnect_wait_s: float = 2.0,
+        max_inflight: int = 10_000,
+        skip_stored_on_retry: bool = True,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        creds_file: str | None = None,
+        nkeys_seed_file: str | None = None,
+        tls_ca_file: str | None = None,
+        tls_cert_file: str | None = None,
+        tls_key_file: str | None = None,
+        client_name: str = "candlekeeper",
+    ) -> None:
+        self.servers = [servers] if isinstance(servers, str) else list(servers)
+        if not self.servers:
+            raise ConfigError(f"nats sink {name!r}: at least one server URL is needed")
+        try:
+            validate_prefix(subject_prefix)
+        except ValueError as exc:
+            raise ConfigError(f"nats sink {name!r}: {exc}") from exc
+        if not stream or any(ch in stream for ch in ".*> \t\r\n"):
+            raise ConfigError(f"nats sink {name!r}: invalid stream name {stream!r}")
+        if duplicate_window_s <= 0 or ack_timeout_s <= 0 or connect_timeout_s <= 0:
+            raise ConfigError(f"nats sink {name!r}: duplicate_window_s, ack_timeout_s and "
+                              "connect_timeout_s must be > 0")
+        if max_age_s is not None and max_age_s < duplicate_window_s:
+            raise ConfigError(f"nats sink {name!r}: max_age_s must be >= duplicate_window_s")
+        if max_inflight < 1 or replicas < 1:
+            raise ConfigError(f"nats sink {name!r}: max_inflight and replicas must be >= 1")
+        if tls_cert_file and not tls_key_file:
+            raise ConfigError(f"nats sink {name!r}: tls_cert_file needs tls_key_file")
+        self.name = name
+        self.stream = stream
+        self.subject_prefix = subject_prefix
+        self.duplicate_window_s = duplicate_window_s
+        self.max_age_s = max_age_s
+        self.max_bytes = max_bytes
+        self.storage = storage
+        self.replicas = replicas
+        self.create_stream = create_stream
+        self.ack_timeout_s = ack_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.reconnect_wait_s = reconnect_wait_s
+        self.max_inflight = max_inflight
+        self.skip_stored_on_retry = skip_stored_on_retry
+        self._auth: dict[str, Any] = {k: v for k, v in (
+            ("user", user), ("password", password), ("token", token),
+            ("user_credentials", creds_file), ("nkeys_seed", nkeys_seed_file)) if v is not None}
+        self._tls = (tls_ca_file, tls_cert_file, tls_key_file)
+        self._client_name = client_name
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._stream_ok = False
+        self._check_stored = True  # first batch after open: some of it may already be stored
+        self._closing = False
+        self._lock = asyncio.Lock()
+        self._rlog = RateLimitedLog(log)
+        self.published = 0
+        self.duplicates = 0
+        self.skipped = 0
+        self.rejected = 0
+
+    def __repr__(self) -> str:
+        servers = ",".join(redact_url(s) for s in self.servers)
+        return (f"NatsSink(name={self.name!r}, servers={servers!r}, stream={self.stream!r}, "
+                f"subject_prefix={self.subject_prefix!r})")
+
+    @property
+    def is_connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect and make sure the stream exists. Idempotent. Raises ``SinkError`` if no server
+        answers within ``connect_timeout_s`` or the stream cannot be created or is unsuitable."""
+        async with self._lock:
+            await self._connect()
+            await self._ensure_stream()
+
+    async def close(self) -> None:
+        """Flush what the client holds and close the connection. Idempotent."""
+        async with self._lock:
+            nc, self._nc, self._js = self._nc, None, None
+            self._stream_ok = False
+            if nc is None:
+                return
+            self._closing = True
+            try:
+                if nc.is_connected:
+                    with contextlib.suppress(*_TRANSIENT):
+                        await nc.flush(timeout=max(1, int(self.ack_timeout_s)))
+                with contextlib.suppress(*_TRANSIENT):
+                    await nc.close()
+            finally:
+                self._closing = False
+
+    async def _connect(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            return
+        shown = ",".join(redact_url(s) for s in self.servers)
+        nc = Client()
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                await nc.connect(
+                    servers=self.servers, name=self._client_name, tls=self._ssl_context(),
+                    connect_timeout=max(1, int(self.connect_timeout_s)),
+                    reconnect_time_wait=self.reconnect_wait_s,  # type: ignore[arg-type]
+                    max_reconnect_attempts=-1, error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected, reconnected_cb=self._on_reconnected,
+                    **self._auth)
+        except (*_TRANSIENT, ssl.SSLError) as exc:
+            with contextlib.suppress(Exception):
+                await nc.close()
+            raise SinkError(f"nats sink {self.name!r}: cannot connect to {shown} within "
+                            f"{self.connect_timeout_s:g}s ({type(exc).__name__}: {exc})") from exc
+        self._nc = nc
+        self._js = nc.jetstream(timeout=self.ack_timeout_s,
+                                publish_async_max_pending=self.max_inflight)
+        self._stream_ok = False
+        log.info("nats sink %r connected to %s", self.name,
+                 redact_url(str(nc.connected_url.geturl())) if nc.connected_url else shown)
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        ca, cert, key = self._tls
+        if not (ca or cert):
+            return None
+        ctx = ssl.create_default_context(cafile=ca)
+        if cert:
+            ctx.load_cert_chain(cert, key)
+        return ctx
+
+    async def _ensure_stream(self) -> None:
+        if self._stream_ok:
+            return
+        assert self._js is not None
+        await ensure_stream(
+            self._js, sink=self.name, stream=self.stream, prefix=self.subject_prefix,
+            create=self.create_stream, duplicate_window_s=self.duplicate_window_s,
+            max_age_s=self.max_age_s, max_bytes=self.max_bytes, storage=self.storage,
+            replicas=self.replicas, timeout_s=self.ack_timeout_s)
+        self._stream_ok = True
+
+    async def _on_error(self, exc: Exception) -> None:
+        self._rlog.warning(f"nats-error:{self.name}", "nats sink %r: %s: %s", self.name,
+                           type(exc).__name__, exc)
+
+    async def _on_disconnected(self) -> None:
+        if self._closing:
+            return
+        self._rlog.warning(f"nats-down:{self.name}", "nats sink %r: disconnected; reconnecting "
+                           "in the background (writes fail and are retried meanwhile)", self.name)
+
+    async def _on_reconnected(self) -> None:
+        log.info("nats sink %r: reconnected", self.name)
+
+    # -- writing ------------------------------------------------------------------------------
+    async def write(self, candles: Sequence[Candle]) -> None:
+        """Publish a batch and await every ack; ``SinkError`` if any is missing or negative.
+
+        Safe to call again with the same batch: what was stored already is deduplicated by
+        ``Nats-Msg-Id`` (and, after a failure, skipped by the last-message check).
+        """
+        if not candles:
+            return
+        try:
+            js = await self._ready()
+            batch = await self._unstored(js, candles) if self._check_stored else candles
+            await self._publish(js, batch)
+        except SinkError:
+            self._check_stored = self.skip_stored_on_retry
+            raise
+        except _TRANSIENT as exc:
+            self._check_stored = self.skip_stored_on_retry
+            if isinstance(exc, nats.js.errors.NoStreamResponseError | nats.js.errors.NotFoundError):
+                self._stream_ok = False  # the stream was deleted under us: re-create it
+            raise SinkError(f"nats sink {self.name!r}: {type(exc).__name__}: {exc}") from exc
+        self._check_stored = False
+
+    async def _ready(self) -> JetStreamContext:
+        async with self._lock:
+            if self._nc is None or self._nc.is_closed:
+                await self._connect()
+            nc, js = self._nc, self._js
+            assert nc is not None
+            assert js is not None
+            if not nc.is_connected:
+                raise SinkError(f"nats sink {self.name!r}: not connected (reconnecting)")
+            await self._ensure_stream()
+            return js
+
+    async def _publish(self, js: JetStreamContext, batch: Sequence[Candle]) -> None:
+        futures: list[asyncio.Future[api.PubAck]] = []
+        try:
+            for candle in batch:
+                try:
+                    subject = subject_for(self.subject_prefix, candle.key)
+                    payload = encode_candle(candle)
+                except (ValueError, TypeError) as exc:
+                    self.rejected += 1
+                    self._rlog.error(f"reject:{self.name}", "nats sink %r: candle %s rejected: "
+                                     "%s (%d rejected)", self.name, msg_id(candle), exc,
+                                     self.rejected)
+                    continue
+                futures.append(await js.publish_async(
+                    subject, payload, wait_stall=self.ack_timeout_s,
+                    headers={MSG_ID_HEADER: msg_id(candle)}))
+            if not futures:
+                return
+            _, not_done = await asyncio.wait(futures, timeout=self.ack_timeout_s)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+        for fut in not_done:
+            fut.cancel()  # releases the client's in-flight slot; a late ack is ignored
+        new = dup = 0
+        first_error: BaseException | None = None
+        failed = len(not_done)
+        for fut in futures:
+            if fut in not_done:
+                continue
+            error = fut.exception()
+            if error is not None:
+                failed += 1
+                first_error = first_error or error
+            elif fut.result().duplicate:
+                dup += 1
+            else:
+                new += 1
+        self.published += new
+        self.duplicates += dup
+        if failed:
+            if isinstance(first_error, nats.js.errors.NoStreamResponseError):
+                self._stream_ok = False
+            reason = (f"{type(first_error).__name__}: {first_error}" if first_error
+                      else f"no ack within {self.ack_timeout_s:g}s")
+            raise SinkError(f"nats sink {self.name!r}: {failed} of {len(futures)} publish(es) "
+                            f"not acknowledged ({reason})")
+
+    async def _unstored(self, js: JetStreamContext, candles: Sequence[Candle]) -> list[Candle]:
+        """The candles of ``candles`` the stream does not hold yet, judged by the last message of
+        each subject (closes of one series are published in open-time order)."""
+        subjects: dict[str, None] = {}
+        for c in candles:
+            with contextlib.suppress(ValueError):
+                subjects[subject_for(self.subject_prefix, c.key)] = None
+        gate = asyncio.Semaphore(64)
+
+        async def last(subject: str) -> tuple[str, str | None]:
+            async with gate:
+                try:
+                    msg = await js.get_last_msg(self.stream, subject)
+                except nats.js.errors.NotFoundError:
+                    return subject, None
+                return subject, (msg.headers or {}).get(MSG_ID_HEADER)
+
+        lasts: dict[str, tuple[Any, int]] = {}
+        for subject, mid in await asyncio.gather(*(last(s) for s in subjects)):
+            if mid is not None:
+                with contextlib.suppress(ValueError):
+                    lasts[subject] = parse_msg_id(mid)
+        if not lasts:
+            return list(candles)
+        out: list[Candle] = []
+        for c in candles:
+            try:
+                stored = lasts.get(subject_for(self.subject_prefix, c.key))
+            except ValueError:
+                stored = None
+            if stored is not None and stored[0] == c.key and c.open_time <= stored[1]:
+                self.skipped += 1
+            else:
+                out.append(c)
+        if len(out) < len(candles):
+            log.info("nats sink %r: %d candle(s) of a retried batch were already in stream %r; "
+                     "not re-published", self.name, len(candles) - len(out), self.stream)
+        return out
