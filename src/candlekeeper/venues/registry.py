@@ -9,10 +9,13 @@ from candlekeeper.errors import ConfigError
 from candlekeeper.venues.base import VenueCodec, VenueSpec
 from candlekeeper.venues.binance.codec import BinanceCodec
 from candlekeeper.venues.binance.endpoints import BINANCE_SPOT, BINANCE_USDM
+from candlekeeper.venues.bingx.codec import BingxCodec
+from candlekeeper.venues.bingx.endpoints import BINGX_SWAP
 
 _CODECS: Final[dict[str, tuple[VenueSpec, Callable[[VenueSpec], VenueCodec]]]] = {
     BINANCE_USDM.id: (BINANCE_USDM, BinanceCodec),
     BINANCE_SPOT.id: (BINANCE_SPOT, BinanceCodec),
+    BINGX_SWAP.id: (BINGX_SWAP, BingxCodec),
 }
 
 VENUES: Final[tuple[str, ...]] = tuple(_CODECS)
