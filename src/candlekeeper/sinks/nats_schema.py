@@ -114,11 +114,12 @@ def msg_id(candle: Candle) -> str:
 
 
 def parse_msg_id(text: str) -> tuple[StreamKey, int]:
-    """Inverse of :func:`msg_id`. Splits from the right, so only the open time must be numeric."""
+    """Inverse of :func:`msg_id`; ``ValueError`` unless it is ``venue:symbol:interval:<int>``."""
     head, sep, open_time = text.rpartition(":")
-    if not sep or not open_time.lstrip("-").isdigit():
+    parts = head.split(":")
+    if not sep or len(parts) != 3 or not open_time.lstrip("-").isdigit():
         raise ValueError(f"not a candle message id: {text!r}")
-    return StreamKey.parse(head), int(open_time)
+    return StreamKey(*parts), int(open_time)
 
 
 def encode_candle(candle: Candle) -> bytes:
