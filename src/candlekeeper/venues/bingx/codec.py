@@ -214,7 +214,7 @@ class BingxCodec:
         if names is None:
             names = self._learn(push.dataType)
             if names is None:
-                return Ignored(push.dataType)
+                return Malformed(f"unroutable kline dataType {push.dataType!r}", _snippet(data))
         # Real frames carry one candle; should several come, the newest is the live one (older
         # ones are superseded updates, and closes are confirmed over REST anyway).
         k = push.data[0] if len(push.data) == 1 else max(push.data, key=_open_time)
