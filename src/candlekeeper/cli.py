@@ -132,6 +132,16 @@ with contextlib.suppress(ImportError):  # the simulator is part of the package; 
     _register_simulate()
 
 
+def _register_backfill() -> None:
+    from candlekeeper.backfill.cli import backfill_command, gaps_command
+
+    main.add_command(backfill_command, "backfill")
+    main.add_command(gaps_command, "gaps")
+
+
+_register_backfill()
+
+
 # -- shared -------------------------------------------------------------------------------
 def _run_async(main_coro: Coroutine[Any, Any, ServiceReport]) -> ServiceReport:
     """``asyncio.run`` with a quiet exit for a Ctrl-C that lands before the service installed

@@ -29,7 +29,7 @@ import random
 import msgspec
 
 from candlekeeper.backfill.http import RestClient
-from candlekeeper.backfill.planner import count_open_times, optimal_limit, pages
+from candlekeeper.backfill.planner import count_open_times, first_open, optimal_limit, pages
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock, SystemClock
 from candlekeeper.core.intervals import align, close_time, next_open
@@ -67,7 +67,8 @@ class KlineFetcher:
 
     def __init__(self, codec: VenueCodec, client: RestClient, *, clock: Clock | None = None,
                  max_concurrency: int = 4, max_attempts: int = 8,
-                 backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0) -> None:
+                 backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
+                 close_margin_ms: int = 0) -> None:
         if max_concurrency < 1 or max_attempts < 1:
             raise ConfigError("max_concurrency and max_attempts must be >= 1")
         self.codec = codec
@@ -78,6 +79,30 @@ class KlineFetcher:
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._backoff = (backoff_initial_s, backoff_max_s)
         self._rng = random.Random()
+        #: a candle counts as closed only once ``close_margin_ms`` of venue time have passed
+        #: after its close: 0 when the clock is the venue's own (the simulator's), a second or
+        #: two when a local clock may run ahead of the exchange's
+        self.close_margin_ms = close_margin_ms
+
+    def now_ms(self) -> int:
+        """Venue time minus the close margin: candles closing before it are final."""
+        return self.clock.time_ms() - self.close_margin_ms
+
+    def closed_end(self, interval: str, end: int | None = None) -> int:
+        """Open time of the candle still forming now (capped at ``end``): the exclusive end of
+        everything that can be fetched."""
+        limit = align(self.now_ms(), interval)
+        return limit if end is None else min(end, limit)
+
+    async def first_open_time(self, symbol: str, interval: str, start: int,
+                              end: int) -> int | None:
+        """Open time of the venue's first closed candle in ``[start, end)``, or None: one
+        request of the lowest weight (``limit=1``). Used to skip what predates a listing."""
+        end = self.closed_end(interval, end)
+        if count_open_times(start, end, interval) == 0:
+            return None
+        page = await self._page(symbol, interval, first_open(start, interval), end, 1)
+        return page.last_open
 
     async def fetch(self, symbol: str, interval: str, start: int, end: int) -> list[Candle]:
         """Every CLOSED candle with ``start <= open_time < end`` (ms), ascending, unique,
@@ -88,7 +113,7 @@ class KlineFetcher:
         if interval not in spec.intervals:
             raise ConfigError(f"{spec.id} has no interval {interval!r}")
         # nothing at or after the forming candle can be closed yet
-        end = min(end, align(self.clock.time_ms(), interval))
+        end = self.closed_end(interval, end)
         count = count_open_times(start, end, interval)
         if count == 0:
             return []
@@ -187,7 +212,7 @@ class KlineFetcher:
     def _select(self, raw: list[Candle], interval: str, ws: int, we: int, limit: int) -> _Page:
         """Keep the closed rows of the window, ascending and unique (sorted here rather than
         trusted: dropping an out-of-order row would lose a candle silently)."""
-        now = self.clock.time_ms()
+        now = self.now_ms()
         keep: list[Candle] = []
         last: int | None = None
         for c in sorted(raw, key=_open_time):

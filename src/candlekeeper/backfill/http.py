@@ -8,6 +8,12 @@ budget, and turns 429/418/5xx/timeouts into a typed :class:`RestError` with ``re
 A 429 or 418 is an IP-wide verdict, so it is applied to the shared :class:`WeightBudget`: every
 caller of the venue waits (not only the one that got it), because one more request after a 429
 is exactly what turns a warning into a ban (protocols.md §B.5).
+
+Venues differ only in data (``VenueSpec``): which header carries the used weight (Binance
+``X-MBX-USED-WEIGHT-1M``), or the requests left and the window's expiry (BingX
+``X-RateLimit-Requests-Remain`` / ``-Expire``), further shorter windows (BingX: 500 per 10 s on
+top of 1000 per minute) and body codes that mean "rate limited" even on HTTP 200 (BingX 100410,
+handled as a 429).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 import aiohttp
@@ -27,7 +33,6 @@ from candlekeeper.venues.base import RestRequest, VenueSpec
 
 log = logging.getLogger(__name__)
 
-_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 _BANNED_UNTIL = re.compile(r"banned until (\d{10,16})")
 #: a ban without Retry-After or a "banned until" time: Binance's shortest ban (§A.6)
 DEFAULT_BAN_S = 120.0
@@ -128,8 +133,9 @@ class RestClient:
 
     One instance per venue and process, shared by every user, so that they share one budget.
     ``weight_limit`` overrides the venue's per-window weight limit and ``window_s`` its window
-    (the simulator can run with a shorter window); ``backoff_*`` shape the shared wait after a
-    429 that carries no ``Retry-After``.
+    (the simulator can run with a shorter window); the venue's extra windows
+    (``spec.rest_extra_windows``) keep their ratio to both. ``backoff_*`` shape the shared wait
+    after a 429 that carries no ``Retry-After``.
     """
 
     def __init__(self, spec: VenueSpec, base_url: str | None = None, *,
@@ -141,6 +147,12 @@ class RestClient:
         self.base_url = (base_url or spec.rest_base).rstrip("/")
         limit = spec.rest_weight_limit_per_minute if weight_limit is None else weight_limit
         self.budget = WeightBudget(limit, headroom=headroom, window_s=window_s)
+        #: (server-side limit, budget) for each shorter window, shortest first
+        self.extra_budgets: list[tuple[int, WeightBudget]] = []
+        for extra_s, extra_limit in sorted(spec.rest_extra_windows):
+            scaled = max(1, extra_limit * limit // spec.rest_weight_limit_per_minute)
+            self.extra_budgets.append((scaled, WeightBudget(
+                scaled, headroom=headroom, window_s=extra_s * window_s / 60.0)))
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session = session
         self._own_session = session is None
@@ -172,22 +184,30 @@ class RestClient:
     async def fetch(self, request: RestRequest) -> bytes:
         """Return the response body of a 2xx answer, or raise :class:`RestError`."""
         window = await self.budget.acquire(request.weight)
+        extra_windows = [await b.acquire(request.weight) for _, b in self.extra_budgets]
         url = f"{self.base_url}{request.path}"
         params = {k: str(v) for k, v in request.params.items()}
         self.requests += 1
         try:
             async with self._client().request(request.method, url, params=params) as resp:
                 body = await resp.read()
-                used = resp.headers.get(_WEIGHT_HEADER)
+                spec = self.spec
+                used = resp.headers.get(spec.rest_used_weight_header or "") \
+                    if spec.rest_used_weight_header else None
                 if used is not None and used.isdigit():
                     self.last_used_weight = int(used)
                     self.budget.observe(int(used), window)
+                expire_s = self._observe_remain(resp.headers, window, extra_windows)
+                retry_after = resp.headers.get("Retry-After") or (
+                    None if expire_s is None else f"{expire_s:.3f}")
                 if resp.status < 300:
-                    self._streak_429 = 0
-                    return body
+                    error = _body_rate_limited(spec, request.path, body, retry_after)
+                    if error is None:
+                        self._streak_429 = 0
+                        return body
+                else:
+                    error = _http_error(spec.id, request.path, resp.status, body, retry_after)
                 self.errors += 1
-                error = _http_error(self.spec.id, request.path, resp.status, body,
-                                    resp.headers.get("Retry-After"))
         except aiohttp.ClientError as exc:
             self.errors += 1
             raise RestError(f"{self.spec.id} {request.path}: {exc.__class__.__name__}: {exc}"
@@ -200,6 +220,25 @@ class RestClient:
         elif error.status == 418:
             self._on_418(error)
         raise error
+
+    def _observe_remain(self, headers: Mapping[str, str], window: int,
+                        extra_windows: list[int]) -> float | None:
+        """Apply a "requests left" header to the shortest window's budget (BingX) and return the
+        seconds until that window expires, if the venue says."""
+        spec = self.spec
+        expire_s = _expire_seconds(headers.get(spec.rest_expire_header)) \
+            if spec.rest_expire_header else None
+        remain = headers.get(spec.rest_remain_header) if spec.rest_remain_header else None
+        if remain is None or not remain.isdigit():
+            return expire_s
+        if self.extra_budgets:
+            server_limit, budget = self.extra_budgets[0]
+            budget.observe(max(0, server_limit - int(remain)), extra_windows[0])
+        else:
+            self.budget.observe(max(0, self.budget.limit - int(remain)), window)
+        if int(remain) == 0 and expire_s:
+            self.budget.block(expire_s)  # nothing left: nobody asks before the window ends
+        return expire_s
 
     def _on_429(self, error: RestError) -> None:
         self.rate_limited += 1
@@ -238,6 +277,31 @@ class RestClient:
 class _ErrorBody(msgspec.Struct):
     code: int = 0
     msg: str = ""
+
+
+def _body_rate_limited(spec: VenueSpec, path: str, body: bytes,
+                       retry_after: str | None) -> RestError | None:
+    """A 2xx whose body code says "rate limited" (BingX 100410), as the 429 it means."""
+    if not spec.rest_rate_limit_codes or not body.startswith(b"{"):
+        return None
+    try:
+        code = msgspec.json.decode(body, type=_ErrorBody).code
+    except msgspec.DecodeError:
+        return None
+    if code not in spec.rest_rate_limit_codes:
+        return None
+    return _http_error(spec.id, path, 429, body, retry_after)
+
+
+def _expire_seconds(value: str | None) -> float | None:
+    """A window-expiry header as seconds from now: milliseconds to go (``10000``, as BingX
+    sends) or, if it is that large, an epoch time in ms."""
+    if value is None or not value.isdigit():
+        return None
+    ms = int(value)
+    if ms > 10**12:  # an epoch timestamp
+        return max(0.0, ms / 1000 - time.time())
+    return ms / 1000
 
 
 def _http_error(venue: str, path: str, status: int, body: bytes,

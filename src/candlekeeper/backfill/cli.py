@@ -1,0 +1,355 @@
+"""``candlekeeper backfill`` and ``candlekeeper gaps``: history over REST into the SQLite sink.
+
+Both commands read the service's config (venues, symbols, intervals, REST URLs, SQLite path), so
+they act on exactly the streams the service stores. ``backfill`` fills a time range and can be
+stopped and re-run at will (it plans from what is stored); ``gaps`` audits storage and, with
+``--repair``, fills the holes and audits again. Exit codes of ``gaps``: 0 no gaps, 1 gaps found
+(or a repair failed), 3 only unfillable gaps remain (the venue's own history lacks them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as RichBar
+
+from candlekeeper.backfill.fetcher import KlineFetcher
+from candlekeeper.backfill.http import RestClient
+from candlekeeper.backfill.planner import count_open_times
+from candlekeeper.backfill.runner import Backfiller, FillResult, StreamAudit
+from candlekeeper.config import Config, FeedConfig, load_config
+from candlekeeper.core.stream_key import StreamKey
+from candlekeeper.core.symbols import normalize_symbol
+from candlekeeper.errors import CandlekeeperError, ConfigError
+from candlekeeper.observability.logging import configure as configure_logging
+from candlekeeper.sinks.sqlite import SQLiteSink
+from candlekeeper.venues.registry import make_codec
+
+__all__ = ["backfill_command", "gaps_command", "parse_time"]
+
+#: the local clock may run ahead of the exchange's: a candle counts as closed 2 s after its close
+CLOSE_MARGIN_MS = 2_000
+EXIT_GAPS, EXIT_UNFILLABLE = 1, 3
+
+
+def parse_time(text: str) -> int:
+    """``now``, Unix ms, or an ISO date/time (UTC unless it says otherwise) -> Unix ms."""
+    value = text.strip()
+    if value.lower() == "now":
+        return time.time_ns() // 1_000_000
+    if value.isdigit():
+        return int(value)
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected 'now', Unix ms or an ISO date such as "
+                                 "2024-01-01 or 2024-01-01T12:00") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def fmt_time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
+
+
+# -- progress -------------------------------------------------------------------------------
+class BarProgress:
+    """A rich bar per stream plus a total bar (on a terminal)."""
+
+    def __init__(self, console: Console) -> None:
+        self.bar = RichBar(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                           TextColumn("{task.fields[fetched]} fetched"), TimeRemainingColumn(),
+                           console=console)
+        self.total = self.bar.add_task("total", total=0, fetched=0)
+        self.tasks: dict[StreamKey, TaskID] = {}
+
+    def _task(self, key: StreamKey) -> TaskID:
+        if key not in self.tasks:
+            self.tasks[key] = self.bar.add_task(f"{key.venue} {key.symbol} {key.interval}",
+                                                total=0, fetched=0)
+        return self.tasks[key]
+
+    def plan(self, key: StreamKey, candles: int) -> None:
+        task = self._task(key)
+        for t in (task, self.total):
+            self.bar.update(t, total=(self.bar.tasks[t].total or 0) + candles)
+
+    def advance(self, key: StreamKey, planned: int, fetched: int) -> None:
+        task = self._task(key)
+        for t in (task, self.total):
+            fields = self.bar.tasks[t].fields
+            self.bar.update(t, advance=planned, fetched=int(fields["fetched"]) + fetched)
+
+    def end(self, key: StreamKey) -> None:
+        pass
+
+
+class LineProgress:
+    """Plain lines when not on a terminal (logs, CI): one per stream at each tenth done."""
+
+    def __init__(self) -> None:
+        self.state: dict[StreamKey, list[int]] = {}  # planned, done, fetched, last tenth
+
+    def plan(self, key: StreamKey, candles: int) -> None:
+        self.state.setdefault(key, [0, 0, 0, -1])[0] += candles
+
+    def advance(self, key: StreamKey, planned: int, fetched: int) -> None:
+        st = self.state.setdefault(key, [0, 0, 0, -1])
+        st[1] += planned
+        st[2] += fetched
+        tenth = st[1] * 10 // max(1, st[0])
+        if tenth > st[3]:
+            st[3] = tenth
+            click.echo(f"{key.venue} {key.symbol} {key.interval}: {st[1]}/{st[0]} planned "
+                       f"candles done, {st[2]} fetched")
+
+    def end(self, key: StreamKey) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _progress(console: Console) -> Iterator[BarProgress | LineProgress]:
+    if console.is_terminal:
+        bars = BarProgress(console)
+        with bars.bar:
+            yield bars
+    else:
+        yield LineProgress()
+
+
+# -- building blocks ----------------------------------------------------------------------
+def _feeds(config: Config, venues: Sequence[str]) -> list[FeedConfig]:
+    feeds = [f for f in config.feeds if not venues or f.venue in venues]
+    unknown = set(venues) - {f.venue for f in config.feeds}
+    if unknown:
+        raise ConfigError(f"venue(s) not in the config: {', '.join(sorted(unknown))}")
+    return feeds
+
+
+def _symbols(values: Sequence[str]) -> list[str]:
+    return [normalize_symbol(s) for v in values for s in v.split(",") if s.strip()]
+
+
+async def _keys(feed: FeedConfig, rest: RestClient, symbols: list[str], intervals: list[str],
+                sink: SQLiteSink, *, from_storage: bool) -> list[StreamKey]:
+    wanted = [i for i in feed.intervals if not intervals or i in intervals]
+    if symbols:
+        syms = symbols
+    elif not feed.all_symbols:
+        syms = list(feed.symbols)
+    elif from_storage:
+        stored = sink.keys()
+        return [k for k in stored if k.venue == feed.venue and k.interval in wanted]
+    else:
+        codec = make_codec(feed.venue)
+        syms = codec.decode_symbols(await rest.fetch(codec.exchange_info_request()))
+    return [StreamKey(feed.venue, s, i) for s in syms for i in wanted]
+
+
+@contextlib.asynccontextmanager
+async def _engine(config: Config, venues: Sequence[str], weight_limit: int | None,
+                  window_s: float, progress: BarProgress | LineProgress | None
+                  ) -> AsyncIterator[tuple[Backfiller, dict[str, RestClient], list[FeedConfig]]]:
+    if not config.sinks.sqlite.enabled:
+        raise ConfigError("backfill and gaps work on the SQLite sink, which the config disables")
+    feeds = _feeds(config, venues)
+    sink = SQLiteSink(config.sinks.sqlite.path)
+    await sink.open()
+    clients: dict[str, RestClient] = {}
+    try:
+        fetchers: dict[str, KlineFetcher] = {}
+        for feed in feeds:
+            client = RestClient(feed.spec, feed.rest_base, weight_limit=weight_limit,
+                                window_s=window_s)
+            clients[feed.venue] = client
+            fetchers[feed.venue] = KlineFetcher(make_codec(feed.venue), client,
+                                                close_margin_ms=CLOSE_MARGIN_MS)
+        yield Backfiller(sink, fetchers, progress=progress), clients, feeds
+    finally:
+        for client in clients.values():
+            await client.close()
+        await sink.close()
+
+
+def _common(fn: click.decorators.FC) -> click.decorators.FC:
+    options = [
+        click.option("-c", "--config", "config_path", type=click.Path(path_type=Path),
+                     envvar="CANDLEKEEPER_CONFIG", required=True, help="YAML config file."),
+        click.option("--venue", "venues", multiple=True, help="Only this venue (repeatable)."),
+        click.option("--symbols", multiple=True,
+                     help="Only these symbols (comma-separated or repeated)."),
+        click.option("--intervals", multiple=True, help="Only these intervals."),
+        click.option("--rest-weight-limit", type=click.IntRange(1), default=None,
+                     help="Request weight per window to stay under (default: the venue's, e.g. "
+                          "2400/min on USDⓈ-M); lower it to leave room for other processes."),
+        click.option("--rest-window-s", type=click.FloatRange(min=0.001, min_open=False),
+                     default=60.0, hidden=True),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _setup(config_path: Path) -> tuple[Config, Console]:
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    configure_logging("WARNING", config.observability.log_json)
+    return config, Console(stderr=False)
+
+
+# -- backfill -------------------------------------------------------------------------------
+@click.command("backfill")
+@_common
+@click.option("--start", required=True, help="First open time: 2024-01-01, ISO time or Unix ms.")
+@click.option("--end", default="now", show_default=True, help="Exclusive end.")
+def backfill_command(config_path: Path, venues: tuple[str, ...], symbols: tuple[str, ...],
+                     intervals: tuple[str, ...], rest_weight_limit: int | None,
+                     rest_window_s: float, start: str, end: str) -> None:
+    """Fetch history over REST into the SQLite sink (resumable: skips what is stored)."""
+    config, console = _setup(config_path)
+    lo, hi = parse_time(start), parse_time(end)
+    if hi <= lo:
+        raise click.BadParameter("--end must be after --start")
+    t0 = time.monotonic()
+    try:
+        with _progress(console) as progress:
+            results, fetchers = asyncio.run(_backfill(
+                config, venues, _symbols(symbols), list(intervals), rest_weight_limit,
+                rest_window_s, lo, hi, progress))
+    except CandlekeeperError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    failed = _summary(console, results, fetchers, time.monotonic() - t0)
+    sys.exit(1 if failed else 0)
+
+
+async def _backfill(config: Config, venues: Sequence[str], symbols: list[str],
+                    intervals: list[str], weight_limit: int | None, window_s: float, start: int,
+                    end: int, progress: BarProgress | LineProgress
+                    ) -> tuple[list[FillResult], list[KlineFetcher]]:
+    async with _engine(config, venues, weight_limit, window_s, progress) as (eng, clients, feeds):
+        keys = [k for f in feeds for k in await _keys(f, clients[f.venue], symbols, intervals,
+                                                      eng.sink, from_storage=False)]
+        return await eng.fill_many(keys, start, end), list(eng.fetchers.values())
+
+
+def _summary(console: Console, results: list[FillResult], fetchers: list[KlineFetcher],
+             duration: float) -> bool:
+    failed = False
+    for r in results:
+        k = r.key
+        name = f"{k.venue} {k.symbol} {k.interval}"
+        if r.error:
+            failed = True
+            console.print(f"[red]{name}: FAILED after {r.fetched} candles: {r.error}[/red]")
+        elif r.unfillable:
+            n = sum(count_open_times(a, b, k.interval) for a, b in r.unfillable)
+            first = r.first_available
+            where = f" (its history starts at {fmt_time(first)})" if first else ""
+            console.print(f"{name}: {r.fetched} fetched; {n} candle(s) the venue does not have"
+                          f"{where}: " + ", ".join(f"{fmt_time(a)}..{fmt_time(b)}"
+                                                   for a, b in r.unfillable[:3]))
+    stats = [f.stats for f in fetchers]
+    console.print(
+        f"backfill: {len(results)} stream(s), {sum(r.fetched for r in results)} candles "
+        f"fetched, {sum(s.requests for s in stats)} requests, weight "
+        f"{sum(s.weight_used for s in stats)}, {sum(s.retries for s in stats)} retries, "
+        f"{sum(s.rate_limited + s.banned for s in stats)} rate-limit answers, {duration:.1f}s")
+    return failed
+
+
+# -- gaps ----------------------------------------------------------------------------------
+@click.command("gaps")
+@_common
+@click.option("--start", default=None, help="Audit from here (default: first stored candle).")
+@click.option("--end", default=None, help="Audit up to here (default: last stored candle; "
+              "'now' includes the tail up to the forming candle).")
+@click.option("--repair", is_flag=True, help="Fill the holes over REST, then audit again.")
+def gaps_command(config_path: Path, venues: tuple[str, ...], symbols: tuple[str, ...],
+                 intervals: tuple[str, ...], rest_weight_limit: int | None,
+                 rest_window_s: float, start: str | None, end: str | None, repair: bool) -> None:
+    """Audit storage per stream: holes as time ranges; exit 1 when there are gaps."""
+    config, console = _setup(config_path)
+    lo = parse_time(start) if start else None
+    hi = parse_time(end) if end else None
+    try:
+        code = asyncio.run(_gaps(config, venues, _symbols(symbols), list(intervals),
+                                 rest_weight_limit, rest_window_s, lo, hi, repair, console))
+    except CandlekeeperError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    sys.exit(code)
+
+
+async def _gaps(config: Config, venues: Sequence[str], symbols: list[str], intervals: list[str],
+                weight_limit: int | None, window_s: float, start: int | None, end: int | None,
+                repair: bool, console: Console) -> int:
+    async with _engine(config, venues, weight_limit, window_s, None) as (eng, clients, feeds):
+        keys = [k for f in feeds for k in await _keys(f, clients[f.venue], symbols, intervals,
+                                                      eng.sink, from_storage=True)]
+        audits = [await eng.audit(k, start, end) for k in keys]
+        _print_audits(console, audits)
+        with_holes = [a for a in audits if a.holes]
+        empty = any(a.empty and not a.holes for a in audits)
+        if empty and repair:
+            console.print("streams with nothing stored have no range to repair: give --start, "
+                          "or run `candlekeeper backfill --start ...`")
+        if not repair or not with_holes:
+            return EXIT_GAPS if with_holes or empty else 0
+        results = list(await asyncio.gather(*(eng.repair(a) for a in with_holes)))
+        failed, unfillable = empty, False
+        for r in results:
+            k = r.key
+            name = f"{k.venue} {k.symbol} {k.interval}"
+            if r.error:
+                console.print(f"[red]{name}: repair FAILED: {r.error}[/red]")
+                failed = True
+            elif r.unfillable:
+                n = sum(_count(k, a, b) for a, b in r.unfillable)
+                console.print(f"{name}: {r.fetched} candles repaired; [yellow]unfillable[/yellow]"
+                              f": {n} candle(s) the venue's REST history does not have: "
+                              + ", ".join(f"{fmt_time(a)}..{fmt_time(b)}"
+                                          for a, b in r.unfillable[:5]))
+                unfillable = True
+            else:
+                console.print(f"{name}: {r.fetched} candles repaired, no gaps left")
+        return EXIT_GAPS if failed else EXIT_UNFILLABLE if unfillable else 0
+
+
+def _count(key: StreamKey, a: int, b: int) -> int:
+    return count_open_times(a, b, key.interval)
+
+
+def _print_audits(console: Console, audits: list[StreamAudit]) -> None:
+    for a in audits:
+        k = a.key
+        name = f"{k.venue} {k.symbol} {k.interval}"
+        if a.empty and not a.holes:
+            console.print(f"{name}: nothing stored")
+        elif not a.holes:
+            console.print(f"{name}: {a.stored} candles, no gaps "
+                          f"({fmt_time(a.start)}..{fmt_time(a.end)})")
+        else:
+            console.print(f"{name}: {a.stored} candles, {len(a.holes)} gap(s), {a.missing} "
+                          "missing:")
+            for lo, hi in a.holes[:20]:
+                console.print(f"    {fmt_time(lo)} .. {fmt_time(hi)}  "
+                              f"({_count(k, lo, hi)} candles)")
+            if len(a.holes) > 20:
+                console.print(f"    ... and {len(a.holes) - 20} more")
+    n = sum(1 for a in audits if a.holes)
+    empty = sum(1 for a in audits if a.empty and not a.holes)
+    console.print(f"gaps: {len(audits)} stream(s) audited, {n} with gaps, {empty} empty")
