@@ -1,0 +1,87 @@
+"""The sink contract (:class:`Sink`), the writer's counters (:class:`WriterStats`) and the backoff
+policy, shared by every backend and by :class:`~candlekeeper.sinks.writer.BatchingWriter`.
+
+Kept apart from the writer so a backend can implement the contract without importing the writer
+(``candlekeeper.sinks.base`` re-exports everything for existing imports).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+import msgspec
+
+from candlekeeper.core.candle import Candle
+
+__all__ = ["Sink", "WriterStats", "backoff_delays"]
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """A backend that stores (or publishes) closed candles.
+
+    Contract every implementation keeps:
+
+    * ``open()`` and ``close()`` are idempotent (the writer calls them, and a service may too).
+    * ``write()`` is idempotent on ``(venue, symbol, interval, open_time)``: writing the same
+      candle twice never creates a second row/message, and a candle already stored never makes the
+      batch fail (cryptofeed's "one duplicate drops the whole batch" bug).
+    * ``write()`` either stores the whole batch or raises ``SinkError`` (then nothing must be
+      half-visible, or the partial part must be harmless to re-write — which idempotency gives).
+      A candle the backend can never store (malformed) is rejected and counted by the sink itself,
+      not raised, because the writer treats every raise as transient and retries the batch.
+    """
+
+    name: str
+
+    async def open(self) -> None: ...
+
+    async def write(self, candles: Sequence[Candle]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class WriterStats(msgspec.Struct, frozen=True):
+    """A snapshot of one writer's counters (cheap to take; safe to show on a dashboard).
+
+    ``pending`` is everything not yet written: ``in_memory`` (queued, in flight or being spilled)
+    plus ``journal_rows`` (spilled to the on-disk journal, replayed first). ``dropped`` is the
+    number of candles discarded by the overflow policy — any non-zero value means data loss.
+    ``oldest_pending_age_s`` is how long the oldest unwritten candle has waited (wall clock, so it
+    survives a restart for journalled candles); it is the backlog metric to alert on.
+    """
+
+    written: int
+    pending: int
+    batches: int
+    failures: int
+    retries: int
+    dropped: int
+    last_error: str | None
+    last_flush_monotonic: float | None
+    in_memory: int = 0
+    journal_rows: int = 0
+    journal_bytes: int = 0
+    spilled: int = 0
+    replayed: int = 0
+    journal_errors: int = 0
+    oldest_pending_age_s: float | None = None
+
+
+def backoff_delays(initial_s: float, max_s: float,
+                   rng: Callable[[], float] = random.random) -> Iterator[float]:
+    """Capped exponential backoff with "equal jitter": attempt *n* waits a random time in
+    ``[d/2, d]`` with ``d = min(max_s, initial_s * 2**n)``.
+
+    Jitter keeps several writers (or processes) that failed together from retrying in lockstep;
+    the lower bound of ``d/2`` keeps the wait from collapsing to zero. Pure and infinite: the caller
+    decides when to stop.
+    """
+    if initial_s <= 0 or max_s < initial_s:
+        raise ValueError("need 0 < initial_s <= max_s")
+    delay = initial_s
+    while True:
+        yield delay * (0.5 + 0.5 * rng())
+        delay = min(max_s, delay * 2.0)
