@@ -147,6 +147,7 @@ class RestClient:
         self.base_url = (base_url or spec.rest_base).rstrip("/")
         limit = spec.rest_weight_limit_per_minute if weight_limit is None else weight_limit
         self.budget = WeightBudget(limit, headroom=headroom, window_s=window_s)
+        self._server_limit = limit
         #: (server-side limit, budget) for each shorter window, shortest first
         self.extra_budgets: list[tuple[int, WeightBudget]] = []
         for extra_s, extra_limit in sorted(spec.rest_extra_windows):
@@ -192,8 +193,8 @@ class RestClient:
             async with self._client().request(request.method, url, params=params) as resp:
                 body = await resp.read()
                 spec = self.spec
-                used = resp.headers.get(spec.rest_used_weight_header or "") \
-                    if spec.rest_used_weight_header else None
+                header = spec.rest_used_weight_header
+                used = resp.headers.get(header) if header else None
                 if used is not None and used.isdigit():
                     self.last_used_weight = int(used)
                     self.budget.observe(int(used), window)
@@ -235,7 +236,7 @@ class RestClient:
             server_limit, budget = self.extra_budgets[0]
             budget.observe(max(0, server_limit - int(remain)), extra_windows[0])
         else:
-            self.budget.observe(max(0, self.budget.limit - int(remain)), window)
+            self.budget.observe(max(0, self._server_limit - int(remain)), window)
         if int(remain) == 0 and expire_s:
             self.budget.block(expire_s)  # nothing left: nobody asks before the window ends
         return expire_s
