@@ -136,13 +136,21 @@ def _feeds(config: Config, venues: Sequence[str]) -> list[FeedConfig]:
     return feeds
 
 
+def _split(values: Sequence[str]) -> list[str]:
+    return [s.strip() for v in values for s in v.split(",") if s.strip()]
+
+
 def _symbols(values: Sequence[str]) -> list[str]:
-    return [normalize_symbol(s) for v in values for s in v.split(",") if s.strip()]
+    return [normalize_symbol(s) for s in _split(values)]
 
 
 async def _keys(feed: FeedConfig, rest: RestClient, symbols: list[str], intervals: list[str],
                 sink: SQLiteSink, *, from_storage: bool) -> list[StreamKey]:
-    wanted = [i for i in feed.intervals if not intervals or i in intervals]
+    bad = [i for i in intervals if i not in feed.spec.intervals]
+    if bad:
+        raise ConfigError(f"{feed.venue} has no interval {', '.join(map(repr, bad))}; "
+                          f"allowed: {', '.join(feed.spec.intervals)}")
+    wanted = list(dict.fromkeys(intervals)) or list(feed.intervals)
     if symbols:
         syms = symbols
     elif not feed.all_symbols:
@@ -188,7 +196,8 @@ def _common(fn: click.decorators.FC) -> click.decorators.FC:
         click.option("--venue", "venues", multiple=True, help="Only this venue (repeatable)."),
         click.option("--symbols", multiple=True,
                      help="Only these symbols (comma-separated or repeated)."),
-        click.option("--intervals", multiple=True, help="Only these intervals."),
+        click.option("--intervals", multiple=True,
+                     help="Only these intervals (comma-separated or repeated)."),
         click.option("--rest-weight-limit", type=click.IntRange(1), default=None,
                      help="Request weight per window to stay under (default: the venue's, e.g. "
                           "2400/min on USDⓈ-M); lower it to leave room for other processes."),
@@ -227,7 +236,7 @@ def backfill_command(config_path: Path, venues: tuple[str, ...], symbols: tuple[
     try:
         with _progress(console) as progress:
             results, fetchers = asyncio.run(_backfill(
-                config, venues, _symbols(symbols), list(intervals), rest_weight_limit,
+                config, venues, _symbols(symbols), _split(intervals), rest_weight_limit,
                 rest_window_s, lo, hi, progress))
     except CandlekeeperError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -281,12 +290,15 @@ def _summary(console: Console, results: list[FillResult], fetchers: list[KlineFe
 def gaps_command(config_path: Path, venues: tuple[str, ...], symbols: tuple[str, ...],
                  intervals: tuple[str, ...], rest_weight_limit: int | None,
                  rest_window_s: float, start: str | None, end: str | None, repair: bool) -> None:
-    """Audit storage per stream: holes as time ranges; exit 1 when there are gaps."""
+    """Audit storage per stream: holes as time ranges, streams with nothing stored.
+
+    Exit status: 0 no gaps; 1 gaps found (or a repair failed); 3 after --repair, only
+    unfillable gaps remain (the venue's own REST history lacks those candles)."""
     config, console = _setup(config_path)
     lo = parse_time(start) if start else None
     hi = parse_time(end) if end else None
     try:
-        code = asyncio.run(_gaps(config, venues, _symbols(symbols), list(intervals),
+        code = asyncio.run(_gaps(config, venues, _symbols(symbols), _split(intervals),
                                  rest_weight_limit, rest_window_s, lo, hi, repair, console))
     except CandlekeeperError as exc:
         click.echo(f"error: {exc}", err=True)
