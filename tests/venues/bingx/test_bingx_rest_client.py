@@ -134,7 +134,7 @@ async def test_the_short_window_is_enforced(server: Server) -> None:
     window_s 1.2 s makes that window 0.2 s; the server never sees more than 10 in one."""
     async with RestClient(BINGX_SWAP, server.base, weight_limit=20, window_s=1.2) as client:
         (limit, short), = client.extra_budgets
-        assert (limit, short.limit, short.window_s) == (10, 9, pytest.approx(0.2))
+        assert (limit, short.limit) == (10, 9) and short.window_s == pytest.approx(0.2)
         for _ in range(12):
             await client.fetch(CODEC.klines_request("BTCUSDT", "1m"))
         assert short.waits >= 1
