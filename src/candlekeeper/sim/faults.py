@@ -60,7 +60,7 @@ PARAMS: dict[str, dict[str, type]] = {
     "duplicate": {"closed": bool},
     "reorder": {"closed": bool},
     "truncated": {"closed": bool},
-    "missing_close": {},
+    "missing_close": {"tail": bool},
     "rest_429": {"retry_after_s": int},
     "rest_418": {},
     "rest_5xx": {"status": int},
@@ -80,11 +80,14 @@ class Target(msgspec.Struct, frozen=True):
     value: str = ""
 
     def matches_stream(self, stream: str) -> bool:
-        """Does a frame of ``stream`` (``btcusdt@kline_1m``) fall under this target?"""
+        """Does a frame of ``stream`` (``btcusdt@kline_1m``, ``BTC-USDT@kline_1m``) fall under
+        this target? Symbols compare in canonical form, so ``symbol:BTCUSDT`` also matches
+        BingX's hyphenated ``BTC-USDT`` topics."""
         if self.scope == "stream":
             return stream == self.value
         if self.scope == "symbol":
-            return stream.startswith(self.value) and stream[len(self.value):][:1] == "@"
+            symbol, sep, _ = stream.partition("@")
+            return bool(sep) and symbol.replace("-", "").lower() == self.value
         return True
 
 
@@ -98,7 +101,7 @@ def parse_target(text: str) -> Target:
     if scope == "conn" and not value.isdigit():
         raise ConfigError(f"bad fault target {text!r}: a connection id is an integer")
     if scope == "symbol":
-        value = value.lower()  # stream names carry lowercase symbols
+        value = value.replace("-", "").lower()  # canonical, as matches_stream compares
     return Target(scope, value)  # type: ignore[arg-type]
 
 
@@ -111,7 +114,10 @@ class Fault(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     None: no count limit); with neither given a fault hits once. ``fraction`` makes each
     matching frame or request a hit with that probability (seeded). ``malformed`` injects
     ``count`` bad frames at once. ``stall`` / ``drop_pings`` with no ``duration_s`` never
-    resume. ``rest_418`` bans every client for ``duration_s``.
+    resume. ``rest_418`` bans every client for ``duration_s``. ``missing_close`` drops the frame
+    that closes a candle (Binance ``x:true``; BingX, which has no closed flag, the candle's last
+    push); with ``params={"tail": True}`` it hits the next frame of any candle and drops every
+    frame of that candle from there on (a candle's last seconds, or all of it).
     """
 
     kind: FaultKind

@@ -24,7 +24,6 @@ from candlekeeper.core.clock import ScaledClock
 from candlekeeper.sim.faults import REST_KINDS, Fault, FaultRecord
 from candlekeeper.sim.rest_faults import RestFaults
 from candlekeeper.sim.shaper import Effect, Shaper
-from candlekeeper.sim.venues.binance_frames import combined, text_frame
 
 if TYPE_CHECKING:
     from candlekeeper.sim.server import Connection, VenueServer
@@ -75,19 +74,6 @@ class FaultLog:
                 await self._changed.wait()
 
 
-def _malformed(stream: str, symbol: str) -> list[bytes]:
-    s, sym = stream.encode(), symbol.encode()
-    return [
-        b"not json at all",
-        b'{"e":"kline","E":1700000000000,"s":"' + sym + b'","k":{"t":oops}}',
-        b'{"stream":"' + s + b'","data":{"e":"kline","E":"soon","s":"' + sym
-        + b'","k":{"t":"x","x":"maybe"}}}',
-        b"[]",
-        b'{"e":"kline","E":1700000000000,"s":"' + sym + b'","k":{"t":1700000000000,"T":',
-        b'{"stream":"' + s + b'","data":null}',
-    ]
-
-
 class FaultInjector:
     """Applies faults to one :class:`~candlekeeper.sim.server.VenueServer`."""
 
@@ -96,7 +82,7 @@ class FaultInjector:
         self.venue = server.venue
         self._rng = random.Random(f"{seed}/{self.venue}/frames")
         self.rest = RestFaults(self._rest_record, random.Random(f"{seed}/{self.venue}/rest"),
-                               self._used_weight)
+                               lambda: self.server.rest)
         self._timers: set[asyncio.TimerHandle] = set()
 
     def stop(self) -> None:
@@ -120,9 +106,6 @@ class FaultInjector:
                      detail: str) -> None:
         self._count(kind)
         self.log.add(fault_id, kind, self.venue, stream=symbol, detail=f"{path}: {detail}")
-
-    def _used_weight(self, ip: str) -> int:
-        return self.server.rest.limiter.used(ip, time.time())
 
     def _later(self, delay: float, fn: Callable[[], None]) -> None:
         if math.isinf(delay):
@@ -184,18 +167,24 @@ class FaultInjector:
             rec(kind, fid, conn.id, None, None, "connection lifetime ended early")
             conn.request_close("lifetime")
         elif kind == "malformed":
-            stream = next(iter(conn.session.subscriptions), "btcusdt@kline_1m")
-            bad = _malformed(stream, stream.partition("@")[0].upper())
+            persona = self.server.personality
+            stream = next(iter(conn.session.subscriptions), None) or persona.stream_name(
+                self.server.market.symbols[0], self.server.market.intervals[0])
+            bad = persona.malformed(stream)
             for _ in range(fault.count or 1):
                 frame = bad[self._rng.randrange(len(bad))]
-                conn.write_now(text_frame(frame))
+                conn.write_now(frame)
                 rec(kind, fid, conn.id, None, None, f"injected {frame[:40]!r}")
         elif kind == "server_shutdown":
-            event = b'{"e":"serverShutdown","E":%d}' % self.server.clock.time_ms()
-            conn.write_now(text_frame(combined(b"!serverShutdown", event)
-                                      if conn.combined else event))
+            notice = self.server.personality.shutdown_notice(self.server.clock.time_ms(),
+                                                             conn.combined)
             delay = float(fault.param("delay_s", 1.0))
-            rec(kind, fid, conn.id, None, None, f"serverShutdown sent, close in {delay:g} s")
+            if notice is not None:
+                conn.write_now(notice)
+                rec(kind, fid, conn.id, None, None, f"serverShutdown sent, close in {delay:g} s")
+            else:  # BingX has no notice: the close simply comes (a maintenance restart)
+                rec(kind, fid, conn.id, None, None,
+                    f"no shutdown notice on this venue, close in {delay:g} s")
             self._later(delay, lambda: conn.request_close("server_shutdown", code=1001,
                                                           message="server shutdown"))
         else:
@@ -205,7 +194,8 @@ class FaultInjector:
         kind, now = fault.kind, time.monotonic()
         shaper = conn.shaper
         if shaper is None:
-            shaper = conn.shaper = Shaper(conn, self._ws_record, self._rng)
+            shaper = conn.shaper = Shaper(conn, self._ws_record, self._rng,
+                                          self.server.personality.closing_frame_name)
             self.server.pusher.shaping = True
         duration = fault.duration_s if fault.duration_s is not None else math.inf
         if kind == "drop_pings" or (kind == "stall" and not fault.param("pings", True)):
@@ -223,7 +213,8 @@ class FaultInjector:
         tgt = fault.target_spec
         shaper.add(Effect(kind, fid, tgt, until=now + duration,
                           count=None if kind == "stall" else count, fraction=fault.fraction,
-                          closed_only=bool(fault.param("closed", False))))
+                          closed_only=bool(fault.param("closed", False)),
+                          tail=bool(fault.param("tail", False))))
         if kind == "stall":
             pings = "pings continue" if fault.param("pings", True) else "pings stopped too"
             self._ws_record(kind, fid, conn.id, None, None,

@@ -20,6 +20,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from decimal import ROUND_FLOOR, Decimal
 
+import msgspec
+
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.intervals import (
     DAY,
@@ -111,7 +113,7 @@ class _WalkSource(_Source):
     def __init__(self, venue: str, symbol: str, chain: tuple[str, ...], pad: int | None,
                  seed: int) -> None:
         super().__init__(venue, symbol, chain, pad)
-        self.gen = WalkGenerator(profile_for(symbol), seed, venue)
+        self.gen = WalkGenerator(profile_for(symbol, venue), seed, venue)
         self.top = chain[-1]
         ladder = [self.top]
         for iv in reversed(chain[:-1]):
@@ -202,12 +204,16 @@ def _exp(x: Decimal) -> int:
 
 
 class Market:
-    """The market of one venue. ``pad`` is 8 for spot (decimals padded to 8 places)."""
+    """The market of one venue. ``pad`` is 8 for spot (decimals padded to 8 places).
+    ``ohlcv_only`` (BingX) drops what the venue never publishes — trade counts, quote and taker
+    volumes, trade ids — from every candle it hands out, so the truth equals what a client can
+    know."""
 
     def __init__(self, venue: str, symbols: Sequence[str], intervals: Sequence[str], *,
                  seed: int = 1, start_ms: int, history: int = 1000,
                  replay: Sequence[ReplaySeries] = (), pad: int | None = None,
-                 allowed_intervals: Sequence[str] | None = None) -> None:
+                 allowed_intervals: Sequence[str] | None = None,
+                 ohlcv_only: bool = False) -> None:
         if not intervals:
             raise ConfigError("the simulator needs at least one interval")
         allowed = set(allowed_intervals or INTERVAL_MS)
@@ -221,6 +227,7 @@ class Market:
                                   "the simulator derives every interval from the finest one")
         self.venue, self.intervals, self.start_ms, self.history = venue, chain, start_ms, history
         self.pad = pad
+        self.ohlcv_only = ohlcv_only
         self._sources: dict[str, _Source] = {}
         for series in replay:
             own = (series.interval, *(iv for iv in chain if INTERVAL_MS[iv] > INTERVAL_MS[
@@ -264,13 +271,22 @@ class Market:
         src = self._sources[symbol]
         if open_time < self.listing_time(symbol, interval):
             return None
-        return src.bar(interval, open_time)
+        return self._out(src.bar(interval, open_time))
+
+    def _out(self, c: Candle | None) -> Candle | None:
+        if c is None or not self.ohlcv_only:
+            return c
+        return msgspec.structs.replace(c, quote_volume_str=None, trades=None,
+                                       taker_buy_base_volume_str=None,
+                                       taker_buy_quote_volume_str=None, first_trade_id=None,
+                                       last_trade_id=None)
 
     def forming(self, symbol: str, interval: str, now_ms: int) -> Candle | None:
         """The candle containing ``now_ms`` as it stands then; ``None`` before its first trade."""
         if not self.has_stream(symbol, interval):
             return None
-        return self._forming(self._sources[symbol], interval, align(now_ms, interval), now_ms)
+        return self._out(self._forming(self._sources[symbol], interval, align(now_ms, interval),
+                                       now_ms))
 
     def _forming(self, src: _Source, interval: str, t0: int, now: int) -> Candle | None:
         if interval == src.base:
@@ -299,7 +315,7 @@ class Market:
             lo = max(lo, since_ms)
         out = []
         for t in open_times(lo, align(now_ms, interval), interval):
-            c = src.bar(interval, t)
+            c = self._out(src.bar(interval, t))
             if c is not None:
                 out.append(c)
         return out
@@ -339,4 +355,6 @@ class Market:
                     c = empty(self.venue, symbol, interval, t, prev.close, prev.volume * 0)
             if c is not None:
                 out.append(c)
+        if self.ohlcv_only:
+            return [c for c in map(self._out, out) if c is not None]
         return out

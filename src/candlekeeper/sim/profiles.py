@@ -61,9 +61,25 @@ DEFAULT_PROFILES: Final[dict[str, SymbolProfile]] = {
 DEFAULT_SYMBOLS: Final[tuple[str, ...]] = tuple(DEFAULT_PROFILES)
 
 
-def profile_for(symbol: str) -> SymbolProfile:
+#: BingX's own tick / lot decimals where a real source shows them (JK contracts fixture:
+#: BTC-USDT pricePrecision 1, quantityPrecision 4; ETH-USDT 2 and 2; the pushes in
+#: protocols.md §C.3 print "121697.7" / "5.8244" and "2989.57" / "215.89")
+VENUE_PRECISION: Final[dict[str, dict[str, tuple[int, int]]]] = {
+    "bingx-swap": {"BTCUSDT": (1, 4), "ETHUSDT": (2, 2)},
+}
+
+
+def profile_for(symbol: str, venue: str | None = None) -> SymbolProfile:
     """The table entry, or a profile derived from a CRC of the name (stable across runs and
-    Python processes, unlike ``hash()``)."""
+    Python processes, unlike ``hash()``); a venue's own decimals override it where known."""
+    base = _profile(symbol)
+    override = VENUE_PRECISION.get(venue or "", {}).get(symbol)
+    if override is None:
+        return base
+    return msgspec.structs.replace(base, price_decimals=override[0], qty_decimals=override[1])
+
+
+def _profile(symbol: str) -> SymbolProfile:
     found = DEFAULT_PROFILES.get(symbol)
     if found is not None:
         return found

@@ -32,6 +32,18 @@ if TYPE_CHECKING:
 _encoder = msgspec.json.Encoder()
 
 
+BINANCE_5XX: dict[int, tuple[bytes, str]] = {
+    500: (b'{"code":-1000,"msg":"An unknown error occurred while processing the request."}',
+          "application/json"),
+    502: (b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad "
+          b"Gateway</h1></center></body></html>", "text/html"),
+    503: (b'{"code":-1008,"msg":"Server is currently overloaded with other requests. Please '
+          b'try again in a few minutes."}', "application/json"),
+    504: (b'{"code":-1007,"msg":"Timeout waiting for response from backend server. Send status '
+          b'unknown; execution status unknown."}', "application/json"),
+}
+
+
 class Verdict(NamedTuple):
     status: int  # 200, 429 or 418
     used: int  # weight used in the current window, after this request
@@ -114,6 +126,23 @@ class RestApi:
 
     def handles(self, path: str) -> bool:
         return path in self._routes
+
+    def fault_headers(self, ip: str) -> dict[str, str]:
+        return {"X-MBX-USED-WEIGHT-1M": str(self.limiter.used(ip, self._wall()))}
+
+    def fault_answer(self, status: int, retry_after_s: int) -> tuple[bytes, str]:
+        """Binance's own bodies (errors.md): -1003 for 429/418, -1000 for 500, -1008 for 503,
+        -1007 for 504; 502 is the HTML page a proxy in front of the API returns."""
+        if status == 429:
+            return _encoder.encode({"code": -1003, "msg": (
+                "Too much request weight used; current limit is exceeded. Please use WebSocket "
+                "Streams for live updates to avoid polling the API.")}), "application/json"
+        if status == 418:
+            until = int((self._wall() + retry_after_s) * 1000)
+            return _encoder.encode({"code": -1003, "msg": (
+                f"Way too much request weight used; IP banned until {until}. Please use "
+                "WebSocket Streams for live updates to avoid bans.")}), "application/json"
+        return BINANCE_5XX[status]
 
     async def handle(self, request: web.Request) -> web.Response:
         self.stats.requests += 1

@@ -7,9 +7,10 @@ and then is served normally, so a REST answer that does come back always carries
 candles. Faulted requests are not charged weight (the exchange's front end rejected them before
 its rate limiter), and a faulted 429 does not start the limiter's 429 -> 418 escalation.
 
-Bodies are Binance's own (errors.md): -1003 for 429/418, -1000 for 500, -1008 for 503, -1007
-for 504 (also what a request held past the client's timeout finally gets); 502 is the HTML page
-a proxy in front of the API returns.
+Bodies and headers are the venue's own (``RestDialect``, provided by the venue's REST API):
+Binance's errors.md codes with ``X-MBX-USED-WEIGHT-1M``, BingX's ``{"code":100410,...}`` and
+``100500`` with ``X-RateLimit-Requests-Remain`` / ``-Expire``. A 504 is also what a request held
+past the client's timeout finally gets.
 """
 
 from __future__ import annotations
@@ -20,26 +21,22 @@ import math
 import random
 import time
 from collections.abc import Callable
+from typing import Protocol
 
-import msgspec
 from aiohttp import web
 
 from candlekeeper.sim.faults import Fault, Target
 
-_encoder = msgspec.json.Encoder()
 #: (kind, fault_id, path, symbol, detail) -> None
 RestRecorder = Callable[[str, int, str, "str | None", str], None]
 
-_5XX_BODIES: dict[int, tuple[bytes, str]] = {
-    500: (b'{"code":-1000,"msg":"An unknown error occurred while processing the request."}',
-          "application/json"),
-    502: (b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad "
-          b"Gateway</h1></center></body></html>", "text/html"),
-    503: (b'{"code":-1008,"msg":"Server is currently overloaded with other requests. Please '
-          b'try again in a few minutes."}', "application/json"),
-    504: (b'{"code":-1007,"msg":"Timeout waiting for response from backend server. Send status '
-          b'unknown; execution status unknown."}', "application/json"),
-}
+
+class RestDialect(Protocol):
+    """The venue's own headers and bodies for a faulted answer (``RestService`` provides it)."""
+
+    def fault_headers(self, ip: str) -> dict[str, str]: ...
+
+    def fault_answer(self, status: int, retry_after_s: int) -> tuple[bytes, str]: ...
 
 
 class RestEffect:
@@ -59,8 +56,8 @@ class RestFaults:
     """Active REST faults of one venue. Times are ``time.monotonic()`` seconds."""
 
     def __init__(self, record: RestRecorder, rng: random.Random,
-                 used_weight: Callable[[str], int]) -> None:
-        self._record, self._rng, self._used = record, rng, used_weight
+                 dialect: Callable[[], RestDialect]) -> None:
+        self._record, self._rng, self._dialect = record, rng, dialect
         self.effects: list[RestEffect] = []
         self.banned_until = 0.0
         self.ban_fault = 0
@@ -84,7 +81,7 @@ class RestFaults:
                         if e.until > now and (e.count is None or e.count > 0)]
         for eff in self.effects:
             tgt = eff.target
-            if tgt.scope == "symbol" and (symbol or "").lower() != tgt.value:
+            if tgt.scope == "symbol" and (symbol or "").replace("-", "").lower() != tgt.value:
                 continue
             if eff.fault.fraction is not None and self._rng.random() >= eff.fault.fraction:
                 continue
@@ -98,15 +95,13 @@ class RestFaults:
         now = time.monotonic()
         path, symbol = request.path, request.query.get("symbol")
         ip = request.remote or "?"
-        headers = {"X-MBX-USED-WEIGHT-1M": str(self._used(ip))}
+        dialect = self._dialect()
+        headers = dialect.fault_headers(ip)
         if now < self.banned_until:
             wait = max(1, math.ceil(self.banned_until - now))
-            until = int((time.time() + wait) * 1000)
             self._record("rest_418", self.ban_fault, path, symbol, f"418, Retry-After {wait}")
             headers["Retry-After"] = str(wait)
-            return _json(418, {"code": -1003, "msg": (
-                f"Way too much request weight used; IP banned until {until}. Please use "
-                "WebSocket Streams for live updates to avoid bans.")}, headers)
+            return _answer(418, dialect.fault_answer(418, wait), headers)
         eff = self._pick(now, symbol)
         if eff is None:
             return None
@@ -115,20 +110,16 @@ class RestFaults:
             retry = int(f.param("retry_after_s", 1))
             headers["Retry-After"] = str(retry)
             self._record(kind, eff.fault_id, path, symbol, f"429, Retry-After {retry}")
-            return _json(429, {"code": -1003, "msg": (
-                "Too much request weight used; current limit is exceeded. Please use WebSocket "
-                "Streams for live updates to avoid polling the API.")}, headers)
+            return _answer(429, dialect.fault_answer(429, retry), headers)
         if kind == "rest_5xx":
             status = int(f.param("status", 503))
-            body, ctype = _5XX_BODIES[status]
             self._record(kind, eff.fault_id, path, symbol, str(status))
-            return web.Response(status=status, body=body, headers=headers, content_type=ctype)
+            return _answer(status, dialect.fault_answer(status, 0), headers)
         if kind == "rest_timeout":
             hold = float(f.param("hold_s", 60.0))
             self._record(kind, eff.fault_id, path, symbol, f"held {hold:g} s, then 504")
             await self._hold(hold)
-            body, ctype = _5XX_BODIES[504]
-            return web.Response(status=504, body=body, headers=headers, content_type=ctype)
+            return _answer(504, dialect.fault_answer(504, 0), headers)
         delay = float(f.param("delay_s", 1.0))  # rest_slow
         self._record(kind, eff.fault_id, path, symbol, f"answered after {delay:g} s")
         await self._hold(delay)
@@ -139,6 +130,5 @@ class RestFaults:
             await asyncio.wait_for(self.stopping.wait(), seconds)
 
 
-def _json(status: int, obj: object, headers: dict[str, str]) -> web.Response:
-    return web.Response(status=status, body=_encoder.encode(obj), headers=headers,
-                        content_type="application/json")
+def _answer(status: int, body: tuple[bytes, str], headers: dict[str, str]) -> web.Response:
+    return web.Response(status=status, body=body[0], headers=headers, content_type=body[1])

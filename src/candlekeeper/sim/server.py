@@ -1,13 +1,16 @@
 """Sockets and tasks of one simulated venue: an aiohttp server carrying WebSocket market streams
-and REST on the same port (protocols.md §A, §B).
+and REST on the same port (protocols.md §A, §B, §C).
 
-The protocol decisions live in the pure modules (``venues.binance`` for control messages,
-``push`` for frame timing, ``rest`` for weights); this module only accepts connections, moves
-bytes and runs the per-connection heartbeat:
+The protocol decisions live in the venue's *personality* (``venues.personalities``: control
+messages, framing, the pusher that times frames, the REST API); this module only accepts
+connections, moves bytes and runs the per-connection heartbeat:
 
 * server pings every ``ping_interval_s`` (usdm 180 s, spot 20 s) with a payload the pong must
   echo; a connection with a ping unanswered for ``pong_timeout_s`` is closed (§A.5, §B.3 — an
-  unsolicited pong does not count);
+  unsolicited pong does not count). BingX (§C.2) sends a gzip'd ``Ping`` message every 5 s
+  instead and expects the text ``Pong``; no timeout is documented, so the simulator closes a
+  connection whose oldest unanswered ``Ping`` is ``pong_timeout_s`` old (15 s: three missed
+  pings), and any ``Pong`` answers every ``Ping`` sent before it;
 * more than ``control_rate`` incoming frames (text, ping, pong) in a rolling second closes the
   connection;
 * a connection lives ``connection_lifetime_s`` of *venue* time (24 h), then is closed.
@@ -33,18 +36,13 @@ from aiohttp import WSMsgType, web
 
 from candlekeeper.core.clock import ScaledClock
 from candlekeeper.core.intervals import align, prev_open
+from candlekeeper.errors import ConfigError
 from candlekeeper.sim.market import Market
-from candlekeeper.sim.push import Pusher
-from candlekeeper.sim.rest import RestApi, RestStats, WeightLimiter
+from candlekeeper.sim.rest import RestStats
 from candlekeeper.sim.shaper import Shaper
-from candlekeeper.sim.venues.binance import (
-    RateLimiter,
-    WsSession,
-    error_frame,
-    is_kline_stream,
-    parse_ws_path,
-)
-from candlekeeper.sim.venues.binance_frames import FirehoseTemplate, text_frame
+from candlekeeper.sim.venues.binance import RateLimiter
+from candlekeeper.sim.venues.binance_frames import FirehoseTemplate
+from candlekeeper.sim.venues.common import Framing, Personality, Session
 from candlekeeper.venues.base import VenueSpec
 
 log = logging.getLogger(__name__)
@@ -66,6 +64,8 @@ class VenueOptions(msgspec.Struct, frozen=True, kw_only=True):
     rest_window_s: float = 60.0
     ban_s: float = 120.0
     slow_consumer_bytes: int = 64 * 1024 * 1024
+    #: BingX: the last push of a candle is from up to one cadence before its close (§C.3)
+    stale_last_push: bool = True
 
 
 DEFAULT_OPTIONS: dict[str, VenueOptions] = {
@@ -73,6 +73,10 @@ DEFAULT_OPTIONS: dict[str, VenueOptions] = {
                                  pong_timeout_s=600.0, control_rate=10, rest_weight_limit=2400),
     "binance-spot": VenueOptions(update_interval_s=2.0, ping_interval_s=20.0,
                                  pong_timeout_s=60.0, control_rate=5, rest_weight_limit=6000),
+    # no incoming-message limit is documented for BingX (§C.2): none is enforced
+    "bingx-swap": VenueOptions(update_interval_s=1.0, ping_interval_s=5.0, pong_timeout_s=15.0,
+                               control_rate=float("inf"), rest_weight_limit=1000,
+                               max_streams=200, ban_s=300.0),
 }
 
 
@@ -100,10 +104,11 @@ class Connection:
     """One accepted WebSocket, as the pusher and the firehose see it."""
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport,
-                 session: WsSession, pushes_klines: bool, slow_limit: int,
-                 disconnects: dict[str, int]) -> None:
+                 session: Session, pushes_klines: bool, slow_limit: int,
+                 disconnects: dict[str, int], framing: Framing) -> None:
         self.id = next(_ids)
         self.ws, self.transport, self.session = ws, transport, session
+        self.framing = framing
         self.pushes_klines = pushes_klines
         self.slow_limit = slow_limit
         self.closed = False
@@ -162,14 +167,17 @@ class Connection:
 
 class VenueServer:
     def __init__(self, spec: VenueSpec, market: Market, clock: ScaledClock, opts: VenueOptions,
-                 *, host: str, port: int, seed: int) -> None:
+                 *, host: str, port: int, seed: int,
+                 personality: Personality | None = None) -> None:
         self.spec, self.market, self.clock, self.opts = spec, market, clock, opts
         self.venue = spec.id
         self.host, self.port = host, port
-        self.pusher = Pusher(market, clock, cadence_s=opts.update_interval_s,
-                             close_delay_s=opts.close_delay_s, seed=seed)
-        self.rest = RestApi(spec, market, clock, WeightLimiter(
-            opts.rest_weight_limit, opts.rest_window_s, opts.ban_s))
+        if personality is None:
+            from candlekeeper.sim.venues.personalities import personality_for
+            personality = personality_for(spec.id)
+        self.personality = personality
+        self.pusher = personality.make_pusher(market, clock, opts, seed)
+        self.rest = personality.make_rest(spec, market, clock, opts)
         self.connections: dict[int, Connection] = {}
         self.stats = VenueStats(rest=self.rest.stats)
         self._runner: web.AppRunner | None = None
@@ -211,8 +219,8 @@ class VenueServer:
     # -- HTTP -------------------------------------------------------------------------------
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            info = parse_ws_path(self.venue, request.path, request.query,
-                                 self.opts.legacy_routes_push_klines)
+            info = self.personality.parse_ws_path(request.path, request.query,
+                                                  self.opts.legacy_routes_push_klines)
             if info is None:
                 return web.json_response({"code": -1, "msg": "Not found."}, status=404)
             return await self._websocket(request, info.combined, info.pushes_klines,
@@ -222,29 +230,31 @@ class VenueServer:
         return web.json_response({"code": -1, "msg": "Not found."}, status=404)
 
     def valid_stream(self, name: str) -> bool:
-        parsed = is_kline_stream(name)
+        parsed = self.personality.parse_stream(name)
         return parsed is not None and self.market.has_stream(*parsed)
 
     # -- WebSocket --------------------------------------------------------------------------
     async def _websocket(self, request: web.Request, combined: bool, pushes: bool,
                          streams: tuple[str, ...]) -> web.StreamResponse:
-        session = WsSession(self.venue, self.valid_stream, combined=combined,
-                            max_streams=self.opts.max_streams)
+        persona = self.personality
+        session = persona.new_session(self.valid_stream, combined=combined,
+                                      max_streams=self.opts.max_streams,
+                                      now_ms=self.clock.time_ms)
         opened = session.open_with(streams)
         if isinstance(opened, str):
             # [!] inference: the exchange's behaviour for a bad stream in the URL is not
             # documented; refusing the handshake with a clear message is the useful choice.
             return web.json_response({"code": 2, "msg": f"Invalid request: {opened}"},
                                      status=400)
-        fire = _firehose_params(request)
+        fire = _firehose_params(request) if persona.firehose else None
         if isinstance(fire, str):
             return web.json_response({"code": -1100, "msg": fire}, status=400)
         ws = web.WebSocketResponse(autoping=False, compress=False, timeout=2.0)
         await ws.prepare(request)
         transport = request.transport
         assert transport is not None
-        conn = Connection(ws, transport, session,
-                          pushes, self.opts.slow_consumer_bytes, self.stats.disconnects)
+        conn = Connection(ws, transport, session, pushes, self.opts.slow_consumer_bytes,
+                          self.stats.disconnects, persona.framing)
         self.connections[conn.id] = conn
         self.stats.connections_total += 1
         heartbeat = self._spawn(self._heartbeat(conn))
@@ -268,20 +278,25 @@ class VenueServer:
                 self.pusher.subscribe(conn, s)
 
     async def _read(self, conn: Connection) -> None:
+        limited = self.opts.control_rate != float("inf")
         limiter = RateLimiter(self.opts.control_rate)
+        persona, framing = self.personality, conn.framing
         ws = conn.ws
         async for msg in ws:
-            if not limiter.allow(time.monotonic()):
-                conn.write_now(text_frame(error_frame(
-                    -1, "Too many requests: incoming message rate limit exceeded")))
+            if limited and not limiter.allow(time.monotonic()):
+                conn.write_now(framing.frame(persona.rate_limit_error()))
                 conn.request_close("rate_limit")
                 return
             if msg.type is WSMsgType.TEXT:
+                text = cast(str, msg.data)
+                if persona.in_band_ping and persona.is_pong(text):
+                    conn.outstanding.clear()  # a Pong answers every Ping sent before it
+                    continue
                 self.stats.control_messages += 1
-                ctl = conn.session.handle(cast(str, msg.data))
+                ctl = conn.session.handle(text)
                 if ctl.is_error:
                     self.stats.error_frames += 1
-                conn.write_now(text_frame(ctl.reply))
+                conn.write_now(framing.frame(ctl.reply))
                 self._subscribe(conn, ctl.added)
                 for s in ctl.removed:
                     self.pusher.unsubscribe(conn, s)
@@ -319,8 +334,11 @@ class VenueServer:
                 payload = b"%d" % self.clock.time_ms()
                 conn.outstanding[payload] = now
                 self.stats.pings_sent += 1
-                with contextlib.suppress(ConnectionError, RuntimeError):
-                    await conn.ws.ping(payload)
+                if self.personality.in_band_ping:  # BingX: a gzip'd "Ping" message
+                    conn.write(conn.framing.frame(self.personality.ping_payload()))
+                else:
+                    with contextlib.suppress(ConnectionError, RuntimeError):
+                        await conn.ws.ping(payload)
                 next_ping = now + opts.ping_interval_s
                 continue
             wake = min(next_ping, lifetime_end,
@@ -332,11 +350,13 @@ class VenueServer:
                        stream: str | None = None, batch: int = 256) -> FirehoseResult:
         """Send ``count`` kline frames to ``conn`` as fast as the socket drains (``rate`` None)
         or at ``rate`` messages per second; regular pushes to ``conn`` pause meanwhile."""
+        if not self.personality.firehose:
+            raise ConfigError(f"{self.venue} has no firehose mode (Binance venues only)")
         name = stream or next(iter(conn.session.subscriptions), None)
         if name is None or not self.valid_stream(name):
             sym = self.market.symbols[0]
             name = f"{sym.lower()}@kline_{self.market.intervals_of(sym)[0]}"
-        parsed = is_kline_stream(name)
+        parsed = self.personality.parse_stream(name)
         assert parsed is not None
         symbol, interval = parsed
         t = prev_open(align(self.clock.time_ms(), interval), interval)

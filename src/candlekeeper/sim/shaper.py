@@ -21,7 +21,7 @@ from typing import Protocol
 
 from candlekeeper.core.candle import Candle
 from candlekeeper.sim.faults import Target
-from candlekeeper.sim.venues.binance_frames import text_frame
+from candlekeeper.sim.venues.common import Framing, frame_body
 
 #: (kind, fault_id, connection, stream, open_time, detail) -> None
 Recorder = Callable[[str, int, int, "str | None", "int | None", str], None]
@@ -32,6 +32,8 @@ class Shaped(Protocol):
 
     id: int
     shaper: Shaper | None
+    #: how this connection's venue frames a payload (text, or gzip'd binary for BingX)
+    framing: Framing
 
     def write(self, data: bytes) -> None: ...
 
@@ -40,10 +42,11 @@ class Effect:
     """One frame fault active on one connection."""
 
     __slots__ = ("closed_only", "count", "dropped", "fault_id", "fraction", "held", "kind",
-                 "target", "until")
+                 "suppress", "tail", "target", "until")
 
     def __init__(self, kind: str, fault_id: int, target: Target, *, until: float,
-                 count: int | None, fraction: float | None, closed_only: bool) -> None:
+                 count: int | None, fraction: float | None, closed_only: bool,
+                 tail: bool = False) -> None:
         self.kind, self.fault_id, self.target = kind, fault_id, target
         self.until = until  # loop time (monotonic seconds); inf = no time limit
         self.count = count  # hits left; None = unlimited
@@ -51,23 +54,26 @@ class Effect:
         self.closed_only = closed_only
         self.dropped = 0  # frames withheld by a stall
         self.held: dict[str, tuple[bytes, Candle]] = {}  # reorder: stream -> frame held back
+        self.tail = tail  # missing_close: drop the rest of the hit candle, not one frame
+        self.suppress: dict[str, int] = {}  # missing_close tail: stream -> open time dropped
 
     @property
     def spent(self) -> bool:
-        return self.count is not None and self.count <= 0 and not self.held
+        return (self.count is not None and self.count <= 0 and not self.held
+                and not self.suppress)
 
 
-def frame_payload(frame: bytes) -> bytes:
-    """The payload of an unmasked server frame built by ``text_frame``."""
-    n = frame[1] & 0x7F
-    return frame[2 + (2 if n == 126 else 8 if n == 127 else 0):]
+#: kept for callers of the Binance-only helper; frames are venue-framed now (``Framing``)
+frame_payload = frame_body
 
 
 class Shaper:
-    __slots__ = ("_conn", "_record", "_rng", "effects", "pings_off_until")
+    __slots__ = ("_closing", "_conn", "_record", "_rng", "effects", "pings_off_until")
 
-    def __init__(self, conn: Shaped, record: Recorder, rng: random.Random) -> None:
+    def __init__(self, conn: Shaped, record: Recorder, rng: random.Random,
+                 closing_name: str = "x:true frame") -> None:
         self._conn, self._record, self._rng = conn, record, rng
+        self._closing = closing_name  # what the log calls a closing frame on this venue
         self.effects: list[Effect] = []
         self.pings_off_until = 0.0  # loop time; inf = until the connection closes
 
@@ -109,12 +115,21 @@ class Shaper:
         for eff in self.effects:
             if not eff.target.matches_stream(stream):
                 continue
+            if eff.suppress and stream in eff.suppress:
+                if eff.suppress[stream] == candle.open_time:
+                    return  # missing_close tail: the rest of this candle is dropped
+                del eff.suppress[stream]  # the candle rolled: this frame is a new one
+                if eff.spent:
+                    self._finish(eff)
+                    self._maybe_detach(time.monotonic())
+                    self._conn.write(frame)
+                    return
             if eff.held and stream in eff.held:
                 held, held_candle = eff.held.pop(stream)
                 self._conn.write(frame)
                 self._conn.write(held)
                 self._log("reorder", eff.fault_id, stream, held_candle.open_time,
-                             f"{_what(held_candle)} sent after the next frame (open_time "
+                             f"{self._what(held_candle)} sent after the next frame (open_time "
                              f"{candle.open_time}, x={str(candle.closed).lower()})")
                 if eff.spent:
                     self._finish(eff)
@@ -129,7 +144,7 @@ class Shaper:
                 continue
             if eff.fraction is not None and self._rng.random() >= eff.fraction:
                 continue
-            if eff.kind == "missing_close" and not candle.closed:
+            if eff.kind == "missing_close" and not candle.closed and not eff.tail:
                 continue
             if eff.count is not None:
                 eff.count -= 1
@@ -140,27 +155,34 @@ class Shaper:
             return
         self._conn.write(frame)
 
+    def _what(self, candle: Candle) -> str:
+        """A closing frame: Binance's ``x:true``, or BingX's last push of a candle (the pusher
+        marks it ``closed`` for the shaper only; BingX frames carry no flag)."""
+        return self._closing if candle.closed else "update"
+
     def _apply(self, eff: Effect, frame: bytes, stream: str, candle: Candle) -> None:
         kind, conn = eff.kind, self._conn
         if kind == "missing_close":
-            self._log(kind, eff.fault_id, stream, candle.open_time, "x:true frame dropped")
+            if eff.tail:
+                eff.suppress[stream] = candle.open_time
+                self._log(kind, eff.fault_id, stream, candle.open_time,
+                          "every frame of the candle dropped from here to its close")
+            else:
+                self._log(kind, eff.fault_id, stream, candle.open_time,
+                          f"{self._what(candle)} dropped")
         elif kind == "truncated":
-            payload = frame_payload(frame)
+            payload = conn.framing.payload(frame)
             cut = self._rng.randint(1, max(1, len(payload) - 2))
-            conn.write(text_frame(payload[:cut]))
+            conn.write(conn.framing.frame(payload[:cut]))
             self._log(kind, eff.fault_id, stream, candle.open_time,
-                         f"{_what(candle)} cut to {cut} of {len(payload)} bytes (frame lost)")
+                         f"{self._what(candle)} cut to {cut} of {len(payload)} bytes (frame lost)")
         elif kind == "reorder":
             eff.held[stream] = (frame, candle)
         elif kind == "duplicate":
             conn.write(frame)
             conn.write(frame)
             self._log(kind, eff.fault_id, stream, candle.open_time,
-                         f"{_what(candle)} sent twice")
-
-
-def _what(candle: Candle) -> str:
-    return "x:true frame" if candle.closed else "update"
+                         f"{self._what(candle)} sent twice")
 
 
 _PRECEDENCE = {"stall": 0, "missing_close": 1, "truncated": 2, "reorder": 3, "duplicate": 4}

@@ -1,8 +1,9 @@
-"""``Simulator``: a local Binance USDⓈ-M + spot exchange over real sockets (issue 2, item 7).
+"""``Simulator``: a local Binance USDⓈ-M + spot + BingX perpetual-swap exchange over real
+sockets (issue 2, item 7; issue 5, item 5).
 
 One aiohttp server per venue, each on its own port, WebSocket and REST on the same port. Venue
 time is a :class:`~candlekeeper.core.clock.ScaledClock` running ``speed`` times faster than wall
-time, shared by both venues, so hours of candles pass in seconds. Everything the simulator
+time, shared by every venue, so hours of candles pass in seconds. Everything the simulator
 serves is a deterministic function of ``seed`` (or of the replayed series) and of venue time;
 :meth:`Simulator.closed_candles` exposes that truth for tests to compare against.
 
@@ -40,7 +41,13 @@ from candlekeeper.sim.server import (
     VenueServer,
     VenueStats,
 )
+from candlekeeper.sim.venues.personalities import PERSONALITIES, personality_for
+from candlekeeper.venues.base import VenueSpec
 from candlekeeper.venues.binance.endpoints import BINANCE_VENUES
+from candlekeeper.venues.bingx.endpoints import BINGX_VENUES
+
+#: every venue the simulator speaks, by id
+VENUE_SPECS: dict[str, VenueSpec] = {**BINANCE_VENUES, **BINGX_VENUES}
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,13 +64,18 @@ def _pick(value: T | Mapping[str, T] | None, venue: str, default: T) -> T:
 
 
 class Simulator:
-    """A simulated Binance (usdm + spot). Use as ``async with Simulator(...) as sim:``.
+    """A simulated Binance (usdm + spot) and BingX (swap). Use as
+    ``async with Simulator(...) as sim:``. Symbols are canonical (``BTCUSDT``) in this API;
+    each venue writes its own form on the wire (``btcusdt`` streams, ``BTC-USDT`` topics).
 
     ``symbols`` defaults to 20 liquid USDT pairs (or to the replayed series' symbols);
     ``history`` closed candles per interval are available over REST before ``start_time_ms``
     (for a replay, the default start leaves up to ``history`` of the series' candles before it).
-    Per-venue knobs (``update_interval_s``, ``ping_interval_s``, ...) take one value for both
-    venues or a ``{venue: value}`` mapping; the defaults are the real exchange's.
+    Per-venue knobs (``update_interval_s``, ``ping_interval_s``, ...) take one value for every
+    venue or a ``{venue: value}`` mapping; the defaults are the real exchange's (BingX: a push
+    every 1 s, a ``Ping`` every 5 s, 15 s without a ``Pong`` closes, 200 topics, 1000 requests
+    per minute and half that per 10 s, a 300 s ban). ``stale_last_push`` (BingX) keeps the
+    exchange's behaviour of a candle's last push predating its close (docs/simulator.md).
     ``faults`` is a plan (or a list of faults, or a ``--faults`` spec string) whose ``at_s``
     count wall seconds from :meth:`start`.
     """
@@ -80,15 +92,16 @@ class Simulator:
                  ping_interval_s: float | Mapping[str, float] | None = None,
                  pong_timeout_s: float | Mapping[str, float] | None = None,
                  control_rate: float | Mapping[str, float] | None = None,
-                 max_streams: int = 1024,
+                 max_streams: int | Mapping[str, int] | None = None,
                  connection_lifetime_s: float = 24 * 3600.0,
                  rest_weight_limit: int | Mapping[str, int] | None = None,
-                 rest_window_s: float = 60.0, ban_s: float = 120.0,
+                 rest_window_s: float = 60.0, ban_s: float | Mapping[str, float] | None = None,
+                 stale_last_push: bool = True,
                  faults: FaultsArg = None) -> None:
         for v in venues:
-            if v not in BINANCE_VENUES:
+            if v not in PERSONALITIES:
                 raise ConfigError(f"the simulator has no venue {v!r}; expected one of "
-                                  f"{', '.join(BINANCE_VENUES)}")
+                                  f"{', '.join(PERSONALITIES)}")
         series = _load(replay)
         if symbols is None:
             symbols = [s.symbol for s in series] or list(DEFAULT_SYMBOLS)
@@ -111,7 +124,7 @@ class Simulator:
         self._fault_ids = itertools.count(1)
         self._plan_task: asyncio.Task[None] | None = None
         for venue in venues:
-            spec = BINANCE_VENUES[venue]
+            spec = VENUE_SPECS[venue]
             base = DEFAULT_OPTIONS[venue]
             opts = msgspec.structs.replace(
                 base,
@@ -120,15 +133,19 @@ class Simulator:
                 pong_timeout_s=_pick(pong_timeout_s, venue, base.pong_timeout_s),
                 control_rate=_pick(control_rate, venue, base.control_rate),
                 rest_weight_limit=_pick(rest_weight_limit, venue, base.rest_weight_limit),
-                max_streams=max_streams, connection_lifetime_s=connection_lifetime_s,
+                max_streams=_pick(max_streams, venue, base.max_streams),
+                connection_lifetime_s=connection_lifetime_s,
                 close_delay_s=close_delay_s, legacy_routes_push_klines=legacy_routes_push_klines,
-                rest_window_s=rest_window_s, ban_s=ban_s)
+                rest_window_s=rest_window_s, ban_s=_pick(ban_s, venue, base.ban_s),
+                stale_last_push=stale_last_push)
             market = Market(venue, symbols, intervals, seed=seed, start_ms=self.clock.start_ms,
                             history=history, replay=series,
                             pad=8 if venue == "binance-spot" else None,
-                            allowed_intervals=spec.intervals)
+                            allowed_intervals=spec.intervals,
+                            ohlcv_only=not spec.closed_flag)
             server = VenueServer(spec, market, self.clock, opts, host=host,
-                                 port=(ports or {}).get(venue, 0) or 0, seed=seed)
+                                 port=(ports or {}).get(venue, 0) or 0, seed=seed,
+                                 personality=personality_for(venue))
             self._servers[venue] = server
             self._injectors[venue] = FaultInjector(server, self._fault_log, seed)
         for fault in self.faults:
@@ -185,9 +202,11 @@ class Simulator:
 
     def ws_base(self, venue: str) -> str:
         """Drop-in for ``VenueSpec.ws_base``: ``ws://127.0.0.1:P/market`` for usdm (the routed
-        path, §A.1), ``ws://127.0.0.1:P`` for spot."""
+        path, §A.1), ``ws://127.0.0.1:P`` for spot, ``ws://127.0.0.1:P/swap-market`` for
+        BingX (§C.1)."""
         root = f"ws://{self.host}:{self.port(venue)}"
-        return root + "/market" if venue == "binance-usdm" else root
+        suffix = {"binance-usdm": "/market", "bingx-swap": "/swap-market"}.get(venue, "")
+        return root + suffix
 
     def rest_base(self, venue: str) -> str:
         return f"http://{self.host}:{self.port(venue)}"
@@ -201,6 +220,8 @@ class Simulator:
         """Every candle whose close time has passed in venue time (or before ``until_ms``),
         oldest first, including the ``history`` served over REST before the start. Every field
         equals the ``x:true`` frame and the REST row (``event_time`` is None, ``closed`` True).
+        BingX candles carry only what BingX publishes (OHLCV; trades, quote volume and trade
+        ids are None) and are the *final* values, which the last push may not have shown.
         """
         now = self.clock.time_ms() if until_ms is None else until_ms
         return self.market(venue).closed(symbol, interval, now)

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 
+from candlekeeper.sim.venues.common import Control, WsPath
 from candlekeeper.venues.binance import schemas
+
+__all__ = ["Control", "RateLimiter", "WsPath", "WsSession", "error_frame", "is_kline_stream",
+           "parse_ws_path", "result_frame"]
 
 USDM = "binance-usdm"
 SPOT = "binance-spot"
@@ -35,14 +39,6 @@ TOO_MANY_PARAMS = "Invalid request: too many parameters"
 PROPERTY_NOT_STRING = "Invalid request: property name must be a string"
 UNKNOWN_PROPERTY = "Unknown property"
 EXPECTED_BOOLEAN = "Invalid value type: expected Boolean"
-
-
-class WsPath(NamedTuple):
-    """What a WebSocket URL asks for."""
-
-    combined: bool  # /stream (wrapped) vs /ws (bare payloads)
-    pushes_klines: bool  # False on usdm unrouted legacy URLs since the 2026-04-23 cutover
-    streams: tuple[str, ...]  # streams named in the URL
 
 
 def parse_ws_path(venue: str, path: str, query: Mapping[str, str],
@@ -73,15 +69,6 @@ def parse_ws_path(venue: str, path: str, query: Mapping[str, str],
         raw = query.get("streams", "")
         return WsPath(True, routed, tuple(s for s in raw.split("/") if s))
     return None
-
-
-class Control(NamedTuple):
-    """Result of one incoming text frame."""
-
-    reply: bytes
-    added: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
-    is_error: bool = False
 
 
 _encoder = msgspec.json.Encoder()
