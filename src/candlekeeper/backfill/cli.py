@@ -216,7 +216,10 @@ def _setup(config_path: Path) -> tuple[Config, Console]:
         click.echo(str(exc), err=True)
         sys.exit(2)
     configure_logging("WARNING", config.observability.log_json)
-    return config, Console(stderr=False)
+    console = Console()
+    if not console.is_terminal:  # a log file or pipe: one line per message, never wrapped
+        console = Console(soft_wrap=True)
+    return config, console
 
 
 # -- backfill -------------------------------------------------------------------------------
