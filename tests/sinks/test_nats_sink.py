@@ -173,3 +173,16 @@ def test_bad_settings_are_config_errors(kw: dict[str, object], message: str) -> 
 
 async def nats_connect(url: str) -> nats.aio.client.Client:
     return await nats.connect(url)
+
+
+async def test_batches_larger_than_max_inflight_go_out_in_chunks(nats: NatsServer) -> None:
+    s = new_sink(nats, max_inflight=7)
+    await s.open()
+    keys = [StreamKey("binance-usdm", sym, "1m") for sym in ("BTCUSDT", "ETHUSDT")]
+    batch = [make_candle(i, key=k) for i in range(20) for k in keys]
+    await s.write(batch[:9])
+    await s.write(batch)  # 9 duplicates then 31 new, in 6 chunks
+    await s.close()
+    msgs = await stream_messages(nats.url)
+    assert msg_ids(msgs) == [msg_id(c) for c in batch]
+    assert s.published == 40 and s.duplicates == 9

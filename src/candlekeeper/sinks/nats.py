@@ -6,8 +6,9 @@ Design decisions (also in ``docs/deploying.md``):
   BatchingWriter`, so batching, retry with backoff, bounded memory (and the durable journal) are
   the writer's job. ``write`` publishes a whole batch or raises ``SinkError``; the writer keeps
   the batch and retries it, in order.
-* **Acks awaited, pipelined.** A batch is published without waiting between messages (one TCP
-  write stream), then every publish ack is awaited, within ``ack_timeout_s``. One missing or
+* **Acks awaited, pipelined.** A batch is published without waiting between messages (a few large
+  TCP writes; ``max_inflight`` messages at most before their acks are awaited), then every
+  publish ack is awaited, within ``ack_timeout_s`` (``nats_acks.AckPipeline``). One missing or
   negative ack fails the batch. Waiting for each ack in turn would cap the rate at one message
   per round trip; pipelining costs nothing in safety because of the next point.
 * **Exactly once through deduplication.** Every message carries ``Nats-Msg-Id`` = the natural key
@@ -43,11 +44,12 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.js import JetStreamContext, api
+from nats.js import JetStreamContext
 
 from candlekeeper.core.candle import Candle
 from candlekeeper.errors import ConfigError, SinkError
 from candlekeeper.observability.logging import RateLimitedLog
+from candlekeeper.sinks.nats_acks import AckPipeline
 from candlekeeper.sinks.nats_schema import (
     MSG_ID_HEADER,
     encode_candle,
@@ -154,6 +156,7 @@ class NatsSink:
         self._client_name = client_name
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
+        self._acks: AckPipeline | None = None
         self._stream_ok = False
         self._check_stored = True  # first batch after open: some of it may already be stored
         self._closing = False
@@ -184,7 +187,7 @@ class NatsSink:
     async def close(self) -> None:
         """Flush what the client holds and close the connection. Idempotent."""
         async with self._lock:
-            nc, self._nc, self._js = self._nc, None, None
+            nc, self._nc, self._js, self._acks = self._nc, None, None, None
             self._stream_ok = False
             if nc is None:
                 return
@@ -218,8 +221,14 @@ class NatsSink:
             raise SinkError(f"nats sink {self.name!r}: cannot connect to {shown} within "
                             f"{self.connect_timeout_s:g}s ({type(exc).__name__}: {exc})") from exc
         self._nc = nc
-        self._js = nc.jetstream(timeout=self.ack_timeout_s,
-                                publish_async_max_pending=self.max_inflight)
+        self._js = nc.jetstream(timeout=self.ack_timeout_s)
+        self._acks = AckPipeline(nc, chunk=self.max_inflight)
+        try:
+            await self._acks.start()
+        except _TRANSIENT as exc:
+            with contextlib.suppress(Exception):
+                await nc.close()
+            raise SinkError(f"nats sink {self.name!r}: cannot subscribe to acks: {exc}") from exc
         self._stream_ok = False
         log.info("nats sink %r connected to %s", self.name,
                  redact_url(str(nc.connected_url.geturl())) if nc.connected_url else shown)
@@ -269,7 +278,7 @@ class NatsSink:
         try:
             js = await self._ready()
             batch = await self._unstored(js, candles) if self._check_stored else candles
-            await self._publish(js, batch)
+            await self._publish(batch)
         except SinkError:
             self._check_stored = self.skip_stored_on_retry
             raise
@@ -292,54 +301,28 @@ class NatsSink:
             await self._ensure_stream()
             return js
 
-    async def _publish(self, js: JetStreamContext, batch: Sequence[Candle]) -> None:
-        futures: list[asyncio.Future[api.PubAck]] = []
-        try:
-            for candle in batch:
-                try:
-                    subject = subject_for(self.subject_prefix, candle.key)
-                    payload = encode_candle(candle)
-                except (ValueError, TypeError) as exc:
-                    self.rejected += 1
-                    self._rlog.error(f"reject:{self.name}", "nats sink %r: candle %s rejected: "
-                                     "%s (%d rejected)", self.name, msg_id(candle), exc,
-                                     self.rejected)
-                    continue
-                futures.append(await js.publish_async(
-                    subject, payload, wait_stall=self.ack_timeout_s,
-                    headers={MSG_ID_HEADER: msg_id(candle)}))
-            if not futures:
-                return
-            _, not_done = await asyncio.wait(futures, timeout=self.ack_timeout_s)
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
-        for fut in not_done:
-            fut.cancel()  # releases the client's in-flight slot; a late ack is ignored
-        new = dup = 0
-        first_error: BaseException | None = None
-        failed = len(not_done)
-        for fut in futures:
-            if fut in not_done:
-                continue
-            error = fut.exception()
-            if error is not None:
-                failed += 1
-                first_error = first_error or error
-            elif fut.result().duplicate:
-                dup += 1
-            else:
-                new += 1
-        self.published += new
-        self.duplicates += dup
-        if failed:
-            if isinstance(first_error, nats.js.errors.NoStreamResponseError):
-                self._stream_ok = False
-            reason = (f"{type(first_error).__name__}: {first_error}" if first_error
-                      else f"no ack within {self.ack_timeout_s:g}s")
-            raise SinkError(f"nats sink {self.name!r}: {failed} of {len(futures)} publish(es) "
-                            f"not acknowledged ({reason})")
+    async def _publish(self, batch: Sequence[Candle]) -> None:
+        messages: list[tuple[str, bytes, dict[str, str]]] = []
+        for candle in batch:
+            try:
+                messages.append((subject_for(self.subject_prefix, candle.key),
+                                 encode_candle(candle), {MSG_ID_HEADER: msg_id(candle)}))
+            except (ValueError, TypeError) as exc:
+                self.rejected += 1
+                self._rlog.error(f"reject:{self.name}", "nats sink %r: candle %s rejected: %s "
+                                 "(%d rejected)", self.name, msg_id(candle), exc, self.rejected)
+        if not messages:
+            return
+        assert self._acks is not None
+        outcome = await self._acks.publish(messages, self.ack_timeout_s)
+        self.published += outcome.stored
+        self.duplicates += outcome.duplicates
+        if outcome.no_stream:
+            self._stream_ok = False  # deleted under us: the retry re-creates it
+        if not outcome.ok:
+            reason = outcome.first_error or f"no ack within {self.ack_timeout_s:g}s"
+            raise SinkError(f"nats sink {self.name!r}: {outcome.failed + outcome.unanswered} of "
+                            f"{outcome.sent} publish(es) not acknowledged ({reason})")
 
     async def _unstored(self, js: JetStreamContext, candles: Sequence[Candle]) -> list[Candle]:
         """The candles of ``candles`` the stream does not hold yet, judged by the last message of
