@@ -108,6 +108,8 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=100, help="series closing each minute")
     parser.add_argument("--dir", type=Path, default=None,
                         help="folder for the database files (default: a temp folder)")
+    parser.add_argument("--nats-rows", type=int, default=100_000,
+                        help="messages per NATS measurement (0: skip NATS)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         results = asyncio.run(run(args.rows, args.streams, Path(tmp)))
@@ -118,6 +120,14 @@ def main() -> None:
     for name, n, elapsed in results:
         print(f"{name:<{width}}  {n:>9,}  {elapsed:>8.3f}  {n / elapsed:>10,.0f}  "
               f"{elapsed / n * 1e6:>7.1f}")
+    if args.nats_rows > 0:  # NATS JetStream publish rate (benchmarks/storage_nats.py)
+        import storage_nats
+
+        nats_results = storage_nats.measure(make_candles(args.nats_rows, args.streams),
+                                            small=max(args.streams, min(args.nats_rows, 5_000)),
+                                            folder=args.dir)
+        print(f"\n{storage_nats.server_version()}, file storage, acks awaited")
+        storage_nats.print_table(nats_results)
 
 
 if __name__ == "__main__":

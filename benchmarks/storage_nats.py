@@ -98,7 +98,8 @@ async def run_nats(url: str, candles: Sequence[Candle], small: int) -> list[Resu
         writer.submit(c)
     await writer.stop(drain_timeout_s=600.0)
     elapsed = time.perf_counter() - start
-    assert writer.stats.written == len(candles) and sink.published == len(candles)
+    assert writer.stats.written == len(candles)
+    assert sink.published == len(candles)
     results.append(("NATS BatchingWriter submit+drain (batch 500)", len(candles), elapsed))
     return results
 
