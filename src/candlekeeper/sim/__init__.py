@@ -1,4 +1,5 @@
-"""A local Binance USDⓈ-M + spot exchange over real sockets, for tests, the demo and benchmarks.
+"""A local Binance USDⓈ-M + spot and BingX perpetual-swap exchange over real sockets, for tests,
+the demo and benchmarks.
 
 ``Simulator`` is the entry point; ``Market`` is its pure, clock-driven market state; the replay
 loaders turn real candle files into series it can serve verbatim; ``Fault`` / ``FaultPlan``

@@ -55,7 +55,7 @@ async def _serve(sim: Simulator, duration: float | None) -> None:
 
 @click.command("simulate")
 @click.option("--venues", default="binance-usdm,binance-spot", show_default=True,
-              help="Comma-separated venues to simulate.")
+              help="Comma-separated venues to simulate: binance-usdm, binance-spot, bingx-swap.")
 @click.option("--symbols", default=None,
               help="Comma-separated symbols (default: 20 liquid USDT pairs, or the replay's).")
 @click.option("--intervals", default="1m,5m,1h", show_default=True)
@@ -67,6 +67,7 @@ async def _serve(sim: Simulator, duration: float | None) -> None:
               "data.binance.vision CSV); repeatable.")
 @click.option("--port-usdm", type=int, default=0, show_default=True, help="0 = any free port.")
 @click.option("--port-spot", type=int, default=0, show_default=True, help="0 = any free port.")
+@click.option("--port-bingx", type=int, default=0, show_default=True, help="0 = any free port.")
 @click.option("--history", type=int, default=1000, show_default=True,
               help="Closed candles available over REST before the start.")
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -78,15 +79,18 @@ async def _serve(sim: Simulator, duration: float | None) -> None:
 @click.option("--lifetime", type=float, default=24 * 3600.0, show_default=True,
               help="Connection lifetime in venue seconds (the exchange's is 24 h).")
 def simulate_command(venues: str, symbols: str | None, intervals: str, seed: int, speed: float,
-                     replay: tuple[Path, ...], port_usdm: int, port_spot: int, history: int,
+                     replay: tuple[Path, ...], port_usdm: int, port_spot: int, port_bingx: int,
+                     history: int,
                      host: str, duration: float | None, faults: str | None,
                      lifetime: float) -> None:
-    """Run a local Binance USDⓈ-M + spot exchange (WebSocket + REST) until Ctrl-C."""
+    """Run a local Binance USDⓈ-M + spot and BingX swap exchange (WebSocket + REST) until
+    Ctrl-C."""
     try:
         sim = Simulator(venues=_csv(venues) or [], symbols=_csv(symbols),
                         intervals=_csv(intervals) or [], seed=seed, speed=speed,
                         history=history, replay=list(replay) or None, host=host,
-                        ports={"binance-usdm": port_usdm, "binance-spot": port_spot},
+                        ports={"binance-usdm": port_usdm, "binance-spot": port_spot,
+                               "bingx-swap": port_bingx},
                         faults=faults, connection_lifetime_s=lifetime)
         asyncio.run(_serve(sim, duration))
     except (CandlekeeperError, ValueError) as exc:
