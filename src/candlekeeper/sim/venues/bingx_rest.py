@@ -107,6 +107,8 @@ class RequestLimiter:
         st = self._state(ip, now)
         if now < st.banned_until:
             return Verdict(418, *self._headers(st, now))
+        if st.banned_until:  # a ban that ended starts over: 429 before the next ban
+            st.banned_until, st.warned = 0.0, False
         over = any(w.count >= limit for w, (_, limit) in zip(st.windows, self.windows,
                                                                strict=True))
         if over:
