@@ -5,6 +5,7 @@ closed flag, and a last push that may be stale while the truth and REST hold the
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from statistics import mean
 from typing import Any
@@ -44,7 +45,7 @@ async def test_default_cadence_gzip_frames_ack_and_push_shape(
         assert ack == {"id": rid, "code": 0, "msg": "", "dataType": "", "data": None}
         frames = await c.until(lambda fs: len(fs) >= 4, timeout=6.0,
                                keep=lambda f: f.is_push)
-        gaps = [b.at - a.at for a, b in zip(frames, frames[1:], strict=False)]
+        gaps = [b.at - a.at for a, b in itertools.pairwise(frames)]
         assert 0.9 <= mean(gaps) <= 1.1, gaps  # one push per second (wall)
         for f in frames:
             p = f.obj
@@ -61,7 +62,7 @@ async def test_ping_cadence_and_pong_keeps_the_connection(http: aiohttp.ClientSe
     async with bx(ping_interval_s=0.2, pong_timeout_s=0.6) as sim:
         c = await connect(sim, http, pong=True)
         pings = await c.until(lambda fs: len(fs) >= 6, keep=lambda f: f.is_ping)
-        gaps = [b.at - a.at for a, b in zip(pings, pings[1:], strict=False)]
+        gaps = [b.at - a.at for a, b in itertools.pairwise(pings)]
         assert all(0.1 <= g <= 0.45 for g in gaps), gaps
         assert sim.stats()[BINGX].disconnects == {}  # 1.2 s > pong_timeout: Pongs counted
         assert sim.stats()[BINGX].pings_sent >= 6
@@ -70,12 +71,16 @@ async def test_ping_cadence_and_pong_keeps_the_connection(http: aiohttp.ClientSe
 async def test_missed_pongs_disconnect(http: aiohttp.ClientSession) -> None:
     async with bx(ping_interval_s=0.2, pong_timeout_s=0.6) as sim:
         c = await connect(sim, http, pong=False)
-        pings = []
-        with pytest.raises(ConnectionError):
+        pings: list[float] = []
+
+        async def read_until_closed() -> None:
             while True:
                 f = await c.recv(timeout=3.0)
                 if f.is_ping:
                     pings.append(f.at)
+
+        with pytest.raises(ConnectionError):
+            await read_until_closed()
         # closed once the first unanswered Ping was 0.6 s old: 3 Pings, the 4th never sent
         assert 3 <= len(pings) <= 4, pings
         assert sim.stats()[BINGX].disconnects == {"pong_timeout": 1}

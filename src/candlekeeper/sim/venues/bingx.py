@@ -29,6 +29,7 @@ import msgspec
 from candlekeeper.core.candle import Candle
 from candlekeeper.sim.venues.common import Control, GzipFraming, ws_frame
 from candlekeeper.venues.bingx import schemas
+from candlekeeper.venues.bingx.codec import candle_to_kline, split_symbol
 
 VENUE: Final = "bingx-swap"
 WS_PATH: Final = "/swap-market"
@@ -36,23 +37,16 @@ PING: Final = schemas.PING
 PONG: Final = schemas.PONG
 INVALID_PARAMETER: Final = 100400
 TOPIC_LIMIT: Final = 80403
-#: quote assets, longest first, to split a canonical symbol (``BTCUSDT`` -> ``BTC-USDT``)
-QUOTES: Final = ("FDUSD", "USDT", "USDC", "BUSD", "USD", "BTC", "ETH")
-
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
 
 
 # -- symbols and topics -------------------------------------------------------------------------
 def native_symbol(symbol: str) -> str:
-    """Canonical ``BTCUSDT`` -> BingX ``BTC-USDT`` (split before a known quote asset)."""
-    if "-" in symbol:
-        return symbol.upper()
-    upper = symbol.upper()
-    for quote in QUOTES:
-        if upper.endswith(quote) and len(upper) > len(quote):
-            return f"{upper[:-len(quote)]}-{quote}"
-    raise ValueError(f"cannot split {symbol!r} into base and quote asset for BingX")
+    """Canonical ``BTCUSDT`` -> BingX ``BTC-USDT``, split exactly as the client codec splits
+    it (``venues.bingx.codec.split_symbol``: before the longest known quote asset)."""
+    base, quote = split_symbol(symbol)
+    return f"{base}-{quote}"
 
 
 def canonical_symbol(native: str) -> str:
@@ -91,9 +85,7 @@ def error_payload(code: int, msg: str, request_id: str | None, now_ms: int) -> b
 def push_payload(name: str, native: str, candle: Candle) -> bytes:
     """``{"code":0,"dataType":…,"s":…,"data":[{"c","o","h","l","v","T"}]}``; ``T`` is the
     candle's OPEN time and nothing says whether it is final."""
-    kline = schemas.Kline(candle.close_str, candle.open_str, candle.high_str, candle.low_str,
-                          candle.volume_str, candle.open_time)
-    return _encoder.encode(schemas.KlinePush(0, name, native, [kline]))
+    return _encoder.encode(schemas.KlinePush(0, name, native, [candle_to_kline(candle)]))
 
 
 def malformed_frames(stream: str) -> list[bytes]:

@@ -41,6 +41,7 @@ from candlekeeper.sim.rest import RestStats
 from candlekeeper.sim.venues.bingx import native_symbol
 from candlekeeper.venues.base import VenueSpec
 from candlekeeper.venues.bingx import schemas
+from candlekeeper.venues.bingx.codec import candle_to_rest_kline
 
 if TYPE_CHECKING:
     from candlekeeper.sim.rest_faults import RestFaults
@@ -231,15 +232,16 @@ class BingxRestApi:
 
     def _klines_v3(self, request: web.Request) -> bytes:
         rows, _ = self._rows(request)
-        return _encoder.encode(schemas.KlinesResponse(0, "", [_row(c) for c in rows]))
+        data = [candle_to_rest_kline(c) for c in rows]
+        return _encoder.encode(schemas.KlinesResponse(0, "", data))
 
     def _klines_v2(self, request: web.Request) -> bytes:
         rows, latest_only = self._rows(request)
         if latest_only:  # BX-2023: "the latest k-line data will be returned", as an object
             data: list[schemas.RestKline] | schemas.RestKline | None = (
-                _row(rows[-1]) if rows else None)
+                candle_to_rest_kline(rows[-1]) if rows else None)
         else:
-            data = [_row(c) for c in rows]
+            data = [candle_to_rest_kline(c) for c in rows]
         return _encoder.encode(schemas.KlinesResponse(0, "", data))
 
     def _contracts(self, request: web.Request) -> bytes:
@@ -256,11 +258,6 @@ class BingxRestApi:
 
     def _time(self, _: web.Request) -> bytes:
         return b'{"code":0,"msg":"","data":{"serverTime":%d}}' % self.clock.time_ms()
-
-
-def _row(c: Candle) -> schemas.RestKline:
-    return schemas.RestKline(c.open_str, c.close_str, c.high_str, c.low_str, c.volume_str,
-                             c.open_time)
 
 
 def _int(value: str | None, name: str) -> int | None:
