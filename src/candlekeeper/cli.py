@@ -124,8 +124,10 @@ def config_check(path: Path | None) -> None:
 
 def _register_simulate() -> None:
     from candlekeeper.sim.cli import simulate_command
+    from candlekeeper.tail import tail_command
 
     main.add_command(simulate_command, "simulate")
+    main.add_command(tail_command, "tail")
 
 
 with contextlib.suppress(ImportError):  # the simulator is part of the package; guard anyway
