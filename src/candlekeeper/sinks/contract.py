@@ -51,6 +51,9 @@ class WriterStats(msgspec.Struct, frozen=True):
     number of candles discarded by the overflow policy — any non-zero value means data loss.
     ``oldest_pending_age_s`` is how long the oldest unwritten candle has waited (wall clock, so it
     survives a restart for journalled candles); it is the backlog metric to alert on.
+    ``journal_errors`` counts failed journal operations (the candles then stay in memory) and
+    ``journal_corrupt_bytes`` the bytes of torn or damaged records discarded when the journal was
+    opened (a crash mid-append tears at most the record being written).
     """
 
     written: int
@@ -67,6 +70,7 @@ class WriterStats(msgspec.Struct, frozen=True):
     spilled: int = 0
     replayed: int = 0
     journal_errors: int = 0
+    journal_corrupt_bytes: int = 0
     oldest_pending_age_s: float | None = None
 
 

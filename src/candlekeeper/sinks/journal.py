@@ -144,6 +144,7 @@ class Journal:
         Idempotent."""
         if self._open:
             return
+        self.rows = self.bytes = self.records = 0
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             numbers = sorted(int(p.stem[4:]) for p in self.directory.glob(_SEGMENT_GLOB)
@@ -166,12 +167,12 @@ class Journal:
                         "replayed first", self.directory, self.rows, self.records)
 
     def close(self) -> None:
-        """Close the append handle. Idempotent; what is not acknowledged stays on disk."""
+        """Close the append handle. Idempotent; what is not acknowledged stays on disk (and the
+        counters keep describing it until the next ``open``)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
         self._segments.clear()
-        self.rows = self.bytes = self.records = 0
         self._open = False
 
     # -- appending ----------------------------------------------------------------------------

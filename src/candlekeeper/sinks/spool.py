@@ -65,9 +65,14 @@ class JournalSpool:
         future = asyncio.ensure_future(self._call(self.journal.append, candles,
                                                   oldest_ms=oldest_ms, record_rows=record_rows))
         self._spill_future = future
-        await asyncio.shield(future)
-        self._spill_future = None
-        self.spilling = []
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            raise  # the append goes on in its thread: settle() resolves it
+        finally:
+            if future.done():
+                self._spill_future = None
+                self.spilling = []
 
     async def settle(self) -> list[Candle]:
         """Wait for an append orphaned by cancellation; return its candles if it failed (they

@@ -182,7 +182,9 @@ class BatchingWriter:
             journal_bytes=0 if spool is None else spool.bytes,
             spilled=self._spilled,
             replayed=self._replayed,
-            journal_errors=self._journal_errors,
+            journal_errors=self._journal_errors + (0 if spool is None
+                                                   else spool.journal.undecodable_records),
+            journal_corrupt_bytes=0 if spool is None else spool.journal.corrupt_bytes,
             oldest_pending_age_s=None if oldest is None else max(0.0, time.time() - oldest),
         )
 
