@@ -5,6 +5,7 @@ the text ``Ping``) with the time it arrived."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import zlib
@@ -61,7 +62,8 @@ class BxClient:
         self.gzip_frames += 1
         frame = Frame(zlib.decompress(data, 31), time.monotonic())
         if frame.is_ping and self.pong:
-            await self.ws.send_str("Pong")
+            with contextlib.suppress(ConnectionError):  # closing: the CLOSE is read next
+                await self.ws.send_str("Pong")
         return frame
 
     async def until(self, pred: Callable[[list[Frame]], bool], timeout: float = 5.0,
