@@ -98,6 +98,21 @@ async def test_new_only_skips_history_reports_malformed_and_stops_on_ctrl_c(
     assert "Traceback" not in text
 
 
+async def test_ordered_consumer_resumes_after_a_server_restart(nats: NatsServer) -> None:
+    await publish(nats.url, [candle(0), candle(1)])
+    proc = await asyncio.create_subprocess_exec(
+        *tail_cmd(nats.url, "--from-start", "--count", "4"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    first = [await asyncio.wait_for(proc.stdout.readline(), 30) for _ in range(2)]
+    await asyncio.to_thread(nats.restart)
+    await publish(nats.url, [candle(2), candle(3)])
+    rest, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    lines = [b.decode().rstrip("\n") for b in first] + rest.decode().splitlines()
+    assert lines == [format_line(candle(i)) for i in range(4)]  # no gap, no repeat
+
+
 async def test_unknown_subject_and_no_server_are_clear_errors(nats: NatsServer) -> None:
     await publish(nats.url, [candle(0)])
     proc = await asyncio.create_subprocess_exec(
