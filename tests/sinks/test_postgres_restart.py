@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -70,15 +69,16 @@ async def test_kill_9_during_an_outage_then_the_next_process_replays_the_journal
     postgres.stop()  # down before the service even starts
     journal = tmp_path / "journal"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}
-    child = subprocess.Popen([sys.executable, str(HERE / "pg_journal_child.py"), postgres.dsn,
-                              str(journal), "500"], stdout=subprocess.PIPE, text=True, env=env)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, str(HERE / "pg_journal_child.py"), postgres.dsn, str(journal), "500",
+        stdout=asyncio.subprocess.PIPE, env=env)
     try:
         assert child.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 30)
-        assert line.strip() == "spilled 500"
+        line = await asyncio.wait_for(child.stdout.readline(), 30)
+        assert line.strip() == b"spilled 500"
     finally:
         child.send_signal(signal.SIGKILL)
-        child.wait(10)
+        await child.wait()
     postgres.start()
     sink = PostgresSink(postgres.dsn)
     writer = BatchingWriter(sink, batch_size=50, flush_interval_s=0.0, journal_dir=journal)
@@ -89,4 +89,5 @@ async def test_kill_9_during_an_outage_then_the_next_process_replays_the_journal
     assert writer.stats.replayed == 500
     assert await sink.read(KEY) == [make_candle(i) for i in range(520)]
     await writer.stop()
-    assert list(journal.glob("seg-*"))[0].stat().st_size == 8  # compacted
+    [segment] = journal.glob("seg-*")
+    assert segment.stat().st_size == 8  # compacted
