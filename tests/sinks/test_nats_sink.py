@@ -186,3 +186,24 @@ async def test_batches_larger_than_max_inflight_go_out_in_chunks(nats: NatsServe
     msgs = await stream_messages(nats.url)
     assert msg_ids(msgs) == [msg_id(c) for c in batch]
     assert s.published == 40 and s.duplicates == 9
+
+
+@pytest.mark.parametrize("check", [True, False])
+async def test_stored_but_unacknowledged_batch_is_not_stored_twice(nats: NatsServer,
+                                                                    check: bool) -> None:
+    s = new_sink(nats, skip_stored_on_retry=check)
+    await s.open()
+    batch = [make_candle(i) for i in range(200)]
+    s.ack_timeout_s = 1e-6  # the server stores the batch, but the sink stops waiting for acks
+    with pytest.raises(SinkError, match="not acknowledged"):
+        await s.write(batch)
+    s.ack_timeout_s = 3.0
+    await s.write(batch)  # the writer's retry
+    await s.close()
+    msgs = await stream_messages(nats.url)
+    assert msg_ids(msgs) == [msg_id(c) for c in batch]
+    assert s.published == 200
+    if check:  # found by the last-message check (what the server had finished storing)
+        assert s.skipped > 0 and s.skipped + s.duplicates == 200
+    else:  # re-sent and dropped by the dedup window
+        assert s.skipped == 0 and s.duplicates == 200
