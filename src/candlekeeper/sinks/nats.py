@@ -84,9 +84,11 @@ def redact_url(url: str) -> str:
 class NatsSink:
     """Publishes closed candles to a JetStream stream (see the module docstring for the policy).
 
-    Counters: ``published`` (stored for the first time), ``duplicates`` (acked as a duplicate:
-    already in the stream), ``skipped`` (not sent: found in the stream by the post-failure check),
-    ``rejected`` (a candle that cannot be turned into a message, never retried).
+    Counters: ``published`` (acknowledged as stored for the first time), ``duplicates`` (acked as
+    a duplicate: already in the stream), ``skipped`` (not sent: found in the stream by the
+    post-failure check), ``rejected`` (a candle that cannot be turned into a message, never
+    retried). A message stored by an attempt whose ack was lost is counted by its retry, under
+    ``duplicates`` or ``skipped``.
     """
 
     def __init__(
