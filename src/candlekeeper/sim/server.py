@@ -35,15 +35,17 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from candlekeeper.core.clock import ScaledClock
-from candlekeeper.core.intervals import align, prev_open
 from candlekeeper.errors import ConfigError
+from candlekeeper.sim.firehose import FirehoseResult, firehose_params, run_firehose
 from candlekeeper.sim.market import Market
 from candlekeeper.sim.rest import RestStats
 from candlekeeper.sim.shaper import Shaper
 from candlekeeper.sim.venues.binance import RateLimiter
-from candlekeeper.sim.venues.binance_frames import FirehoseTemplate
 from candlekeeper.sim.venues.common import Framing, Personality, Session
 from candlekeeper.venues.base import VenueSpec
+
+__all__ = ["DEFAULT_OPTIONS", "Connection", "FirehoseResult", "VenueOptions", "VenueServer",
+           "VenueStats"]
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
@@ -78,11 +80,6 @@ DEFAULT_OPTIONS: dict[str, VenueOptions] = {
                                control_rate=float("inf"), rest_weight_limit=1000,
                                max_streams=200, ban_s=300.0),
 }
-
-
-class FirehoseResult(msgspec.Struct, frozen=True):
-    sent: int
-    seconds: float
 
 
 class VenueStats(msgspec.Struct):
@@ -183,7 +180,7 @@ class VenueServer:
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connected = asyncio.Condition()
-        self._firehose_frames = 0
+        self.firehose_frames = 0
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -246,7 +243,7 @@ class VenueServer:
             # documented; refusing the handshake with a clear message is the useful choice.
             return web.json_response({"code": 2, "msg": f"Invalid request: {opened}"},
                                      status=400)
-        fire = _firehose_params(request) if persona.firehose else None
+        fire = firehose_params(request) if persona.firehose else None
         if isinstance(fire, str):
             return web.json_response({"code": -1100, "msg": fire}, status=400)
         ws = web.WebSocketResponse(autoping=False, compress=False, timeout=2.0)
@@ -345,51 +342,14 @@ class VenueServer:
                        (oldest + opts.pong_timeout_s) if oldest is not None else next_ping)
             await asyncio.sleep(max(0.0, wake - now))
 
-    # -- saturation / fixed-rate mode ---------------------------------------------------------
+    # -- saturation / fixed-rate mode (Binance; ``sim.firehose``) ---------------------------
     async def firehose(self, conn: Connection, count: int, *, rate: float | None = None,
                        stream: str | None = None, batch: int = 256) -> FirehoseResult:
         """Send ``count`` kline frames to ``conn`` as fast as the socket drains (``rate`` None)
         or at ``rate`` messages per second; regular pushes to ``conn`` pause meanwhile."""
         if not self.personality.firehose:
             raise ConfigError(f"{self.venue} has no firehose mode (Binance venues only)")
-        name = stream or next(iter(conn.session.subscriptions), None)
-        if name is None or not self.valid_stream(name):
-            sym = self.market.symbols[0]
-            name = f"{sym.lower()}@kline_{self.market.intervals_of(sym)[0]}"
-        parsed = self.personality.parse_stream(name)
-        assert parsed is not None
-        symbol, interval = parsed
-        t = prev_open(align(self.clock.time_ms(), interval), interval)
-        candle = self.market.bar(symbol, interval, t)
-        if candle is None:
-            raise ValueError(f"no candle to build firehose frames for {name}")
-        tpl = FirehoseTemplate(candle, name, conn.combined)
-        transport, high, low = conn.transport, 4 << 20, 1 << 20
-        conn.paused = True
-        sent, t0 = 0, time.perf_counter()
-        try:
-            while sent < count and not conn.closed and not transport.is_closing():
-                if rate is None:
-                    k = min(batch, count - sent)
-                else:
-                    due = min(count, int((time.perf_counter() - t0) * rate) + 1)
-                    k = min(due - sent, 4096)
-                    if k <= 0:
-                        await asyncio.sleep(0.0005)
-                        continue
-                transport.write(tpl.frames(sent, k, self.clock.time_ms()))
-                sent += k
-                self._firehose_frames += k
-                if transport.get_write_buffer_size() > high:
-                    # aiohttp has no public drain for the raw transport: poll it down
-                    while (transport.get_write_buffer_size() > low  # noqa: ASYNC110
-                           and not transport.is_closing()):
-                        await asyncio.sleep(0.0005)
-                elif rate is None and sent % (batch * 32) == 0:
-                    await asyncio.sleep(0)
-        finally:
-            conn.paused = False
-        return FirehoseResult(sent, time.perf_counter() - t0)
+        return await run_firehose(self, conn, count, rate=rate, stream=stream, batch=batch)
 
     async def wait_connections(self, count: int, timeout: float) -> list[Connection]:
         async with self._connected:
@@ -402,21 +362,7 @@ class VenueServer:
         return msgspec.structs.replace(
             s, connections_open=len(self.connections),
             subscriptions=sum(len(c.session.subscriptions) for c in self.connections.values()),
-            kline_frames_sent=self._firehose_frames + self.pusher.frames_sent,
+            kline_frames_sent=self.firehose_frames + self.pusher.frames_sent,
             closed_frames_sent=self.pusher.closes_sent, disconnects=dict(s.disconnects),
             internal_errors=self.pusher.errors, faults=dict(s.faults),
             rest=msgspec.structs.replace(s.rest))
-
-
-def _firehose_params(request: web.Request) -> tuple[int, float | None] | str | None:
-    """``?firehose=N[&rate=M]`` on a WebSocket URL: the benchmark's saturation mode."""
-    count, rate = request.query.get("firehose"), request.query.get("rate")
-    if count is None:
-        return None
-    try:
-        n, r = int(count), (float(rate) if rate else None)
-    except ValueError:
-        return f"bad firehose parameters: firehose={count!r} rate={rate!r}"
-    if n < 0 or (r is not None and r <= 0):
-        return f"bad firehose parameters: firehose={count!r} rate={rate!r}"
-    return n, r
