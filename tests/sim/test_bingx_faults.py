@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 import zlib
@@ -17,7 +18,7 @@ from bingxkit import BINGX, TOPIC, BxClient, Frame, connect, pushes
 
 from candlekeeper.core.candle import Candle
 from candlekeeper.sim import Simulator
-from candlekeeper.sim.faults import Fault
+from candlekeeper.sim.faults import Fault, FaultPlan
 from candlekeeper.venues.base import Malformed
 from candlekeeper.venues.bingx.codec import BingxCodec
 from candlekeeper.venues.bingx.endpoints import BINGX_SWAP
@@ -223,3 +224,24 @@ def test_gzip_helper_matches_the_codec() -> None:
     from candlekeeper.sim.venues.common import GzipFraming
     frame = GzipFraming().frame(b'{"code":0}')
     assert frame[0] == 0x82 and zlib.decompress(frame[2:], 31) == b'{"code":0}'
+
+
+async def test_random_all_kinds_plan_leaves_the_truth_alone(http: aiohttp.ClientSession) -> None:
+    plan = FaultPlan.random(3, kinds="all", count=24, window=(0.0, 1.5), venues=[BINGX],
+                            symbols=["BTCUSDT"], durations=(0.1, 0.3), rest_delay_s=(0.05, 0.1),
+                            timeout_hold_s=0.2)
+    start = 1_795_000_000_000
+    async with Simulator(**FAST, start_time_ms=start, faults=plan) as sim:
+        c = await subscribed(sim, http)
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            await c.until(lambda fs: False, timeout=2.0)
+        for _ in range(3):
+            async with http.get(sim.rest_base(BINGX) + "/openApi/swap/v3/quote/klines",
+                                params={"symbol": "BTC-USDT", "interval": "1m"}) as r:
+                await r.read()
+        until = sim.clock.time_ms()
+        faulted = sim.closed_candles(BINGX, "BTCUSDT", "1m", until_ms=until)
+        kinds = {r.kind for r in sim.fault_log}
+    async with Simulator(**FAST, start_time_ms=start) as clean:
+        assert clean.closed_candles(BINGX, "BTCUSDT", "1m", until_ms=until) == faulted
+    assert len(kinds) >= 8 and len(faulted) > 5

@@ -37,3 +37,17 @@ def test_simulate_bad_options_are_one_clear_line() -> None:
     assert result.output.strip() == "Error: binance-usdm has no interval '7m'"
     result = CliRunner().invoke(simulate_command, ["--venues", "kraken", "--duration", "0"])
     assert result.exit_code == 1 and "no venue 'kraken'" in result.output
+
+
+def test_simulate_bingx_venue() -> None:
+    result = CliRunner().invoke(simulate_command, [
+        "--duration", "0.2", "--venues", "bingx-swap,binance-usdm", "--symbols", "BTCUSDT",
+        "--intervals", "1m"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("bingx-swap: ws ws://127.0.0.1:")
+    assert "/swap-market  rest http://127.0.0.1:" in lines[0]
+    assert lines[1].startswith("binance-usdm: ws ws://127.0.0.1:")
+    result = CliRunner().invoke(simulate_command, [
+        "--duration", "0", "--venues", "bingx-swap", "--intervals", "1s"])
+    assert result.exit_code == 1 and "bingx-swap has no interval '1s'" in result.output
