@@ -30,7 +30,7 @@ class Frame:
 
     @property
     def is_ping(self) -> bool:
-        return self.obj == "Ping"
+        return isinstance(self.obj, str) and self.obj == "Ping"
 
     @property
     def is_push(self) -> bool:

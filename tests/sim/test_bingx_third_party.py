@@ -40,7 +40,7 @@ async def sim() -> AsyncIterator[Simulator]:
 async def exchange(sim: Simulator) -> AsyncIterator[Any]:
     ex = ccxt_pro.bingx()
     rest = sim.rest_base(BINGX) + "/openApi"
-    api = {k: rest for k in ex.urls["api"] if k != "ws"}
+    api: dict[str, Any] = {k: rest for k in ex.urls["api"] if k != "ws"}
     api["ws"] = {"linear": sim.ws_base(BINGX)}
     ex.urls["api"] = api
     try:
