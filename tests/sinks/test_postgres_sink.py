@@ -6,9 +6,11 @@ versioning and the SQL helpers."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import hashlib
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import NamedTuple
 
 import asyncpg
 import msgspec
@@ -29,15 +31,46 @@ CAPTURE = "binance_usdm_ws_kline_capture_2021-07-22.jsonl"
 JUL_31 = 1_627_689_600_000  # 2021-07-31T00:00:00Z
 
 
+class Database(NamedTuple):
+    dsn: str
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PostgresServer]:
+    """One server for the module (a cluster takes ~0.6 s to create); each test gets its own
+    database on it, so tests stay independent."""
+    srv = PostgresServer()
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
 @pytest.fixture
-async def pg(postgres: PostgresServer) -> AsyncIterator[PostgresSink]:
-    sink = PostgresSink(postgres.dsn)
+async def db(server: PostgresServer, request: pytest.FixtureRequest) -> Database:
+    name = "t_" + hashlib.blake2b(request.node.nodeid.encode(), digest_size=8).hexdigest()
+    admin = await asyncpg.connect(server.dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return Database(server.dsn.rsplit("/", 1)[0] + "/" + name)
+
+
+@pytest.fixture(params=[1000, 1], ids=["unnest", "copy"])
+async def pg(db: Database, request: pytest.FixtureRequest) -> AsyncIterator[PostgresSink]:
+    """The sink, once with small batches through ``unnest`` (the default) and once with every
+    batch through COPY + staging table."""
+    sink = PostgresSink(db.dsn, copy_min_rows=request.param)
     await sink.open()
     yield sink
     await sink.close()
 
 
-async def sql(server: PostgresServer, query: str, *args: object) -> list[asyncpg.Record]:
+async def sql(server: Database | PostgresServer, query: str,
+              *args: object) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(server.dsn)
     try:
         return await conn.fetch(query, *args)
@@ -63,7 +96,7 @@ def test_month_arithmetic() -> None:
 
 # -- round trip -----------------------------------------------------------------------------------
 async def test_captured_frames_round_trip_every_field_exactly(
-        pg: PostgresSink, postgres: PostgresServer, samples: Path) -> None:
+        pg: PostgresSink, db: Database, samples: Path) -> None:
     assert isinstance(pg, Sink)
     frames = captured_candles(samples)
     closed = [c for c in frames if c.closed]
@@ -77,7 +110,7 @@ async def test_captured_frames_round_trip_every_field_exactly(
     for c in closed:
         assert await pg.read(c.key) == [c]
     # the columns really are numeric, and keep the scale the exchange sent
-    [row] = await sql(postgres, "SELECT pg_typeof(close)::text AS t, close, close::text AS s, "
+    [row] = await sql(db, "SELECT pg_typeof(close)::text AS t, close, close::text AS s, "
                       "source, ingested_at FROM candles WHERE symbol = 'SUSHIUSDT'")
     assert (row["t"], row["close"], row["s"], row["source"]) == (
         "numeric", Decimal("7.6170"), "7.6170", "ws")
@@ -102,15 +135,15 @@ async def test_tiny_and_huge_decimals_keep_their_digits(pg: PostgresSink) -> Non
 
 # -- upsert policy --------------------------------------------------------------------------------
 async def test_duplicates_are_no_ops_and_never_fail_a_batch(pg: PostgresSink,
-                                                            postgres: PostgresServer) -> None:
+                                                            db: Database) -> None:
     batch = [make_candle(i) for i in range(5)]
     await pg.write(batch)
-    [before] = await sql(postgres, "SELECT max(ingested_at) AS t FROM candles")
+    [before] = await sql(db, "SELECT max(ingested_at) AS t FROM candles")
     changed = pg.rows_changed
     await pg.write([*batch, make_candle(5)])  # 5 duplicates + 1 new
     assert pg.rows_changed - changed == 1
     assert await pg.count(KEY) == 6
-    [after] = await sql(postgres, "SELECT ingested_at AS t FROM candles WHERE open_time = $1",
+    [after] = await sql(db, "SELECT ingested_at AS t FROM candles WHERE open_time = $1",
                         T0)
     assert after["t"] == before["t"]  # the duplicate did not touch the row
 
@@ -167,7 +200,7 @@ async def test_malformed_candles_are_rejected_alone(pg: PostgresSink) -> None:
 
 # -- partitions -----------------------------------------------------------------------------------
 async def test_partitions_are_created_across_month_boundaries(
-        pg: PostgresSink, postgres: PostgresServer) -> None:
+        pg: PostgresSink, db: Database) -> None:
     # 2021-07-31 23:58 .. 2021-08-01 00:02, then one in September
     start = JUL_31 + 86_400_000 - 2 * MINUTE
     batch = [msgspec.structs.replace(make_candle(0), open_time=start + i * MINUTE,
@@ -175,19 +208,19 @@ async def test_partitions_are_created_across_month_boundaries(
     sept = msgspec.structs.replace(make_candle(0), open_time=JUL_31 + 33 * 86_400_000,
                                    close_time=JUL_31 + 33 * 86_400_000 + MINUTE - 1)
     await pg.write([*batch, sept])
-    rows = await sql(postgres, "SELECT open_time, tableoid::regclass::text AS part FROM candles "
+    rows = await sql(db, "SELECT open_time, tableoid::regclass::text AS part FROM candles "
                      "ORDER BY open_time")
     assert [(r["open_time"], r["part"]) for r in rows] == [
         (start, "candles_p202107"), (start + MINUTE, "candles_p202107"),
         (start + 2 * MINUTE, "candles_p202108"), (start + 3 * MINUTE, "candles_p202108"),
         (sept.open_time, "candles_p202109")]
-    parts = await sql(postgres, "SELECT c.relname FROM pg_inherits i JOIN pg_class c "
+    parts = await sql(db, "SELECT c.relname FROM pg_inherits i JOIN pg_class c "
                       "ON c.oid = i.inhrelid WHERE i.inhparent = 'candles'::regclass "
                       "ORDER BY 1")
     assert [r[0] for r in parts] == ["candles_default", "candles_p202107", "candles_p202108",
                                      "candles_p202109"]
     # a second sink (another process) sees the existing partitions and writes into them
-    other = PostgresSink(postgres.dsn)
+    other = PostgresSink(db.dsn)
     await other.open()
     await other.write([make_candle(5)])
     await other.close()
@@ -195,24 +228,24 @@ async def test_partitions_are_created_across_month_boundaries(
 
 
 async def test_rows_in_the_default_partition_move_into_a_new_partition(
-        pg: PostgresSink, postgres: PostgresServer) -> None:
+        pg: PostgresSink, db: Database) -> None:
     # someone inserted a row for a month that has no partition yet: it lands in the default
     stray = make_candle(0)
-    await sql(postgres, "INSERT INTO candles (venue, symbol, interval, open_time, close_time, "
+    await sql(db, "INSERT INTO candles (venue, symbol, interval, open_time, close_time, "
               "open, high, low, close, volume, closed, source) VALUES ($1, $2, $3, $4, $5, "
               "1, 1, 1, 1, 1, true, 'rest')", *KEY, stray.open_time, stray.close_time)
-    [row] = await sql(postgres, "SELECT tableoid::regclass::text FROM candles")
+    [row] = await sql(db, "SELECT tableoid::regclass::text FROM candles")
     assert row[0] == "candles_default"
     await pg.write([make_candle(0), make_candle(1)])  # creates July, moving the stray row
-    rows = await sql(postgres, "SELECT open_time, close::text, tableoid::regclass::text AS p "
+    rows = await sql(db, "SELECT open_time, close::text, tableoid::regclass::text AS p "
                      "FROM candles ORDER BY open_time")
     assert [(r[1], r[2]) for r in rows] == [("7.6170", "candles_p202107"),
                                             ("7.6170", "candles_p202107")]
 
 
 # -- concurrency ----------------------------------------------------------------------------------
-async def test_concurrent_writers_on_overlapping_keys(postgres: PostgresServer) -> None:
-    sinks = [PostgresSink(postgres.dsn, name=f"w{i}", pool_max_size=2) for i in range(4)]
+async def test_concurrent_writers_on_overlapping_keys(db: Database) -> None:
+    sinks = [PostgresSink(db.dsn, name=f"w{i}", pool_max_size=2) for i in range(4)]
     await asyncio.gather(*(s.open() for s in sinks))  # concurrent migrations are serialised
     keys = [StreamKey("binance-usdm", f"S{i}USDT", "1m") for i in range(4)]
     # every writer writes every key over the same 3 months (partition creation races too)
@@ -226,7 +259,7 @@ async def test_concurrent_writers_on_overlapping_keys(postgres: PostgresServer) 
 
 
 # -- reads and SQL helpers -------------------------------------------------------------------------
-async def test_read_helpers_and_sql_functions(pg: PostgresSink, postgres: PostgresServer) -> None:
+async def test_read_helpers_and_sql_functions(pg: PostgresSink, db: Database) -> None:
     other = StreamKey("binance-spot", "BTCUSDT", "1m")
     await pg.write([make_candle(i) for i in range(120)] + [make_candle(0, key=other)])
     assert await pg.last_open_time(KEY) == T0 + 119 * MINUTE
@@ -238,11 +271,11 @@ async def test_read_helpers_and_sql_functions(pg: PostgresSink, postgres: Postgr
     assert await pg.latest(KEY, 0) == []
     assert (await pg.count(KEY), await pg.count(other), await pg.count()) == (120, 1, 121)
     assert await pg.keys() == [other, KEY]
-    rows = await sql(postgres, "SELECT open_time, close::text FROM candles_last($1, $2, $3, 3)",
+    rows = await sql(db, "SELECT open_time, close::text FROM candles_last($1, $2, $3, 3)",
                      *KEY)
     assert [r[0] for r in rows] == [T0 + 119 * MINUTE, T0 + 118 * MINUTE, T0 + 117 * MINUTE]
     # 1h rollup of the 1m candles: T0 is 22:25 UTC, so the first hour holds 35 of them
-    hours = await sql(postgres, "SELECT * FROM candles_rollup($1, $2, $3, 3600000, 0, $4)",
+    hours = await sql(db, "SELECT * FROM candles_rollup($1, $2, $3, 3600000, 0, $4)",
                       *KEY, T0 + 10**9)
     assert [h["candles"] for h in hours] == [35, 60, 25]
     first = hours[0]
@@ -255,31 +288,31 @@ async def test_read_helpers_and_sql_functions(pg: PostgresSink, postgres: Postgr
 
 # -- schema ---------------------------------------------------------------------------------------
 async def test_schema_is_versioned_and_refuses_newer(pg: PostgresSink,
-                                                     postgres: PostgresServer) -> None:
+                                                     db: Database) -> None:
     assert await pg.schema_version() == 1
     assert pg.layout == "partitioned"
     await pg.open()  # idempotent
-    again = PostgresSink(postgres.dsn)
+    again = PostgresSink(db.dsn)
     await again.open()  # nothing to migrate
     await again.close()
-    await sql(postgres, "INSERT INTO candlekeeper_migrations (version, description) "
+    await sql(db, "INSERT INTO candlekeeper_migrations (version, description) "
               "VALUES (99, 'future')")
     with pytest.raises(SinkError, match="v99, newer"):
-        await PostgresSink(postgres.dsn).open()
+        await PostgresSink(db.dsn).open()
 
 
-async def test_layouts_and_bad_settings(postgres: PostgresServer) -> None:
+async def test_layouts_and_bad_settings(db: Database) -> None:
     with pytest.raises(SinkError, match="timescaledb requested but the extension is not "
                        "available"):
-        await PostgresSink(postgres.dsn, schema="ts", layout="timescaledb").open()
-    custom = PostgresSink(postgres.dsn, schema="market_data", layout="partitioned")
+        await PostgresSink(db.dsn, schema="ts", layout="timescaledb").open()
+    custom = PostgresSink(db.dsn, schema="market_data", layout="partitioned")
     await custom.open()
     await custom.write([make_candle(0)])
-    rows = await sql(postgres, "SELECT tableoid::regclass::text FROM market_data.candles")
+    rows = await sql(db, "SELECT tableoid::regclass::text FROM market_data.candles")
     assert rows[0][0] == "market_data.candles_p202107"
     await custom.close()
     with pytest.raises(ConfigError, match="identifier"):
-        PostgresSink(postgres.dsn, schema='x"; DROP TABLE candles; --')
+        PostgresSink(db.dsn, schema='x"; DROP TABLE candles; --')
     with pytest.raises(ConfigError, match="DSN"):
         PostgresSink("")
 

@@ -250,6 +250,15 @@ def upsert_from_staging(n: Names) -> str:
             + "\n    OR ".join(changed) + ")")
 
 
+def upsert_from_arrays(n: Names) -> str:
+    """The same upsert reading the batch from one array parameter per column (``unnest``): a
+    single prepared statement, no staging table — cheaper than COPY for small batches, where
+    COPY's fixed cost (a staging round trip and truncating the temp table at commit) dominates."""
+    arrays = ", ".join(f"${i + 1}::{_staging_type(c)}[]" for i, c in enumerate(STAGING_COLUMNS))
+    source = f"unnest({arrays}) AS {STAGING}({', '.join(STAGING_COLUMNS)})"
+    return upsert_from_staging(n).replace(f"FROM {STAGING}\n", f"FROM {source}\n", 1)
+
+
 def select_columns() -> str:
     """Columns in ``Candle`` field order, decimals as their exact text."""
     return ", ".join(f"{c}::text" if c in _NUMERIC else c for c in STAGING_COLUMNS)
