@@ -8,6 +8,10 @@ is a real transaction on a WAL file with ``synchronous=NORMAL``, run on the sink
 awaited from the event loop, so the figures include the thread hop and the Decimal -> TEXT
 conversion. Candle construction is done before timing.
 
+PostgreSQL (``benchmarks/storage_postgres.py``: a private durable cluster started by the benchmark,
+the same cases through ``PostgresSink``; ``--pg-rows 0`` skips it) and NATS JetStream
+(``benchmarks/storage_nats.py``) follow the SQLite table.
+
 Rows measured:
 
 * ``insert, batch B``: new rows, ``sink.write`` called with B candles at a time (B = 1, 100,
@@ -108,6 +112,10 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=100, help="series closing each minute")
     parser.add_argument("--dir", type=Path, default=None,
                         help="folder for the database files (default: a temp folder)")
+    parser.add_argument("--pg-rows", type=int, default=200_000,
+                        help="rows per PostgreSQL measurement (0: skip PostgreSQL)")
+    parser.add_argument("--pg-fast", action="store_true",
+                        help="PostgreSQL with fsync/synchronous_commit off (CPU ceiling)")
     parser.add_argument("--nats-rows", type=int, default=100_000,
                         help="messages per NATS measurement (0: skip NATS)")
     args = parser.parse_args()
@@ -120,6 +128,14 @@ def main() -> None:
     for name, n, elapsed in results:
         print(f"{name:<{width}}  {n:>9,}  {elapsed:>8.3f}  {n / elapsed:>10,.0f}  "
               f"{elapsed / n * 1e6:>7.1f}")
+    if args.pg_rows > 0:  # PostgreSQL rows/s (benchmarks/storage_postgres.py)
+        import storage_postgres
+
+        title, pg_results = storage_postgres.measure(
+            make_candles(args.pg_rows, args.streams),
+            max(args.streams, min(args.pg_rows, 5_000)), durable=not args.pg_fast)
+        print()
+        storage_postgres.print_table(title, pg_results)
     if args.nats_rows > 0:  # NATS JetStream publish rate (benchmarks/storage_nats.py)
         import storage_nats
 

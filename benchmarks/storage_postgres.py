@@ -139,6 +139,17 @@ def print_table(title: str, results: Sequence[Result]) -> None:
               f"{elapsed / n * 1e6:>7.1f}")
 
 
+def measure(candles: Sequence[Candle], small: int, *, durable: bool = True
+            ) -> tuple[str, list[Result]]:
+    """Start a private server, run every case, stop it; returns (title, results)."""
+    with postgres_server(durable=durable) as dsn:
+        results = asyncio.run(run_postgres(dsn, candles, small))
+        version = server_version(dsn)
+    mode = "durable: fsync + synchronous_commit on" if durable else "fsync off (--pg-fast)"
+    return (f"{version}, {os.cpu_count()} CPU(s), {mode}, monthly partitions, COPY + upsert",
+            results)
+
+
 def main() -> None:
     from storage import make_candles  # the same candles as the SQLite figures
 
@@ -147,13 +158,9 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=100, help="series closing each minute")
     parser.add_argument("--fast", action="store_true", help="fsync/synchronous_commit off")
     args = parser.parse_args()
-    candles = make_candles(args.rows, args.streams)
-    small = max(args.streams, min(args.rows, 5_000))
-    with postgres_server(durable=not args.fast) as dsn:
-        results = asyncio.run(run_postgres(dsn, candles, small))
-        version = server_version(dsn)
-    mode = "fsync off (--fast)" if args.fast else "durable: fsync + synchronous_commit on"
-    print_table(f"{version}, {os.cpu_count()} CPU(s), {mode}, {args.streams} streams", results)
+    title, results = measure(make_candles(args.rows, args.streams),
+                             max(args.streams, min(args.rows, 5_000)), durable=not args.fast)
+    print_table(f"{title}, {args.streams} streams", results)
 
 
 if __name__ == "__main__":
