@@ -1,15 +1,20 @@
 """The sink contract and the batching writer that feeds one sink.
 
-A *sink* is a storage or publishing backend (SQLite now; PostgreSQL and NATS JetStream later). It
+A *sink* is a storage or publishing backend (SQLite, PostgreSQL, NATS JetStream). It
 only has to do one thing well: write a batch of candles idempotently on the natural key
 ``(venue, symbol, interval, open_time)``, raising :class:`~candlekeeper.errors.SinkError` when the
 batch could not be stored. Everything about *when* to write — batching by size or time, retrying
-with backoff, bounding memory, draining on shutdown — lives once in :class:`BatchingWriter`, so
-every backend gets the same behaviour and the feed is isolated from every backend: ``submit`` is
-O(1) and never blocks or raises, whatever the disk or database is doing.
+with backoff, bounding memory, spilling to a durable journal during outages, draining on
+shutdown — lives once in :class:`BatchingWriter`, so every backend gets the same behaviour and
+the feed is isolated from every backend: ``submit`` is O(1) and never blocks or raises, whatever
+the disk or database is doing.
 
 Why one writer per sink: with several sinks configured (issue 4), a slow or failing one must not
-stall the others, so each gets its own buffer, task and failure counters.
+stall the others, so each gets its own buffer, task, journal and failure counters.
+
+This module re-exports the pieces: the contract and counters live in
+:mod:`candlekeeper.sinks.contract`, the writer in :mod:`candlekeeper.sinks.writer`, the outage
+journal in :mod:`candlekeeper.sinks.journal`.
 """
 
 from __future__ import annotations
