@@ -28,6 +28,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -62,7 +63,9 @@ __all__ = [
     "FeedConfig",
     "GapFillConfig",
     "HttpConfig",
+    "NatsSinkConfig",
     "ObservabilityConfig",
+    "PostgresSinkConfig",
     "ShutdownConfig",
     "SinksConfig",
     "SqliteSinkConfig",
@@ -252,8 +255,59 @@ class SqliteSinkConfig(_Section):
     retry_max_s: float = Field(default=30.0, gt=0)
 
 
+class _WriterConfig(_Section):
+    """Batching and outage behaviour shared by every sink's writer."""
+
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    flush_interval_s: float = Field(default=0.2, gt=0)
+    max_pending: int = Field(default=1_000_000, ge=1)
+    retry_initial_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0)
+    #: spill to this durable journal while the backend is down (None: memory only)
+    journal_dir: Path | None = None
+
+
+class PostgresSinkConfig(_WriterConfig):
+    """PostgreSQL (TimescaleDB hypertable when available, native partitioning otherwise)."""
+
+    enabled: bool = False
+    dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/postgres")
+    schema_name: str = Field(default="public", alias="schema")
+    layout: Literal["auto", "partitioned", "timescaledb"] = "auto"
+    pool_max_size: int = Field(default=4, ge=1)
+    batch_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    journal_dir: Path | None = Path(".candlekeeper-journal/postgres")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
+                              populate_by_name=True)
+
+
+class NatsSinkConfig(_WriterConfig):
+    """NATS JetStream: one message per closed candle on ``<prefix>.<venue>.<symbol>.<interval>``,
+    deduplicated by the natural key."""
+
+    enabled: bool = False
+    servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
+    stream: str = "CANDLES"
+    subject_prefix: str = "candles"
+    duplicate_window_s: float = Field(default=600.0, gt=0)
+    max_age_s: float | None = Field(default=604_800.0, gt=0)
+    storage: Literal["file", "memory"] = "file"
+    replicas: int = Field(default=1, ge=1)
+    create_stream: bool = True
+    ack_timeout_s: float = Field(default=10.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    user: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    creds_file: Path | None = None
+    journal_dir: Path | None = Path(".candlekeeper-journal/nats")
+
+
 class SinksConfig(_Section):
     sqlite: SqliteSinkConfig = SqliteSinkConfig()
+    postgres: PostgresSinkConfig = PostgresSinkConfig()
+    nats: NatsSinkConfig = NatsSinkConfig()
 
 
 class HttpConfig(_Section):

@@ -16,9 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
+from pydantic import SecretStr
 
 from candlekeeper.backfill.http import RestClient
-from candlekeeper.config import Config, FeedConfig
+from candlekeeper.config import Config, FeedConfig, NatsSinkConfig, PostgresSinkConfig
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock, ScaledClock, SystemClock
 from candlekeeper.core.shard import Shard
@@ -29,7 +30,9 @@ from candlekeeper.gapfill import GapFillOptions
 from candlekeeper.observability.health import HealthServer
 from candlekeeper.observability.metrics import Metrics
 from candlekeeper.observability.snapshot import HealthSnapshot
-from candlekeeper.sinks.base import BatchingWriter, WriterStats
+from candlekeeper.sinks.base import BatchingWriter, Sink, WriterStats
+from candlekeeper.sinks.nats import NatsSink
+from candlekeeper.sinks.postgres import PostgresSink
 from candlekeeper.sinks.sqlite import SQLiteSink
 from candlekeeper.transport import TransportOptions
 from candlekeeper.venues.registry import make_codec
@@ -87,6 +90,7 @@ class Service:
         self.feeds: list[CandleFeed] = []
         self.writers: dict[str, BatchingWriter] = {}
         self.sqlite: SQLiteSink | None = None
+        self.postgres: PostgresSink | None = None
         self.counters = ServiceCounters()
         self.unknown_symbols: list[str] = []
         self.ready = asyncio.Event()
@@ -143,19 +147,46 @@ class Service:
 
     # -- lifecycle ------------------------------------------------------------------------
     async def _open_sinks(self) -> None:
-        cfg = self.config.sinks.sqlite
+        """Every enabled sink behind its own writer: one slow or failing backend never stalls
+        the others or the feed (``submit`` is O(1); network sinks open lazily, retrying, and
+        spill to a durable journal while they are down)."""
+        sinks = self.config.sinks
+        cfg = sinks.sqlite
         if cfg.enabled:
             self.sqlite = SQLiteSink(cfg.path)
-            writer = BatchingWriter(self.sqlite, batch_size=cfg.batch_size,
-                                    flush_interval_s=cfg.flush_interval_s,
-                                    max_pending=cfg.max_pending,
-                                    retry_initial_s=cfg.retry_initial_s,
-                                    retry_max_s=cfg.retry_max_s)
-            await writer.start()
-            self.writers["sqlite"] = writer
-            self.metrics.track_sink("sqlite", lambda: writer.stats)
+            await self._start_writer(self.sqlite, BatchingWriter(
+                self.sqlite, batch_size=cfg.batch_size, flush_interval_s=cfg.flush_interval_s,
+                max_pending=cfg.max_pending, retry_initial_s=cfg.retry_initial_s,
+                retry_max_s=cfg.retry_max_s))
+        pg = sinks.postgres
+        if pg.enabled:
+            self.postgres = PostgresSink(pg.dsn.get_secret_value(), schema=pg.schema_name,
+                                         layout=pg.layout, pool_max_size=pg.pool_max_size)
+            await self._start_writer(self.postgres, self._writer(self.postgres, pg))
+        nc = sinks.nats
+        if nc.enabled:
+            nats = NatsSink(list(nc.servers), stream=nc.stream, subject_prefix=nc.subject_prefix,
+                            duplicate_window_s=nc.duplicate_window_s, max_age_s=nc.max_age_s,
+                            storage=nc.storage, replicas=nc.replicas,
+                            create_stream=nc.create_stream, ack_timeout_s=nc.ack_timeout_s,
+                            connect_timeout_s=nc.connect_timeout_s, user=nc.user,
+                            password=_secret(nc.password), token=_secret(nc.token),
+                            creds_file=str(nc.creds_file) if nc.creds_file else None)
+            await self._start_writer(nats, self._writer(nats, nc))
 
-    def _make_feeds(self, resolved: Sequence[tuple[FeedConfig, list[str]]]) -> None:
+    @staticmethod
+    def _writer(sink: Sink, cfg: PostgresSinkConfig | NatsSinkConfig) -> BatchingWriter:
+        return BatchingWriter(sink, batch_size=cfg.batch_size,
+                              flush_interval_s=cfg.flush_interval_s, max_pending=cfg.max_pending,
+                              retry_initial_s=cfg.retry_initial_s, retry_max_s=cfg.retry_max_s,
+                              journal_dir=cfg.journal_dir, retry_open=True)
+
+    async def _start_writer(self, sink: Sink, writer: BatchingWriter) -> None:
+        await writer.start()
+        self.writers[sink.name] = writer
+        self.metrics.track_sink(sink.name, lambda: writer.stats)
+
+    async def _make_feeds(self, resolved: Sequence[tuple[FeedConfig, list[str]]]) -> None:
         options = transport_options(self.config)
         gap = self.config.gap_fill
         gap_options = GapFillOptions(
@@ -167,7 +198,7 @@ class Service:
                 log.error("%s: no symbols to stream", feed_cfg.venue)
                 continue
             keys = feed_cfg.stream_keys(tuple(symbols))
-            resume, preload = self._stored_state(keys)
+            resume, preload = await self._stored_state(keys)
             feed = CandleFeed(feed_cfg.venue, symbols, list(feed_cfg.intervals),
                               ws_url=feed_cfg.ws_base, rest_url=feed_cfg.rest_base,
                               buffer_size=self.config.buffer_size, clock=self.clock,
@@ -177,19 +208,29 @@ class Service:
                 feed.on_closed(self._storer(feed), inline=True)
             self.feeds.append(feed)
 
-    def _stored_state(self, keys: Sequence[StreamKey]
-                      ) -> tuple[dict[StreamKey, int], dict[StreamKey, list[Candle]]]:
+    async def _stored_state(self, keys: Sequence[StreamKey]
+                            ) -> tuple[dict[StreamKey, int], dict[StreamKey, list[Candle]]]:
         """Where each stream's stored series ends (resume point after a restart, even a
-        ``kill -9``) and its newest candles (to warm the ring buffer without REST)."""
+        ``kill -9``) and its newest candles (to warm the ring buffer without REST). The primary
+        store is SQLite when enabled, else PostgreSQL (if it is reachable at start)."""
         resume: dict[StreamKey, int] = {}
         preload: dict[StreamKey, list[Candle]] = {}
-        if self.sqlite is None:
-            return resume, preload
-        for key in keys:
-            last = self.sqlite.last_open_time(key)
-            if last is not None:
-                resume[key] = last
-                preload[key] = self.sqlite.latest(key, self.config.buffer_size)
+        n = self.config.buffer_size
+        if self.sqlite is not None:
+            for key in keys:
+                last = self.sqlite.last_open_time(key)
+                if last is not None:
+                    resume[key], preload[key] = last, self.sqlite.latest(key, n)
+        elif self.postgres is not None and self.postgres.is_open:
+            try:
+                for key in keys:
+                    last_pg = await self.postgres.last_open_time(key)
+                    if last_pg is not None:
+                        resume[key] = last_pg
+                        preload[key] = await self.postgres.latest(key, n)
+            except CandlekeeperError as exc:
+                log.warning("cannot read the resume points from PostgreSQL (%s); warming up "
+                            "from REST instead", exc)
         if resume:
             log.info("resuming %d stream(s) from storage", len(resume))
         return resume, preload
@@ -235,7 +276,7 @@ class Service:
             await self._start_http()
             resolved = [(f, await self._resolve_symbols(f, stop)) for f in self.config.feeds]
             if not stop.is_set():
-                self._make_feeds(resolved)
+                await self._make_feeds(resolved)
                 for feed in self.feeds:
                     await feed.start()
                 self.ready.set()
@@ -267,3 +308,6 @@ class Service:
             unknown_symbols=list(self.unknown_symbols),
         )
 
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
