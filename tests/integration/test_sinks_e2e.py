@@ -113,7 +113,8 @@ async def test_three_sinks_survive_database_and_bus_restarts(
             assert rows
             want = [c for c in closed if rows[0].open_time <= c.open_time <= rows[-1].open_time]
             assert [c.open_time for c in rows] == [c.open_time for c in want]
-            assert all(a.same_values(b, trade_ids=a.source == "ws") for a, b in zip(rows, want, strict=True))
+            assert all(a.same_values(b, trade_ids=a.source == "ws")
+                       for a, b in zip(rows, want, strict=True))
             pg_rows = await pg.read(key)
             assert [(c.open_time, c.close_str, c.volume_str) for c in pg_rows] == \
                 [(c.open_time, c.close_str, c.volume_str) for c in rows]
