@@ -172,8 +172,8 @@ async def _candle_pushes(sim: Simulator, http: aiohttp.ClientSession,
 
 async def test_last_push_is_stale_but_truth_and_rest_are_final(
         http: aiohttp.ClientSession) -> None:
-    # a 1m candle lasts 2 s of wall time; 8 pushes per candle at 0.25 s
-    async with bx(speed=30.0, update_interval_s=0.25) as sim:
+    # a 1m candle lasts 1 s of wall time; 8 pushes per candle at 0.125 s
+    async with bx(speed=60.0, update_interval_s=0.125) as sim:
         by_t = await _candle_pushes(sim, http, 2)
         truth = {c.open_time: c for c in sim.closed_candles(BINGX, "BTCUSDT", "1m")}
         async with http.get(sim.rest_base(BINGX) + "/openApi/swap/v3/quote/klines",
@@ -192,7 +192,7 @@ async def test_last_push_is_stale_but_truth_and_rest_are_final(
 
 
 async def test_final_push_option_makes_the_websocket_exact(http: aiohttp.ClientSession) -> None:
-    async with bx(speed=30.0, update_interval_s=0.25, stale_last_push=False) as sim:
+    async with bx(speed=60.0, update_interval_s=0.125, stale_last_push=False) as sim:
         by_t = await _candle_pushes(sim, http, 2)
         truth = {c.open_time: c for c in sim.closed_candles(BINGX, "BTCUSDT", "1m")}
         for t, ks in by_t.items():
