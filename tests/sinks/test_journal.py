@@ -210,3 +210,14 @@ def test_errors_and_settings(tmp_path: Path) -> None:
     j.ack(rec)
     with pytest.raises(JournalError, match="out of order"):
         j.ack(rec)
+
+
+def test_one_journal_one_writer(tmp_path: Path) -> None:
+    first = Journal(tmp_path)
+    first.open()
+    with pytest.raises(JournalError, match="in use by another writer"):
+        Journal(tmp_path).open()
+    first.close()
+    second = Journal(tmp_path)
+    second.open()  # free again once the first one closed
+    second.close()

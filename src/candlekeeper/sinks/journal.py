@@ -36,6 +36,7 @@ thread, so the event loop never waits on the disk.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import struct
@@ -122,6 +123,7 @@ class Journal:
         self.fsync = fsync
         self._segments: deque[_Segment] = deque()
         self._fd: int | None = None  # append handle of the last segment
+        self._lock_fd: int | None = None  # flock on ``lock``: one journal, one writer
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(list[Candle])
         self._open = False
@@ -147,6 +149,7 @@ class Journal:
         self.rows = self.bytes = self.records = 0
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            self._lock()
             numbers = sorted(int(p.stem[4:]) for p in self.directory.glob(_SEGMENT_GLOB)
                              if p.stem[4:].isdigit())
             for number in numbers:
@@ -160,6 +163,7 @@ class Journal:
             last = self._segments[-1]
             self._fd = os.open(last.path, os.O_WRONLY | os.O_APPEND)
         except OSError as exc:
+            self._unlock()
             raise JournalError(f"journal {self.directory}: cannot open: {exc}") from exc
         self._open = True
         if self.rows:
@@ -172,6 +176,7 @@ class Journal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        self._unlock()
         self._segments.clear()
         self._open = False
 
@@ -268,6 +273,23 @@ class Journal:
         self._ack_entry(seg)
 
     # -- internals ----------------------------------------------------------------------------
+    def _lock(self) -> None:
+        """Two writers (two sinks, or two service instances started from the same folder) on one
+        journal would interleave and acknowledge each other's records: refuse the second."""
+        fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise JournalError(f"journal {self.directory} is in use by another writer (give "
+                               "each sink and each instance its own journal_dir)") from None
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
+
     def _ack_entry(self, seg: _Segment) -> None:
         entry = seg.entries.popleft()
         self.rows -= entry.rows
