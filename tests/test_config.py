@@ -139,7 +139,7 @@ def test_empty_section_means_defaults() -> None:
         ("Transport: {}\n", "Transport: unknown key (did you mean 'transport'?)"),
         ("sinks:\n  sqlite:\n    pth: x.db\n",
          "sinks.sqlite.pth: unknown key (did you mean 'path'?)"),
-        ("sinks:\n  postgres: {}\n", "sinks.postgres: unknown key"),
+        ("sinks:\n  mysql: {}\n", "sinks.mysql: unknown key"),
         ("observability:\n  http:\n    prot: 1\n",
          "observability.http.prot: unknown key (did you mean 'port'?)"),
         ("transport:\n  backof_max_s: 3\n",

@@ -196,6 +196,7 @@ class GapFiller:
         delay = o.retry_initial_s
         while True:
             t.want_again = False
+            progress_from = t.seq.last
             window = self._window(t)
             if window is not None:
                 start, end = window
@@ -225,7 +226,8 @@ class GapFiller:
                 t.seq.wait_for_anchor = False
                 t.seq.fill((), 0, 0)
             if t.seq.has_hole:
-                hole_attempts += 1
+                # a hole that REST is still catching up on (it made progress) is not a failure
+                hole_attempts = hole_attempts + 1 if t.seq.last == progress_from else 1
                 if hole_attempts >= o.max_hole_attempts:
                     self._give_up(t, "REST does not have the missing candles")
                     return

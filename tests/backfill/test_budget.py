@@ -47,7 +47,9 @@ async def test_the_servers_count_wins_when_higher_and_stale_answers_are_ignored(
     now[0] = 1021.0  # next window (1020 = 17 * 60)
     budget.observe(95, window)  # an answer about the previous window says nothing now
     assert budget.used == 0
-    assert await budget.acquire(100) == window + 1
+    assert await budget.acquire(95) == window + 1  # 5 + 95 within any sliding 60 s
+    now[0] = 1061.0  # the 5 granted at 1000 left the sliding window at 1060
+    assert await budget.acquire(5) == window + 1
 
 
 async def test_a_block_stops_every_caller_until_it_ends() -> None:
@@ -98,3 +100,19 @@ async def test_30_day_1m_backfill_of_three_symbols_stays_under_the_weight_limit(
     assert client.budget.waits >= 4  # the limit was really in play
     print(f"30-day backfill: {3 * n} candles, {fetcher.stats.requests} requests, "
           f"{fetcher.stats.weight_used} weight, {elapsed:.1f}s")
+
+
+async def test_no_burst_of_twice_the_limit_across_a_window_boundary() -> None:
+    """Aligned windows alone would grant 100 at 59.9 s and 100 more at 60.1 s; a venue whose
+    windows start elsewhere (BingX) sees 200 in one window. The sliding bound refuses."""
+    now = [59.9]
+    budget = WeightBudget(100, headroom=1.0, window_s=60.0, wall=lambda: now[0])
+    for _ in range(100):
+        await budget.acquire(1)
+    now[0] = 60.1
+    blocked = asyncio.create_task(budget.acquire(1))
+    await asyncio.sleep(0.05)
+    assert not blocked.done()  # must wait until 119.9 s
+    now[0] = 120.0
+    blocked.cancel()
+    assert await budget.acquire(1) is not None

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
@@ -49,6 +50,12 @@ class WeightBudget:
 
     :meth:`block` makes every :meth:`acquire` wait until a deadline: that is how a 429's
     ``Retry-After`` or a 418 ban stops all callers at once. ``wall`` is injectable for tests.
+
+    On top of the aligned window, the weight granted in any *sliding* ``window_s`` never exceeds
+    the limit either. Aligned windows alone allow a burst of twice the limit across a boundary
+    (the end of one minute plus the start of the next), which a venue whose windows are not
+    aligned to ours (BingX counts from an IP's first request) punishes with a 429 and then a ban.
+    A sliding bound satisfies every fixed window, however it is aligned.
     """
 
     def __init__(self, limit_per_minute: int, *, headroom: float = 0.9, window_s: float = 60.0,
@@ -66,6 +73,9 @@ class WeightBudget:
         self._wall = wall
         self._window = self._index(wall())
         self._lock = asyncio.Lock()
+        #: (wall time, weight) of every grant in the last ``window_s``, and their sum
+        self._recent: deque[tuple[float, int]] = deque()
+        self._recent_sum = 0
         # a little after the boundary, so that the server has rolled over too
         self._guard = min(0.25, window_s * 0.05)
 
@@ -91,11 +101,30 @@ class WeightBudget:
                     await asyncio.sleep(self.blocked_until - now)
                     continue
                 self._roll(now)
+                recent = self._recent
+                while recent and recent[0][0] <= now - self.window_s:
+                    self._recent_sum -= recent.popleft()[1]
                 # a request heavier than the whole budget can only go into an empty window
-                if self.used + weight <= self.limit or self.used == 0:
+                fits_window = self.used + weight <= self.limit or self.used == 0
+                fits_sliding = self._recent_sum + weight <= self.limit or not recent
+                if fits_window and fits_sliding:
                     self.used += weight
                     self.granted += weight
+                    recent.append((now, weight))
+                    self._recent_sum += weight
                     return self._window
+                if fits_window:  # wait until enough of the sliding window has expired
+                    need = self._recent_sum + weight - self.limit
+                    until = now
+                    for granted_at, w in recent:
+                        need -= w
+                        until = granted_at
+                        if need <= 0:
+                            break
+                    wait = until + self.window_s - now + 0.001
+                    self.waits += 1
+                    await asyncio.sleep(wait)
+                    continue
                 wait = (self._window + 1) * self.window_s - now + self._guard
                 self.waits += 1
                 log.info("REST weight budget reached (%d/%d); waiting %.2fs for the next window",

@@ -164,7 +164,13 @@ class StreamSequence:
         self.emit(candle)
 
     def _release(self) -> None:
-        """Emit held closes that are now contiguous."""
+        """Emit held closes that are now contiguous. Inferred closes (``prefer_rest``) are never
+        released this way: they wait for REST's final values (or :meth:`skip_hole`)."""
+        if self.prefer_rest:
+            for t in [t for t in self.held if t <= self.last]:
+                del self.held[t]
+                self.duplicates += 1
+            return
         held = self.held
         while held:
             nxt = next_open(self.last, self.interval) if self.last >= 0 else min(held)
