@@ -77,8 +77,12 @@ DEMO_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT"
               show_default=True, help="SQLite file to store closed candles in.")
 @click.option("--dashboard/--no-dashboard", default=True, show_default=True)
 def demo(duration: float | None, speed: float, n_symbols: int, db: Path, dashboard: bool) -> None:
-    """Offline demo: the built-in exchange simulator feeding the real pipeline into SQLite."""
+    """Offline demo: the built-in exchange simulator (Binance USDⓈ-M and spot, BingX swap)
+    feeding the real pipeline into SQLite (a fresh file each run)."""
     configure_logging("WARNING" if dashboard else "INFO")
+    # the simulator's market starts now, so yesterday's demo data would only be a hole
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
     report = _run_async(_demo(duration, speed, DEMO_SYMBOLS[:n_symbols], db, dashboard))
     print_report(report)
     click.echo(f"closed candles are stored in {db}")
@@ -88,10 +92,12 @@ async def _demo(duration: float | None, speed: float, symbols: tuple[str, ...], 
                 dashboard: bool) -> ServiceReport:
     from candlekeeper.sim import Simulator
 
-    venues = ("binance-usdm", "binance-spot")
+    venues = ("binance-usdm", "binance-spot", "bingx-swap")
     intervals = ("1m", "5m", "15m")
-    async with Simulator(venues=venues, symbols=symbols, intervals=intervals,
-                         speed=speed) as sim:
+    # BingX pushes once a (wall) second; at an accelerated clock it must push faster
+    bingx_push = min(1.0, 15.0 / speed)
+    async with Simulator(venues=venues, symbols=symbols, intervals=intervals, speed=speed,
+                         update_interval_s={"bingx-swap": bingx_push}) as sim:
         config = Config.from_dict({
             "feeds": [
                 {"venue": v, "symbols": list(symbols), "intervals": list(intervals),
