@@ -13,9 +13,10 @@ from candlekeeper.testing.chaos import ALL_KINDS, ChaosOptions, check, run_chaos
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 
+@pytest.mark.parametrize("venue", ["binance-usdm", "bingx-swap"])
 async def test_an_accelerated_day_of_faults_with_a_kill_9_loses_and_duplicates_nothing(
-        tmp_path: Path) -> None:
-    opts = ChaosOptions()
+        tmp_path: Path, venue: str) -> None:
+    opts = ChaosOptions(venue=venue)
     result = await run_chaos(tmp_path, opts)
     print(summary(result))
     assert result.kill_returncode == -9
