@@ -23,7 +23,6 @@ from servers import NatsServer, PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
-VENUE = "binance-usdm"
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT")
 INTERVALS = ("1m", "5m")
 
@@ -49,14 +48,16 @@ def written(service: Service, name: str) -> int:
     return service.writers[name].stats.written
 
 
+@pytest.mark.parametrize(("venue", "speed"), [("binance-usdm", 300.0), ("bingx-swap", 120.0)])
 async def test_three_sinks_survive_database_and_bus_restarts(
-        tmp_path: Path, postgres: PostgresServer, nats: NatsServer) -> None:
+        tmp_path: Path, postgres: PostgresServer, nats: NatsServer, venue: str,
+        speed: float) -> None:
     db = tmp_path / "candles.sqlite"
-    async with Simulator(venues=(VENUE,), symbols=SYMBOLS, intervals=INTERVALS, speed=300.0,
-                         seed=9) as sim:
+    async with Simulator(venues=(venue,), symbols=SYMBOLS, intervals=INTERVALS, speed=speed,
+                         seed=9, update_interval_s={"bingx-swap": 0.05}) as sim:
         cfg = Config.from_dict({
-            "feeds": [{"venue": VENUE, "symbols": list(SYMBOLS), "intervals": list(INTERVALS),
-                       "ws_url": sim.ws_base(VENUE), "rest_url": sim.rest_base(VENUE)}],
+            "feeds": [{"venue": venue, "symbols": list(SYMBOLS), "intervals": list(INTERVALS),
+                       "ws_url": sim.ws_base(venue), "rest_url": sim.rest_base(venue)}],
             "sinks": {
                 "sqlite": {"path": str(db), "flush_interval_s": 0.1},
                 "postgres": {"enabled": True, "dsn": postgres.dsn, "batch_size": 200,
@@ -98,7 +99,7 @@ async def test_three_sinks_survive_database_and_bus_restarts(
                 await asyncio.sleep(0.1)
         stop.set()
         report = await asyncio.wait_for(task, 60)
-        truth = {(s, i): sim.closed_candles(VENUE, s, i) for s in SYMBOLS for i in INTERVALS}
+        truth = {(s, i): sim.closed_candles(venue, s, i) for s in SYMBOLS for i in INTERVALS}
     assert all(w.dropped == 0 for w in report.writers.values())
     lite = SQLiteSink(db)
     await lite.open()
@@ -108,7 +109,7 @@ async def test_three_sinks_survive_database_and_bus_restarts(
     total = 0
     try:
         for (symbol, interval), closed in truth.items():
-            key = StreamKey(VENUE, symbol, interval)
+            key = StreamKey(venue, symbol, interval)
             rows = lite.read(key)
             assert rows
             want = [c for c in closed if rows[0].open_time <= c.open_time <= rows[-1].open_time]
