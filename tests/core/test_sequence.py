@@ -83,3 +83,27 @@ def test_resume_after_restart_emits_everything_after_the_stored_candle() -> None
     s, out = seq(last=3)
     s.fill([c(i, "rest") for i in range(1, 9)], 4 * M, 9 * M)
     assert out == [4, 5, 6, 7, 8]
+
+
+def test_inferred_closes_wait_for_rest_and_rest_values_win() -> None:
+    """BingX has no closed flag: the close inferred from the next push is held until REST
+    confirms it, and REST's final values replace the (possibly stale) pushed ones."""
+    out: list[Candle] = []
+    s = StreamSequence("1m", out.append, last=1 * M, prefer_rest=True)
+    assert s.hold(c(2, close="9.9")) is Offer.HELD
+    assert s.hold(c(3, close="9.9")) is Offer.HELD
+    assert out == []  # never released without REST, even though 2 is contiguous
+    s.fill([c(2, "rest", close="2.0")], 2 * M, 4 * M)  # REST knows only 2 so far
+    assert [(x.open_time // M, x.close_str, x.source) for x in out] == [(2, "2.0", "rest")]
+    assert s.has_hole  # 3 still waits for REST
+    s.fill([c(3, "rest", close="3.0")], 3 * M, 4 * M)
+    assert [x.close_str for x in out] == ["2.0", "3.0"] and not s.has_hole
+    assert s.hold(c(3)) is Offer.DUPLICATE
+
+
+def test_skip_hole_releases_inferred_closes_when_rest_never_answers() -> None:
+    out: list[int] = []
+    s = StreamSequence("1m", lambda x: out.append(x.open_time // M), last=1 * M,
+                       prefer_rest=True)
+    s.hold(c(2))
+    assert s.skip_hole() == 0 and out == [2]  # nothing skipped: the pushed values are used
