@@ -169,3 +169,15 @@ def test_two_instances_do_not_share_a_registry() -> None:
     a.stream(KEY).messages += 7
     assert value(a, "candlekeeper_stream_messages_total", **LABELS) == 7
     assert ("candlekeeper_stream_messages_total", frozenset(LABELS.items())) not in samples(b)
+
+
+def test_writer_backlog_and_journal_are_exported() -> None:
+    m = Metrics()
+    stats = WriterStats(written=10, pending=300, batches=1, failures=3, retries=3, dropped=0,
+                        last_error="database down", last_flush_monotonic=None, in_memory=100,
+                        journal_rows=200, journal_bytes=40_960, oldest_pending_age_s=12.5)
+    m.track_sink("postgres", lambda: stats)
+    assert value(m, "candlekeeper_sink_rows_pending", sink="postgres") == 300
+    assert value(m, "candlekeeper_sink_journal_rows", sink="postgres") == 200
+    assert value(m, "candlekeeper_sink_journal_bytes", sink="postgres") == 40_960
+    assert value(m, "candlekeeper_sink_oldest_pending_seconds", sink="postgres") == 12.5

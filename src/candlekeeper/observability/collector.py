@@ -136,6 +136,14 @@ class MetricsCollector(Collector):
                                       labels=labels)
         dropped = CounterMetricFamily("candlekeeper_sink_rows_dropped",
                                       "Rows lost to the overflow policy", labels=labels)
+        journal = GaugeMetricFamily("candlekeeper_sink_journal_rows",
+                                    "Rows spilled to the durable journal while the backend was "
+                                    "down, not yet written", labels=labels)
+        journal_bytes = GaugeMetricFamily("candlekeeper_sink_journal_bytes",
+                                          "Size of the durable journal", labels=labels)
+        oldest = GaugeMetricFamily("candlekeeper_sink_oldest_pending_seconds",
+                                   "Age of the oldest row not yet written (alert on this)",
+                                   labels=labels)
         for name, stats, _err in self._m.sink_stats():
             if stats is None:
                 continue
@@ -144,4 +152,9 @@ class MetricsCollector(Collector):
             failures.add_metric([name], stats.failures)
             retries.add_metric([name], stats.retries)
             dropped.add_metric([name], stats.dropped)
-        yield from (written, pending, failures, retries, dropped)
+            # journal fields exist on writers that have one (``WriterStats``)
+            journal.add_metric([name], getattr(stats, "journal_rows", 0))
+            journal_bytes.add_metric([name], getattr(stats, "journal_bytes", 0))
+            age = getattr(stats, "oldest_pending_age_s", None)
+            oldest.add_metric([name], age if age is not None else 0.0)
+        yield from (written, pending, failures, retries, dropped, journal, journal_bytes, oldest)

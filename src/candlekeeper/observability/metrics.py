@@ -49,6 +49,9 @@ Metric names (labels in braces; ``stream`` labels = ``venue, symbol, interval``)
 ``candlekeeper_sink_failures_total``           counter    failed write attempts {sink}
 ``candlekeeper_sink_retries_total``            counter    {sink}
 ``candlekeeper_sink_rows_dropped_total``       counter    lost to overflow (data loss!) {sink}
+``candlekeeper_sink_journal_rows``             gauge      spilled to the journal, not yet written
+``candlekeeper_sink_journal_bytes``            gauge      journal size {sink}
+``candlekeeper_sink_oldest_pending_seconds``   gauge      age of the oldest unwritten row {sink}
 ``candlekeeper_errors_total``                  counter    other bad input / failures {kind}
 =============================================  =========  =======================================
 """
