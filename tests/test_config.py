@@ -64,9 +64,11 @@ def test_minimal_config_gets_documented_defaults() -> None:
 
 def test_example_config_is_valid() -> None:
     cfg = load_config(REPO / "examples" / "config.yaml", env={})
-    assert [f.venue for f in cfg.feeds] == ["binance-usdm", "binance-spot"]
+    assert [f.venue for f in cfg.feeds] == ["binance-usdm", "binance-spot", "bingx-swap"]
     assert cfg.feeds[0].symbols == ("BTCUSDT", "ETHUSDT")
     assert cfg.feeds[0].intervals == ("1m", "5m", "1h")
+    assert cfg.feeds[2].symbols == ("BTCUSDT",)  # written BTC-USDT: one canonical form
+    assert not cfg.sinks.postgres.enabled and not cfg.sinks.nats.enabled
 
 
 def test_symbols_are_normalised_and_deduplicated() -> None:
