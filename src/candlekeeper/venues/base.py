@@ -110,6 +110,25 @@ def klines_weight(spec: VenueSpec, limit: int) -> int:
     return spec.rest_klines_weights[-1][1]
 
 
+def klines_rest_request(spec: VenueSpec, native_symbol: str, interval: str, *,
+                        start_time: int | None, end_time: int | None,
+                        limit: int | None) -> RestRequest:
+    """``GET <klines path>?symbol=&interval=&limit=[&startTime=][&endTime=]`` — the same
+    parameters on Binance (spot, USDⓈ-M) and BingX; only the path, limits and weights differ."""
+    from candlekeeper.errors import ConfigError
+
+    limit = spec.rest_max_limit if limit is None else limit
+    if not 1 <= limit <= spec.rest_max_limit:
+        raise ConfigError(f"limit must be in [1, {spec.rest_max_limit}], got {limit}")
+    params: dict[str, str | int] = {"symbol": native_symbol, "interval": interval,
+                                    "limit": limit}
+    if start_time is not None:
+        params["startTime"] = start_time
+    if end_time is not None:
+        params["endTime"] = end_time
+    return RestRequest("GET", spec.rest_klines_path, params, klines_weight(spec, limit))
+
+
 class RestRequest(msgspec.Struct, frozen=True):
     """A REST call described as data; the HTTP client executes it."""
 

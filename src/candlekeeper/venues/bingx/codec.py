@@ -35,7 +35,7 @@ from candlekeeper.venues.base import (
     Reply,
     RestRequest,
     VenueSpec,
-    klines_weight,
+    klines_rest_request,
 )
 from candlekeeper.venues.bingx import schemas
 from candlekeeper.venues.bingx.endpoints import RATE_LIMITED_CODE, TOPIC_LIMIT_CODE
@@ -282,22 +282,10 @@ class BingxCodec:
     # -- REST -------------------------------------------------------------------------------
     def klines_request(self, symbol: str, interval: str, *, start_time: int | None = None,
                        end_time: int | None = None, limit: int | None = None) -> RestRequest:
-        limit = self.spec.rest_max_limit if limit is None else limit
-        if not 1 <= limit <= self.spec.rest_max_limit:
-            raise ConfigError(f"limit must be in [1, {self.spec.rest_max_limit}], got {limit}")
         if interval not in self._intervals:
             raise ConfigError(f"{self.venue} has no interval {interval!r}")
-        params: dict[str, str | int] = {
-            "symbol": self.native_symbol(symbol),
-            "interval": interval,
-            "limit": limit,
-        }
-        if start_time is not None:
-            params["startTime"] = start_time
-        if end_time is not None:
-            params["endTime"] = end_time
-        return RestRequest("GET", self.spec.rest_klines_path, params,
-                           klines_weight(self.spec, limit))
+        return klines_rest_request(self.spec, self.native_symbol(symbol), interval,
+                                   start_time=start_time, end_time=end_time, limit=limit)
 
     def decode_klines(self, body: bytes, symbol: str, interval: str) -> list[Candle]:
         """Rows sorted by open time (BingX does not document the order), one per open time,
