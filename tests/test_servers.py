@@ -39,3 +39,14 @@ def test_missing_binaries_fail_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(servers, "PG_BIN", servers.Path("/nonexistent"))
     with pytest.raises(RuntimeError, match="make test"):
         servers.PostgresServer()
+
+
+def test_test_module_basenames_are_unique() -> None:
+    """pytest's default import mode needs unique test module names across folders (two helpers
+    once both wrote test_bingx_rest.py and collection failed in CI)."""
+    from collections import Counter
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    names = Counter(p.name for p in here.rglob("test_*.py"))
+    assert [n for n, k in names.items() if k > 1] == []
