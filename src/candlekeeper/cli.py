@@ -209,13 +209,15 @@ def print_report(report: ServiceReport, console: Console | None = None) -> None:
         if not console.is_terminal:  # a log file or pipe: do not squeeze into 80 columns
             console = Console(width=110)
     table = Table(title=f"candlekeeper: per-stream statistics (uptime {report.uptime_s:.1f}s)")
-    for col in ("venue", "symbol", "interval", "state", "closed", "messages", "duplicates",
+    for col in ("venue", "symbol", "interval", "state at stop", "closed", "messages",
+                "duplicates",
                 "last close"):
         table.add_column(col, justify="right" if col in {"closed", "messages",
                                                            "duplicates"} else "left")
     for s in report.streams:
         last = s.last_closed
-        table.add_row(s.key.venue, s.key.symbol, s.key.interval, str(s.state), str(s.closed),
+        state = report.final_states.get(s.key, str(s.state))
+        table.add_row(s.key.venue, s.key.symbol, s.key.interval, state, str(s.closed),
                       str(s.messages), str(s.duplicates + s.late),
                       str(last.close) if last else "-")
     console.print(table)

@@ -55,6 +55,8 @@ class ServiceReport:
     writers: dict[str, WriterStats]
     uptime_s: float
     unknown_symbols: list[str]
+    #: each stream's state just before shutdown (afterwards every stream is disconnected)
+    final_states: dict[StreamKey, str] = field(default_factory=dict)
 
 
 def transport_options(config: Config) -> TransportOptions:
@@ -97,6 +99,7 @@ class Service:
         self.metrics = Metrics(now_ms=self.clock.time_ms)
         self.shard = Shard.parse(config.shard) if config.shard else None
         self.health: HealthServer | None = None
+        self._final_states: dict[StreamKey, str] = {}
 
     # -- symbols --------------------------------------------------------------------------
     async def _resolve_symbols(self, feed: FeedConfig, stop: asyncio.Event) -> list[str]:
@@ -286,6 +289,7 @@ class Service:
         return self.report()
 
     async def _shutdown(self) -> None:
+        self._final_states = {s.key: str(s.state) for f in self.feeds for s in f.stats()}
         for feed in self.feeds:
             try:
                 await feed.stop()
@@ -306,6 +310,7 @@ class Service:
             writers={name: w.stats for name, w in self.writers.items()},
             uptime_s=time.monotonic() - self.counters.started_monotonic,
             unknown_symbols=list(self.unknown_symbols),
+            final_states=dict(self._final_states),
         )
 
 
