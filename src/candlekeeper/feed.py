@@ -220,7 +220,8 @@ class CandleFeed:
         source = history_source
         if source is None and backfill:
             self._rest = RestClient(self.spec, self.rest_url)
-            source = KlineFetcher(self.codec, self._rest, clock=self.clock)
+            source = KlineFetcher(self.codec, self._rest, clock=self.clock,
+                                  close_margin_ms=self.gap_fill.close_margin_ms)
         self.filler: GapFiller | None = (GapFiller(source, self.clock, self.gap_fill)
                                          if source is not None else None)
         resume = dict(resume_from or {})

@@ -66,6 +66,10 @@ class GapFillOptions(msgspec.Struct, frozen=True, kw_only=True):
     retry_max_s: float = 30.0
     #: failed REST attempts (after the source's own retries) before a fill gives up
     max_fetch_attempts: int = 5
+    #: a candle counts as closed only this long (venue ms) after its close time: if our clock
+    #: runs ahead of the exchange's, a fill must not take the exchange's still-forming candle
+    #: for a final one
+    close_margin_ms: int = 2_000
 
 
 class FillStats(msgspec.Struct, kw_only=True):
@@ -180,7 +184,8 @@ class GapFiller:
 
     # -- the fill -------------------------------------------------------------------------
     def _window(self, t: _Track) -> tuple[int, int] | None:
-        end = align(self.clock.time_ms(), t.key.interval)  # the forming candle: excluded
+        # the forming candle is excluded (with a margin for a clock ahead of the venue's)
+        end = align(self.clock.time_ms() - self.options.close_margin_ms, t.key.interval)
         if t.seq.anchored:
             start = t.seq.expected
             assert start is not None
