@@ -231,6 +231,14 @@ class GapFiller:
                 t.seq.wait_for_anchor = False
                 t.seq.fill((), 0, 0)
             if t.seq.has_hole:
+                first_held = min(t.seq.held)
+                ready_at = close_time(first_held, t.key.interval) + o.close_margin_ms + 1
+                wait_ms = ready_at - self.clock.time_ms()
+                if wait_ms > 0:
+                    # REST may not be asked for the held candle before the close margin has
+                    # passed (a just-closed BingX candle): wait for it, this is no failure
+                    await asyncio.sleep(self.clock.wall_seconds(wait_ms))
+                    continue
                 # a hole that REST is still catching up on (it made progress) is not a failure
                 hole_attempts = hole_attempts + 1 if t.seq.last == progress_from else 1
                 if hole_attempts >= o.max_hole_attempts:
