@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -39,7 +38,6 @@ from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.errors import ConfigError
 from candlekeeper.gapfill import GapFiller, GapFillOptions, HistorySource
-from candlekeeper.observability.logging import RateLimitedLog
 from candlekeeper.observability.metrics import Metrics, StreamMetrics
 from candlekeeper.transport import ConnectionPool, SessionStats, TransportOptions
 from candlekeeper.venues.base import VenueCodec
@@ -149,12 +147,6 @@ class StreamStats:
             sub.offer(candle)
 
 
-@dataclass(slots=True)
-class FeedCounters:
-    connection_events: int = 0
-    connections: dict[str, ConnectionStatus] = field(default_factory=dict)
-
-
 class CandleFeed:
     """Real-time candles of one venue.
 
@@ -233,12 +225,10 @@ class CandleFeed:
             if self.filler is not None:
                 self.filler.track(key, st.seq, resume=key in resume,
                                   on_history=st.buffer.extend)
-        self.counters = FeedCounters()
         self._pool = ConnectionPool(self.codec, self.keys, self, ws_base=self.ws_url,
                                     clock=self.clock, options=transport, connector=connector)
         self._task: asyncio.Task[None] | None = None
         self._started = False
-        self._limited = RateLimitedLog(log)
 
     def _by_key(self) -> dict[StreamKey, StreamStats]:
         return {st.key: st for st in self._streams.values()}
@@ -351,8 +341,6 @@ class CandleFeed:
         self.bus.publish(status)
 
     def on_connection_status(self, status: ConnectionStatus) -> None:
-        self.counters.connection_events += 1
-        self.counters.connections[status.connection] = status
         self.metrics.on_connection_status(status, self.venue)
         self.bus.publish(status)
 
