@@ -20,7 +20,6 @@ without sleeping; :meth:`Pusher.run` is the thin loop around it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -30,6 +29,7 @@ from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import ScaledClock
 from candlekeeper.core.intervals import align, next_open, prev_open
 from candlekeeper.sim.market import Market
+from candlekeeper.sim.pump import pump
 from candlekeeper.sim.venues.binance import is_kline_stream
 from candlekeeper.sim.venues.binance_frames import combined, kline_payload, text_frame
 from candlekeeper.sim.walk import key_of, mix
@@ -197,20 +197,12 @@ class Pusher:
                 wake = boundary
         return max(wake, now_mono)
 
+    @property
+    def wake(self) -> asyncio.Event:
+        return self._wake
+
+    def after_error(self, now_mono: float) -> None:
+        self._next_cadence = now_mono + self.cadence_s
+
     async def run(self) -> None:
-        while True:
-            now = time.monotonic()
-            try:
-                self.step(now)
-            except Exception:  # a bug must not silence every stream: log, count, go on
-                self.errors += 1
-                log.exception("%s: pusher step failed (%d so far)", self.market.venue,
-                              self.errors)
-                self._next_cadence = now + self.cadence_s
-            delay = self.next_wake(time.monotonic()) - time.monotonic()
-            if delay > 0:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
-            else:
-                await asyncio.sleep(0)
+        await pump(self, self.market.venue)

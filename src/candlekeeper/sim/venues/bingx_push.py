@@ -22,9 +22,7 @@ A payload is encoded and gzip'd once per topic and tick and shared by every subs
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 
 import msgspec
 
@@ -32,6 +30,7 @@ from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import ScaledClock
 from candlekeeper.core.intervals import align, next_open
 from candlekeeper.sim.market import Market
+from candlekeeper.sim.pump import pump
 from candlekeeper.sim.venues.bingx import native_symbol, parse_data_type, push_payload
 from candlekeeper.sim.venues.common import FrameSink, GzipFraming
 
@@ -139,20 +138,12 @@ class BingxPusher:
                 wake = min(wake, boundary)
         return max(wake, now_mono)
 
+    @property
+    def wake(self) -> asyncio.Event:
+        return self._wake
+
+    def after_error(self, now_mono: float) -> None:
+        self._next_tick = now_mono + self.cadence_s
+
     async def run(self) -> None:
-        while True:
-            now = time.monotonic()
-            try:
-                self.step(now)
-            except Exception:  # a bug must not silence every topic: log, count, go on
-                self.errors += 1
-                log.exception("%s: pusher step failed (%d so far)", self.market.venue,
-                              self.errors)
-                self._next_tick = now + self.cadence_s
-            delay = self.next_wake(time.monotonic()) - time.monotonic()
-            if delay > 0:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
-            else:
-                await asyncio.sleep(0)
+        await pump(self, self.market.venue)
