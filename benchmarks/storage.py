@@ -38,7 +38,7 @@ from pathlib import Path
 import msgspec
 
 from candlekeeper.core.candle import Candle
-from candlekeeper.sinks.base import BatchingWriter
+from candlekeeper.sinks.base import BatchingWriter, Sink
 from candlekeeper.sinks.sqlite import SQLiteSink
 
 T0 = 1_626_992_700_000
@@ -61,7 +61,8 @@ def make_candles(n: int, streams: int, close: str = "7.6170") -> list[Candle]:
     return out
 
 
-async def timed_writes(sink: SQLiteSink, candles: Sequence[Candle], batch: int) -> float:
+async def timed_writes(sink: Sink, candles: Sequence[Candle], batch: int) -> float:
+    """Seconds to write ``candles`` through ``sink`` in batches of ``batch`` (any backend)."""
     start = time.perf_counter()
     for i in range(0, len(candles), batch):
         await sink.write(candles[i:i + batch])

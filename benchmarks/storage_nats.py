@@ -31,6 +31,7 @@ from pathlib import Path
 from candlekeeper.core.candle import Candle
 from candlekeeper.sinks.base import BatchingWriter
 from candlekeeper.sinks.nats import NatsSink
+from storage import timed_writes
 
 Result = tuple[str, int, float]
 
@@ -65,13 +66,6 @@ def server_version() -> str:
     binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
     out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
     return out.stdout.strip() or "nats-server (unknown version)"
-
-
-async def timed_writes(sink: NatsSink, candles: Sequence[Candle], batch: int) -> float:
-    start = time.perf_counter()
-    for i in range(0, len(candles), batch):
-        await sink.write(candles[i:i + batch])
-    return time.perf_counter() - start
 
 
 async def run_nats(url: str, candles: Sequence[Candle], small: int) -> list[Result]:

@@ -36,6 +36,7 @@ import msgspec
 from candlekeeper.core.candle import Candle
 from candlekeeper.sinks.base import BatchingWriter
 from candlekeeper.sinks.postgres import PostgresSink
+from storage import timed_writes
 
 Result = tuple[str, int, float]
 PG_BIN = Path(os.environ.get("CANDLEKEEPER_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -76,13 +77,6 @@ def postgres_server(*, durable: bool = True) -> Iterator[str]:
         subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]),
                        check=False, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
-
-
-async def timed_writes(sink: PostgresSink, candles: Sequence[Candle], batch: int) -> float:
-    start = time.perf_counter()
-    for i in range(0, len(candles), batch):
-        await sink.write(candles[i:i + batch])
-    return time.perf_counter() - start
 
 
 async def run_postgres(dsn: str, candles: Sequence[Candle], small: int) -> list[Result]:
