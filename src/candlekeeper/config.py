@@ -51,7 +51,7 @@ from candlekeeper.core.shard import Shard
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.errors import ConfigError
-from candlekeeper.venues.base import VenueSpec
+from candlekeeper.venues.contract import VenueSpec
 from candlekeeper.venues.registry import VENUES, get_spec
 
 __all__ = [

@@ -40,8 +40,8 @@ from candlekeeper.errors import ConfigError
 from candlekeeper.gapfill import GapFiller, GapFillOptions, HistorySource
 from candlekeeper.observability.metrics import Metrics, StreamMetrics
 from candlekeeper.transport import ConnectionPool, SessionStats, TransportOptions
-from candlekeeper.venues.base import VenueCodec
-from candlekeeper.venues.registry import make_codec
+from candlekeeper.venues.contract import HistoryCodec, StreamCodec
+from candlekeeper.venues.registry import history_codec, stream_codec
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -175,7 +175,8 @@ class CandleFeed:
         are fetched and emitted before any newer one. ``preload`` seeds ring buffers (e.g.
         from storage). ``history_source`` replaces the REST fetcher (tests, custom stores).
         """
-        self.codec: VenueCodec = make_codec(venue)
+        self.codec: StreamCodec = stream_codec(venue)
+        self.history: HistoryCodec = history_codec(venue)
         self.spec = self.codec.spec
         self.venue = venue
         if not symbols:
@@ -211,8 +212,8 @@ class CandleFeed:
         self.gap_fill = gap_fill or GapFillOptions(history=buffer_size)
         source = history_source
         if source is None and backfill:
-            self._rest = RestClient(self.spec, self.rest_url)
-            source = KlineFetcher(self.codec, self._rest, clock=self.clock,
+            self._rest = RestClient(self.history, self.rest_url)
+            source = KlineFetcher(self.history, self._rest, clock=self.clock,
                                   close_margin_ms=self.gap_fill.close_margin_ms)
         self.filler: GapFiller | None = (GapFiller(source, self.clock, self.gap_fill)
                                          if source is not None else None)
@@ -339,6 +340,12 @@ class CandleFeed:
                 elif status.state is StreamState.LIVE:
                     self.filler.live(status.key)
         self.bus.publish(status)
+
+    def on_malformed(self, key: StreamKey) -> None:
+        """A frame of ``key`` was dropped as malformed: fetch that stream's candles over REST
+        now rather than wait for the late-close check."""
+        if self.filler is not None:
+            self.filler.request(key, "malformed")
 
     def on_connection_status(self, status: ConnectionStatus) -> None:
         self.metrics.on_connection_status(status, self.venue)

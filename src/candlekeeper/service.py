@@ -35,7 +35,7 @@ from candlekeeper.sinks.nats import NatsSink
 from candlekeeper.sinks.postgres import PostgresSink
 from candlekeeper.sinks.sqlite import SQLiteSink
 from candlekeeper.transport import TransportOptions
-from candlekeeper.venues.registry import make_codec
+from candlekeeper.venues.registry import history_codec
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +105,13 @@ class Service:
     async def _resolve_symbols(self, feed: FeedConfig, stop: asyncio.Event) -> list[str]:
         """``all`` -> the venue's listing; explicit symbols are checked against it so an unknown
         symbol is one clear error (and a counter), not a silent dead stream."""
-        codec = make_codec(feed.venue)
-        async with RestClient(codec.spec, feed.rest_base, timeout_s=10.0) as rest:
+        codec = history_codec(feed.venue)
+        async with RestClient(codec, feed.rest_base, timeout_s=10.0) as rest:
             delay = 1.0
             while True:
                 try:
                     listed = set(codec.decode_symbols(
-                        await rest.fetch(codec.exchange_info_request())))
+                        await rest.fetch(codec.symbols_request())))
                     break
                 except (RestError, CandlekeeperError) as exc:
                     self.counters.symbol_lookup_failures += 1

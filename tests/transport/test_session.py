@@ -17,9 +17,9 @@ from candlekeeper.errors import ConfigError
 from candlekeeper.transport.memory import MemoryConnector
 from candlekeeper.transport.options import TransportOptions
 from candlekeeper.transport.pool import ConnectionPool
-from candlekeeper.venues.base import Message, Reply
-from candlekeeper.venues.binance.codec import BinanceCodec
 from candlekeeper.venues.binance.endpoints import BINANCE_USDM
+from candlekeeper.venues.binance.stream import BinanceStreamCodec
+from candlekeeper.venues.contract import Message, Reply
 
 from .helpers import FAST, Harness, Recorder, keys, kline_frame, make
 
@@ -118,7 +118,7 @@ async def test_server_ping_is_answered_with_a_pong_echoing_the_payload(
     assert h.pool.stats()[0].pings == 1
 
 
-class PingPongCodec(BinanceCodec):
+class PingPongCodec(BinanceStreamCodec):
     """A venue whose heartbeat is a text ``Ping`` to be answered with ``Pong`` (BingX-style)."""
 
     def decode(self, frame: bytes | str) -> Message:
@@ -262,7 +262,7 @@ async def test_configuration_errors_are_fatal_and_raised() -> None:
             raise ConfigError(f"invalid WebSocket URL {url!r}")
 
     rec = Recorder()
-    pool = ConnectionPool(BinanceCodec(BINANCE_USDM), keys(1), rec, ws_base="nope://",
+    pool = ConnectionPool(BinanceStreamCodec(BINANCE_USDM), keys(1), rec, ws_base="nope://",
                           options=FAST, connector=BadConnector())
     with pytest.raises(ConfigError, match="invalid WebSocket URL"):
         await asyncio.wait_for(pool.run(), 2)
@@ -270,7 +270,7 @@ async def test_configuration_errors_are_fatal_and_raised() -> None:
 
 
 def test_pool_rejects_foreign_venues_and_unknown_intervals() -> None:
-    codec = BinanceCodec(BINANCE_USDM)
+    codec = BinanceStreamCodec(BINANCE_USDM)
     with pytest.raises(ConfigError, match="binance-spot"):
         ConnectionPool(codec, keys(1, venue="binance-spot"), Recorder(),
                        connector=MemoryConnector())

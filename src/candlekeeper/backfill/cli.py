@@ -32,7 +32,7 @@ from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.errors import CandlekeeperError, ConfigError
 from candlekeeper.observability.logging import configure as configure_logging
 from candlekeeper.sinks.sqlite import SQLiteSink
-from candlekeeper.venues.registry import make_codec
+from candlekeeper.venues.registry import history_codec
 
 __all__ = ["backfill_command", "gaps_command", "parse_time"]
 
@@ -159,8 +159,8 @@ async def _keys(feed: FeedConfig, rest: RestClient, symbols: list[str], interval
         stored = sink.keys()
         return [k for k in stored if k.venue == feed.venue and k.interval in wanted]
     else:
-        codec = make_codec(feed.venue)
-        syms = codec.decode_symbols(await rest.fetch(codec.exchange_info_request()))
+        codec = rest.codec
+        syms = codec.decode_symbols(await rest.fetch(codec.symbols_request()))
     return [StreamKey(feed.venue, s, i) for s in syms for i in wanted]
 
 
@@ -177,10 +177,10 @@ async def _engine(config: Config, venues: Sequence[str], weight_limit: int | Non
     try:
         fetchers: dict[str, KlineFetcher] = {}
         for feed in feeds:
-            client = RestClient(feed.spec, feed.rest_base, weight_limit=weight_limit,
-                                window_s=window_s)
+            client = RestClient(history_codec(feed.venue), feed.rest_base,
+                                weight_limit=weight_limit, window_s=window_s)
             clients[feed.venue] = client
-            fetchers[feed.venue] = KlineFetcher(make_codec(feed.venue), client,
+            fetchers[feed.venue] = KlineFetcher(client.codec, client,
                                                 close_margin_ms=CLOSE_MARGIN_MS)
         yield Backfiller(sink, fetchers, progress=progress), clients, feeds
     finally:

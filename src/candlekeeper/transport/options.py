@@ -34,6 +34,11 @@ class StreamListener(Protocol):
 
     def on_connection_status(self, status: ConnectionStatus) -> None: ...
 
+    def on_malformed(self, key: StreamKey) -> None:
+        """A frame of this stream was dropped as malformed (e.g. a closed candle with an
+        impossible price): fetch what it carried some other way."""
+        ...
+
     async def relieve(self) -> None: ...
 
 
