@@ -82,7 +82,7 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 def known_venues() -> Mapping[str, VenueSpec]:
     """Every venue id a config may name, from :mod:`candlekeeper.venues.registry` (the one place
-    that knows every venue: registering ``bingx-swap`` there makes it valid here too)."""
+    that knows every venue: registering a venue there makes it valid here too)."""
     return {venue: get_spec(venue) for venue in VENUES}
 
 

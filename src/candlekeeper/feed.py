@@ -79,7 +79,7 @@ class StreamStats:
         self.buffer = buffer
         self.last_closed: Candle | None = None
         self.now_ms = now_ms
-        #: no closed flag on the wire (BingX): a push for a newer candle closes the forming one;
+        #: no closed flag on the wire: a push for a newer candle closes the forming one;
         #: that inferred close is held until REST confirms it (REST wins where they differ)
         self.infer_close = not closed_flag
         self.forming: Candle | None = None
@@ -150,7 +150,9 @@ class StreamStats:
 class CandleFeed:
     """Real-time candles of one venue.
 
-    >>> async with CandleFeed(venue="binance-usdm", symbols=["BTCUSDT"],
+    ``venue`` is a registered venue id (``candlekeeper.venues.registry.VENUES``).
+
+    >>> async with CandleFeed(venue=venue_id, symbols=["BTCUSDT"],
     ...                       intervals=["1m"]) as feed:          # doctest: +SKIP
     ...     async for candle in feed.closed():
     ...         print(candle.close, feed.latest("BTCUSDT", "1m", 20))

@@ -37,8 +37,8 @@ from candlekeeper.core.backoff import backoff_delays
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock, SystemClock
 from candlekeeper.core.intervals import align, next_open
+from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.errors import BackfillError, ConfigError, DecodeError, RestError, RestErrorKind
-from candlekeeper.observability.logging import RateLimitedLog
 from candlekeeper.venues.contract import RETRYABLE_KINDS, HistoryCodec, candle_problem
 
 __all__ = ["FetchStats", "KlineFetcher"]

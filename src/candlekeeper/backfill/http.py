@@ -52,7 +52,7 @@ class WeightBudget:
     On top of the aligned window, the weight granted in any *sliding* ``window_s`` never exceeds
     the limit either. Aligned windows alone allow a burst of twice the limit across a boundary
     (the end of one minute plus the start of the next), which a venue whose windows are not
-    aligned to ours (BingX counts from an IP's first request) punishes with a 429 and then a ban.
+    aligned to ours (some count from an IP's first request) punishes with a 429 and then a ban.
     A sliding bound satisfies every fixed window, however it is aligned.
     """
 

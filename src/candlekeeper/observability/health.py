@@ -22,8 +22,8 @@ import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.errors import CandlekeeperError
-from candlekeeper.observability.logging import RateLimitedLog
 from candlekeeper.observability.metrics import Metrics
 from candlekeeper.observability.snapshot import HealthStatus, SnapshotProvider
 

@@ -47,8 +47,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from candlekeeper.core.candle import Candle
+from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.errors import ConfigError, SinkError
-from candlekeeper.observability.logging import RateLimitedLog
 from candlekeeper.sinks.nats_acks import AckPipeline
 from candlekeeper.sinks.nats_schema import (
     MSG_ID_HEADER,

@@ -45,9 +45,9 @@ import msgspec
 from asyncpg.pool import PoolConnectionProxy
 
 from candlekeeper.core.candle import Candle
+from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import ConfigError, SinkError
-from candlekeeper.observability.logging import RateLimitedLog
 from candlekeeper.sinks import postgres_schema as ps
 from candlekeeper.sinks.sqlite_schema import candle_to_row
 

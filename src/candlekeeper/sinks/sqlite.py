@@ -44,9 +44,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from candlekeeper.core.candle import Candle
+from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import ConfigError, SinkError
-from candlekeeper.observability.logging import RateLimitedLog
 from candlekeeper.sinks.sqlite_schema import (
     LATEST_VERSION,
     MIGRATIONS,
@@ -186,7 +186,7 @@ class SQLiteSink:
     def read(self, key: StreamKey, start: int | None = None,
              end: int | None = None) -> list[Candle]:
         """Stored candles of ``key`` with ``start <= open_time <= end`` (both inclusive, like
-        Binance's REST ``startTime``/``endTime``; None means unbounded), ordered by open time,
+        a klines request's ``startTime``/``endTime``; None means unbounded), ordered by open time,
         decimals exactly as stored."""
         lo = _MIN_TIME if start is None else start
         hi = _MAX_TIME if end is None else end

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from candlekeeper.core.candle import Candle
+from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.errors import SinkError
-from candlekeeper.observability.logging import RateLimitedLog
 from candlekeeper.sinks.contract import Sink, WriterStats, backoff_delays
 from candlekeeper.sinks.journal import JournalError, JournalRecord
 from candlekeeper.sinks.spool import JournalSpool

@@ -119,7 +119,7 @@ class Link:
         self.control_frames += 1
         self.pings += 1
         if self.conn is not None and not self.conn.closed:
-            self.conn.send_pong(payload)  # RFC 6455: echo the payload (Binance requires it)
+            self.conn.send_pong(payload)  # RFC 6455: echo the payload (venues check it)
             self.pacer.force(self.s._now())
 
     def on_pong(self, payload: bytes) -> None:

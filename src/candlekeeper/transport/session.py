@@ -29,8 +29,8 @@ from collections.abc import Iterator, Sequence
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock
 from candlekeeper.core.events import ConnectionState, ConnectionStatus, StreamState, StreamStatus
+from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.core.stream_key import StreamKey
-from candlekeeper.observability.logging import RateLimitedLog
 from candlekeeper.transport.backoff import Verdict, backoff_delays, classify, describe
 from candlekeeper.transport.base import ConnectError, Connection, ConnectionLost, Connector
 from candlekeeper.transport.link import Link
@@ -57,7 +57,9 @@ class Session:
         self.options = options
         self.connector = connector
         self.url = codec.connect_url(ws_base, [])
-        self.slots = [make_slot(k, codec.stream_name(k), clock, options.stall_grace_ms)
+        spec = codec.spec
+        self.slots = [make_slot(k, codec.stream_name(k), clock, options.stall_grace_ms,
+                                spec.update_cadence_ms, spec.close_frame_max_delay_ms)
                       for k in keys]
         for slot in self.slots:
             slot.deliver = listener.stream_sink(slot.key)

@@ -5,7 +5,7 @@ A venue is three things, all Sans-I/O (no asyncio, no socket, no clock in here):
 * a :class:`VenueSpec` — facts and limits as data. It has **no defaults**: a venue states every
   limit it has, so a new venue can never silently inherit another venue's numbers;
 * a :class:`StreamCodec` — what the WebSocket side needs: the connect URL, subscribe frames,
-  ``decode`` of a received frame into one message *or several* (Bybit, OKX and BingX push arrays),
+  ``decode`` of a received frame into one message *or several* (some venues push arrays),
   and the venue's application-level heartbeat, if it has one (:class:`Heartbeat`);
 * a :class:`HistoryCodec` — what the REST side needs: request builders (klines, server time,
   symbol list), response decoders, the venue's rate-limit headers (:class:`RateUsage`) and the
@@ -65,7 +65,10 @@ class VenueSpec(msgspec.Struct, frozen=True, kw_only=True):
     server_ping_interval_s: float | None
     #: how often the venue pushes the forming candle, in real milliseconds (its "update speed")
     update_cadence_ms: int
-    #: True when pushes say a candle is final (Binance ``x``, Bybit ``confirm``). False: the feed
+    #: the longest a stream may stay quiet after a candle's close until the frame that closes it
+    #: (or the next candle's first push) arrives, in real milliseconds
+    close_frame_max_delay_ms: int
+    #: True when pushes say a candle is final (a closed flag on the wire). False: the feed
     #: infers a close from the first push with a later open time and confirms it over REST.
     closed_flag: bool
     # -- REST limits ---------------------------------------------------------------------------
@@ -115,7 +118,7 @@ class ErrorReply(msgspec.Struct, frozen=True):
 
 
 class Reply(msgspec.Struct, frozen=True):
-    """A frame the transport must send back at once (BingX answers its server's ``Ping``)."""
+    """A frame the transport must send back at once (an answer to the server's in-band ping)."""
 
     payload: str
 
@@ -199,9 +202,9 @@ class RestFailure(msgspec.Struct, frozen=True):
 class RateUsage(msgspec.Struct, frozen=True):
     """What a response's headers say about the venue's count of our requests.
 
-    ``used``: weight used in the venue's first REST window (Binance ``X-MBX-USED-WEIGHT-1M``).
+    ``used``: weight used in the venue's first REST window (a "used weight" header).
     ``remain`` / ``reset_s``: requests left in its shortest window and seconds until that window
-    ends (BingX ``X-RateLimit-Requests-Remain`` / ``-Expire``, Bybit ``X-Bapi-Limit-Status``).
+    ends ("requests remaining" / "window expires" headers).
     """
 
     used: int | None = None

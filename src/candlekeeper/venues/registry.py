@@ -47,7 +47,7 @@ def venue(venue_id: str) -> Venue:
 
 
 def package_of(venue_id: str) -> str:
-    """The folder name of a venue (``binance`` for ``binance-usdm``)."""
+    """The folder name of a venue (one folder may hold several venue ids)."""
     venue(venue_id)
     return _VENUES[venue_id][0]
 

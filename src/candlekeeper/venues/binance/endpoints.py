@@ -8,7 +8,8 @@ Limits, and where each number comes from:
 * 1024 streams per connection (200 per SUBSCRIBE: our choice, to keep messages short);
   10 (USDⓈ-M) / 5 (spot) incoming messages per second, pings and pongs included (§A.5, §B.3).
 * Every connection is cut after 24 h; the server pings every 3 min (USDⓈ-M) / 20 s (spot).
-* Forming candles are pushed every 250 ms (USDⓈ-M) / 2000 ms (spot).
+* Forming candles are pushed every 250 ms (USDⓈ-M) / 2000 ms (spot) when they changed; the
+  ``x:true`` frame comes up to ~2 s after the close (nothing of the stream in between).
 * REST weight per IP and minute: 2400 (USDⓈ-M) / 6000 (spot), reported back in
   ``X-MBX-USED-WEIGHT-1M``. A klines call weighs by its ``limit`` on USDⓈ-M (1 / 2 / 5 / 10),
   2 whatever the limit on spot; exchangeInfo weighs 1 / 20.
@@ -41,6 +42,7 @@ BINANCE_USDM: Final = VenueSpec(
     connection_lifetime_s=DAY_S,
     server_ping_interval_s=180.0,
     update_cadence_ms=250,
+    close_frame_max_delay_ms=2_000,
     closed_flag=True,
     rest_max_limit=1500,
     rest_klines_weights=((100, 1), (500, 2), (1001, 5), (_BIG, 10)),
@@ -60,6 +62,7 @@ BINANCE_SPOT: Final = VenueSpec(
     connection_lifetime_s=DAY_S,
     server_ping_interval_s=20.0,
     update_cadence_ms=2000,
+    close_frame_max_delay_ms=2_000,
     closed_flag=True,
     rest_max_limit=1000,
     rest_klines_weights=((_BIG, 2),),

@@ -52,6 +52,7 @@ BINGX_SWAP: Final = VenueSpec(
     connection_lifetime_s=None,  # "we don't close user connections"
     server_ping_interval_s=5.0,
     update_cadence_ms=1000,
+    close_frame_max_delay_ms=1_000,  # the next candle's first push, one tick later at most
     closed_flag=False,
     rest_max_limit=1440,
     rest_klines_weights=((_BIG, 1),),
