@@ -244,7 +244,7 @@ def test_duplicate_venue_entries() -> None:
     text = MINIMAL + "  - venue: binance-usdm\n    symbols: [ETHUSDT]\n"
     assert problems_of(text) == [
         "feeds: feeds[1]: venue 'binance-usdm' is already configured in feeds[0]; "
-        "list all its symbols in one entry"]
+        "list all its symbols in one entry (use groups for different intervals per symbol)"]
 
 
 def test_log_level_is_case_insensitive() -> None:

@@ -25,34 +25,41 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from candlekeeper.config_checks import (
+    check_bind_host,
+    check_dir_path,
+    check_dsn,
+    check_file_path,
+    check_server_url,
+)
+from candlekeeper.config_feeds import FeedConfig, StreamGroup, known_venues
 from candlekeeper.config_support import (
     CONFIG_PATH_ENV,
     ENV_PREFIX,
+    MAX_YAML_BYTES,
     ConfigValidationError,
     EnvOverrides,
+    Section,
     apply_env,
-    did_you_mean,
     format_config_errors,
     pydantic_problems,
     read_yaml,
+    secret_paths,
+    secret_values,
 )
-from candlekeeper.core.intervals import ALL_INTERVALS, INTERVAL_MS
 from candlekeeper.core.shard import Shard
 from candlekeeper.core.stream_key import StreamKey
-from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.errors import ConfigError
-from candlekeeper.venues.base import VenueSpec
-from candlekeeper.venues.registry import VENUES, get_spec
+from candlekeeper.sinks.nats_schema import validate_prefix
+from candlekeeper.sinks.postgres_schema import quote_ident
 
 __all__ = [
     "CONFIG_PATH_ENV",
@@ -69,6 +76,7 @@ __all__ = [
     "ShutdownConfig",
     "SinksConfig",
     "SqliteSinkConfig",
+    "StreamGroup",
     "TransportConfig",
     "check_config",
     "format_config_errors",
@@ -79,149 +87,18 @@ __all__ = [
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
-
-def known_venues() -> Mapping[str, VenueSpec]:
-    """Every venue id a config may name, from :mod:`candlekeeper.venues.registry` (the one place
-    that knows every venue: registering ``bingx-swap`` there makes it valid here too)."""
-    return {venue: get_spec(venue) for venue in VENUES}
-
-
-class _Section(BaseModel):
-    """Base of every config model: unknown keys forbidden, immutable, empty section allowed."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _empty_section(cls, data: Any) -> Any:
-        # ``sinks:`` followed only by comments parses as None in YAML; treat it as "defaults".
-        return {} if data is None else data
+#: ``gap_fill.history`` cap: candles fetched per stream at start. Warm-up runs inside the
+#: service's event loop; 100,000 1m candles are ~70 days, 67 requests of 1,500 on Binance.
+#: Deeper history is what ``candlekeeper backfill`` is for (resumable, rate-limited, progress).
+MAX_WARMUP_HISTORY = 100_000
+#: ``clock.speed`` cap: beyond a million venue seconds per wall second every candle closes
+#: within microseconds of the next, which nothing downstream can follow
+MAX_CLOCK_SPEED = 1_000_000.0
+#: 9999-12-31T23:59:59.999Z: the latest time a candle (and ``clock.start_ms``) can have
+MAX_TIME_MS = 253_402_300_799_999
 
 
-def _split_list(value: object, what: str) -> list[object]:
-    """A YAML list, or a comma-separated string (handy in environment overrides)."""
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, list | tuple):
-        return list(value)
-    raise ValueError(f"expected a list of {what}, got {type(value).__name__} {value!r}")
-
-
-class FeedConfig(_Section):
-    """One venue: which symbols and intervals to stream from it, and where to connect."""
-
-    venue: str
-    symbols: tuple[str, ...] | Literal["all"]
-    intervals: tuple[str, ...] = ("1m",)
-    testnet: bool = False
-    ws_url: str | None = None
-    rest_url: str | None = None
-
-    @field_validator("venue")
-    @classmethod
-    def _venue(cls, value: str) -> str:
-        venues = known_venues()
-        if value not in venues:
-            raise ValueError(
-                f"unknown venue {value!r}{did_you_mean(value, tuple(venues))}; "
-                f"known venues: {', '.join(sorted(venues))}"
-            )
-        return value
-
-    @field_validator("symbols", mode="plain")
-    @classmethod
-    def _symbols(cls, value: object) -> tuple[str, ...] | Literal["all"]:
-        if isinstance(value, str) and value.strip().lower() == "all":
-            return "all"
-        items = _split_list(value, "symbols (or 'all')")
-        if len(items) == 1 and isinstance(items[0], str) and items[0].lower() == "all":
-            return "all"
-        if not items:
-            raise ValueError("at least one symbol is required (or 'all')")
-        seen: dict[str, None] = {}
-        problems: list[str] = []
-        for item in items:
-            if not isinstance(item, str):
-                problems.append(f"{item!r} is not a symbol (quote it in YAML)")
-                continue
-            try:
-                seen[normalize_symbol(item)] = None
-            except ConfigError as exc:
-                problems.append(str(exc))
-        if problems:
-            raise ValueError("; ".join(problems))
-        return tuple(seen)
-
-    @field_validator("intervals", mode="plain")
-    @classmethod
-    def _intervals(cls, value: object, info: ValidationInfo) -> tuple[str, ...]:
-        items = _split_list(value, "intervals")
-        if not items:
-            raise ValueError("at least one interval is required")
-        venue = info.data.get("venue")
-        spec = known_venues().get(venue) if isinstance(venue, str) else None
-        allowed = spec.intervals if spec else ALL_INTERVALS
-        bad = [i for i in items if not isinstance(i, str) or i not in allowed]
-        if bad:
-            where = f" for {spec.id}" if spec else ""
-            hints = "".join(
-                f" ({b!r}: intervals are case-sensitive, did you mean {b.lower()!r}?)"
-                for b in bad
-                if isinstance(b, str) and b.lower() in allowed
-            )
-            names = ", ".join(repr(b) for b in bad)
-            raise ValueError(
-                f"unknown interval{'s' if len(bad) > 1 else ''} {names}{where}; "
-                f"allowed: {', '.join(allowed)}{hints}"
-            )
-        unique = dict.fromkeys(str(i) for i in items)
-        return tuple(sorted(unique, key=INTERVAL_MS.__getitem__))
-
-    @field_validator("ws_url")
-    @classmethod
-    def _ws_url(cls, value: str | None) -> str | None:
-        # ws:// is allowed on purpose: the simulator and local tests listen on plain ws://.
-        if value is not None and not value.startswith(("ws://", "wss://")):
-            raise ValueError(f"must start with ws:// or wss://, got {value!r}")
-        return value.rstrip("/") if value else value
-
-    @field_validator("rest_url")
-    @classmethod
-    def _rest_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https://, got {value!r}")
-        return value.rstrip("/") if value else value
-
-    @property
-    def spec(self) -> VenueSpec:
-        return known_venues()[self.venue]
-
-    @property
-    def all_symbols(self) -> bool:
-        """True when ``symbols: all``: resolve the list from the venue's exchangeInfo."""
-        return self.symbols == "all"
-
-    @property
-    def ws_base(self) -> str:
-        """The WebSocket base URL to use: the override, else testnet or production."""
-        spec = self.spec
-        return self.ws_url or (spec.ws_testnet_base if self.testnet else spec.ws_base)
-
-    @property
-    def rest_base(self) -> str:
-        spec = self.spec
-        return self.rest_url or (spec.rest_testnet_base if self.testnet else spec.rest_base)
-
-    def stream_keys(self, symbols: tuple[str, ...] | list[str] | None = None) -> list[StreamKey]:
-        """Every ``(venue, symbol, interval)``; pass ``symbols`` when the config says ``all``."""
-        if symbols is None:
-            if self.symbols == "all":
-                raise ConfigError(f"{self.venue}: symbols is 'all'; resolve them first")
-            symbols = self.symbols
-        return [StreamKey(self.venue, s, i) for s in symbols for i in self.intervals]
-
-
-class TransportConfig(_Section):
+class TransportConfig(Section):
     """Connection policy; field names match ``candlekeeper.transport.TransportOptions``."""
 
     backoff_initial_s: float = Field(default=1.0, gt=0)
@@ -245,7 +122,7 @@ class TransportConfig(_Section):
         return self
 
 
-class SqliteSinkConfig(_Section):
+class SqliteSinkConfig(Section):
     enabled: bool = True
     path: Path = Path("candles.sqlite")
     batch_size: int = Field(default=500, ge=1, le=100_000)
@@ -254,8 +131,27 @@ class SqliteSinkConfig(_Section):
     retry_initial_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0)
 
+    @model_validator(mode="after")
+    def _usable_path(self) -> SqliteSinkConfig:
+        if self.enabled:
+            from candlekeeper.sinks.sqlite import SQLiteSink
 
-class _WriterConfig(_Section):
+            try:  # the sink's own rule (":memory:" and "file:" URIs are refused)
+                SQLiteSink(self.path)
+            except ConfigError as exc:
+                raise ValueError(f"path: {_sink_reason(exc)}") from None
+            check_file_path(self.path, what="sinks.sqlite.path")
+        return self
+
+
+def _sink_reason(exc: ConfigError) -> str:
+    """A sink's constructor error without its ``"<kind> sink 'name': "`` prefix."""
+    text = str(exc)
+    head, sep, rest = text.partition(": ")
+    return rest if sep and " sink " in head else text
+
+
+class _WriterConfig(Section):
     """Batching and outage behaviour shared by every sink's writer."""
 
     batch_size: int = Field(default=500, ge=1, le=100_000)
@@ -265,6 +161,13 @@ class _WriterConfig(_Section):
     retry_max_s: float = Field(default=30.0, gt=0)
     #: spill to this durable journal while the backend is down (None: memory only)
     journal_dir: Path | None = None
+
+    def _check_journal(self, sink: str) -> None:
+        if self.journal_dir is not None:
+            try:
+                check_dir_path(self.journal_dir, what=f"sinks.{sink}.journal_dir")
+            except ValueError as exc:
+                raise ValueError(f"journal_dir: {exc}") from None
 
 
 class PostgresSinkConfig(_WriterConfig):
@@ -279,7 +182,29 @@ class PostgresSinkConfig(_WriterConfig):
     journal_dir: Path | None = Path(".candlekeeper-journal/postgres")
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
-                              populate_by_name=True)
+                              populate_by_name=True, allow_inf_nan=False)
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn(cls, value: SecretStr) -> SecretStr:
+        check_dsn(value.get_secret_value())  # its messages never quote the DSN
+        return value
+
+    @field_validator("schema_name")
+    @classmethod
+    def _schema(cls, value: str) -> str:
+        try:
+            quote_ident(value)  # the rule the sink builds its SQL with
+        except ValueError as exc:
+            raise ValueError(f"{exc} (lower-case letters, digits and '_', not starting with "
+                             "a digit, at most 48 characters)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _paths(self) -> PostgresSinkConfig:
+        if self.enabled:
+            self._check_journal("postgres")
+        return self
 
 
 class NatsSinkConfig(_WriterConfig):
@@ -303,20 +228,57 @@ class NatsSinkConfig(_WriterConfig):
     creds_file: Path | None = None
     journal_dir: Path | None = Path(".candlekeeper-journal/nats")
 
+    @field_validator("servers")
+    @classmethod
+    def _servers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one server URL is required")
+        for i, url in enumerate(value):
+            check_server_url(url, what=f"servers[{i}]")  # never quoted: it may hold a password
+        return value
 
-class SinksConfig(_Section):
+    @field_validator("subject_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return validate_prefix(value)  # the rule the sink builds its subjects with
+
+    @model_validator(mode="after")
+    def _as_the_sink_sees_it(self) -> NatsSinkConfig:
+        from candlekeeper.sinks.nats import NatsSink
+
+        try:  # the sink's own checks: stream name, max_age_s vs duplicate_window_s, ...
+            NatsSink(list(self.servers), stream=self.stream, subject_prefix=self.subject_prefix,
+                     duplicate_window_s=self.duplicate_window_s, max_age_s=self.max_age_s,
+                     storage=self.storage, replicas=self.replicas,
+                     create_stream=self.create_stream, ack_timeout_s=self.ack_timeout_s,
+                     connect_timeout_s=self.connect_timeout_s)
+        except ConfigError as exc:
+            raise ValueError(_sink_reason(exc)) from None
+        if self.enabled:
+            self._check_journal("nats")
+            if self.creds_file is not None and not self.creds_file.is_file():
+                raise ValueError(f"creds_file: {self.creds_file} is not a file")
+        return self
+
+
+class SinksConfig(Section):
     sqlite: SqliteSinkConfig = SqliteSinkConfig()
     postgres: PostgresSinkConfig = PostgresSinkConfig()
     nats: NatsSinkConfig = NatsSinkConfig()
 
 
-class HttpConfig(_Section):
+class HttpConfig(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=9108, ge=0, le=65_535)
 
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return check_bind_host(value)
 
-class ObservabilityConfig(_Section):
+
+class ObservabilityConfig(Section):
     http: HttpConfig = HttpConfig()
     log_level: LogLevel = "INFO"
     log_json: bool = False
@@ -329,25 +291,25 @@ class ObservabilityConfig(_Section):
         return value.upper() if isinstance(value, str) else value
 
 
-class ShutdownConfig(_Section):
+class ShutdownConfig(Section):
     drain_timeout_s: float = Field(default=10.0, ge=0)
 
 
-class ClockConfig(_Section):
+class ClockConfig(Section):
     """Venue time. Leave it alone against a real exchange; set it to follow an accelerated
     simulator running in another process (``candlekeeper simulate`` prints the values)."""
 
-    speed: float = Field(default=1.0, gt=0)
-    start_ms: int | None = None
-    monotonic_origin: float | None = None
+    speed: float = Field(default=1.0, gt=0, le=MAX_CLOCK_SPEED)
+    start_ms: int | None = Field(default=None, ge=0, le=MAX_TIME_MS)
+    monotonic_origin: float | None = Field(default=None, ge=0)
 
 
-class GapFillConfig(_Section):
+class GapFillConfig(Section):
     """REST warm-up and backfill (see docs/guarantees.md)."""
 
     enabled: bool = True
     #: candles per stream fetched at start when storage has nothing for it (0 = none)
-    history: int | None = Field(default=None, ge=0)  # None = buffer_size
+    history: int | None = Field(default=None, ge=0, le=MAX_WARMUP_HISTORY)  # None = buffer_size
     #: store and emit those warm-up candles too (off: they only fill latest())
     emit_history: bool = True
     close_grace_ms: int = Field(default=3_000, ge=0)
@@ -355,7 +317,7 @@ class GapFillConfig(_Section):
     max_hole_attempts: int = Field(default=5, ge=1)
 
 
-class Config(_Section):
+class Config(Section):
     """The whole service configuration (docs/configuration.md documents every key)."""
 
     feeds: tuple[FeedConfig, ...]
@@ -376,6 +338,16 @@ class Config(_Section):
             Shard.parse(value)  # raises ConfigError with the reason
         return value
 
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> Config:
+        # history defaults to buffer_size, which may be set far higher than a warm-up should be
+        if self.gap_fill.enabled and self.gap_fill.history is None \
+                and self.buffer_size > MAX_WARMUP_HISTORY:
+            raise ValueError(f"gap_fill.history defaults to buffer_size ({self.buffer_size:,}), "
+                             f"above the warm-up cap of {MAX_WARMUP_HISTORY:,}: set "
+                             "gap_fill.history explicitly")
+        return self
+
     @field_validator("feeds")
     @classmethod
     def _one_entry_per_venue(cls, feeds: tuple[FeedConfig, ...]) -> tuple[FeedConfig, ...]:
@@ -388,7 +360,8 @@ class Config(_Section):
             if feed.venue in first:
                 raise ValueError(
                     f"feeds[{i}]: venue {feed.venue!r} is already configured in "
-                    f"feeds[{first[feed.venue]}]; list all its symbols in one entry"
+                    f"feeds[{first[feed.venue]}]; list all its symbols in one entry (use "
+                    "groups for different intervals per symbol)"
                 )
             first[feed.venue] = i
         return feeds
@@ -404,11 +377,15 @@ class Config(_Section):
             return cls.model_validate(dict(data))
         except ValidationError as exc:
             problems = pydantic_problems(cls, exc, env_origins or {})
-            raise ConfigValidationError(problems, source) from None
+            raise ConfigValidationError(problems, source,
+                                        secrets=secret_values(data, secret_paths(cls))) from None
+        except RecursionError:  # a recursive structure built in Python (YAML refuses them)
+            raise ConfigValidationError(["the configuration refers to itself"], source) from None
 
     def stream_keys(self) -> list[StreamKey]:
-        """Every configured stream (feeds with ``symbols: all`` are skipped: resolve them)."""
-        return [k for f in self.feeds if not f.all_symbols for k in f.stream_keys()]
+        """Every stream listed by name (groups with ``symbols: all`` are skipped: resolve
+        them with :meth:`FeedConfig.stream_keys`)."""
+        return [k for f in self.feeds for k in f.explicit_keys()]
 
 
 # -- loading --------------------------------------------------------------------------------------
@@ -439,11 +416,21 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         return _finish({}, env, "environment", [])
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        if file.is_dir():
+            raise ConfigValidationError([f"{file} is a directory, not a file"], str(file))
+        with file.open("rb") as f:
+            raw = f.read(MAX_YAML_BYTES + 1)
+        if len(raw) > MAX_YAML_BYTES:
+            raise ConfigValidationError(
+                [f"the file is larger than {MAX_YAML_BYTES >> 20} MiB; refusing it"], str(file))
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigValidationError([f"file not found: {file}"], str(file)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigValidationError([f"cannot read file: {exc}"], str(file)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigValidationError([f"not UTF-8 text (byte {exc.start})"], str(file)) from None
+    except OSError as exc:
+        raise ConfigValidationError([f"cannot read file: {exc.strerror or exc}"],
+                                    str(file)) from None
     problems: list[str] = []
     data = read_yaml(text, str(file), problems)
     return _finish(data, env, str(file), problems)
@@ -462,7 +449,9 @@ def _finish(data: object, env: Mapping[str, str], source: str, problems: list[st
         # report bad variables and model problems together: one pass fixes everything
         raise ConfigValidationError([*overrides.problems, *exc.problems], source) from None
     if overrides.problems:
-        raise ConfigValidationError(overrides.problems, source)
+        raise ConfigValidationError(
+            overrides.problems, source,
+            secrets=secret_values(overrides.data, secret_paths(Config)))
     return config
 
 
