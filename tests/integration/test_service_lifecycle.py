@@ -19,9 +19,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from servers import free_port
 
 from candlekeeper.sim import Simulator
+from servers import free_port
 
 pytestmark = pytest.mark.integration
 
