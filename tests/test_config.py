@@ -68,6 +68,9 @@ def test_example_config_is_valid() -> None:
     assert cfg.feeds[0].symbols == ("BTCUSDT", "ETHUSDT")
     assert cfg.feeds[0].intervals == ("1m", "5m", "1h")
     assert cfg.feeds[2].symbols == ("BTCUSDT",)  # written BTC-USDT: one canonical form
+    spot = cfg.feeds[1]
+    assert [(g.symbols, g.intervals) for g in spot.stream_groups] == [
+        (("BTCUSDT",), ("1s", "1m")), (("ETHUSDT", "SOLUSDT"), ("1h", "4h"))]
     assert not cfg.sinks.postgres.enabled and not cfg.sinks.nats.enabled
 
 
