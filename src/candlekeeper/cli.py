@@ -254,6 +254,7 @@ class _Signals:
         self._stop = stop
         self._drain = drain_timeout_s
         self._saved = {sig: signal.getsignal(sig) for sig in SIGNALS}
+        self.received = False
         for sig in SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._first, sig)
@@ -261,6 +262,7 @@ class _Signals:
     def _first(self, sig: signal.Signals) -> None:
         log.warning("%s received: stopping; the sinks drain for up to %gs (send it again to "
                     "exit at once)", sig.name, self._drain)
+        self.received = True
         for other in SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 self._loop.remove_signal_handler(other)
@@ -268,6 +270,10 @@ class _Signals:
         self._stop.set()
 
     def restore(self) -> None:
+        """Put the previous handlers back, unless a stop signal came: the process is then on
+        its way out (report, exit status) and a second signal must still force it."""
+        if self.received:
+            return
         for sig in SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 self._loop.remove_signal_handler(sig)
