@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -210,8 +211,10 @@ def _run_or_exit(main_coro: Coroutine[Any, Any, ServiceReport],
     try:
         return _run_async(main_coro)
     except Exception as exc:
-        log.debug("the service failed", exc_info=True)
         secrets = _secrets(config) if config is not None else []
+        if log.isEnabledFor(logging.DEBUG):  # scrubbed too: a driver's error may quote a DSN
+            trace = "".join(traceback.format_exception(exc))
+            log.debug("%s", safe_line(trace, secrets, limit=100_000))
         reason = " ".join(str(exc).split()) or type(exc).__name__
         click.echo(safe_line(f"candlekeeper: cannot run: {reason}", secrets, limit=1000),
                    err=True)
