@@ -55,7 +55,7 @@ _report_option = click.option(
     f"plus the streams not live (summary), or full up to {FULL_REPORT_MAX_STREAMS} streams "
     "(auto).")
 _duration_option = click.option(
-    "--duration", type=FiniteFloat(min=0, min_open=True), default=None,
+    "--duration", type=FiniteFloat(min=0), default=None,
     help="Stop after this many seconds.")
 
 

@@ -72,7 +72,7 @@ async def _serve(sim: Simulator, duration: float | None) -> None:
 @click.option("--history", type=int, default=1000, show_default=True,
               help="Closed candles available over REST before the start.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--duration", type=FiniteFloat(min=0, min_open=True), default=None,
+@click.option("--duration", type=FiniteFloat(min=0), default=None,
               help="Stop after this many seconds.")
 @click.option("--faults", "faults", default=None, metavar="SPEC",
               help="Fault plan: random:seed=7,count=60,kinds=all,window=0:300 (wall seconds "
