@@ -158,8 +158,9 @@ class CandleFeed:
     ...         print(candle.close, feed.latest("BTCUSDT", "1m", 20))
     """
 
-    def __init__(self, venue: str, symbols: Sequence[str], intervals: Sequence[str], *,
-                 ws_url: str | None = None, rest_url: str | None = None, testnet: bool = False,
+    def __init__(self, venue: str, symbols: Sequence[str] = (), intervals: Sequence[str] = (),
+                 *, keys: Sequence[StreamKey] | None = None, ws_url: str | None = None,
+                 rest_url: str | None = None, testnet: bool = False,
                  buffer_size: int = DEFAULT_CAPACITY, clock: Clock | None = None,
                  transport: TransportOptions | None = None,
                  gap_fill: GapFillOptions | None = None,
@@ -168,7 +169,9 @@ class CandleFeed:
                  preload: Mapping[StreamKey, Sequence[Candle]] | None = None,
                  bus: EventBus | None = None, connector: Connector | None = None,
                  metrics: Metrics | None = None) -> None:
-        """``ws_url``/``rest_url`` override the venue's endpoints (e.g. the simulator).
+        """The streams are ``symbols × intervals``, or exactly ``keys`` (each symbol with its
+        own intervals: ``[StreamKey(venue, "BTCUSDT", "1m"), StreamKey(venue, "ETHUSDT",
+        "1h")]``). ``ws_url``/``rest_url`` override the venue's endpoints (e.g. the simulator).
 
         Gap-free operation (``backfill=True``, the default) uses REST: at start the ring
         buffers are warmed with ``gap_fill.history`` candles, a stream listed in
@@ -181,6 +184,14 @@ class CandleFeed:
         self.history: HistoryCodec = history_codec(venue)
         self.spec = self.codec.spec
         self.venue = venue
+        if keys is not None:
+            if symbols or intervals:
+                raise ConfigError("give a feed symbols and intervals, or keys, not both")
+            other = sorted({k.venue for k in keys} - {venue})
+            if other:
+                raise ConfigError(f"a {venue} feed cannot take streams of {', '.join(other)}")
+            symbols = [k.symbol for k in keys]
+            intervals = list(dict.fromkeys(k.interval for k in keys))
         if not symbols:
             raise ConfigError("a feed needs at least one symbol")
         if not intervals:
@@ -192,7 +203,9 @@ class CandleFeed:
                     f"expected one of {', '.join(self.spec.intervals)}"
                 )
         canonical = list(dict.fromkeys(normalize_symbol(s) for s in symbols))
-        self.keys: list[StreamKey] = [
+        self.keys: list[StreamKey] = list(dict.fromkeys(
+            StreamKey(venue, normalize_symbol(k.symbol), k.interval) for k in keys
+        )) if keys is not None else [
             StreamKey(venue, s, i) for s in canonical for i in dict.fromkeys(intervals)
         ]
         self.ws_url = ws_url or (self.spec.ws_testnet_base if testnet else self.spec.ws_base)

@@ -8,6 +8,7 @@ import json
 import logging
 from decimal import Decimal
 
+import msgspec
 import pytest
 
 from candlekeeper.core.clock import ScaledClock
@@ -179,7 +180,11 @@ async def test_watchdog_flags_silent_and_stalled_streams_in_venue_time(
         harness: list[Harness]) -> None:
     ks = keys(2)
     clock = ScaledClock(speed=1000.0)  # 65 s of venue time = 65 ms of wall time
-    h = make(harness, ks, options=TransportOptions(watchdog_period_s=0.005), clock=clock)
+    # a venue with no real-time quiet period (the real one's 2 s floor would dominate here)
+    instant = msgspec.structs.replace(BINANCE_USDM, update_cadence_ms=0,
+                                      close_frame_max_delay_ms=0)
+    h = make(harness, ks, options=TransportOptions(watchdog_period_s=0.005), clock=clock,
+             codec=BinanceStreamCodec(instant))
     peer = await h.accept()
     await h.rec.until(lambda: h.rec.state_of(ks[0]) is StreamState.SUBSCRIBED)
     peer.send(kline_frame(ks[0]))

@@ -146,22 +146,34 @@ def _symbols(values: Sequence[str]) -> list[str]:
 
 async def _keys(feed: FeedConfig, rest: RestClient, symbols: list[str], intervals: list[str],
                 sink: SQLiteSink, *, from_storage: bool) -> list[StreamKey]:
+    """The streams to act on: the feed's configured ones (each group's symbols on that group's
+    intervals), narrowed or replaced by ``--symbols`` / ``--intervals``. A group saying
+    ``symbols: all`` resolves against what is stored (``gaps``) or the venue's listing."""
     bad = [i for i in intervals if i not in feed.spec.intervals]
     if bad:
         raise ConfigError(f"{feed.venue} has no interval {', '.join(map(repr, bad))}; "
                           f"allowed: {', '.join(feed.spec.intervals)}")
-    wanted = list(dict.fromkeys(intervals)) or list(feed.intervals)
-    if symbols:
-        syms = symbols
-    elif not feed.all_symbols:
-        syms = list(feed.symbols)
-    elif from_storage:
-        stored = sink.keys()
-        return [k for k in stored if k.venue == feed.venue and k.interval in wanted]
-    else:
+    wanted = list(dict.fromkeys(intervals))
+    if symbols:  # named on the command line: configured or not
+        return [StreamKey(feed.venue, s, i) for s in symbols
+                for i in (wanted or feed.intervals_for(s))]
+    listing: list[str] | None = None
+    stored: set[StreamKey] = set()
+    if feed.all_symbols and from_storage:
+        stored = {k for k in sink.keys() if k.venue == feed.venue}  # noqa: SIM118 - a method
+        listing = sorted({k.symbol for k in stored})
+    elif feed.all_symbols:
         codec = rest.codec
-        syms = codec.decode_symbols(await rest.fetch(codec.symbols_request()))
-    return [StreamKey(feed.venue, s, i) for s in syms for i in wanted]
+        listing = codec.decode_symbols(await rest.fetch(codec.symbols_request()))
+    configured = feed.stream_keys(listing)
+    if wanted:  # every configured symbol on these intervals
+        syms = dict.fromkeys(k.symbol for k in configured)
+        configured = [StreamKey(feed.venue, s, i) for s in syms for i in wanted]
+    if not stored:
+        return configured
+    # an audit of `all` covers what is stored, not every symbol x interval product of it
+    named = set(feed.explicit_keys())
+    return [k for k in configured if k in named or k in stored]
 
 
 @contextlib.asynccontextmanager
