@@ -243,3 +243,74 @@ async def test_a_candle_the_exchange_never_had_is_skipped_and_reported(rig: list
     peer.send(frame(4))
     await until(lambda: r.indices() == [0, 1, 3, 4])
     assert r.feed.filler is not None and r.feed.filler.stats.unfillable == 1
+
+
+# -- impossible input (review defects 5 and 6) ------------------------------------------------
+
+
+def bad_frame(i: int, **k: object) -> str:
+    """Candle i's closing frame with some kline fields replaced."""
+    obj = json.loads(frame(i))
+    obj["data"]["k"].update(k)
+    return json.dumps(obj)
+
+
+async def test_a_close_from_the_far_future_is_rejected_and_never_wedges_the_stream(
+        rig: list[Rig]) -> None:
+    """Regression: one closed kline with a far-future open time was held, the filler slept
+    until its close (years) and every later close piled up behind it."""
+    r = Rig()
+    rig.append(r)
+    await r.feed.start()
+    peer = await r.peer()
+    peer.send(frame(0))
+    await until(lambda: r.indices() == [0])
+    future = T0 + 10 * 365 * 24 * 60 * M  # ten years ahead, on the 1m grid
+    peer.send(bad_frame(1, t=future, T=future + M - 1))
+    r.at(3)
+    peer.send(frame(1))
+    peer.send(frame(2))
+    await until(lambda: r.indices() == [0, 1, 2])
+    assert r.feed.metrics.errors().get("rejected_candle") == 1
+    r.at(6)
+    peer.send(frame(5))  # 3 and 4 never came: the filler must still be free to fetch them
+    await until(lambda: r.indices() == [0, 1, 2, 3, 4, 5])
+    assert [c.source for c in r.closed[3:5]] == ["rest", "rest"]
+
+
+@pytest.mark.parametrize(("field", "value"), [("c", ""), ("c", "abc"), ("h", "NaN"),
+                                              ("v", "1e5"), ("l", "-1")])
+async def test_a_close_with_a_bad_number_is_fetched_over_rest_instead(
+        rig: list[Rig], field: str, value: str) -> None:
+    """Regression: a close whose price text was no decimal advanced the sequence and then
+    raised in the metrics (the candle lost). Now it is dropped as malformed, counted, and the
+    candle is fetched over REST at once: the series has no hole and holds REST's values."""
+    r = Rig()
+    rig.append(r)
+    await r.feed.start()
+    peer = await r.peer()
+    peer.send(frame(0))
+    await until(lambda: r.indices() == [0])
+    r.at(2)
+    peer.send(bad_frame(1, **{field: value}))
+    await until(lambda: r.indices() == [0, 1])
+    assert r.closed[1].source == "rest" and r.closed[1].close_str == truth(1).close_str
+    assert sum(s.malformed for s in r.feed.connection_stats()) == 1
+    peer.send(frame(2))  # and the stream goes on
+    r.at(3)
+    await until(lambda: r.indices() == [0, 1, 2])
+
+
+async def test_an_off_grid_close_is_not_emitted_as_an_extra_row(rig: list[Rig]) -> None:
+    r = Rig()
+    rig.append(r)
+    await r.feed.start()
+    peer = await r.peer()
+    peer.send(frame(0))
+    await until(lambda: r.indices() == [0])
+    r.at(2)
+    off = T0 + M + 17
+    peer.send(bad_frame(1, t=off, T=off + M - 1))
+    await until(lambda: r.indices() == [0, 1])
+    assert [c.open_time for c in r.closed] == [T0, T0 + M]
+    assert r.closed[1].source == "rest"

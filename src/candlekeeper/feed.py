@@ -33,6 +33,7 @@ from candlekeeper.core.events import (
     StreamState,
     StreamStatus,
 )
+from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.core.sequence import Offer, StreamSequence
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.core.symbols import normalize_symbol
@@ -68,12 +69,15 @@ class StreamStats:
     :class:`Metrics`).
     """
 
-    __slots__ = ("_closed_subs", "_on_hole", "_pressure", "_update_subs", "buffer", "forming",
-                 "infer_close", "key", "last_closed", "metrics", "now_ms", "seq")
+    __slots__ = ("_closed_subs", "_on_hole", "_on_rejected", "_pressure", "_update_subs",
+                 "buffer", "forming", "future_tolerance_ms", "infer_close", "key", "last_closed",
+                 "metrics", "now_ms", "seq")
 
     def __init__(self, key: StreamKey, metrics: StreamMetrics, buffer: RingBuffer, bus: EventBus,
                  now_ms: Callable[[], int], on_hole: Callable[[StreamKey], None], *,
-                 closed_flag: bool = True) -> None:
+                 closed_flag: bool = True, future_tolerance_ms: int = 60_000,
+                 max_held: int = 10_000,
+                 on_rejected: Callable[[Candle, str], None] | None = None) -> None:
         self.key = key
         self.metrics = metrics
         self.buffer = buffer
@@ -83,8 +87,12 @@ class StreamStats:
         #: that inferred close is held until REST confirms it (REST wins where they differ)
         self.infer_close = not closed_flag
         self.forming: Candle | None = None
-        self.seq = StreamSequence(key.interval, self._emit, prefer_rest=self.infer_close)
+        self.seq = StreamSequence(key.interval, self._emit, prefer_rest=self.infer_close,
+                                  max_held=max_held)
         self._on_hole = on_hole
+        #: a close from further ahead of our clock than this is impossible: rejected, counted
+        self.future_tolerance_ms = future_tolerance_ms
+        self._on_rejected = on_rejected
         self._update_subs = bus.subscribers(CandleUpdate)
         self._closed_subs = bus.subscribers(CandleClosed)
         self._pressure = bus.pressure_flag
@@ -119,15 +127,30 @@ class StreamStats:
         for sub in self._update_subs:
             sub.offer(candle)
         if candle.closed:
+            if self._from_the_future(candle, candle.close_time):
+                return self._pressure.on
             if self.seq.offer(candle) is Offer.HELD:
                 self._on_hole(self.key)
         elif self.infer_close:
             self._infer(candle)
         return self._pressure.on
 
+    def _from_the_future(self, candle: Candle, at_ms: int) -> bool:
+        """True (and the candle rejected) when ``at_ms`` is impossibly far ahead of our clock:
+        one such close would make the stream wait for it forever (a hostile or broken frame)."""
+        if at_ms <= self.now_ms() + self.future_tolerance_ms:
+            return False
+        if self._on_rejected is not None:
+            self._on_rejected(candle, f"{'close' if candle.closed else 'open'} time {at_ms} is "
+                                      f"more than {self.future_tolerance_ms} ms ahead of the "
+                                      "clock")
+        return True
+
     def _infer(self, candle: Candle) -> None:
         forming = self.forming
         if forming is None or candle.open_time > forming.open_time:
+            if self._from_the_future(candle, candle.open_time):
+                return
             self.forming = candle
             if forming is not None:
                 inferred = msgspec.structs.replace(forming, closed=True)
@@ -215,16 +238,19 @@ class CandleFeed:
         self.metrics = metrics if metrics is not None else Metrics(now_ms=self.clock.time_ms)
         self.metrics.track_bus(self.bus, venue)
         self.metrics.add_refresher(self.refresh_metrics)
+        self.gap_fill = gap_fill or GapFillOptions(history=buffer_size)
+        self._ratelog = RateLimitedLog(log)
         self._streams: dict[tuple[str, str], StreamStats] = {
-            (k.symbol, k.interval): StreamStats(k, self.metrics.stream(k), self._buffers.get(k),
-                                                self.bus, self.clock.time_ms, self._hole,
-                                                closed_flag=self.spec.closed_flag)
+            (k.symbol, k.interval): StreamStats(
+                k, self.metrics.stream(k), self._buffers.get(k), self.bus, self.clock.time_ms,
+                self._hole, closed_flag=self.spec.closed_flag,
+                future_tolerance_ms=self.gap_fill.future_tolerance_ms,
+                max_held=self.gap_fill.max_held, on_rejected=self._rejected)
             for k in self.keys
         }
         self.rest_url = rest_url or (self.spec.rest_testnet_base if testnet
                                      else self.spec.rest_base)
         self._rest: RestClient | None = None
-        self.gap_fill = gap_fill or GapFillOptions(history=buffer_size)
         source = history_source
         if source is None and backfill:
             self._rest = RestClient(self.history, self.rest_url)
@@ -248,6 +274,11 @@ class CandleFeed:
 
     def _by_key(self) -> dict[StreamKey, StreamStats]:
         return {st.key: st for st in self._streams.values()}
+
+    def _rejected(self, candle: Candle, why: str) -> None:
+        self.metrics.count_error("rejected_candle")
+        self._ratelog.warning(f"rejected:{candle.key}", "%s: rejected a candle (%s)",
+                              candle.key, why)
 
     def _hole(self, key: StreamKey) -> None:
         if self.filler is not None:

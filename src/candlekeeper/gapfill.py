@@ -28,6 +28,7 @@ from typing import Protocol
 
 import msgspec
 
+from candlekeeper.core.backoff import backoff_delays
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock
 from candlekeeper.core.intervals import align, close_time, nominal_ms, prev_open
@@ -70,6 +71,12 @@ class GapFillOptions(msgspec.Struct, frozen=True, kw_only=True):
     #: runs ahead of the exchange's, a fill must not take the exchange's still-forming candle
     #: for a final one
     close_margin_ms: int = 2_000
+    #: a closed candle whose close time is more than this (venue ms) ahead of our clock cannot
+    #: be real: it is rejected and counted (one such candle would make its stream wait forever)
+    future_tolerance_ms: int = 60_000
+    #: closes held back per stream while a hole is filled; beyond this the newest are dropped
+    #: (REST fetches them with the hole) so a long REST outage cannot grow memory without bound
+    max_held: int = 10_000
 
 
 class FillStats(msgspec.Struct, kw_only=True):
@@ -81,6 +88,8 @@ class FillStats(msgspec.Struct, kw_only=True):
     late_closes: int = 0
     breaks: int = 0
     unfillable: int = 0
+    #: held closes dropped because they claimed to close impossibly far ahead of the clock
+    rejected: int = 0
 
 
 class _Track:
@@ -198,7 +207,7 @@ class GapFiller:
     async def _fill(self, t: _Track, reason: str) -> None:
         o = self.options
         fetch_failures = hole_attempts = 0
-        delay = o.retry_initial_s
+        delays = backoff_delays(o.retry_initial_s, 2.0, o.retry_max_s, jitter=0.2)
         while True:
             t.want_again = False
             progress_from = t.seq.last
@@ -215,8 +224,7 @@ class GapFiller:
                     if fetch_failures >= o.max_fetch_attempts:
                         self._give_up(t, f"REST unavailable: {exc}")
                         return
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, o.retry_max_s)
+                    await asyncio.sleep(next(delays))
                     continue
                 self.stats.fills += 1
                 self.stats.rest_candles += len(candles)
@@ -231,25 +239,39 @@ class GapFiller:
                 t.seq.wait_for_anchor = False
                 t.seq.fill((), 0, 0)
             if t.seq.has_hole:
+                self._drop_impossible(t)
+            if t.seq.has_hole:
                 first_held = min(t.seq.held)
                 ready_at = close_time(first_held, t.key.interval) + o.close_margin_ms + 1
                 wait_ms = ready_at - self.clock.time_ms()
                 if wait_ms > 0:
                     # REST may not be asked for the held candle before the close margin has
-                    # passed (an inferred close of a venue without a closed flag): wait for it, this
-                    # is no failure
-                    await asyncio.sleep(self.clock.wall_seconds(wait_ms))
+                    # passed (an inferred close of a venue without a closed flag): wait for it,
+                    # this is no failure. Capped: the loop looks again at least this often.
+                    await asyncio.sleep(min(self.clock.wall_seconds(wait_ms), o.retry_max_s))
                     continue
                 # a hole that REST is still catching up on (it made progress) is not a failure
                 hole_attempts = hole_attempts + 1 if t.seq.last == progress_from else 1
                 if hole_attempts >= o.max_hole_attempts:
                     self._give_up(t, "REST does not have the missing candles")
                     return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, o.retry_max_s)
+                await asyncio.sleep(next(delays))
                 continue
             if not t.want_again:
                 return
+
+    def _drop_impossible(self, t: _Track) -> None:
+        """Held closes that cannot have happened yet (further ahead of the clock than
+        ``future_tolerance_ms``) are dropped: waiting for them would wedge the stream."""
+        limit = self.clock.time_ms() + self.options.future_tolerance_ms
+        interval = t.key.interval
+        bogus = [ot for ot in t.seq.held if close_time(ot, interval) > limit]
+        for ot in bogus:
+            del t.seq.held[ot]
+        if bogus:
+            self.stats.rejected += len(bogus)
+            self._limited.error(f"future:{t.key}", "%s: dropped %d held close(s) from the "
+                                "future (first opens at %d)", t.key, len(bogus), min(bogus))
 
     def _give_up(self, t: _Track, why: str) -> None:
         skipped = t.seq.skip_hole()

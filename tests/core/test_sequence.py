@@ -107,3 +107,15 @@ def test_skip_hole_releases_inferred_closes_when_rest_never_answers() -> None:
                        prefer_rest=True)
     s.hold(c(2))
     assert s.skip_hole() == 0 and out == [2]  # nothing skipped: the pushed values are used
+
+
+def test_held_closes_are_capped_and_the_overflow_counted() -> None:
+    """A long REST outage while the WebSocket keeps delivering must not grow memory without
+    bound: beyond ``max_held`` new closes are not kept (REST fetches them with the hole)."""
+    s, out = seq(last=0, max_held=3)
+    for i in range(2, 8):  # candle 1 is missing: everything after it is held
+        assert s.offer(c(i)) is Offer.HELD
+    assert sorted(s.held) == [2 * M, 3 * M, 4 * M]
+    assert s.overflow == 3
+    s.fill([c(i, source="rest") for i in range(1, 8)], M, 8 * M)
+    assert out == [1, 2, 3, 4, 5, 6, 7]

@@ -221,3 +221,69 @@ async def test_connector_maps_a_refused_upgrade_to_connect_error(venue: Venue) -
     with pytest.raises(ConnectError, match="HTTP 404") as info:
         await PicowsConnector().connect(venue.url("/nowhere"), Recorder())  # type: ignore[arg-type]
     assert info.value.status == 404
+
+
+def _raw_frame(opcode: int, fin: bool, payload: bytes) -> bytes:
+    """An unmasked server frame, FIN bit as given (aiohttp cannot send fragments itself)."""
+    head = (0x80 if fin else 0x00) | opcode
+    n = len(payload)
+    if n < 126:
+        return bytes((head, n)) + payload
+    if n < 65536:
+        return bytes((head, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((head, 127)) + n.to_bytes(8, "big") + payload
+
+
+async def test_endless_fragmented_message_is_cut_off_counted_and_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Regression: continuation frames were joined without a limit (1.2 GiB of them took RSS
+    from 66 MB to 1.3 GB with no log line). Now the message is capped, the connection dropped
+    with 1009, and it is counted and logged; the session reconnects."""
+    chunk = b"x" * 60_000
+    sent = {"bytes": 0}
+    closed_with: list[int | None] = []
+    done = asyncio.Event()
+
+    async def hostile(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=False)
+        await ws.prepare(request)
+        transport = request.transport
+        assert transport is not None
+        transport.write(_raw_frame(0x1, False, b'{"stream":'))
+        for _ in range(2_000):  # 120 MB if nobody stops it
+            if transport.is_closing():
+                break
+            transport.write(_raw_frame(0x0, False, chunk))
+            sent["bytes"] += len(chunk)
+            await asyncio.sleep(0)
+        msg = await ws.receive(timeout=5)
+        while msg.type is aiohttp.WSMsgType.TEXT:  # the client's SUBSCRIBE
+            msg = await ws.receive(timeout=5)
+        closed_with.append(msg.data if msg.type is aiohttp.WSMsgType.CLOSE else msg.type)
+        done.set()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/market/stream", hostile)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    rec = Recorder()
+    connector = PicowsConnector(max_message_bytes=1_000_000)
+    pool = ConnectionPool(BinanceStreamCodec(BINANCE_USDM), keys(1), rec,
+                          ws_base=f"ws://127.0.0.1:{port}/market", options=FAST,
+                          connector=connector)
+    task = await run_pool(pool)
+    try:
+        await asyncio.wait_for(done.wait(), 10)
+        assert closed_with == [1009]
+        assert sent["bytes"] < 20_000_000  # cut off near the limit, not after 120 MB
+        await rec.until(lambda: pool.stats()[0].oversized >= 1)
+        stats = pool.stats()[0]
+        assert stats.malformed >= 1
+        assert any("message of over" in r.getMessage() for r in caplog.records)
+    finally:
+        await stop_pool(pool, task)
+        await runner.cleanup()

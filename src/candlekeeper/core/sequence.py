@@ -36,12 +36,12 @@ class Offer(enum.Enum):
 class StreamSequence:
     """Closed-candle sequencing for one stream; ``emit`` receives candles in order."""
 
-    __slots__ = ("duplicates", "emit", "held", "interval", "last", "late", "prefer_rest",
-                 "unfillable", "wait_for_anchor")
+    __slots__ = ("duplicates", "emit", "held", "interval", "last", "late", "max_held",
+                 "overflow", "prefer_rest", "unfillable", "wait_for_anchor")
 
     def __init__(self, interval: str, emit: Callable[[Candle], None], *,
                  last: int | None = None, wait_for_anchor: bool = False,
-                 prefer_rest: bool = False) -> None:
+                 prefer_rest: bool = False, max_held: int = 10_000) -> None:
         self.interval = interval
         self.emit = emit
         #: open time of the last emitted candle; -1 = not anchored yet
@@ -53,6 +53,10 @@ class StreamSequence:
         #: when a held WebSocket close and REST disagree, REST wins (for venues whose closes are
         #: inferred, not flagged final); a frame flagged final by the venue is final
         self.prefer_rest = prefer_rest
+        #: closes held at most; beyond it a new one is not kept (REST fetches it with the hole),
+        #: so a long REST outage cannot grow memory without bound
+        self.max_held = max_held
+        self.overflow = 0
         self.duplicates = 0
         self.late = 0
         self.unfillable = 0
@@ -82,10 +86,10 @@ class StreamSequence:
             return Offer.LATE
         if last < 0:
             if self.wait_for_anchor:
-                self.held[t] = candle
+                self._keep(t, candle)
                 return Offer.HELD
         elif t != next_open(last, self.interval):
-            self.held[t] = candle
+            self._keep(t, candle)
             return Offer.HELD
         self._emit(candle)
         self._release()
@@ -101,7 +105,7 @@ class StreamSequence:
                 return Offer.DUPLICATE
             self.late += 1
             return Offer.LATE
-        self.held[t] = candle
+        self._keep(t, candle)
         return Offer.HELD
 
     def fill(self, candles: Iterable[Candle], start: int, end: int, *,
@@ -159,6 +163,12 @@ class StreamSequence:
         return skipped
 
     # -- internals --------------------------------------------------------------------------
+    def _keep(self, t: int, candle: Candle) -> None:
+        if t in self.held or len(self.held) < self.max_held:
+            self.held[t] = candle
+        else:
+            self.overflow += 1
+
     def _emit(self, candle: Candle) -> None:
         self.last = candle.open_time
         self.emit(candle)

@@ -36,6 +36,10 @@ class FrameHandler(Protocol):
         """An RFC 6455 PONG control frame."""
         ...
 
+    def on_oversized(self, size: int) -> None:
+        """A message grew beyond the connector's limit; the connection is being dropped."""
+        ...
+
     def on_closed(self, reason: str) -> None:
         """The connection is gone (called exactly once); ``reason`` is one human line."""
         ...

@@ -125,6 +125,13 @@ class Link:
     def on_pong(self, payload: bytes) -> None:
         self.control_frames += 1
 
+    def on_oversized(self, size: int) -> None:
+        s = self.s
+        s.oversized += 1
+        s.malformed += 1
+        s.ratelog.error("oversized", "%s: the venue sent a message of over %d bytes; dropping "
+                        "the connection", s.name, size)
+
     def on_closed(self, reason: str) -> None:
         if self.closed_reason is None:
             self.closed_reason = reason

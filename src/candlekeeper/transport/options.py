@@ -141,3 +141,5 @@ class SessionStats(msgspec.Struct, frozen=True, kw_only=True):
     stream_states: dict[str, int]
     #: make-before-break rotations completed (not counted in ``reconnects``: no break)
     rotations: int = 0
+    #: messages larger than the connector's limit (each cost its connection)
+    oversized: int = 0

@@ -83,6 +83,8 @@ class Session:
         # totals of finished links; the live link's counters are added in stats()
         self.messages = self.malformed = self.error_frames = self.rejected = 0
         self.unexpected = self.pings = self.listener_errors = 0
+        #: messages over the connector's size limit (each cost its connection)
+        self.oversized = 0
         self._next_id = 1
         self._link: Link | None = None
         self._connected_at: float | None = None
@@ -413,6 +415,7 @@ class Session:
             messages=self.messages + (link.messages if link else 0) + self.kline_frames(),
             malformed=self.malformed, error_frames=self.error_frames, rejected=self.rejected,
             unexpected=self.unexpected, pings=self.pings + (link.pings if link else 0),
+            oversized=self.oversized,
             listener_errors=self.listener_errors, rotations=self.rotations,
             last_message_monotonic=self._last_frame_at,
             connected_since_monotonic=self._connected_at,

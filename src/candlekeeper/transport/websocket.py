@@ -5,10 +5,12 @@ server in another process, 2-core machine): picows received ~1.9M msgs/s at 0.05
 messages, aiohttp ~0.5M at 0.19, websockets ~0.29M at 0.35. picows also delivers frames through a
 synchronous callback, which is exactly the session's push model (no per-frame await).
 
-picows hands over raw frames: this module joins fragmented messages, answers the server's CLOSE,
-and maps library errors onto :mod:`candlekeeper.errors` at the boundary. Pings are *not*
-auto-answered here; they go to the handler (the session answers them and counts them against
-the venue's control-message budget).
+picows hands over raw frames: this module joins fragmented messages (never beyond
+``max_message_bytes``: a server that streams continuation frames without end is cut off with
+close code 1009, counted and logged, instead of taking the process's memory), answers the
+server's CLOSE, and maps library errors onto :mod:`candlekeeper.errors` at the boundary. Pings
+are *not* auto-answered here; they go to the handler (the session answers them and counts them
+against the venue's control-message budget).
 """
 
 from __future__ import annotations
@@ -36,28 +38,45 @@ _CLOSE = picows.WSMsgType.CLOSE
 class _Listener(picows.WSListener):
     """Adapts picows callbacks to a :class:`FrameHandler`."""
 
-    def __init__(self, handler: FrameHandler) -> None:
+    def __init__(self, handler: FrameHandler, max_message_bytes: int) -> None:
         super().__init__()
         self._handler = handler
         self._on_frame = handler.on_frame
         self._fragments: list[bytes] | None = None
-        self._fragment_text = False
+        self._fragment_bytes = 0
+        self._max_message = max_message_bytes
         self._close_reason = ""
+        #: set once we decided to drop the connection: whatever is still buffered is ignored
+        self._dropping = False
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        if self._dropping:
+            return
         mt = frame.msg_type
         if mt is _TEXT or mt is _BINARY:
             if frame.fin:  # bytes: for small frames cheaper than a memoryview (measured)
                 self._on_frame(frame.get_payload_as_bytes())
             else:
-                self._fragments = [frame.get_payload_as_bytes()]
+                first = frame.get_payload_as_bytes()
+                self._fragments, self._fragment_bytes = [first], len(first)
         elif mt is _CONT:
             if self._fragments is None:
                 self._close_reason = "protocol error: continuation frame without a start"
                 transport.send_close(picows.WSCloseCode.PROTOCOL_ERROR)
                 transport.disconnect()
                 return
-            self._fragments.append(frame.get_payload_as_bytes())
+            part = frame.get_payload_as_bytes()
+            self._fragment_bytes += len(part)
+            if self._fragment_bytes > self._max_message:
+                size, self._fragments = self._fragment_bytes, None
+                self._close_reason = (f"message larger than {self._max_message} bytes "
+                                      f"({size} so far, fragmented): connection dropped")
+                self._dropping = True
+                self._handler.on_oversized(size)
+                transport.send_close(picows.WSCloseCode.MESSAGE_TOO_BIG)
+                transport.disconnect()
+                return
+            self._fragments.append(part)
             if frame.fin:
                 data, self._fragments = b"".join(self._fragments), None
                 self._on_frame(data)
@@ -78,6 +97,10 @@ class _Listener(picows.WSListener):
     def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
         self._handler.on_closed(self._close_reason or "connection lost")
 
+
+#: The largest message (one frame, or fragments joined) accepted from a venue. Market data
+#: messages are at most a few KiB; 16 MiB leaves room for any snapshot a venue could send.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 #: Kernel receive buffer per connection. Linux autotuning grows loopback buffers to 32 MiB, and
 #: picows then hands over up to ~90k frames per read before the loop runs anything else: consumer
@@ -140,11 +163,13 @@ class PicowsConnector:
     """Opens WebSocket connections with picows (``ws://`` and ``wss://``)."""
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None,
-                 handshake_timeout_s: float = 10.0, max_frame_size: int = 16 * 1024 * 1024,
+                 handshake_timeout_s: float = 10.0, max_frame_size: int = MAX_MESSAGE_BYTES,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES,
                  extra_headers: dict[str, str] | None = None) -> None:
         self._ssl = ssl_context
         self._handshake_timeout = handshake_timeout_s
         self._max_frame_size = max_frame_size
+        self._max_message = max_message_bytes
         self._headers = extra_headers
 
     async def connect(self, url: str, handler: FrameHandler) -> PicowsConnection:
@@ -153,7 +178,7 @@ class PicowsConnector:
             kwargs["extra_headers"] = self._headers
         try:
             transport, _ = await picows.ws_connect(
-                lambda: _Listener(handler), url,
+                lambda: _Listener(handler, self._max_message), url,
                 ssl_context=self._ssl,
                 websocket_handshake_timeout=self._handshake_timeout,
                 enable_auto_pong=False,
