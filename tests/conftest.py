@@ -18,8 +18,11 @@ SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "protocol-samp
 
 @pytest.fixture
 def samples() -> Path:
+    """The real protocol samples. They are always there in CI: a missing folder is a failure
+    with a clear message, never a silent skip."""
     if not SAMPLES.is_dir():
-        pytest.skip(f"protocol samples not found at {SAMPLES} (shared/ must sit beside the repo)")
+        pytest.fail(f"protocol samples not found at {SAMPLES}: the shared/ folder must sit "
+                    "beside the repository (../shared/protocol-samples)", pytrace=False)
     return SAMPLES
 
 

@@ -371,3 +371,34 @@ class Venue(msgspec.Struct, frozen=True):
     spec: VenueSpec
     stream_codec: Callable[[VenueSpec], StreamCodec]
     history_codec: Callable[[VenueSpec], HistoryCodec]
+
+
+# -- the venue's real samples (what the contract suite checks every venue against) --------------
+
+
+class WsSample(msgspec.Struct, frozen=True):
+    """A real frame, as the venue sends it on the wire, and exactly what it must decode to."""
+
+    source: str  # file (and where in it) the frame comes from
+    frame: bytes | str
+    expect: tuple[Message, ...]
+
+
+class RestSample(msgspec.Struct, frozen=True):
+    """A real REST klines body and what it must decode to (the first row exactly, and how many
+    rows there are)."""
+
+    source: str
+    body: bytes
+    symbol: str
+    interval: str
+    first: Candle
+    count: int
+
+
+class Samples(msgspec.Struct, frozen=True):
+    """What a venue folder's ``samples.py`` returns for one venue (``samples(venue, dir)``,
+    where ``dir`` is ``../shared/protocol-samples``)."""
+
+    ws: tuple[WsSample, ...]
+    rest: tuple[RestSample, ...]
