@@ -8,7 +8,7 @@ Modes:
 * ``decode``: no socket. Real kline frames through (a) ``msgspec.json.decode`` to a dict,
   (b) ``orjson.loads`` to a dict, (c) ``BinanceStreamCodec.decode`` to a ``Candle`` and (d) the
   feed's hot path: ``BinanceStreamCodec.decode`` + the feed's stream sink
-  (``CandleFeed.stream_sink``) with one ``on_update`` subscriber, frames handed over in chunks
+  (the feed's ``stream_sink``) with one ``on_update`` subscriber, frames handed over in chunks
   of 256 with a loop turn between chunks (what one socket read looks like), so the
   subscriber's task really runs.
 * ``bare``: the "websocket library + JSON parser" loop: picows (the transport's library)
@@ -271,7 +271,8 @@ async def run_decode(spec: ClientSpec) -> list[Measured]:
     await feed.bus.start()
     decode = codec.decode
     # what the transport does per frame: one (symbol, interval) lookup, then the stream's sink
-    sinks = {(k.symbol, k.interval): feed.stream_sink(k) for k in feed.keys}
+    listener = feed._pool.sessions[0].listener  # the feed as the transport sees it
+    sinks = {(k.symbol, k.interval): listener.stream_sink(k) for k in feed.keys}
 
     def parse(loads: Callable[[bytes], object]) -> Callable[[], None]:
         def go() -> None:

@@ -11,6 +11,8 @@ import pytest
 from candlekeeper import Candle, CandleFeed, StreamState
 from candlekeeper.core.bus import OverflowPolicy
 from candlekeeper.errors import ConfigError
+from candlekeeper.feed import FeedPlumbing
+from candlekeeper.gapfill import GapFillOptions
 from candlekeeper.transport import TransportOptions
 from candlekeeper.transport.memory import MemoryConnector, MemoryPeer
 
@@ -67,7 +69,8 @@ async def venue() -> AsyncIterator[Venue]:
 def make_feed(venue: Venue, symbols: list[str] | None = None) -> CandleFeed:
     return CandleFeed("binance-usdm", symbols or ["BTCUSDT", "ethusdt"], ["1m"],
                       ws_url="ws://venue.test/market", transport=FAST,
-                      connector=venue.connector, backfill=False)
+                      gap_fill=GapFillOptions(enabled=False),
+                      plumbing=FeedPlumbing(connector=venue.connector))
 
 
 async def until(cond: object, timeout: float = 5.0) -> None:

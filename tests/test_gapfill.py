@@ -11,6 +11,7 @@ import pytest
 
 from candlekeeper import Candle, CandleFeed, StreamKey
 from candlekeeper.errors import RestError
+from candlekeeper.feed import FeedPlumbing
 from candlekeeper.gapfill import GapFillOptions
 from candlekeeper.transport import TransportOptions
 from candlekeeper.transport.memory import MemoryConnector, MemoryPeer
@@ -98,10 +99,11 @@ class Rig:
         self.history = History(self.clock)
         self.connector = MemoryConnector()
         opts = feed_kw.pop("gap_fill", OPTS)
+        plumbing = FeedPlumbing(connector=self.connector, history_source=self.history,
+                                **feed_kw)  # type: ignore[arg-type]
         self.feed = CandleFeed("binance-usdm", ["BTCUSDT"], ["1m"], ws_url="ws://v/market",
-                               transport=FAST, connector=self.connector, clock=self.clock,
-                               history_source=self.history, gap_fill=opts,  # type: ignore[arg-type]
-                               **feed_kw)  # type: ignore[arg-type]
+                               transport=FAST, clock=self.clock,  # type: ignore[arg-type]
+                               gap_fill=opts, plumbing=plumbing)  # type: ignore[arg-type]
         self.closed: list[Candle] = []
         self.feed.on_closed(self.closed.append, inline=True)
         self.tasks: list[asyncio.Task[None]] = []

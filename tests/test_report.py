@@ -7,6 +7,7 @@ from rich.console import Console
 
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.feed import CandleFeed
+from candlekeeper.gapfill import GapFillOptions
 from candlekeeper.report import EXIT_NOT_WRITTEN, exit_status, not_written_lines, print_report
 from candlekeeper.service import ServiceReport
 from candlekeeper.sinks.contract import WriterStats
@@ -17,7 +18,7 @@ VENUE = "binance-usdm"
 def make_report(n_symbols: int, intervals: tuple[str, ...] = ("1m", "5m"),
                 bad: int = 0, writers: dict[str, WriterStats] | None = None) -> ServiceReport:
     keys = [StreamKey(VENUE, f"S{i:04d}USDT", iv) for i in range(n_symbols) for iv in intervals]
-    feed = CandleFeed(VENUE, keys=keys, backfill=False)
+    feed = CandleFeed(VENUE, keys=keys, gap_fill=GapFillOptions(enabled=False))
     streams = feed.stats()
     states = {s.key: "live" for s in streams}
     for s in streams[:bad]:

@@ -60,6 +60,8 @@ from candlekeeper.config_support import (
 from candlekeeper.core.shard import Shard
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import ConfigError
+from candlekeeper.gapfill import MAX_WARMUP_HISTORY, GapFillOptions
+from candlekeeper.transport.options import TransportOptions
 
 __all__ = [
     "CONFIG_PATH_ENV",
@@ -87,10 +89,6 @@ __all__ = [
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
-#: ``gap_fill.history`` cap: candles fetched per stream at start. Warm-up runs inside the
-#: service's event loop; 100,000 1m candles are ~70 days, 67 requests of 1,500 rows each.
-#: Deeper history is what ``candlekeeper backfill`` is for (resumable, rate-limited, progress).
-MAX_WARMUP_HISTORY = 100_000
 #: ``clock.speed`` cap: beyond a million venue seconds per wall second every candle closes
 #: within microseconds of the next, which nothing downstream can follow
 MAX_CLOCK_SPEED = 1_000_000.0
@@ -98,28 +96,8 @@ MAX_CLOCK_SPEED = 1_000_000.0
 MAX_TIME_MS = 253_402_300_799_999
 
 
-class TransportConfig(Section):
-    """Connection policy; field names match ``candlekeeper.transport.TransportOptions``."""
-
-    backoff_initial_s: float = Field(default=1.0, gt=0)
-    backoff_factor: float = Field(default=2.0, ge=1)
-    backoff_max_s: float = Field(default=60.0, gt=0)
-    backoff_jitter: float = Field(default=0.2, ge=0, le=1)
-    healthy_after_s: float = Field(default=30.0, ge=0)
-    ack_timeout_s: float = Field(default=10.0, gt=0)
-    connect_timeout_s: float = Field(default=10.0, gt=0)
-    stall_grace_ms: int = Field(default=5_000, ge=0)
-    max_streams_per_connection: int | None = Field(default=None, ge=1)
-    rotate_after_s: float | None = Field(default=84_600.0, gt=0)  # 23.5 h, before the 24 h cut
-
-    @model_validator(mode="after")
-    def _backoff_order(self) -> TransportConfig:
-        if self.backoff_max_s < self.backoff_initial_s:
-            raise ValueError(
-                f"backoff_max_s ({self.backoff_max_s}) must be >= backoff_initial_s "
-                f"({self.backoff_initial_s})"
-            )
-        return self
+#: the ``transport:`` section is the transport's own options model (one definition)
+TransportConfig = TransportOptions
 
 
 class HttpConfig(Section):
@@ -159,17 +137,8 @@ class ClockConfig(Section):
     monotonic_origin: float | None = Field(default=None, ge=0)
 
 
-class GapFillConfig(Section):
-    """REST warm-up and backfill (see docs/guarantees.md)."""
-
-    enabled: bool = True
-    #: candles per stream fetched at start when storage has nothing for it (0 = none)
-    history: int | None = Field(default=None, ge=0, le=MAX_WARMUP_HISTORY)  # None = buffer_size
-    #: store and emit those warm-up candles too (off: they only fill latest())
-    emit_history: bool = True
-    close_grace_ms: int = Field(default=3_000, ge=0)
-    close_grace_wall_s: float = Field(default=0.5, ge=0)
-    max_hole_attempts: int = Field(default=5, ge=1)
+#: the ``gap_fill:`` section is the gap filler's own options model (one definition)
+GapFillConfig = GapFillOptions
 
 
 class Config(Section):
@@ -177,11 +146,11 @@ class Config(Section):
 
     feeds: tuple[FeedConfig, ...]
     buffer_size: int = Field(default=500, ge=1, le=1_000_000)
-    transport: TransportConfig = TransportConfig()
+    transport: TransportOptions = TransportOptions()
     sinks: SinksConfig = SinksConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
-    gap_fill: GapFillConfig = GapFillConfig()
+    gap_fill: GapFillOptions = GapFillOptions()
     clock: ClockConfig = ClockConfig()
     #: ``K/N``: this instance ingests only the symbols of shard K (0-based) of N
     shard: str | None = None

@@ -20,9 +20,10 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from candlekeeper.config_yaml import MAX_YAML_BYTES, MAX_YAML_VALUES, read_yaml
+from candlekeeper.core.options import Options, split_list
 from candlekeeper.errors import ConfigError
 
 __all__ = ["CONFIG_PATH_ENV", "ENV_PREFIX", "MAX_PROBLEM_CHARS", "MAX_YAML_BYTES",
@@ -117,50 +118,6 @@ def _dotted(loc: list[str | int]) -> str:
 
 
 # -- the base of every section ----------------------------------------------------------------
-
-
-def _is_str_sequence(annotation: Any) -> bool:
-    """``tuple[str, ...]``/``list[str]``, alone or inside a union (``... | None``)."""
-    origin = get_origin(annotation)
-    if origin in (tuple, list):
-        args = [a for a in get_args(annotation) if a is not Ellipsis]
-        return bool(args) and all(a is str for a in args)
-    return any(_is_str_sequence(a) for a in get_args(annotation))
-
-
-class Section(BaseModel):
-    """Base of every config model: unknown keys forbidden, immutable, empty section allowed,
-    no ``inf``/``nan`` anywhere (``clock.speed: .inf`` is a config error, not a crash at run
-    time), and a comma-separated string accepted wherever a list of strings is expected (so
-    ``CANDLEKEEPER__SINKS__NATS__SERVERS=nats://a:4222,nats://b:4222`` works for every list)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
-                              allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _prepare(cls, data: Any) -> Any:
-        # ``sinks:`` followed only by comments parses as None in YAML; treat it as "defaults".
-        if data is None:
-            return {}
-        if not isinstance(data, dict):
-            return data
-        out = dict(data)
-        for name, info in cls.model_fields.items():
-            key = info.alias or name
-            value = out.get(key)
-            if isinstance(value, str) and _is_str_sequence(info.annotation):
-                out[key] = split_list(value, key)
-        return out
-
-
-def split_list(value: object, what: str) -> list[object]:
-    """A YAML list, or a comma-separated string (handy in environment overrides)."""
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, list | tuple):
-        return list(value)
-    raise ValueError(f"expected a list of {what}, got {type(value).__name__} {value!r}")
 
 
 # -- turning validation errors into one line each -------------------------------------------
@@ -313,3 +270,7 @@ def pydantic_problems(root: type[BaseModel], exc: ValidationError,
         problems.append(f"{where}: {msg}" if where else msg)
     return problems
 
+
+#: the base of every config section (kept under its config name: the config's sections *are*
+#: the runtime options, see :mod:`candlekeeper.core.options`)
+Section = Options

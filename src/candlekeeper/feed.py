@@ -16,13 +16,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-import msgspec
 
 from candlekeeper.backfill.fetcher import KlineFetcher
 from candlekeeper.backfill.http import RestClient
-from candlekeeper.core.buffers import DEFAULT_CAPACITY, BufferSet, RingBuffer, to_dataframe
+from candlekeeper.core.buffers import DEFAULT_CAPACITY, BufferSet, to_dataframe
 from candlekeeper.core.bus import EventBus, OverflowPolicy, Subscription
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock, SystemClock
@@ -34,12 +33,12 @@ from candlekeeper.core.events import (
     StreamStatus,
 )
 from candlekeeper.core.ratelog import RateLimitedLog
-from candlekeeper.core.sequence import Offer, StreamSequence
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.errors import ConfigError
+from candlekeeper.feed_stream import StreamStats
 from candlekeeper.gapfill import GapFiller, GapFillOptions, HistorySource
-from candlekeeper.observability.metrics import Metrics, StreamMetrics
+from candlekeeper.observability.metrics import Metrics
 from candlekeeper.transport import ConnectionPool, SessionStats, TransportOptions
 from candlekeeper.venues.contract import HistoryCodec, StreamCodec
 from candlekeeper.venues.registry import history_codec, stream_codec
@@ -49,6 +48,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from candlekeeper.transport.base import Connector
 
+__all__ = ["CandleFeed", "FeedPlumbing", "StreamStats"]
+
 log = logging.getLogger(__name__)
 
 #: transport states after which a stream may have missed closes
@@ -56,118 +57,6 @@ _BREAKS = frozenset({StreamState.DISCONNECTED, StreamState.STALLED, StreamState.
 
 CandleHandler = Callable[[Candle], None] | Callable[[Candle], Awaitable[None]]
 StatusHandler = Callable[[StreamStatus], None] | Callable[[StreamStatus], Awaitable[None]]
-
-
-class StreamStats:
-    """One stream inside the feed: its hot path and the state behind its guarantees.
-
-    :meth:`deliver` is what the transport calls for every kline frame of this stream (resolved
-    once per stream, so no per-frame lookup). Closed candles go through ``seq`` (a
-    :class:`StreamSequence`), which emits each open time exactly once and in order, holding
-    closes that skip ahead until the gap filler has fetched what is missing. Counters shown on
-    ``/metrics`` and the dashboard live in ``metrics`` (shared with the service's
-    :class:`Metrics`).
-    """
-
-    __slots__ = ("_closed_subs", "_on_hole", "_on_rejected", "_pressure", "_update_subs",
-                 "buffer", "forming", "future_tolerance_ms", "infer_close", "key", "last_closed",
-                 "metrics", "now_ms", "seq")
-
-    def __init__(self, key: StreamKey, metrics: StreamMetrics, buffer: RingBuffer, bus: EventBus,
-                 now_ms: Callable[[], int], on_hole: Callable[[StreamKey], None], *,
-                 closed_flag: bool = True, future_tolerance_ms: int = 60_000,
-                 max_held: int = 10_000,
-                 on_rejected: Callable[[Candle, str], None] | None = None) -> None:
-        self.key = key
-        self.metrics = metrics
-        self.buffer = buffer
-        self.last_closed: Candle | None = None
-        self.now_ms = now_ms
-        #: no closed flag on the wire: a push for a newer candle closes the forming one;
-        #: that inferred close is held until REST confirms it (REST wins where they differ)
-        self.infer_close = not closed_flag
-        self.forming: Candle | None = None
-        self.seq = StreamSequence(key.interval, self._emit, prefer_rest=self.infer_close,
-                                  max_held=max_held)
-        self._on_hole = on_hole
-        #: a close from further ahead of our clock than this is impossible: rejected, counted
-        self.future_tolerance_ms = future_tolerance_ms
-        self._on_rejected = on_rejected
-        self._update_subs = bus.subscribers(CandleUpdate)
-        self._closed_subs = bus.subscribers(CandleClosed)
-        self._pressure = bus.pressure_flag
-
-    @property
-    def state(self) -> StreamState:
-        return self.metrics.state
-
-    @property
-    def messages(self) -> int:
-        return self.metrics.messages
-
-    @property
-    def closed(self) -> int:
-        return self.metrics.closed
-
-    @property
-    def duplicates(self) -> int:
-        return self.seq.duplicates
-
-    @property
-    def late(self) -> int:
-        return self.seq.late
-
-    @property
-    def last_closed_open_time(self) -> int:
-        return self.seq.last
-
-    def deliver(self, candle: Candle) -> bool:
-        """Every frame of this stream. Returns True when a consumer asks for backpressure."""
-        self.metrics.last_event_time_ms = candle.event_time
-        for sub in self._update_subs:
-            sub.offer(candle)
-        if candle.closed:
-            if self._from_the_future(candle, candle.close_time):
-                return self._pressure.on
-            if self.seq.offer(candle) is Offer.HELD:
-                self._on_hole(self.key)
-        elif self.infer_close:
-            self._infer(candle)
-        return self._pressure.on
-
-    def _from_the_future(self, candle: Candle, at_ms: int) -> bool:
-        """True (and the candle rejected) when ``at_ms`` is impossibly far ahead of our clock:
-        one such close would make the stream wait for it forever (a hostile or broken frame)."""
-        if at_ms <= self.now_ms() + self.future_tolerance_ms:
-            return False
-        if self._on_rejected is not None:
-            self._on_rejected(candle, f"{'close' if candle.closed else 'open'} time {at_ms} is "
-                                      f"more than {self.future_tolerance_ms} ms ahead of the "
-                                      "clock")
-        return True
-
-    def _infer(self, candle: Candle) -> None:
-        forming = self.forming
-        if forming is None or candle.open_time > forming.open_time:
-            if self._from_the_future(candle, candle.open_time):
-                return
-            self.forming = candle
-            if forming is not None:
-                inferred = msgspec.structs.replace(forming, closed=True)
-                if self.seq.hold(inferred) is Offer.HELD:
-                    self._on_hole(self.key)
-        elif candle.open_time == forming.open_time:
-            self.forming = candle
-
-    def _emit(self, candle: Candle) -> None:
-        """The sequence decided: this is the next closed candle of the stream."""
-        self.last_closed = candle
-        self.metrics.on_closed(candle, self.now_ms())
-        if candle.source == "rest":
-            self.metrics.backfilled += 1
-        self.buffer.append(candle)
-        for sub in self._closed_subs:
-            sub.offer(candle)
 
 
 class CandleFeed:
@@ -187,59 +76,37 @@ class CandleFeed:
                  buffer_size: int = DEFAULT_CAPACITY, clock: Clock | None = None,
                  transport: TransportOptions | None = None,
                  gap_fill: GapFillOptions | None = None,
-                 history_source: HistorySource | None = None, backfill: bool = True,
-                 resume_from: Mapping[StreamKey, int] | None = None,
-                 preload: Mapping[StreamKey, Sequence[Candle]] | None = None,
-                 bus: EventBus | None = None, connector: Connector | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 plumbing: FeedPlumbing | None = None) -> None:
         """The streams are ``symbols × intervals``, or exactly ``keys`` (each symbol with its
         own intervals: ``[StreamKey(venue, "BTCUSDT", "1m"), StreamKey(venue, "ETHUSDT",
         "1h")]``). ``ws_url``/``rest_url`` override the venue's endpoints (e.g. the simulator).
 
-        Gap-free operation (``backfill=True``, the default) uses REST: at start the ring
-        buffers are warmed with ``gap_fill.history`` candles, a stream listed in
-        ``resume_from`` (open time of the last candle already persisted) first emits
-        everything after it, and after every break, hole or late close the missing candles
-        are fetched and emitted before any newer one. ``preload`` seeds ring buffers (e.g.
-        from storage). ``history_source`` replaces the REST fetcher (tests, custom stores).
+        ``transport`` and ``gap_fill`` are the same option models as the service config's
+        ``transport:`` and ``gap_fill:`` sections. Gap-free operation (``gap_fill.enabled``, the
+        default) uses REST: at start the ring buffers are warmed with ``gap_fill.history``
+        candles (``buffer_size`` by default), and after every break, hole or late close the
+        missing candles are fetched and emitted before any newer one. ``plumbing`` connects the
+        feed to a service or a test (resume points, storage preload, a shared bus or metrics,
+        another connector or history source).
         """
         self.codec: StreamCodec = stream_codec(venue)
         self.history: HistoryCodec = history_codec(venue)
         self.spec = self.codec.spec
         self.venue = venue
-        if keys is not None:
-            if symbols or intervals:
-                raise ConfigError("give a feed symbols and intervals, or keys, not both")
-            other = sorted({k.venue for k in keys} - {venue})
-            if other:
-                raise ConfigError(f"a {venue} feed cannot take streams of {', '.join(other)}")
-            symbols = [k.symbol for k in keys]
-            intervals = list(dict.fromkeys(k.interval for k in keys))
-        if not symbols:
-            raise ConfigError("a feed needs at least one symbol")
-        if not intervals:
-            raise ConfigError("a feed needs at least one interval")
-        for interval in intervals:
-            if interval not in self.spec.intervals:
-                raise ConfigError(
-                    f"{venue} has no interval {interval!r}; "
-                    f"expected one of {', '.join(self.spec.intervals)}"
-                )
-        canonical = list(dict.fromkeys(normalize_symbol(s) for s in symbols))
-        self.keys: list[StreamKey] = list(dict.fromkeys(
-            StreamKey(venue, normalize_symbol(k.symbol), k.interval) for k in keys
-        )) if keys is not None else [
-            StreamKey(venue, s, i) for s in canonical for i in dict.fromkeys(intervals)
-        ]
+        self.keys = _stream_keys(venue, self.spec.intervals, symbols, intervals, keys)
         self.ws_url = ws_url or (self.spec.ws_testnet_base if testnet else self.spec.ws_base)
+        self.rest_url = rest_url or (self.spec.rest_testnet_base if testnet
+                                     else self.spec.rest_base)
         self.clock: Clock = clock or SystemClock()
-        self.bus = bus or EventBus()
+        wired = plumbing or FeedPlumbing()
+        self.bus = wired.bus or EventBus()
         self._buffers = BufferSet(buffer_size)
-        self.metrics = metrics if metrics is not None else Metrics(now_ms=self.clock.time_ms)
+        self.metrics = wired.metrics or Metrics(now_ms=self.clock.time_ms)
         self.metrics.track_bus(self.bus, venue)
-        self.metrics.add_refresher(self.refresh_metrics)
-        self.gap_fill = gap_fill or GapFillOptions(history=buffer_size)
+        self.metrics.add_refresher(self._refresh_metrics)
+        self.gap_fill = gap_fill or GapFillOptions()
         self._ratelog = RateLimitedLog(log)
+        self._history_handlers: list[Callable[[list[Candle]], object]] = []
         self._streams: dict[tuple[str, str], StreamStats] = {
             (k.symbol, k.interval): StreamStats(
                 k, self.metrics.stream(k), self._buffers.get(k), self.bus, self.clock.time_ms,
@@ -248,27 +115,27 @@ class CandleFeed:
                 max_held=self.gap_fill.max_held, on_rejected=self._rejected)
             for k in self.keys
         }
-        self.rest_url = rest_url or (self.spec.rest_testnet_base if testnet
-                                     else self.spec.rest_base)
         self._rest: RestClient | None = None
-        source = history_source
-        if source is None and backfill:
+        source = wired.history_source
+        if source is None and self.gap_fill.enabled:
             self._rest = RestClient(self.history, self.rest_url)
             source = KlineFetcher(self.history, self._rest, clock=self.clock,
                                   close_margin_ms=self.gap_fill.close_margin_ms)
-        self.filler: GapFiller | None = (GapFiller(source, self.clock, self.gap_fill)
-                                         if source is not None else None)
-        resume = dict(resume_from or {})
+        self.filler: GapFiller | None = (
+            GapFiller(source, self.clock, self.gap_fill, buffer_size=buffer_size)
+            if source is not None else None)
+        resume = dict(wired.resume_from or {})
         for key, st in self._by_key().items():
-            if preload and key in preload:
-                st.buffer.extend(list(preload[key]))
+            if wired.preload and key in wired.preload:
+                st.buffer.extend(list(wired.preload[key]))
             if key in resume:
                 st.seq.last = resume[key]
             if self.filler is not None:
                 self.filler.track(key, st.seq, resume=key in resume,
-                                  on_history=st.buffer.extend)
-        self._pool = ConnectionPool(self.codec, self.keys, self, ws_base=self.ws_url,
-                                    clock=self.clock, options=transport, connector=connector)
+                                  on_history=self._history_of(st))
+        self._pool = ConnectionPool(self.codec, self.keys, _Listener(self), ws_base=self.ws_url,
+                                    clock=self.clock, options=transport,
+                                    connector=wired.connector)
         self._task: asyncio.Task[None] | None = None
         self._started = False
 
@@ -279,6 +146,16 @@ class CandleFeed:
         self.metrics.count_error("rejected_candle")
         self._ratelog.warning(f"rejected:{candle.key}", "%s: rejected a candle (%s)",
                               candle.key, why)
+
+    def _history_of(self, st: StreamStats) -> Callable[[list[Candle]], None]:
+        def warm(candles: list[Candle]) -> None:
+            st.buffer.extend(candles)
+            for handler in self._history_handlers:
+                try:
+                    handler(candles)
+                except Exception as exc:  # a consumer's bug must not cost the warm-up
+                    self._ratelog.error("history", "history handler raised %r", exc)
+        return warm
 
     def _hole(self, key: StreamKey) -> None:
         if self.filler is not None:
@@ -360,7 +237,7 @@ class CandleFeed:
         return to_dataframe(self.latest(symbol, interval, n))
 
     def stats(self) -> list[StreamStats]:
-        self.refresh_metrics()
+        self._refresh_metrics()
         return list(self._streams.values())
 
     def connection_stats(self) -> list[SessionStats]:
@@ -372,32 +249,14 @@ class CandleFeed:
         except KeyError:
             raise KeyError(f"{self.venue} feed has no stream {symbol} {interval}") from None
 
-    # -- StreamListener (called by the transport) -------------------------------------------
-    def stream_sink(self, key: StreamKey) -> Callable[[Candle], bool]:
-        return self._streams[(key.symbol, key.interval)].deliver
+    def on_history(self, handler: Callable[[list[Candle]], object]) -> None:
+        """Call ``handler(candles)`` with each stream's warm-up history (closed candles from
+        REST, oldest first) that is *not* emitted as ``CandleClosed`` (``gap_fill.emit_history``
+        off): the service stores it, a strategy may prime its indicators with it. Runs before
+        any live close of that stream is emitted."""
+        self._history_handlers.append(handler)
 
-    def on_stream_status(self, status: StreamStatus) -> None:
-        st = self._streams.get((status.key.symbol, status.key.interval))
-        if st is not None:
-            st.metrics.set_state(status.state, status.detail, status.ts_ms)
-            if self.filler is not None:
-                if status.state in _BREAKS:
-                    self.filler.interrupted(status.key)
-                elif status.state is StreamState.LIVE:
-                    self.filler.live(status.key)
-        self.bus.publish(status)
-
-    def on_malformed(self, key: StreamKey) -> None:
-        """A frame of ``key`` was dropped as malformed: fetch that stream's candles over REST
-        now rather than wait for the late-close check."""
-        if self.filler is not None:
-            self.filler.request(key, "malformed")
-
-    def on_connection_status(self, status: ConnectionStatus) -> None:
-        self.metrics.on_connection_status(status, self.venue)
-        self.bus.publish(status)
-
-    def refresh_metrics(self) -> None:
+    def _refresh_metrics(self) -> None:
         """Copy the transport's counters into the metrics (at scrape time, not per frame)."""
         for key, count in self._pool.stream_counts().items():
             self.metrics.stream(key).messages = count
@@ -408,8 +267,87 @@ class CandleFeed:
             if s.last_error:
                 cm.detail = s.last_error
 
+
+@dataclass(frozen=True, kw_only=True)
+class FeedPlumbing:
+    """How a feed is wired into a service or a test; a library user needs none of it.
+
+    ``resume_from``: open time of the last candle already persisted, per stream (the stream
+    first emits everything after it). ``preload``: candles to seed ring buffers with (from
+    storage). ``bus``/``metrics``: shared with other feeds. ``connector``: another WebSocket
+    implementation (the in-memory one in tests). ``history_source``: replaces the REST fetcher.
+    """
+
+    resume_from: Mapping[StreamKey, int] | None = None
+    preload: Mapping[StreamKey, Sequence[Candle]] | None = None
+    bus: EventBus | None = None
+    metrics: Metrics | None = None
+    connector: Connector | None = None
+    history_source: HistorySource | None = None
+
+
+class _Listener:
+    """The feed as the transport sees it (``StreamListener``), kept off the feed's public
+    face: these are callbacks of the connection pool, not API."""
+
+    __slots__ = ("_feed",)
+
+    def __init__(self, feed: CandleFeed) -> None:
+        self._feed = feed
+
+    def stream_sink(self, key: StreamKey) -> Callable[[Candle], bool]:
+        return self._feed._streams[(key.symbol, key.interval)].deliver
+
+    def on_stream_status(self, status: StreamStatus) -> None:
+        feed = self._feed
+        st = feed._streams.get((status.key.symbol, status.key.interval))
+        if st is not None:
+            st.metrics.set_state(status.state, status.detail, status.ts_ms)
+            if feed.filler is not None:
+                if status.state in _BREAKS:
+                    feed.filler.interrupted(status.key)
+                elif status.state is StreamState.LIVE:
+                    feed.filler.live(status.key)
+        feed.bus.publish(status)
+
+    def on_malformed(self, key: StreamKey) -> None:
+        """A frame of ``key`` was dropped as malformed: fetch that stream's candles over REST
+        now rather than wait for the late-close check."""
+        if self._feed.filler is not None:
+            self._feed.filler.request(key, "malformed")
+
+    def on_connection_status(self, status: ConnectionStatus) -> None:
+        self._feed.metrics.on_connection_status(status, self._feed.venue)
+        self._feed.bus.publish(status)
+
     async def relieve(self) -> None:
-        await self.bus.relieve()
+        await self._feed.bus.relieve()
+
+
+def _stream_keys(venue: str, allowed: Sequence[str], symbols: Sequence[str],
+                 intervals: Sequence[str], keys: Sequence[StreamKey] | None) -> list[StreamKey]:
+    """``symbols × intervals`` or the explicit ``keys``, canonical, checked, deduplicated."""
+    if keys is not None:
+        if symbols or intervals:
+            raise ConfigError("give a feed symbols and intervals, or keys, not both")
+        other = sorted({k.venue for k in keys} - {venue})
+        if other:
+            raise ConfigError(f"a {venue} feed cannot take streams of {', '.join(other)}")
+        symbols = [k.symbol for k in keys]
+        intervals = list(dict.fromkeys(k.interval for k in keys))
+    if not symbols:
+        raise ConfigError("a feed needs at least one symbol")
+    if not intervals:
+        raise ConfigError("a feed needs at least one interval")
+    for interval in intervals:
+        if interval not in allowed:
+            raise ConfigError(f"{venue} has no interval {interval!r}; "
+                              f"expected one of {', '.join(allowed)}")
+    if keys is not None:
+        return list(dict.fromkeys(
+            StreamKey(venue, normalize_symbol(k.symbol), k.interval) for k in keys))
+    canonical = list(dict.fromkeys(normalize_symbol(s) for s in symbols))
+    return [StreamKey(venue, s, i) for s in canonical for i in dict.fromkeys(intervals)]
 
 
 def _name(handler: Callable[..., Any]) -> str:

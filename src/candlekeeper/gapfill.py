@@ -27,11 +27,13 @@ from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
+from pydantic import Field
 
 from candlekeeper.core.backoff import backoff_delays
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock
 from candlekeeper.core.intervals import align, close_time, nominal_ms, prev_open
+from candlekeeper.core.options import Options
 from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.core.sequence import StreamSequence
 from candlekeeper.core.stream_key import StreamKey
@@ -48,35 +50,50 @@ class HistorySource(Protocol):
         ...
 
 
-class GapFillOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """How a feed keeps its series whole. Times named ``_ms`` are venue time."""
+#: ``history`` cap: warm-up runs inside the event loop; 100,000 1m candles are ~70 days, 67
+#: requests of 1,500 rows. Deeper history is what ``candlekeeper backfill`` is for.
+MAX_WARMUP_HISTORY = 100_000
 
-    #: candles fetched per stream at start when there is no resume point (0 = none)
-    history: int = 500
-    #: also emit those warm-up candles as ``CandleClosed`` (the service does, so that storage
-    #: starts with history; a strategy usually wants them in ``latest()`` only)
+
+class GapFillOptions(Options):
+    """How a feed keeps its series whole: the library's ``CandleFeed(gap_fill=...)`` and the
+    service config's ``gap_fill:`` section are this one model. Times named ``_ms`` are venue
+    time."""
+
+    #: fetch missed candles over REST at all (off: the WebSocket alone, holes stay holes)
+    enabled: bool = True
+    #: candles fetched per stream at start when there is no resume point (0 = none);
+    #: None = the feed's ring-buffer size
+    history: int | None = Field(default=None, ge=0, le=MAX_WARMUP_HISTORY)
+    #: also emit those warm-up candles as ``CandleClosed`` to consumers (off: they fill
+    #: ``latest()`` only, so a strategy never mistakes history for live closes). The service
+    #: stores warm-up history either way.
     emit_history: bool = False
-    #: confirm a close over REST when its ``x:true`` frame is this late (venue ms) ...
-    close_grace_ms: int = 3_000
+    #: confirm a close over REST when its closing frame is this late (venue ms) ...
+    close_grace_ms: int = Field(default=3_000, ge=0)
     #: ... but never sooner than this many wall seconds after the close (network jitter)
-    close_grace_wall_s: float = 0.5
+    close_grace_wall_s: float = Field(default=0.5, ge=0)
     #: fills that leave a hole open (REST lagging) before the hole is skipped and reported
-    max_hole_attempts: int = 5
-    #: first wait between attempts (doubles, capped at ``retry_max_s``)
-    retry_initial_s: float = 0.5
-    retry_max_s: float = 30.0
+    max_hole_attempts: int = Field(default=5, ge=1)
+    #: first wait between attempts (the one backoff: doubles, jittered, capped at retry_max_s)
+    retry_initial_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0)
     #: failed REST attempts (after the source's own retries) before a fill gives up
-    max_fetch_attempts: int = 5
+    max_fetch_attempts: int = Field(default=5, ge=1)
     #: a candle counts as closed only this long (venue ms) after its close time: if our clock
     #: runs ahead of the exchange's, a fill must not take the exchange's still-forming candle
     #: for a final one
-    close_margin_ms: int = 2_000
+    close_margin_ms: int = Field(default=2_000, ge=0)
     #: a closed candle whose close time is more than this (venue ms) ahead of our clock cannot
     #: be real: it is rejected and counted (one such candle would make its stream wait forever)
-    future_tolerance_ms: int = 60_000
+    future_tolerance_ms: int = Field(default=60_000, ge=0)
     #: closes held back per stream while a hole is filled; beyond this the newest are dropped
     #: (REST fetches them with the hole) so a long REST outage cannot grow memory without bound
-    max_held: int = 10_000
+    max_held: int = Field(default=10_000, ge=1)
+
+    def warmup(self, buffer_size: int) -> int:
+        """Candles to fetch per stream at start."""
+        return buffer_size if self.history is None else self.history
 
 
 class FillStats(msgspec.Struct, kw_only=True):
@@ -115,10 +132,12 @@ class GapFiller:
     """Runs fills for the streams of one feed."""
 
     def __init__(self, source: HistorySource, clock: Clock,
-                 options: GapFillOptions | None = None) -> None:
+                 options: GapFillOptions | None = None, *, buffer_size: int = 500) -> None:
         self.source = source
         self.clock = clock
         self.options = options or GapFillOptions()
+        #: candles of warm-up per stream (``options.history``, or the buffer size it defaults to)
+        self.history = self.options.warmup(buffer_size)
         self.stats = FillStats()
         self._tracks: dict[StreamKey, _Track] = {}
         self._watch: asyncio.Task[None] | None = None
@@ -131,7 +150,7 @@ class GapFiller:
         and everything after it must be emitted."""
         emit = resume or self.options.emit_history
         self._tracks[key] = _Track(key, seq, emit, on_history)
-        if not seq.anchored and self.options.history > 0:
+        if not seq.anchored and self.history > 0:
             seq.wait_for_anchor = True  # live closes wait for the warm-up to come first
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -140,7 +159,7 @@ class GapFiller:
             return
         self._running = True
         for t in self._tracks.values():
-            if t.seq.anchored or self.options.history > 0:
+            if t.seq.anchored or self.history > 0:
                 self.request(t.key, "start")
         self._watch = asyncio.get_running_loop().create_task(self._watch_late_closes(),
                                                              name="gapfill:watch")
@@ -198,8 +217,8 @@ class GapFiller:
         if t.seq.anchored:
             start = t.seq.expected
             assert start is not None
-        elif self.options.history > 0:
-            start = history_start(end, t.key.interval, self.options.history)
+        elif self.history > 0:
+            start = history_start(end, t.key.interval, self.history)
         else:
             return None
         return (start, end) if start < end else None

@@ -25,8 +25,7 @@ from candlekeeper.core.clock import Clock, ScaledClock, SystemClock
 from candlekeeper.core.shard import Shard
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import CandlekeeperError, RestError
-from candlekeeper.feed import CandleFeed, StreamStats
-from candlekeeper.gapfill import GapFillOptions
+from candlekeeper.feed import CandleFeed, FeedPlumbing, StreamStats
 from candlekeeper.observability.health import HealthServer
 from candlekeeper.observability.metrics import Metrics
 from candlekeeper.observability.snapshot import HealthSnapshot
@@ -34,7 +33,6 @@ from candlekeeper.sinks.base import BatchingWriter, Sink, WriterStats
 from candlekeeper.sinks.nats import NatsSink
 from candlekeeper.sinks.postgres import PostgresSink
 from candlekeeper.sinks.sqlite import SQLiteSink
-from candlekeeper.transport import TransportOptions
 from candlekeeper.venues.registry import history_codec
 
 log = logging.getLogger(__name__)
@@ -57,22 +55,6 @@ class ServiceReport:
     unknown_symbols: list[str]
     #: each stream's state just before shutdown (afterwards every stream is disconnected)
     final_states: dict[StreamKey, str] = field(default_factory=dict)
-
-
-def transport_options(config: Config) -> TransportOptions:
-    t = config.transport
-    return TransportOptions(
-        backoff_initial_s=t.backoff_initial_s,
-        backoff_factor=t.backoff_factor,
-        backoff_max_s=t.backoff_max_s,
-        backoff_jitter=t.backoff_jitter,
-        healthy_after_s=t.healthy_after_s,
-        ack_timeout_s=t.ack_timeout_s,
-        connect_timeout_s=t.connect_timeout_s,
-        stall_grace_ms=t.stall_grace_ms,
-        max_streams_per_connection=t.max_streams_per_connection,
-        rotate_after_s=t.rotate_after_s,
-    )
 
 
 def make_clock(config: Config) -> Clock:
@@ -200,12 +182,6 @@ class Service:
 
     async def _make_feeds(self, resolved: Sequence[tuple[FeedConfig, list[StreamKey]]]
                           ) -> None:
-        options = transport_options(self.config)
-        gap = self.config.gap_fill
-        gap_options = GapFillOptions(
-            history=self.config.buffer_size if gap.history is None else gap.history,
-            emit_history=gap.emit_history, close_grace_ms=gap.close_grace_ms,
-            close_grace_wall_s=gap.close_grace_wall_s, max_hole_attempts=gap.max_hole_attempts)
         for feed_cfg, keys in resolved:
             if not keys:
                 log.error("%s: no symbols to stream", feed_cfg.venue)
@@ -215,10 +191,14 @@ class Service:
             feed = CandleFeed(feed_cfg.venue, keys=keys, ws_url=feed_cfg.ws_base,
                               rest_url=feed_cfg.rest_base,
                               buffer_size=self.config.buffer_size, clock=self.clock,
-                              transport=options, gap_fill=gap_options, backfill=gap.enabled,
-                              resume_from=resume, preload=preload, metrics=self.metrics)
+                              transport=self.config.transport, gap_fill=self.config.gap_fill,
+                              plumbing=FeedPlumbing(resume_from=resume, preload=preload,
+                                                    metrics=self.metrics))
             if self.writers:
-                feed.on_closed(self._storer(feed), inline=True)
+                store = self._storer(feed)
+                feed.on_closed(store, inline=True)
+                # warm-up history is stored too (it is not emitted to consumers by default)
+                feed.on_history(_each(store))
             self.feeds.append(feed)
 
     async def _stored_state(self, keys: Sequence[StreamKey]
@@ -337,3 +317,10 @@ class Service:
 
 def _secret(value: SecretStr | None) -> str | None:
     return None if value is None else value.get_secret_value()
+
+
+def _each(store: Callable[[Candle], None]) -> Callable[[list[Candle]], None]:
+    def store_all(candles: list[Candle]) -> None:
+        for candle in candles:
+            store(candle)
+    return store_all

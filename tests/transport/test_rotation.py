@@ -93,17 +93,13 @@ def detail_has(h: Harness, text: str) -> Callable[[], bool]:
 
 async def start(harness: list[Harness], n: int, **opts: object) -> tuple[Harness, Venue,
                                                                           MemoryPeer]:
-    options = TransportOptions(**{**_fields(ON_NOTICE), **opts})  # type: ignore[arg-type]
+    options = ON_NOTICE.model_copy(update=opts)
     h = make(harness, keys(n), options=options)
     venue = Venue(h)
     old = await venue.accept()
     await venue.subscribed(old, n)
     await h.rec.until(lambda: h.rec.count(StreamState.SUBSCRIBED) == n)
     return h, venue, old
-
-
-def _fields(o: TransportOptions) -> dict[str, object]:
-    return {f: getattr(o, f) for f in o.__struct_fields__}
 
 
 async def test_each_stream_is_handed_over_once_with_no_update_lost_or_repeated(
