@@ -115,9 +115,12 @@ async def test_sqlite_holds_exactly_the_simulators_closed_candles(
     assert total >= closes
     assert report.writers["sqlite"].written == total
     assert report.writers["sqlite"].dropped == 0
-    # every emitted close was stored once: repeats (REST and WebSocket both delivering the
-    # same candle around the warm-up) were dropped by the sequence, never emitted
-    assert sum(s.closed for s in report.streams) == total
+    # every candle was stored once: the warm-up history (HISTORY per stream, stored through
+    # on_history, not emitted to consumers) and every close after it; repeats (REST and the
+    # WebSocket both delivering the same candle around the warm-up) were dropped by the
+    # sequence, never emitted
+    assert sum(s.metrics.stored for s in report.streams) == total
+    assert sum(s.closed for s in report.streams) == total - len(keys) * HISTORY
 
 
 async def test_restart_continues_without_duplicates(tmp_path: Path) -> None:
