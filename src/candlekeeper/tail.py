@@ -11,7 +11,9 @@ published from now on. A message that is not a valid candle (another producer on
 reported on stderr, counted, and skipped. Ctrl-C (or SIGTERM) ends the command cleanly, exit 0.
 
 Progress notes (``watching ...``, the final count) go to stderr, candles to stdout, so
-``candlekeeper tail --json | jq`` sees only candles.
+``candlekeeper tail --json | jq`` sees only candles. No credential is ever printed: server URLs
+lose their user info, and every error text (nats-py's included) has the password, token and URL
+credentials masked; a URL whose credentials hold an unescaped ``/ ? #`` is refused up front.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from candlekeeper.core.candle import Candle
-from candlekeeper.errors import DecodeError
-from candlekeeper.sinks.nats import redact_url
+from candlekeeper.errors import ConfigError, DecodeError
+from candlekeeper.observability.redact import Redactor, describe_error, redact_url
+from candlekeeper.sinks.nats import check_server_urls
 from candlekeeper.sinks.nats_schema import decode_candle
 
 __all__ = ["format_line", "tail", "tail_command"]
@@ -68,6 +71,12 @@ async def tail(servers: Sequence[str], subject: str, *, stream: str | None = Non
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
             handled.append(sig)
+    try:
+        check_server_urls("tail", servers)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    redact = Redactor(secrets=[(auth or {}).get(k) for k in ("password", "token")],
+                      urls=servers)
     shown = ",".join(redact_url(s) for s in servers)
     queue: asyncio.Queue[Msg] = asyncio.Queue()
 
@@ -96,7 +105,8 @@ async def tail(servers: Sequence[str], subject: str, *, stream: str | None = Non
         except nats.js.errors.NotFoundError:
             raise click.ClickException(f"no JetStream stream captures {subject!r}") from None
         except (nats.errors.Error, OSError) as exc:
-            raise click.ClickException(f"NATS error: {type(exc).__name__}: {exc}") from exc
+            raise click.ClickException(f"NATS error at {shown}: {describe_error(exc, redact)}"
+                                       ) from None
         print(f"watching {subject} on stream {stream} at {shown} "
               f"({'from the start' if from_start else 'new candles only'}); Ctrl-C to stop",
               file=err, flush=True)

@@ -144,7 +144,7 @@ async def test_server_down_fails_the_batch_and_retry_skips_what_was_stored(
 
 
 async def test_credentials_never_shown(caplog: pytest.LogCaptureFixture) -> None:
-    assert redact_url("nats://alice:s3cret@h:4222") == "nats://h:4222"
+    assert redact_url("nats://alice:s3cret@h:4222") == "nats://***@h:4222"
     assert redact_url("tls://h:4222") == "tls://h:4222"
     s = NatsSink(f"nats://alice:s3cret@127.0.0.1:{free_port()}", password="pw-xyz",
                  token="tok-xyz", connect_timeout_s=0.3)

@@ -9,14 +9,16 @@ import contextlib
 import logging
 import math
 import time
+import traceback
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from candlekeeper.core.candle import Candle
-from candlekeeper.errors import SinkError
+from candlekeeper.errors import ConfigError, SinkError
 from candlekeeper.observability.logging import RateLimitedLog
-from candlekeeper.sinks.contract import Sink, WriterStats, backoff_delays
+from candlekeeper.observability.redact import describe_error, redact_text
+from candlekeeper.sinks.contract import Rejection, Sink, WriterStats, backoff_delays, candle_id
 from candlekeeper.sinks.journal import JournalError, JournalRecord
 from candlekeeper.sinks.spool import JournalSpool
 
@@ -34,7 +36,12 @@ class BatchingWriter:
       are what make storage fast (one transaction per batch); the interval bounds the latency.
     * **Failures**: a batch whose ``write`` raises is counted, logged at a limited rate, and retried
       after a capped, jittered exponential backoff (``retry_initial_s`` doubling up to
-      ``retry_max_s``) until it succeeds. Order is preserved: newer candles wait behind it.
+      ``retry_max_s``) until it succeeds. Order is preserved: newer candles wait behind it. A
+      raise is always an outage, never a reason to drop data.
+    * **Rejections**: candles the sink refuses as data it can never store come back from
+      ``write`` (:class:`~candlekeeper.sinks.contract.Rejection`); they are not counted as
+      written, are counted in ``stats.rejected``, logged in one rate-limited line, and never
+      retried (retrying could not change the answer, and would block every newer candle).
     * **Outage journal** (``journal_dir``): when a write fails, or when more than
       ``spill_threshold`` candles wait in memory, everything held in memory (the failed batch
       included, oldest first) is appended to a local fsynced journal
@@ -53,7 +60,11 @@ class BatchingWriter:
     * **Opening**: ``start()`` opens the sink and raises if it cannot (a configuration problem),
       unless ``retry_open`` is set — for network databases that may be down when the service
       starts: the failure is then logged and opening is retried with every write attempt while
-      candles queue and spill.
+      candles queue and spill. A ``ConfigError`` is raised even then: no retry can fix it.
+    * **No secret in any output**: every exception text that reaches a log line or
+      ``stats.last_error`` goes through the sink's ``redact(text) -> str`` when it has one, and
+      always loses URL user info and ``password=`` values
+      (:mod:`candlekeeper.observability.redact`).
 
     ``submit`` must be called from the event loop's thread (from another thread use
     ``loop.call_soon_threadsafe(writer.submit, candle)``); everything else is async.
@@ -105,6 +116,9 @@ class BatchingWriter:
         self._stopping = False
         self._stopped = False
         self._rlog = RateLimitedLog(log)
+        sink_redact = getattr(sink, "redact", None)
+        self._redact: Callable[[str], str] = (
+            sink_redact if callable(sink_redact) else redact_text)
         # counters
         self._written = 0
         self._batches = 0
@@ -114,6 +128,8 @@ class BatchingWriter:
         self._spilled = 0
         self._replayed = 0
         self._journal_errors = 0
+        self._rejected = 0
+        self._last_rejection: str | None = None
         self._last_error: str | None = None
         self._last_flush: float | None = None
 
@@ -186,6 +202,8 @@ class BatchingWriter:
                                                    else spool.journal.undecodable_records),
             journal_corrupt_bytes=0 if spool is None else spool.journal.corrupt_bytes,
             oldest_pending_age_s=None if oldest is None else max(0.0, time.time() - oldest),
+            rejected=self._rejected,
+            last_rejection=self._last_rejection,
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -202,7 +220,7 @@ class BatchingWriter:
             await self.sink.open()
             self._opened = True
         except Exception as exc:
-            if not self._retry_open:
+            if not self._retry_open or isinstance(exc, ConfigError):
                 if self._spool is not None:
                     await self._spool.close()
                 raise
@@ -229,9 +247,11 @@ class BatchingWriter:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             elif not task.cancelled() and task.exception() is not None:
-                # a bug in the flush loop itself: surface it in the logs
-                log.error("sink %r writer task crashed", self.sink.name,
-                          exc_info=task.exception())
+                # a bug in the flush loop itself: surface it in the logs (redacted)
+                crash = task.exception()
+                assert crash is not None
+                log.error("sink %r writer task crashed: %s", self.sink.name, self._redact(
+                    "".join(traceback.format_exception(crash)).rstrip()))
         self._stopped = True
         if self._spool is not None:
             await self._final_spill(self._spool)
@@ -253,7 +273,8 @@ class BatchingWriter:
         try:
             await self.sink.close()
         except Exception as exc:  # closing must not prevent the rest of a shutdown
-            log.error("sink %r: close failed: %s", self.sink.name, exc)
+            log.error("sink %r: close failed: %s", self.sink.name,
+                      describe_error(exc, self._redact))
 
     async def _final_spill(self, spool: JournalSpool) -> None:
         """After the flush task ended: settle an interrupted spill, then journal what memory
@@ -387,14 +408,17 @@ class BatchingWriter:
                 if not self._opened:
                     await self.sink.open()
                     self._opened = True
-                await self.sink.write(batch)
+                rejected = await self.sink.write(batch)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # every failure is retried; see Sink's contract
             self._note_failure(exc, len(batch), "writing")
             return False
         self._failing = False
-        self._written += len(batch)
+        n_rejected = len(rejected) if rejected else 0
+        self._written += len(batch) - n_rejected
+        if rejected:
+            self._note_rejected(rejected)
         self._batches += 1
         self._last_flush = time.monotonic()
         record, self._inflight_record = self._inflight_record, None
@@ -408,13 +432,23 @@ class BatchingWriter:
                 log.error("sink %r: %s", self.sink.name, exc)
         return True
 
+    def _note_rejected(self, rejected: Sequence[Rejection]) -> None:
+        self._rejected += len(rejected)
+        first = rejected[0]
+        self._last_rejection = self._redact(f"{candle_id(first.candle)}: {first.reason}")
+        self._rlog.error(
+            f"reject:{self.sink.name}",
+            "sink %r rejected %d candle(s) as data it can never store; not retried, %d rejected "
+            "in total (first: %s)", self.sink.name, len(rejected), self._rejected,
+            self._last_rejection)
+
     def _note_failure(self, exc: Exception, n: int, doing: str) -> None:
         self._failures += 1
         self._failing = True
         if isinstance(exc, TimeoutError):
             self._last_error = f"write timed out after {self._write_timeout}s"
         else:
-            self._last_error = f"{type(exc).__name__}: {exc}"
+            self._last_error = describe_error(exc, self._redact)
         self._rlog.warning(
             f"write:{self.sink.name}",
             "sink %r: %s %d candle(s) failed (%s); keeping them and retrying "
