@@ -83,6 +83,16 @@ async def tail(servers: Sequence[str], subject: str, *, stream: str | None = Non
     async def on_msg(msg: Msg) -> None:
         queue.put_nowait(msg)
 
+    client_errors: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        # nats-py's default callback logs a traceback per reconnect attempt; tail keeps quiet
+        # (the ordered consumer resumes after a reconnect) and names the cause if it gives up:
+        # the server's refusal ("Authorization Violation") rather than the reset that follows
+        if isinstance(exc, nats.errors.Error) or not client_errors or isinstance(
+                client_errors[-1], OSError):
+            client_errors[:] = [exc]
+
     nc = None
     printed = bad = 0
     try:
@@ -90,7 +100,7 @@ async def tail(servers: Sequence[str], subject: str, *, stream: str | None = Non
             async with asyncio.timeout(connect_timeout_s):
                 nc = await nats.connect(list(servers), name="candlekeeper-tail",
                                         max_reconnect_attempts=-1, reconnect_time_wait=1,
-                                        error_cb=_quiet, **dict(auth or {}))
+                                        error_cb=on_error, **dict(auth or {}))
             js = nc.jetstream()
             if stream is None:
                 stream = await js.find_stream_name_by_subject(subject)
@@ -100,8 +110,10 @@ async def tail(servers: Sequence[str], subject: str, *, stream: str | None = Non
             await js.subscribe(subject, stream=stream, cb=on_msg, ordered_consumer=True,
                                deliver_policy=policy, idle_heartbeat=1.0)
         except TimeoutError:
+            last = (f" (last error: {describe_error(client_errors[-1], redact)})"
+                    if client_errors else "")
             raise click.ClickException(f"no NATS server answered at {shown} within "
-                                       f"{connect_timeout_s:g}s") from None
+                                       f"{connect_timeout_s:g}s{last}") from None
         except nats.js.errors.NotFoundError:
             raise click.ClickException(f"no JetStream stream captures {subject!r}") from None
         except (nats.errors.Error, OSError) as exc:
@@ -139,11 +151,6 @@ async def tail(servers: Sequence[str], subject: str, *, stream: str | None = Non
     print(f"{printed} candle(s) shown" + (f", {bad} malformed message(s) skipped" if bad else ""),
           file=err, flush=True)
     return printed
-
-
-async def _quiet(exc: Exception) -> None:
-    """nats-py's default error callback logs a traceback per reconnect attempt; tail prints
-    nothing and keeps waiting (the ordered consumer resumes after a reconnect)."""
 
 
 @click.command("tail")

@@ -74,30 +74,19 @@ def redact_url(url: str) -> str:
 
 
 def url_secrets(url: str) -> list[str]:
-    """Every string of ``url`` that may be a credential: the password (or a lone user info,
-    which NATS reads as a token) under the last-``@`` reading *and* under urllib's reading,
-    decoded and encoded, and secret query values. Feed them to a :class:`Redactor`."""
+    """The credentials in ``url``: the password (or a lone user info, which NATS reads as a token;
+    PostgreSQL as a user name) under the last-``@`` reading, and secret query values. How urllib
+    would misread a malformed one yields pieces of these, which :class:`Redactor` masks too."""
     parts = _split(url)
     found: list[str] = []
     if parts is not None and (userinfo := parts[1]) is not None:
-        scheme = parts[0]
-        # PostgreSQL reads a lone user info as a user name; NATS (and the rest) as a token
-        lone_is_secret = scheme.lower() not in ("postgres://", "postgresql://")
-        _, sep, password = userinfo.partition(":")
-        found.append(password if sep else userinfo if lone_is_secret else "")
-        if malformed_userinfo(url):
-            # how urllib (asyncpg, nats-py) splits it: the user info ends at '/', '?' or '#'
-            rest = url[len(scheme):]
-            end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-            authority = rest[:end]
-            if "@" in authority:
-                for head in (authority.rpartition("@")[0], authority.partition("@")[0]):
-                    _, colon, piece = head.partition(":")
-                    found.append(piece if colon else head if lone_is_secret else "")
-            else:  # no '@' left: the password's start is read as a port
-                found.append(authority.partition(":")[2])
+        _, colon, password = userinfo.partition(":")
+        if colon:
+            found.append(password)
+        elif parts[0].lower() not in ("postgres://", "postgresql://"):
+            found.append(userinfo)
     found += [m.group(0).split("=", 1)[1] for m in _QUERY_SECRET.finditer(url)]
-    return list(dict.fromkeys(s for s in found if s))
+    return [s for s in found if s]
 
 
 def malformed_userinfo(url: str, *, allow_at: bool = False) -> bool:

@@ -149,12 +149,12 @@ class PostgresSink(PostgresReads):
                     self._dsn, min_size=self._pool_min, max_size=self._pool_max,
                     timeout=self._connect_timeout, command_timeout=self._command_timeout,
                     init=self._init_connection)
+            except (ValueError, TypeError) as exc:  # asyncpg's DSN and option checks
+                raise ConfigError(f"postgres sink {self.name!r}: the DSN {self._shown} is not "
+                                  f"valid: {describe_error(exc, self.redact)}") from None
             except _OUTAGE as exc:
                 raise SinkError(f"postgres sink {self.name!r}: cannot connect to {self._shown}: "
                                 f"{describe_error(exc, self.redact)}") from None
-            except (ValueError, TypeError) as exc:  # asyncpg's DSN parser; redacted, no chain
-                raise ConfigError(f"postgres sink {self.name!r}: the DSN {self._shown} is not "
-                                  f"valid: {describe_error(exc, self.redact)}") from None
             try:
                 await self._prepare(pool)
             except BaseException as exc:
