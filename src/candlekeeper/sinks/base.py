@@ -4,9 +4,9 @@ A *sink* is a storage or publishing backend (SQLite, PostgreSQL, NATS JetStream)
 only has to do one thing well: write a batch of candles idempotently on the natural key
 ``(venue, symbol, interval, open_time)``, raising :class:`~candlekeeper.errors.SinkError` when the
 batch could not be stored (an outage) and returning the candles it refuses as data
-(:class:`~candlekeeper.sinks.contract.Rejection`). Everything about *when* to write — batching by size or time, retrying
-with backoff, bounding memory, spilling to a durable journal during outages, draining on
-shutdown — lives once in :class:`BatchingWriter`, so every backend gets the same behaviour and
+(:class:`~candlekeeper.sinks.contract.Rejection`). Everything about *when* to write — batching
+by size or time, retrying with backoff, bounding memory, spilling to a durable journal during
+outages, draining on shutdown — lives once in :class:`BatchingWriter`, so every backend gets the same behaviour and
 the feed is isolated from every backend: ``submit`` is O(1) and never blocks or raises, whatever
 the disk or database is doing.
 
