@@ -6,9 +6,9 @@ only has to do one thing well: write a batch of candles idempotently on the natu
 batch could not be stored (an outage) and returning the candles it refuses as data
 (:class:`~candlekeeper.sinks.contract.Rejection`). Everything about *when* to write — batching
 by size or time, retrying with backoff, bounding memory, spilling to a durable journal during
-outages, draining on shutdown — lives once in :class:`BatchingWriter`, so every backend gets the same behaviour and
-the feed is isolated from every backend: ``submit`` is O(1) and never blocks or raises, whatever
-the disk or database is doing.
+outages, draining on shutdown — lives once in :class:`BatchingWriter`, so every backend gets the
+same behaviour and the feed is isolated from every backend: ``submit`` is O(1) and never blocks
+or raises, whatever the disk or database is doing.
 
 Why one writer per sink: with several sinks configured (issue 4), a slow or failing one must not
 stall the others, so each gets its own buffer, task, journal and failure counters.
