@@ -20,7 +20,7 @@ the error, then loses the connection — what a client of the real one sees. Lik
 is ``trusted``: an unprivileged role may create it.
 
 Run ``python tests/sinks/pgkit.py DIR`` to build a full tree (``initdb``, ``pg_ctl``,
-``postgres``) with the stand-in; ``CANDLEKEEPER_PG_BIN=<the printed bin dir>`` then runs the
+``postgres``, ``pg_config``) with the stand-in; ``CANDLEKEEPER_PG_BIN=<the printed bin dir>`` then runs the
 whole test suite against a server where "TimescaleDB" is installed but not preloaded.
 """
 
@@ -124,4 +124,4 @@ class ExtensionsPostgres(PostgresServer):
 
 if __name__ == "__main__":
     target = Path(sys.argv[1]).resolve()
-    print(build_tree(target, "not-preloaded", ("postgres", "initdb", "pg_ctl")))
+    print(build_tree(target, "not-preloaded", ("postgres", "initdb", "pg_ctl", "pg_config")))

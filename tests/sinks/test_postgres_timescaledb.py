@@ -14,7 +14,7 @@ import pytest
 from pgkit import ExtensionsPostgres
 from sinkkit import make_candle
 
-from candlekeeper.errors import SinkError
+from candlekeeper.errors import ConfigError, SinkError
 from candlekeeper.sinks.base import BatchingWriter
 from candlekeeper.sinks.postgres import PostgresSink
 
@@ -92,12 +92,23 @@ async def test_auto_falls_back_to_partitions_with_one_warning(
 async def test_explicit_timescaledb_fails_with_one_clear_line(
         not_preloaded: ExtensionsPostgres, request: pytest.FixtureRequest) -> None:
     dsn = await new_database(not_preloaded, request)
-    with pytest.raises(SinkError) as info:
+    with pytest.raises(ConfigError) as info:
         await PostgresSink(dsn, layout="timescaledb").open()
     message = str(info.value)
     assert message == ("postgres sink 'postgres': layout timescaledb: TimescaleDB is installed "
                        f"on the server but not preloaded: add {HOW_TO}")
     assert info.value.__cause__ is None and info.value.__suppress_context__
+    # a configuration no retry can fix: the writer's start() fails even with retry_open
+    writer = BatchingWriter(PostgresSink(dsn, layout="timescaledb"), retry_open=True)
+    with pytest.raises(ConfigError, match="not preloaded"):
+        await writer.start()
+    # and a schema made with native partitions stays so: asking for TimescaleDB later is refused
+    partitioned = PostgresSink(dsn)
+    await partitioned.open()
+    await partitioned.close()
+    with pytest.raises(ConfigError, match="schema 'public' uses the partitioned layout, "
+                       "configured timescaledb"):
+        await PostgresSink(dsn, layout="timescaledb").open()
 
 
 async def test_a_role_that_cannot_read_the_setting_survives_the_killed_session(
@@ -113,7 +124,7 @@ async def test_a_role_that_cannot_read_the_setting_survives_the_killed_session(
             await conn.fetchval("SELECT current_setting('shared_preload_libraries')")
     finally:
         await conn.close()
-    with pytest.raises(SinkError, match=f"layout timescaledb: .*not preloaded: add {HOW_TO}$"):
+    with pytest.raises(ConfigError, match=f"layout timescaledb: .*not preloaded: add {HOW_TO}$"):
         await PostgresSink(dsn, layout="timescaledb").open()
     caplog.set_level(logging.WARNING)
     sink = PostgresSink(dsn, pool_max_size=1)
@@ -165,7 +176,7 @@ async def test_explicit_timescaledb_without_the_extension(
     server.start()
     try:
         dsn = await new_database(server, request)
-        with pytest.raises(SinkError, match="layout timescaledb requested but the extension is "
+        with pytest.raises(ConfigError, match="layout timescaledb requested but the extension is "
                            "not available on the server"):
             await PostgresSink(dsn, layout="timescaledb").open()
         sink = PostgresSink(dsn)

@@ -139,8 +139,9 @@ class PostgresSink(PostgresReads):
 
     async def open(self) -> None:
         """Connect (a pool), create/migrate the schema, load the partition list. Idempotent.
-        Raises ``SinkError`` if the server cannot be reached, the schema is newer or the layout
-        asked for cannot be had, ``ConfigError`` if asyncpg cannot parse the DSN."""
+        Raises ``SinkError`` if the server cannot be reached or the schema is newer (a retry may
+        help once someone acts), ``ConfigError`` if asyncpg cannot parse the DSN or the
+        configured ``layout`` cannot be had on this server (no retry can help)."""
         async with self._open_lock:
             if self._pool is not None:
                 return
@@ -159,7 +160,7 @@ class PostgresSink(PostgresReads):
                 await self._prepare(pool)
             except BaseException as exc:
                 pool.terminate()
-                if isinstance(exc, SinkError | asyncio.CancelledError):
+                if isinstance(exc, SinkError | ConfigError | asyncio.CancelledError):
                     raise
                 if isinstance(exc, _OUTAGE):
                     raise SinkError(f"postgres sink {self.name!r}: cannot prepare the schema: "
@@ -179,8 +180,8 @@ class PostgresSink(PostgresReads):
                 except pl.TimescaleUnusable as exc:
                     conn.terminate()  # the server may be ending this session: never reuse it
                     if self._layout_choice == "timescaledb" or self._timescaledb_off:
-                        raise SinkError(f"postgres sink {self.name!r}: layout timescaledb: "
-                                        f"{exc.reason}") from None
+                        raise ConfigError(f"postgres sink {self.name!r}: layout timescaledb: "
+                                          f"{exc.reason}") from None
                     self._timescaledb_off = exc.reason
                     log.warning("postgres sink %r: %s; using native monthly partitioning "
                                 "instead (layout auto)", self.name, exc.reason)
@@ -316,8 +317,8 @@ class PostgresSink(PostgresReads):
             stored = await conn.fetchval(f"SELECT value FROM {n.settings} WHERE key = 'layout'")
             layout: ps.Layout = stored or ("timescaledb" if use_timescaledb else "partitioned")
             if self._layout_choice not in ("auto", layout):
-                raise SinkError(f"postgres sink {self.name!r}: schema {self.schema!r} uses the "
-                                f"{layout} layout, configured {self._layout_choice}")
+                raise ConfigError(f"postgres sink {self.name!r}: schema {self.schema!r} uses "
+                                  f"the {layout} layout, configured {self._layout_choice}")
             for migration in ps.MIGRATIONS:
                 if migration.version <= current:
                     continue
@@ -347,9 +348,9 @@ class PostgresSink(PostgresReads):
             return False
         if not await pl.timescaledb_available(conn):
             if self._layout_choice == "timescaledb":
-                raise SinkError(f"postgres sink {self.name!r}: layout timescaledb requested but "
-                                "the extension is not available on the server (install the "
-                                "TimescaleDB package for this PostgreSQL version)")
+                raise ConfigError(f"postgres sink {self.name!r}: layout timescaledb requested "
+                                  "but the extension is not available on the server (install "
+                                  "the TimescaleDB package for this PostgreSQL version)")
             return False
         if await pl.preload_state(conn) is False:
             raise pl.TimescaleUnusable(pl.NOT_PRELOADED)
