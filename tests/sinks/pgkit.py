@@ -20,8 +20,9 @@ the error, then loses the connection — what a client of the real one sees. Lik
 is ``trusted``: an unprivileged role may create it.
 
 Run ``python tests/sinks/pgkit.py DIR`` to build a full tree (``initdb``, ``pg_ctl``,
-``postgres``, ``pg_config``) with the stand-in; ``CANDLEKEEPER_PG_BIN=<the printed bin dir>`` then runs the
-whole test suite against a server where "TimescaleDB" is installed but not preloaded.
+``postgres``, ``pg_config``) with the stand-in; ``CANDLEKEEPER_PG_BIN=<the printed bin dir>``
+then runs the whole test suite against a server where "TimescaleDB" is installed but not
+preloaded.
 """
 
 from __future__ import annotations
