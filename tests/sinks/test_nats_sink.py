@@ -216,20 +216,21 @@ async def test_candles_that_cannot_become_messages_are_rejected_not_retried(
     """Over the server's max_payload (1 MiB by default) or not encodable: returned as
     rejections and counted by the writer — never retried, never blocking newer candles."""
     sink = new_sink(nats)
-    writer = BatchingWriter(sink, batch_size=4, flush_interval_s=0.01)
+    writer = BatchingWriter(sink, batch_size=5, flush_interval_s=0.01)
     await writer.start()
     huge = msgspec.structs.replace(make_candle(1), volume_str="1" + "0" * (1 << 20))
     unencodable = msgspec.structs.replace(make_candle(2), trades=object())
-    for c in (make_candle(0), huge, unencodable, make_candle(3)):
+    no_venue = msgspec.structs.replace(make_candle(4), venue=7)  # no subject can be made
+    for c in (make_candle(0), huge, unencodable, make_candle(3), no_venue):
         writer.submit(c)
     async with asyncio.timeout(20):
         while writer.stats.pending:
             await asyncio.sleep(0.01)
     stats = writer.stats
-    assert (stats.written, stats.rejected, stats.failures) == (2, 2, 0)
+    assert (stats.written, stats.rejected, stats.failures) == (2, 3, 0)
     assert stats.last_rejection == ("binance-usdm:SUSHIUSDT:1m:1626992760000: message of 1048991 "
                                     "bytes exceeds the server's max_payload (1048576)")
-    assert sink.rejected == 2
+    assert sink.rejected == 3
     msgs = await stream_messages(nats.url)
     assert msg_ids(msgs) == [msg_id(make_candle(0)), msg_id(make_candle(3))]
     await writer.stop()

@@ -93,12 +93,15 @@ async def test_values_the_server_or_the_client_cannot_take(dsn: str) -> None:
     nul = msgspec.structs.replace(make_candle(1), symbol="SUSHI\x00USDT")
     huge = msgspec.structs.replace(make_candle(2), trades=2**64)
     malformed = msgspec.structs.replace(make_candle(3), close_str="7,61")
-    rejected = await sink.write([make_candle(0), nul, huge, malformed, make_candle(4)])
-    assert [r.candle for r in rejected] == [malformed, nul, huge]  # malformed is found first
+    no_time = msgspec.structs.replace(make_candle(5), open_time="soon")
+    rejected = await sink.write([make_candle(0), nul, huge, malformed, make_candle(4), no_time])
+    # the ones malformed on their own are found first, then what the server/client refuses
+    assert [r.candle for r in rejected] == [malformed, no_time, nul, huge]
     assert rejected[0].reason == "close must be decimal text, got '7,61'"
-    assert "SQLSTATE 22021" in rejected[1].reason  # invalid byte sequence for UTF8: 0x00
-    assert rejected[2].reason.startswith("invalid input for query argument $12: ")
-    assert "value out of int64 range" in rejected[2].reason  # asyncpg's, before any SQL ran
+    assert rejected[1].reason == "open_time must be an int, got 'soon'"
+    assert "SQLSTATE 22021" in rejected[2].reason  # invalid byte sequence for UTF8: 0x00
+    assert rejected[3].reason.startswith("invalid input for query argument $12: ")
+    assert "value out of int64 range" in rejected[3].reason  # asyncpg's, before any SQL ran
     assert minutes(await sink.read(KEY)) == [0, 4]
     await sink.close()
 

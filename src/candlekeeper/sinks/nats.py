@@ -335,7 +335,7 @@ class NatsSink:
                                      f"max_payload ({max_payload})")
                 messages.append((subject_for(self.subject_prefix, candle.key), payload,
                                  {MSG_ID_HEADER: msg_id(candle)}))
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, AttributeError) as exc:
                 rejected.append(Rejection.of(candle, exc))
         if not messages:
             return rejected
@@ -357,7 +357,7 @@ class NatsSink:
         each subject (closes of one series are published in open-time order)."""
         subjects: dict[str, None] = {}
         for c in candles:
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, TypeError):  # malformed: _publish rejects it
                 subjects[subject_for(self.subject_prefix, c.key)] = None
         gate = asyncio.Semaphore(64)
 
@@ -380,9 +380,10 @@ class NatsSink:
         for c in candles:
             try:
                 stored = lasts.get(subject_for(self.subject_prefix, c.key))
-            except ValueError:
-                stored = None
-            if stored is not None and stored[0] == c.key and c.open_time <= stored[1]:
+                done = stored is not None and stored[0] == c.key and c.open_time <= stored[1]
+            except (ValueError, TypeError):  # malformed: _publish rejects it
+                done = False
+            if done:
                 self.skipped += 1
             else:
                 out.append(c)

@@ -217,10 +217,10 @@ class PostgresSink(PostgresReads):
         rejected: list[Rejection] = []
         try:
             async with pool.acquire() as conn:
-                if self.layout == "partitioned":  # outside the data-error handling: a failure
-                    await self._ensure_partitions(  # here is never the rows' fault
-                        conn, min(c.open_time for c in candles),
-                        max(c.open_time for c in candles))
+                # outside the data-error handling: a failure here is never the rows' fault
+                times = [c.open_time for c in candles if type(c.open_time) is int]
+                if self.layout == "partitioned" and times:
+                    await self._ensure_partitions(conn, min(times), max(times))
                 try:
                     changed = await self._write(conn, candles)
                 except Exception as exc:
