@@ -178,7 +178,8 @@ class PostgresSink(PostgresReads):
                 try:
                     await self._migrate(conn)
                 except pl.TimescaleUnusable as exc:
-                    conn.terminate()  # the server may be ending this session: never reuse it
+                    if exc.session_at_risk:  # the server may be ending it: never reuse it
+                        conn.terminate()
                     if self._layout_choice == "timescaledb" or self._timescaledb_off:
                         raise ConfigError(f"postgres sink {self.name!r}: layout timescaledb: "
                                           f"{exc.reason}") from None
@@ -363,7 +364,7 @@ class PostgresSink(PostgresReads):
         try:
             await conn.execute(sql)
         except asyncpg.PostgresError as exc:
-            raise pl.TimescaleUnusable(pl.unusable_reason(exc)) from None
+            raise pl.TimescaleUnusable(pl.unusable_reason(exc), session_at_risk=True) from None
 
     async def _load_partitions(self, conn: _Conn) -> None:
         rows = await conn.fetch(

@@ -40,11 +40,13 @@ class _Conn(Protocol):
 
 
 class TimescaleUnusable(Exception):
-    """TimescaleDB cannot be used on this server; ``reason`` says why, in one line."""
+    """TimescaleDB cannot be used on this server; ``reason`` says why, in one line.
+    ``session_at_risk``: a statement failed, and the server may be ending the session."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, session_at_risk: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.session_at_risk = session_at_risk
 
 
 def unusable_reason(exc: BaseException) -> str:
