@@ -34,7 +34,8 @@ MASK = "***"
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 #: URLs inside free text: up to the next whitespace or quote
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
-_SECRET_KEYS = r"password|passwd|pass|pwd|sslpassword|token|auth_token|secret|api_?key"
+#: names whose value is a secret: ``password``, ``sslpassword``, ``auth_token``, ``client_secret``
+_SECRET_KEYS = r"\w*(?:password|passwd|secret|token|api_?key)|pass|pwd"
 #: ``password=...`` in a URL query (``?password=x&sslmode=...``)
 _QUERY_SECRET = re.compile(rf"(?i)([?&;](?:{_SECRET_KEYS})=)[^&#\s]*")
 #: ``password=...`` in libpq key/value text or a message (``password='a b'``)
