@@ -6,13 +6,14 @@ prints one :class:`bench_common.Measured` (a JSON list of them for ``decode``) o
 Modes:
 
 * ``decode``: no socket. Real kline frames through (a) ``msgspec.json.decode`` to a dict,
-  (b) ``orjson.loads`` to a dict, (c) ``BinanceCodec.decode`` to a ``Candle`` and (d) the feed's
-  hot path: ``BinanceCodec.decode`` + the feed's stream sink (``CandleFeed.stream_sink``)
-  with one ``on_update`` subscriber, frames handed over in chunks of 256 with a loop turn
-  between chunks (what one socket read looks like), so the subscriber's task really runs.
+  (b) ``orjson.loads`` to a dict, (c) ``BinanceStreamCodec.decode`` to a ``Candle`` and (d) the
+  feed's hot path: ``BinanceStreamCodec.decode`` + the feed's stream sink
+  (``CandleFeed.stream_sink``) with one ``on_update`` subscriber, frames handed over in chunks
+  of 256 with a loop turn between chunks (what one socket read looks like), so the
+  subscriber's task really runs.
 * ``bare``: the "websocket library + JSON parser" loop: picows (the transport's library)
   receiving frames from the simulator and parsing each into a dict, nothing else.
-* ``feed``: a real ``CandleFeed`` (``ConnectionPool`` -> session -> ``BinanceCodec`` ->
+* ``feed``: a real ``CandleFeed`` (``ConnectionPool`` -> session -> ``BinanceStreamCodec`` ->
   the feed's stream sink -> ``EventBus`` -> an ``on_update`` handler) connected to the
   simulator.
 
@@ -295,7 +296,7 @@ async def run_decode(spec: ClientSpec) -> list[Measured]:
                       ("parse only: orjson.loads -> dict", parse(orjson.loads)),
                       ("msgspec -> wire Structs, prices as str", parse(as_text)),
                       ("msgspec -> wire Structs, 8 Decimals (codec schema)", parse(typed)),
-                      ("BinanceCodec.decode -> Candle", parse(decode))):
+                      ("BinanceStreamCodec.decode -> Candle", parse(decode))):
         fn()  # warm-up
         results.append(_timed(label, n, fn))
     await dispatch(seq[: max(1, n // 10)])  # warm-up

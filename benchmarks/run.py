@@ -5,7 +5,7 @@
 Measures in one run (see ``benchmarks/README.md`` for what each row means):
 
 A. decode + dispatch with no socket: real Binance kline frames through the JSON parsers alone,
-   ``BinanceCodec.decode``, and ``BinanceCodec.decode`` + the feed's stream sink with an
+   ``BinanceStreamCodec.decode``, and ``BinanceStreamCodec.decode`` + the feed's stream sink with an
    ``on_update`` subscriber;
 B. saturation over a real socket: the simulator (``candlekeeper.sim``, in its own process) pushes
    kline frames as fast as the socket drains to (1) a bare "picows + JSON parser" loop and (2) a

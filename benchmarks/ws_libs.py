@@ -10,7 +10,7 @@ the client is the bottleneck. For each client library we report:
 
 - msgs/s: messages received per wall second (best of ``--repeat`` runs);
 - CPU s / 100k: the client process's CPU time (user+sys) per 100,000 messages;
-- the same two figures with ``BinanceCodec.decode`` applied to every message, i.e. the
+- the same two figures with ``BinanceStreamCodec.decode`` applied to every message, i.e. the
   library plus our Sans-I/O decode;
 - a last line for the real transport (``ConnectionPool`` on picows: session hot path, decode,
   slot lookup, listener call), which should stay close to "picows recv+decode".
@@ -165,8 +165,8 @@ async def client_session(url: str, handle: Handler) -> int:
     from candlekeeper.core.events import ConnectionStatus, StreamStatus
     from candlekeeper.core.stream_key import StreamKey
     from candlekeeper.transport import ConnectionPool
-    from candlekeeper.venues.binance.codec import BinanceCodec
     from candlekeeper.venues.binance.endpoints import BINANCE_USDM
+    from candlekeeper.venues.binance.stream import BinanceStreamCodec
 
     expected = int(url.rsplit("#", 1)[1])
     done = asyncio.Event()
@@ -195,7 +195,7 @@ async def client_session(url: str, handle: Handler) -> int:
 
     counter = Counter()
     key = StreamKey(BINANCE_USDM.id, "CTKUSDT", "1m")  # the sample frame's stream
-    pool = ConnectionPool(BinanceCodec(BINANCE_USDM), [key], counter,
+    pool = ConnectionPool(BinanceStreamCodec(BINANCE_USDM), [key], counter,
                           ws_base=url.split("#")[0].removesuffix("/stream"))
     task = asyncio.create_task(pool.run())
     await done.wait()
@@ -224,10 +224,10 @@ def run_once(name: str, messages: int, decode: bool) -> tuple[float, float]:
             proc.wait(timeout=30)
         return got / wall, cpu / got * 100_000
     if decode:
-        from candlekeeper.venues.binance.codec import BinanceCodec
         from candlekeeper.venues.binance.endpoints import BINANCE_USDM
+        from candlekeeper.venues.binance.stream import BinanceStreamCodec
 
-        handle = BinanceCodec(BINANCE_USDM).decode
+        handle = BinanceStreamCodec(BINANCE_USDM).decode
     else:
         def handle(_: bytes | str) -> object:
             return None

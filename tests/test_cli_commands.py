@@ -94,3 +94,54 @@ def test_demo_stops_cleanly_on_sigint_and_sigterm(tmp_path: Path) -> None:
         assert len(rows) == 3 * 3 * 3  # 3 venues x 3 symbols x (1m, 5m, 15m)
         assert all(total == distinct for *_, total, distinct in rows)
         assert sum(total for *_, total, _ in rows) >= 50
+
+
+def test_hostile_yaml_is_one_short_line(tmp_path: Path) -> None:
+    """A 5,001-digit integer (Python refuses to convert it) and a billion-laughs document: one
+    problem line each, a short report, exit status 2, no traceback."""
+    bomb = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    bomb += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    head = "feeds:\n  - venue: binance-usdm\n    symbols: [BTCUSDT]\n"
+    for body in ("buffer_size: " + "7" * 5001 + "\n", "\n".join(bomb) + "\nbuffer_size: *a8\n"):
+        cfg = write(tmp_path, head + body)
+        for args in (("config", "check", str(cfg)), ("run", "-c", str(cfg))):
+            res = run_cli(*args)
+            assert res.returncode == 2, res.stderr
+            assert "Traceback" not in res.stderr
+            assert len(res.stderr) < 400, res.stderr[:400]
+            assert res.stderr.count("YAML error") == 1
+
+
+def test_config_check_never_prints_a_secret(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "feeds:\n  - venue: binance-usdm\n    symbols: [BTCUSDT]\n"
+                          "sinks:\n  nats:\n    password: 987654321\n  postgres:\n"
+                          "    dsn: 'postgresql://u:pa/ss-word-9@db:5432/candles'\n")
+    res = run_cli("config", "check", str(cfg))
+    assert res.returncode == 2
+    assert "sinks.nats.password: must be a string" in res.stderr
+    assert "sinks.postgres.dsn: the user name or password contains an unescaped" in res.stderr
+    for secret in ("987654321", "ss-word-9", "pa/ss"):
+        assert secret not in res.stderr + res.stdout
+
+
+def test_env_list_from_one_value(tmp_path: Path) -> None:
+    import os
+
+    cfg = write(tmp_path, "feeds:\n  - venue: binance-usdm\n    symbols: [BTCUSDT]\n")
+    env = {**os.environ, "CANDLEKEEPER__SINKS__NATS__SERVERS": "nats://127.0.0.1:4222"}
+    res = subprocess.run([*CLI, "config", "check", str(cfg)], capture_output=True, text=True,
+                         timeout=60, env=env, check=False)
+    assert res.returncode == 0, res.stderr
+
+
+def test_run_report_summary(tmp_path: Path) -> None:
+    """``--report summary``: per-venue totals, then the streams that were not live."""
+    cfg = write(tmp_path, "feeds:\n  - venue: binance-usdm\n    symbols: [BTCUSDT, ETHUSDT]\n"
+                          "    ws_url: ws://127.0.0.1:9/market\n    rest_url: http://127.0.0.1:9\n"
+                          f"sinks:\n  sqlite:\n    path: {tmp_path / 'c.sqlite'}\n"
+                          "observability:\n  http: {port: 0}\n  dashboard: false\n")
+    res = run_cli("run", "-c", str(cfg), "--duration", "2", "--report", "summary")
+    assert res.returncode == 0, res.stderr
+    assert "summary of 2 streams" in res.stdout
+    assert "2 of 2 streams not live at stop" in res.stdout
+    assert "per-stream statistics" not in res.stdout

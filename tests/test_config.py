@@ -68,6 +68,9 @@ def test_example_config_is_valid() -> None:
     assert cfg.feeds[0].symbols == ("BTCUSDT", "ETHUSDT")
     assert cfg.feeds[0].intervals == ("1m", "5m", "1h")
     assert cfg.feeds[2].symbols == ("BTCUSDT",)  # written BTC-USDT: one canonical form
+    spot = cfg.feeds[1]
+    assert [(g.symbols, g.intervals) for g in spot.stream_groups] == [
+        (("BTCUSDT",), ("1s", "1m")), (("ETHUSDT", "SOLUSDT"), ("1h", "4h"))]
     assert not cfg.sinks.postgres.enabled and not cfg.sinks.nats.enabled
 
 
@@ -244,7 +247,7 @@ def test_duplicate_venue_entries() -> None:
     text = MINIMAL + "  - venue: binance-usdm\n    symbols: [ETHUSDT]\n"
     assert problems_of(text) == [
         "feeds: feeds[1]: venue 'binance-usdm' is already configured in feeds[0]; "
-        "list all its symbols in one entry"]
+        "list all its symbols in one entry (use groups for different intervals per symbol)"]
 
 
 def test_log_level_is_case_insensitive() -> None:

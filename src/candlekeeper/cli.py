@@ -9,23 +9,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
+import traceback
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from candlekeeper import __version__
+from candlekeeper.cli_types import FiniteFloat
 from candlekeeper.config import Config, check_config, load_config
+from candlekeeper.config_support import safe_line
 from candlekeeper.core.clock import Clock
 from candlekeeper.core.shard import Shard
 from candlekeeper.errors import ConfigError
 from candlekeeper.observability.logging import configure as configure_logging
+from candlekeeper.report import (
+    FULL_REPORT_MAX_STREAMS,
+    REPORT_MODES,
+    ReportMode,
+    exit_status,
+    not_written_lines,
+    print_report,
+)
 from candlekeeper.service import Service, ServiceReport
+
+__all__ = ["main", "print_report", "serve"]
 
 log = logging.getLogger("candlekeeper")
 
@@ -37,55 +49,81 @@ def main() -> None:
 
 
 # -- run ----------------------------------------------------------------------------------
+_report_option = click.option(
+    "--report", "report_mode", type=click.Choice(REPORT_MODES), default="auto",
+    show_default=True, help=f"Shutdown report: every stream (full), totals per venue and state "
+    f"plus the streams not live (summary), or full up to {FULL_REPORT_MAX_STREAMS} streams "
+    "(auto).")
+_duration_option = click.option(
+    "--duration", type=FiniteFloat(min=0), default=None,
+    help="Stop after this many seconds.")
+
+
 @main.command()
 @click.option("-c", "--config", "config_path", type=click.Path(path_type=Path),
               envvar="CANDLEKEEPER_CONFIG", required=True, help="YAML config file.")
-@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@_duration_option
 @click.option("--dashboard/--no-dashboard", default=None,
               help="Live terminal table (default: from config, only on a terminal).")
 @click.option("--shard", default=None, metavar="K/N",
               help="Ingest only shard K (0-based) of N of the symbols (stable hash).")
+@_report_option
 def run(config_path: Path, duration: float | None, dashboard: bool | None,
-        shard: str | None) -> None:
-    """Run the service: ingest, store, serve health and metrics."""
+        shard: str | None, report_mode: ReportMode) -> None:
+    """Run the service: ingest, store, serve health and metrics.
+
+    Exit status: 0 stopped and everything written; 1 could not start; 2 bad config or flag;
+    3 stopped but candles were not written (pending after shutdown.drain_timeout_s, or
+    dropped); 128+N forced exit by a second signal N (130 SIGINT, 143 SIGTERM)."""
     config = _load_or_exit(config_path)
     if shard is not None:
         try:
             Shard.parse(shard)  # a bad spec is one clear line, not a traceback
             config = config.model_copy(update={"shard": shard})
         except ConfigError as exc:
-            click.echo(str(exc), err=True)
-            sys.exit(2)
+            raise click.BadParameter(str(exc), param_hint="'--shard'") from None
     configure_logging(config.observability.log_level, config.observability.log_json)
     show = config.observability.dashboard if dashboard is None else dashboard
-    report = _run_async(serve(config, duration=duration, dashboard=show))
-    print_report(report)
+    report = _run_or_exit(serve(config, duration=duration, dashboard=show), config)
+    print_report(report, mode=report_mode)
+    _exit_with(report)
 
 
 # -- demo ---------------------------------------------------------------------------------
+#: one market hour per wall second: more than the demo's three intervals need to show closes
+MAX_DEMO_SPEED = 3_600.0
 DEMO_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT",
                 "AVAXUSDT", "LINKUSDT", "DOTUSDT", "LTCUSDT", "TRXUSDT")
 
 
 @main.command()
-@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
-@click.option("--speed", type=float, default=60.0, show_default=True,
+@_duration_option
+@click.option("--speed", type=FiniteFloat(min=0, min_open=True, max=MAX_DEMO_SPEED), default=60.0,
+              show_default=True,
               help="Simulated market time per wall second (60 = one 1m candle per second).")
 @click.option("--symbols", "n_symbols", type=click.IntRange(1, len(DEMO_SYMBOLS)), default=8,
               show_default=True, help="How many symbols per venue.")
-@click.option("--db", type=click.Path(path_type=Path), default=Path("candlekeeper-demo.sqlite"),
-              show_default=True, help="SQLite file to store closed candles in.")
+@click.option("--db", type=click.Path(path_type=Path, dir_okay=False),
+              default=Path("candlekeeper-demo.sqlite"), show_default=True,
+              help="SQLite file to store closed candles in.")
 @click.option("--dashboard/--no-dashboard", default=True, show_default=True)
-def demo(duration: float | None, speed: float, n_symbols: int, db: Path, dashboard: bool) -> None:
+@_report_option
+def demo(duration: float | None, speed: float, n_symbols: int, db: Path, dashboard: bool,
+         report_mode: ReportMode) -> None:
     """Offline demo: the built-in exchange simulator (Binance USDⓈ-M and spot, BingX swap)
     feeding the real pipeline into SQLite (a fresh file each run)."""
     configure_logging("WARNING" if dashboard else "INFO")
     # the simulator's market starts now, so yesterday's demo data would only be a hole
     for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    report = _run_async(_demo(duration, speed, DEMO_SYMBOLS[:n_symbols], db, dashboard))
-    print_report(report)
+        try:
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        except OSError as exc:
+            raise click.BadParameter(f"cannot replace {db}{suffix}: {exc.strerror or exc}",
+                                     param_hint="'--db'") from None
+    report = _run_or_exit(_demo(duration, speed, DEMO_SYMBOLS[:n_symbols], db, dashboard))
+    print_report(report, mode=report_mode)
     click.echo(f"closed candles are stored in {db}")
+    _exit_with(report)
 
 
 async def _demo(duration: float | None, speed: float, symbols: tuple[str, ...], db: Path,
@@ -151,6 +189,10 @@ _register_backfill()
 
 
 # -- shared -------------------------------------------------------------------------------
+#: a stop requested by signal; a second one exits at once (see _Signals)
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def _run_async(main_coro: Coroutine[Any, Any, ServiceReport]) -> ServiceReport:
     """``asyncio.run`` with a quiet exit for a Ctrl-C that lands before the service installed
     its own signal handlers (during start-up)."""
@@ -161,6 +203,36 @@ def _run_async(main_coro: Coroutine[Any, Any, ServiceReport]) -> ServiceReport:
         sys.exit(130)
 
 
+def _run_or_exit(main_coro: Coroutine[Any, Any, ServiceReport],
+                 config: Config | None = None) -> ServiceReport:
+    """Run the service; whatever still goes wrong at start-up (a database file that cannot be
+    opened, a port, a bug) is one line and exit status 1. The traceback goes to the log at
+    DEBUG level, where a developer can ask for it, never to a user's terminal."""
+    try:
+        return _run_async(main_coro)
+    except Exception as exc:
+        secrets = _secrets(config) if config is not None else []
+        if log.isEnabledFor(logging.DEBUG):  # scrubbed too: a driver's error may quote a DSN
+            trace = "".join(traceback.format_exception(exc))
+            log.debug("%s", safe_line(trace, secrets, limit=100_000))
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        click.echo(safe_line(f"candlekeeper: cannot run: {reason}", secrets, limit=1000),
+                   err=True)
+        sys.exit(1)
+
+
+def _secrets(config: Config) -> list[str]:
+    values = [config.sinks.postgres.dsn, config.sinks.nats.password, config.sinks.nats.token]
+    return [v.get_secret_value() for v in values if v is not None]
+
+
+def _exit_with(report: ServiceReport) -> None:
+    lines = not_written_lines(report)
+    for line in lines:
+        click.echo(f"candlekeeper: {line}", err=True)
+    sys.exit(exit_status(report))
+
+
 def _load_or_exit(path: Path) -> Config:
     try:
         return load_config(path)
@@ -169,14 +241,65 @@ def _load_or_exit(path: Path) -> Config:
         sys.exit(2)
 
 
+class _Signals:
+    """SIGINT/SIGTERM: the first one stops the service gracefully (the sinks drain for up to
+    ``shutdown.drain_timeout_s``); a second one exits at once with status 128+N.
+
+    The second signal is handled by a plain ``signal.signal`` handler, not by the event loop:
+    it must work even if the loop is stuck in a long synchronous call, which is exactly when a
+    user presses Ctrl-C again. ``os._exit`` skips the drain on purpose; SQLite commits are
+    atomic and the journal tolerates a torn last record, so nothing already stored is harmed.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
+                 drain_timeout_s: float) -> None:
+        self._loop = loop
+        self._stop = stop
+        self._drain = drain_timeout_s
+        self._saved = {sig: signal.getsignal(sig) for sig in SIGNALS}
+        self.received = False
+        for sig in SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._first, sig)
+
+    def _first(self, sig: signal.Signals) -> None:
+        log.warning("%s received: stopping; the sinks drain for up to %gs (send it again to "
+                    "exit at once)", sig.name, self._drain)
+        self.received = True
+        for other in SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self._loop.remove_signal_handler(other)
+            signal.signal(other, _force_exit)
+        self._stop.set()
+
+    def restore(self) -> None:
+        """Put the previous handlers back, unless a stop signal came: the process is then on
+        its way out (report, exit status) and a second signal must still force it."""
+        if self.received:
+            return
+        for sig in SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self._loop.remove_signal_handler(sig)
+            with contextlib.suppress(ValueError, TypeError, OSError):
+                signal.signal(sig, self._saved[sig])
+
+
+def _force_exit(signum: int, _frame: object) -> None:
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"candlekeeper: second {signal.Signals(signum).name}: exiting now "
+                         "without draining the sinks (journalled candles are replayed on the "
+                         "next start; the rest pending in memory are lost)\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+    os._exit(128 + signum)
+
+
 async def serve(config: Config, *, duration: float | None = None, dashboard: bool = False,
                 clock: Clock | None = None) -> ServiceReport:
     """Run the service until SIGINT/SIGTERM or ``duration``; returns its statistics."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    signals = _Signals(loop, stop, config.shutdown.drain_timeout_s)
     if duration is not None:
         loop.call_later(duration, stop.set)
     service = Service(config, clock=clock)
@@ -191,9 +314,7 @@ async def serve(config: Config, *, duration: float | None = None, dashboard: boo
         for task in extras:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
+        signals.restore()
 
 
 async def _dashboard(service: Service, stop: asyncio.Event, refresh_hz: float) -> None:
@@ -201,28 +322,3 @@ async def _dashboard(service: Service, stop: asyncio.Event, refresh_hz: float) -
 
     await service.ready.wait()
     await run_dashboard(service.snapshot, stop, refresh_hz=refresh_hz)
-
-
-def print_report(report: ServiceReport, console: Console | None = None) -> None:
-    if console is None:
-        console = Console()
-        if not console.is_terminal:  # a log file or pipe: do not squeeze into 80 columns
-            console = Console(width=110)
-    table = Table(title=f"candlekeeper: per-stream statistics (uptime {report.uptime_s:.1f}s)")
-    for col in ("venue", "symbol", "interval", "state at stop", "closed", "messages",
-                "duplicates",
-                "last close"):
-        table.add_column(col, justify="right" if col in {"closed", "messages",
-                                                           "duplicates"} else "left")
-    for s in report.streams:
-        last = s.last_closed
-        state = report.final_states.get(s.key, str(s.state))
-        table.add_row(s.key.venue, s.key.symbol, s.key.interval, state, str(s.closed),
-                      str(s.messages), str(s.duplicates + s.late),
-                      str(last.close) if last else "-")
-    console.print(table)
-    for name, w in report.writers.items():
-        console.print(f"sink {name}: {w.written} written, {w.pending} pending, "
-                      f"{w.failures} failures, {w.dropped} dropped")
-    for unknown in report.unknown_symbols:
-        console.print(f"[red]unknown symbol skipped: {unknown}[/red]")

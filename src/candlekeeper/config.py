@@ -13,6 +13,10 @@ Why it looks like this (architecture.md principle 9):
   interval against *that* venue's intervals (``1s`` exists on spot, not on USDⓈ-M); symbols are
   normalised to the canonical form (``BTC/USDT:USDT`` -> ``BTCUSDT``).
 
+The sections live beside this module: ``config_feeds`` (feeds and their groups),
+``config_sinks``, ``config_checks`` (URLs, hosts, paths), ``config_yaml`` (the strict reader) and
+``config_support`` (environment overrides, the base section, one line per problem, secrets).
+
 Sources, lowest priority first: model defaults, the YAML file, then environment variables
 ``CANDLEKEEPER__SECTION__KEY=value`` (double underscore = one level of nesting, list items by
 index: ``CANDLEKEEPER__FEEDS__0__WS_URL``). See docs/configuration.md for every key.
@@ -25,34 +29,37 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
-    SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from candlekeeper.config_checks import check_bind_host
+from candlekeeper.config_feeds import FeedConfig, StreamGroup, known_venues
+from candlekeeper.config_sinks import (
+    NatsSinkConfig,
+    PostgresSinkConfig,
+    SinksConfig,
+    SqliteSinkConfig,
+)
 from candlekeeper.config_support import (
     CONFIG_PATH_ENV,
     ENV_PREFIX,
+    MAX_YAML_BYTES,
     ConfigValidationError,
     EnvOverrides,
+    Section,
     apply_env,
-    did_you_mean,
     format_config_errors,
     pydantic_problems,
     read_yaml,
+    secret_paths,
+    secret_values,
 )
-from candlekeeper.core.intervals import ALL_INTERVALS, INTERVAL_MS
 from candlekeeper.core.shard import Shard
 from candlekeeper.core.stream_key import StreamKey
-from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.errors import ConfigError
-from candlekeeper.venues.base import VenueSpec
-from candlekeeper.venues.registry import VENUES, get_spec
 
 __all__ = [
     "CONFIG_PATH_ENV",
@@ -69,6 +76,7 @@ __all__ = [
     "ShutdownConfig",
     "SinksConfig",
     "SqliteSinkConfig",
+    "StreamGroup",
     "TransportConfig",
     "check_config",
     "format_config_errors",
@@ -79,149 +87,18 @@ __all__ = [
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
-
-def known_venues() -> Mapping[str, VenueSpec]:
-    """Every venue id a config may name, from :mod:`candlekeeper.venues.registry` (the one place
-    that knows every venue: registering ``bingx-swap`` there makes it valid here too)."""
-    return {venue: get_spec(venue) for venue in VENUES}
-
-
-class _Section(BaseModel):
-    """Base of every config model: unknown keys forbidden, immutable, empty section allowed."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _empty_section(cls, data: Any) -> Any:
-        # ``sinks:`` followed only by comments parses as None in YAML; treat it as "defaults".
-        return {} if data is None else data
+#: ``gap_fill.history`` cap: candles fetched per stream at start. Warm-up runs inside the
+#: service's event loop; 100,000 1m candles are ~70 days, 67 requests of 1,500 rows each.
+#: Deeper history is what ``candlekeeper backfill`` is for (resumable, rate-limited, progress).
+MAX_WARMUP_HISTORY = 100_000
+#: ``clock.speed`` cap: beyond a million venue seconds per wall second every candle closes
+#: within microseconds of the next, which nothing downstream can follow
+MAX_CLOCK_SPEED = 1_000_000.0
+#: 9999-12-31T23:59:59.999Z: the latest time a candle (and ``clock.start_ms``) can have
+MAX_TIME_MS = 253_402_300_799_999
 
 
-def _split_list(value: object, what: str) -> list[object]:
-    """A YAML list, or a comma-separated string (handy in environment overrides)."""
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, list | tuple):
-        return list(value)
-    raise ValueError(f"expected a list of {what}, got {type(value).__name__} {value!r}")
-
-
-class FeedConfig(_Section):
-    """One venue: which symbols and intervals to stream from it, and where to connect."""
-
-    venue: str
-    symbols: tuple[str, ...] | Literal["all"]
-    intervals: tuple[str, ...] = ("1m",)
-    testnet: bool = False
-    ws_url: str | None = None
-    rest_url: str | None = None
-
-    @field_validator("venue")
-    @classmethod
-    def _venue(cls, value: str) -> str:
-        venues = known_venues()
-        if value not in venues:
-            raise ValueError(
-                f"unknown venue {value!r}{did_you_mean(value, tuple(venues))}; "
-                f"known venues: {', '.join(sorted(venues))}"
-            )
-        return value
-
-    @field_validator("symbols", mode="plain")
-    @classmethod
-    def _symbols(cls, value: object) -> tuple[str, ...] | Literal["all"]:
-        if isinstance(value, str) and value.strip().lower() == "all":
-            return "all"
-        items = _split_list(value, "symbols (or 'all')")
-        if len(items) == 1 and isinstance(items[0], str) and items[0].lower() == "all":
-            return "all"
-        if not items:
-            raise ValueError("at least one symbol is required (or 'all')")
-        seen: dict[str, None] = {}
-        problems: list[str] = []
-        for item in items:
-            if not isinstance(item, str):
-                problems.append(f"{item!r} is not a symbol (quote it in YAML)")
-                continue
-            try:
-                seen[normalize_symbol(item)] = None
-            except ConfigError as exc:
-                problems.append(str(exc))
-        if problems:
-            raise ValueError("; ".join(problems))
-        return tuple(seen)
-
-    @field_validator("intervals", mode="plain")
-    @classmethod
-    def _intervals(cls, value: object, info: ValidationInfo) -> tuple[str, ...]:
-        items = _split_list(value, "intervals")
-        if not items:
-            raise ValueError("at least one interval is required")
-        venue = info.data.get("venue")
-        spec = known_venues().get(venue) if isinstance(venue, str) else None
-        allowed = spec.intervals if spec else ALL_INTERVALS
-        bad = [i for i in items if not isinstance(i, str) or i not in allowed]
-        if bad:
-            where = f" for {spec.id}" if spec else ""
-            hints = "".join(
-                f" ({b!r}: intervals are case-sensitive, did you mean {b.lower()!r}?)"
-                for b in bad
-                if isinstance(b, str) and b.lower() in allowed
-            )
-            names = ", ".join(repr(b) for b in bad)
-            raise ValueError(
-                f"unknown interval{'s' if len(bad) > 1 else ''} {names}{where}; "
-                f"allowed: {', '.join(allowed)}{hints}"
-            )
-        unique = dict.fromkeys(str(i) for i in items)
-        return tuple(sorted(unique, key=INTERVAL_MS.__getitem__))
-
-    @field_validator("ws_url")
-    @classmethod
-    def _ws_url(cls, value: str | None) -> str | None:
-        # ws:// is allowed on purpose: the simulator and local tests listen on plain ws://.
-        if value is not None and not value.startswith(("ws://", "wss://")):
-            raise ValueError(f"must start with ws:// or wss://, got {value!r}")
-        return value.rstrip("/") if value else value
-
-    @field_validator("rest_url")
-    @classmethod
-    def _rest_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https://, got {value!r}")
-        return value.rstrip("/") if value else value
-
-    @property
-    def spec(self) -> VenueSpec:
-        return known_venues()[self.venue]
-
-    @property
-    def all_symbols(self) -> bool:
-        """True when ``symbols: all``: resolve the list from the venue's exchangeInfo."""
-        return self.symbols == "all"
-
-    @property
-    def ws_base(self) -> str:
-        """The WebSocket base URL to use: the override, else testnet or production."""
-        spec = self.spec
-        return self.ws_url or (spec.ws_testnet_base if self.testnet else spec.ws_base)
-
-    @property
-    def rest_base(self) -> str:
-        spec = self.spec
-        return self.rest_url or (spec.rest_testnet_base if self.testnet else spec.rest_base)
-
-    def stream_keys(self, symbols: tuple[str, ...] | list[str] | None = None) -> list[StreamKey]:
-        """Every ``(venue, symbol, interval)``; pass ``symbols`` when the config says ``all``."""
-        if symbols is None:
-            if self.symbols == "all":
-                raise ConfigError(f"{self.venue}: symbols is 'all'; resolve them first")
-            symbols = self.symbols
-        return [StreamKey(self.venue, s, i) for s in symbols for i in self.intervals]
-
-
-class TransportConfig(_Section):
+class TransportConfig(Section):
     """Connection policy; field names match ``candlekeeper.transport.TransportOptions``."""
 
     backoff_initial_s: float = Field(default=1.0, gt=0)
@@ -245,78 +122,18 @@ class TransportConfig(_Section):
         return self
 
 
-class SqliteSinkConfig(_Section):
-    enabled: bool = True
-    path: Path = Path("candles.sqlite")
-    batch_size: int = Field(default=500, ge=1, le=100_000)
-    flush_interval_s: float = Field(default=0.5, gt=0)
-    max_pending: int = Field(default=1_000_000, ge=1)
-    retry_initial_s: float = Field(default=0.5, gt=0)
-    retry_max_s: float = Field(default=30.0, gt=0)
-
-
-class _WriterConfig(_Section):
-    """Batching and outage behaviour shared by every sink's writer."""
-
-    batch_size: int = Field(default=500, ge=1, le=100_000)
-    flush_interval_s: float = Field(default=0.2, gt=0)
-    max_pending: int = Field(default=1_000_000, ge=1)
-    retry_initial_s: float = Field(default=0.5, gt=0)
-    retry_max_s: float = Field(default=30.0, gt=0)
-    #: spill to this durable journal while the backend is down (None: memory only)
-    journal_dir: Path | None = None
-
-
-class PostgresSinkConfig(_WriterConfig):
-    """PostgreSQL (TimescaleDB hypertable when available, native partitioning otherwise)."""
-
-    enabled: bool = False
-    dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/postgres")
-    schema_name: str = Field(default="public", alias="schema")
-    layout: Literal["auto", "partitioned", "timescaledb"] = "auto"
-    pool_max_size: int = Field(default=4, ge=1)
-    batch_size: int = Field(default=10_000, ge=1, le=1_000_000)
-    journal_dir: Path | None = Path(".candlekeeper-journal/postgres")
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
-                              populate_by_name=True)
-
-
-class NatsSinkConfig(_WriterConfig):
-    """NATS JetStream: one message per closed candle on ``<prefix>.<venue>.<symbol>.<interval>``,
-    deduplicated by the natural key."""
-
-    enabled: bool = False
-    servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
-    stream: str = "CANDLES"
-    subject_prefix: str = "candles"
-    duplicate_window_s: float = Field(default=600.0, gt=0)
-    max_age_s: float | None = Field(default=604_800.0, gt=0)
-    storage: Literal["file", "memory"] = "file"
-    replicas: int = Field(default=1, ge=1)
-    create_stream: bool = True
-    ack_timeout_s: float = Field(default=10.0, gt=0)
-    connect_timeout_s: float = Field(default=10.0, gt=0)
-    user: str | None = None
-    password: SecretStr | None = None
-    token: SecretStr | None = None
-    creds_file: Path | None = None
-    journal_dir: Path | None = Path(".candlekeeper-journal/nats")
-
-
-class SinksConfig(_Section):
-    sqlite: SqliteSinkConfig = SqliteSinkConfig()
-    postgres: PostgresSinkConfig = PostgresSinkConfig()
-    nats: NatsSinkConfig = NatsSinkConfig()
-
-
-class HttpConfig(_Section):
+class HttpConfig(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=9108, ge=0, le=65_535)
 
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return check_bind_host(value)
 
-class ObservabilityConfig(_Section):
+
+class ObservabilityConfig(Section):
     http: HttpConfig = HttpConfig()
     log_level: LogLevel = "INFO"
     log_json: bool = False
@@ -329,25 +146,25 @@ class ObservabilityConfig(_Section):
         return value.upper() if isinstance(value, str) else value
 
 
-class ShutdownConfig(_Section):
+class ShutdownConfig(Section):
     drain_timeout_s: float = Field(default=10.0, ge=0)
 
 
-class ClockConfig(_Section):
+class ClockConfig(Section):
     """Venue time. Leave it alone against a real exchange; set it to follow an accelerated
     simulator running in another process (``candlekeeper simulate`` prints the values)."""
 
-    speed: float = Field(default=1.0, gt=0)
-    start_ms: int | None = None
-    monotonic_origin: float | None = None
+    speed: float = Field(default=1.0, gt=0, le=MAX_CLOCK_SPEED)
+    start_ms: int | None = Field(default=None, ge=0, le=MAX_TIME_MS)
+    monotonic_origin: float | None = Field(default=None, ge=0)
 
 
-class GapFillConfig(_Section):
+class GapFillConfig(Section):
     """REST warm-up and backfill (see docs/guarantees.md)."""
 
     enabled: bool = True
     #: candles per stream fetched at start when storage has nothing for it (0 = none)
-    history: int | None = Field(default=None, ge=0)  # None = buffer_size
+    history: int | None = Field(default=None, ge=0, le=MAX_WARMUP_HISTORY)  # None = buffer_size
     #: store and emit those warm-up candles too (off: they only fill latest())
     emit_history: bool = True
     close_grace_ms: int = Field(default=3_000, ge=0)
@@ -355,7 +172,7 @@ class GapFillConfig(_Section):
     max_hole_attempts: int = Field(default=5, ge=1)
 
 
-class Config(_Section):
+class Config(Section):
     """The whole service configuration (docs/configuration.md documents every key)."""
 
     feeds: tuple[FeedConfig, ...]
@@ -376,6 +193,16 @@ class Config(_Section):
             Shard.parse(value)  # raises ConfigError with the reason
         return value
 
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> Config:
+        # history defaults to buffer_size, which may be set far higher than a warm-up should be
+        if self.gap_fill.enabled and self.gap_fill.history is None \
+                and self.buffer_size > MAX_WARMUP_HISTORY:
+            raise ValueError(f"gap_fill.history defaults to buffer_size ({self.buffer_size:,}), "
+                             f"above the warm-up cap of {MAX_WARMUP_HISTORY:,}: set "
+                             "gap_fill.history explicitly")
+        return self
+
     @field_validator("feeds")
     @classmethod
     def _one_entry_per_venue(cls, feeds: tuple[FeedConfig, ...]) -> tuple[FeedConfig, ...]:
@@ -388,7 +215,8 @@ class Config(_Section):
             if feed.venue in first:
                 raise ValueError(
                     f"feeds[{i}]: venue {feed.venue!r} is already configured in "
-                    f"feeds[{first[feed.venue]}]; list all its symbols in one entry"
+                    f"feeds[{first[feed.venue]}]; list all its symbols in one entry (use "
+                    "groups for different intervals per symbol)"
                 )
             first[feed.venue] = i
         return feeds
@@ -404,11 +232,15 @@ class Config(_Section):
             return cls.model_validate(dict(data))
         except ValidationError as exc:
             problems = pydantic_problems(cls, exc, env_origins or {})
-            raise ConfigValidationError(problems, source) from None
+            raise ConfigValidationError(problems, source,
+                                        secrets=secret_values(data, secret_paths(cls))) from None
+        except RecursionError:  # a recursive structure built in Python (YAML refuses them)
+            raise ConfigValidationError(["the configuration refers to itself"], source) from None
 
     def stream_keys(self) -> list[StreamKey]:
-        """Every configured stream (feeds with ``symbols: all`` are skipped: resolve them)."""
-        return [k for f in self.feeds if not f.all_symbols for k in f.stream_keys()]
+        """Every stream listed by name (groups with ``symbols: all`` are skipped: resolve
+        them with :meth:`FeedConfig.stream_keys`)."""
+        return [k for f in self.feeds for k in f.explicit_keys()]
 
 
 # -- loading --------------------------------------------------------------------------------------
@@ -439,11 +271,21 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         return _finish({}, env, "environment", [])
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        if file.is_dir():
+            raise ConfigValidationError([f"{file} is a directory, not a file"], str(file))
+        with file.open("rb") as f:
+            raw = f.read(MAX_YAML_BYTES + 1)
+        if len(raw) > MAX_YAML_BYTES:
+            raise ConfigValidationError(
+                [f"the file is larger than {MAX_YAML_BYTES >> 20} MiB; refusing it"], str(file))
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigValidationError([f"file not found: {file}"], str(file)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigValidationError([f"cannot read file: {exc}"], str(file)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigValidationError([f"not UTF-8 text (byte {exc.start})"], str(file)) from None
+    except OSError as exc:
+        raise ConfigValidationError([f"cannot read file: {exc.strerror or exc}"],
+                                    str(file)) from None
     problems: list[str] = []
     data = read_yaml(text, str(file), problems)
     return _finish(data, env, str(file), problems)
@@ -462,7 +304,9 @@ def _finish(data: object, env: Mapping[str, str], source: str, problems: list[st
         # report bad variables and model problems together: one pass fixes everything
         raise ConfigValidationError([*overrides.problems, *exc.problems], source) from None
     if overrides.problems:
-        raise ConfigValidationError(overrides.problems, source)
+        raise ConfigValidationError(
+            overrides.problems, source,
+            secrets=secret_values(overrides.data, secret_paths(Config)))
     return config
 
 

@@ -4,8 +4,7 @@ turning validation errors into one ``path: message`` line each.
 Kept apart from the model because none of it knows what the keys mean; the model validates
 whatever these produce, and these explain what the model rejected.
 
-* YAML is read with a ``SafeLoader`` that **rejects duplicate keys**: PyYAML silently keeps the
-  last one, which turns a copy-paste slip into a silently ignored setting.
+* YAML is read by :mod:`candlekeeper.config_yaml` (strict: duplicate keys, alias bombs, ...).
 * Environment variables ``CANDLEKEEPER__A__B=value`` set ``a.b``; a numeric segment indexes a
   list (``CANDLEKEEPER__FEEDS__0__TESTNET=true``; index == length appends a new item). Values
   stay strings: the model converts them (``"500"`` -> 500, ``"false"`` -> False, ``"a,b"`` -> a
@@ -17,60 +16,26 @@ from __future__ import annotations
 import copy
 import difflib
 import re
-from collections.abc import Hashable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, get_args
+from typing import Any, Final, get_args, get_origin
 
-import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_validator
 
+from candlekeeper.config_yaml import MAX_YAML_BYTES, MAX_YAML_VALUES, read_yaml
 from candlekeeper.errors import ConfigError
+
+__all__ = ["CONFIG_PATH_ENV", "ENV_PREFIX", "MAX_PROBLEM_CHARS", "MAX_YAML_BYTES",
+           "MAX_YAML_VALUES", "ConfigValidationError", "EnvOverrides", "Section", "apply_env",
+           "did_you_mean", "format_config_errors", "pydantic_problems", "read_yaml",
+           "safe_line", "secret_paths", "secret_values", "split_list"]
 
 ENV_PREFIX: Final = "CANDLEKEEPER__"
 CONFIG_PATH_ENV: Final = "CANDLEKEEPER_CONFIG"
 _NULLS: Final = frozenset({"", "null", "~"})
 _SEGMENT: Final = re.compile(r"[a-z0-9_]+")
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode,
-                       deep: bool = False) -> dict[Hashable, Any]:
-    loader.flatten_mapping(node)
-    seen: dict[Hashable, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if not isinstance(key, Hashable):
-            raise yaml.constructor.ConstructorError(
-                None, None, f"unhashable key {key!r}", key_node.start_mark)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None,
-                f"duplicate key {key!r} (first defined on line {seen[key] + 1})",
-                key_node.start_mark)
-        seen[key] = key_node.start_mark.line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def read_yaml(text: str, source: str, problems: list[str]) -> object:
-    """Parse ``text``; on a syntax error append one line (with line:column) and return {}."""
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        what = exc.problem or str(exc)
-        problems.append(f"YAML error at {where}{what}")
-        return {}
-    except yaml.YAMLError as exc:
-        problems.append(f"YAML error: {exc}")
-        return {}
-    return {} if data is None else data
+#: one problem line is cut to this many characters (the rest is counted, never printed)
+MAX_PROBLEM_CHARS: Final = 500
 
 
 @dataclass
@@ -151,16 +116,82 @@ def _dotted(loc: list[str | int]) -> str:
     return text or "the top level"
 
 
+# -- the base of every section ----------------------------------------------------------------
+
+
+def _is_str_sequence(annotation: Any) -> bool:
+    """``tuple[str, ...]``/``list[str]``, alone or inside a union (``... | None``)."""
+    origin = get_origin(annotation)
+    if origin in (tuple, list):
+        args = [a for a in get_args(annotation) if a is not Ellipsis]
+        return bool(args) and all(a is str for a in args)
+    return any(_is_str_sequence(a) for a in get_args(annotation))
+
+
+class Section(BaseModel):
+    """Base of every config model: unknown keys forbidden, immutable, empty section allowed,
+    no ``inf``/``nan`` anywhere (``clock.speed: .inf`` is a config error, not a crash at run
+    time), and a comma-separated string accepted wherever a list of strings is expected (so
+    ``CANDLEKEEPER__SINKS__NATS__SERVERS=nats://a:4222,nats://b:4222`` works for every list)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
+                              allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prepare(cls, data: Any) -> Any:
+        # ``sinks:`` followed only by comments parses as None in YAML; treat it as "defaults".
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name, info in cls.model_fields.items():
+            key = info.alias or name
+            value = out.get(key)
+            if isinstance(value, str) and _is_str_sequence(info.annotation):
+                out[key] = split_list(value, key)
+        return out
+
+
+def split_list(value: object, what: str) -> list[object]:
+    """A YAML list, or a comma-separated string (handy in environment overrides)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise ValueError(f"expected a list of {what}, got {type(value).__name__} {value!r}")
+
+
 # -- turning validation errors into one line each -------------------------------------------
 
 
 class ConfigValidationError(ConfigError):
-    """A configuration with one or more problems; ``problems`` lists each as ``path: message``."""
+    """A configuration with one or more problems; ``problems`` lists each as ``path: message``.
 
-    def __init__(self, problems: list[str] | tuple[str, ...], source: str | None = None) -> None:
-        self.problems: tuple[str, ...] = tuple(problems)
+    Every line is made safe here, whoever wrote it: each ``secrets`` value (the raw text of
+    every secret field) is replaced by ``***``, so is the user-info part of any URL
+    (``nats://user:pw@host`` -> ``nats://***@host``), and a line is cut at
+    :data:`MAX_PROBLEM_CHARS` characters."""
+
+    def __init__(self, problems: list[str] | tuple[str, ...], source: str | None = None, *,
+                 secrets: Collection[str] = ()) -> None:
+        self.problems: tuple[str, ...] = tuple(safe_line(p, secrets) for p in problems)
         self.source = source
         super().__init__(format_config_errors(self.problems, source))
+
+
+_USERINFO: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"]*@")
+
+
+def safe_line(text: str, secrets: Collection[str] = (), limit: int = MAX_PROBLEM_CHARS) -> str:
+    """``text`` without secrets or URL credentials, cut to ``limit`` characters."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    text = _USERINFO.sub(r"\1***@", text)
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+    return text
 
 
 def format_config_errors(problems: list[str] | tuple[str, ...], source: str | None = None) -> str:
@@ -213,13 +244,54 @@ def _fields_at(root: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+def _is_secret(annotation: Any) -> bool:
+    return annotation is SecretStr or any(_is_secret(arg) for arg in get_args(annotation))
+
+
+def secret_paths(root: type[BaseModel]) -> list[tuple[str, ...]]:
+    """Where the secret fields (typed :class:`SecretStr`) sit, by the names a file uses
+    (``("sinks", "postgres", "dsn")``). List items are skipped: no list holds a secret."""
+    out: list[tuple[str, ...]] = []
+    for name, info in root.model_fields.items():
+        key = info.alias or name
+        if _is_secret(info.annotation):
+            out.append((key,))
+        sub = _model_of(info.annotation)
+        if sub is not None and get_origin(info.annotation) not in (tuple, list):
+            out.extend((key, *path) for path in secret_paths(sub))
+    return out
+
+
+def secret_values(data: object, paths: list[tuple[str, ...]]) -> list[str]:
+    """The raw text at each of ``paths`` in ``data`` (to scrub from every message)."""
+    found: list[str] = []
+    for path in paths:
+        node: object = data
+        for part in path:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if node is not None and not isinstance(node, Mapping | list):
+            text = str(node)
+            found.append(text)
+            # a URL's password on its own (it may be quoted apart from the rest of the URL)
+            userinfo = text.partition("://")[2].rpartition("@")[0]
+            found.extend(part for part in (userinfo, userinfo.partition(":")[2]) if len(part) > 3)
+    return found
+
+
 def pydantic_problems(root: type[BaseModel], exc: ValidationError,
                       env_origins: Mapping[tuple[str | int, ...], str]) -> list[str]:
     problems: list[str] = []
+    secret = secret_paths(root)
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         kind = err["type"]
-        if kind == "extra_forbidden":
+        hidden = any(loc[: len(path)] == path for path in secret)
+        if hidden and not kind.startswith("value_error") and kind != "missing":
+            # never echo a secret, nor pydantic's words about it (they may quote it); our own
+            # validators' messages (value_error) are written never to quote it
+            msg = ("must be a string (quote it in YAML: an unquoted number loses leading zeros)"
+                   if kind == "string_type" else "invalid value (not shown: it is a secret)")
+        elif kind == "extra_forbidden":
             key = str(loc[-1]) if loc else ""
             msg = f"unknown key{did_you_mean(key, _fields_at(root, loc))}"
         elif kind == "missing":

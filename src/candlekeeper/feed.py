@@ -40,8 +40,8 @@ from candlekeeper.errors import ConfigError
 from candlekeeper.gapfill import GapFiller, GapFillOptions, HistorySource
 from candlekeeper.observability.metrics import Metrics, StreamMetrics
 from candlekeeper.transport import ConnectionPool, SessionStats, TransportOptions
-from candlekeeper.venues.base import VenueCodec
-from candlekeeper.venues.registry import make_codec
+from candlekeeper.venues.contract import HistoryCodec, StreamCodec
+from candlekeeper.venues.registry import history_codec, stream_codec
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -79,7 +79,7 @@ class StreamStats:
         self.buffer = buffer
         self.last_closed: Candle | None = None
         self.now_ms = now_ms
-        #: no closed flag on the wire (BingX): a push for a newer candle closes the forming one;
+        #: no closed flag on the wire: a push for a newer candle closes the forming one;
         #: that inferred close is held until REST confirms it (REST wins where they differ)
         self.infer_close = not closed_flag
         self.forming: Candle | None = None
@@ -150,14 +150,17 @@ class StreamStats:
 class CandleFeed:
     """Real-time candles of one venue.
 
-    >>> async with CandleFeed(venue="binance-usdm", symbols=["BTCUSDT"],
+    ``venue`` is a registered venue id (``candlekeeper.venues.registry.VENUES``).
+
+    >>> async with CandleFeed(venue=venue_id, symbols=["BTCUSDT"],
     ...                       intervals=["1m"]) as feed:          # doctest: +SKIP
     ...     async for candle in feed.closed():
     ...         print(candle.close, feed.latest("BTCUSDT", "1m", 20))
     """
 
-    def __init__(self, venue: str, symbols: Sequence[str], intervals: Sequence[str], *,
-                 ws_url: str | None = None, rest_url: str | None = None, testnet: bool = False,
+    def __init__(self, venue: str, symbols: Sequence[str] = (), intervals: Sequence[str] = (),
+                 *, keys: Sequence[StreamKey] | None = None, ws_url: str | None = None,
+                 rest_url: str | None = None, testnet: bool = False,
                  buffer_size: int = DEFAULT_CAPACITY, clock: Clock | None = None,
                  transport: TransportOptions | None = None,
                  gap_fill: GapFillOptions | None = None,
@@ -166,7 +169,9 @@ class CandleFeed:
                  preload: Mapping[StreamKey, Sequence[Candle]] | None = None,
                  bus: EventBus | None = None, connector: Connector | None = None,
                  metrics: Metrics | None = None) -> None:
-        """``ws_url``/``rest_url`` override the venue's endpoints (e.g. the simulator).
+        """The streams are ``symbols × intervals``, or exactly ``keys`` (each symbol with its
+        own intervals: ``[StreamKey(venue, "BTCUSDT", "1m"), StreamKey(venue, "ETHUSDT",
+        "1h")]``). ``ws_url``/``rest_url`` override the venue's endpoints (e.g. the simulator).
 
         Gap-free operation (``backfill=True``, the default) uses REST: at start the ring
         buffers are warmed with ``gap_fill.history`` candles, a stream listed in
@@ -175,9 +180,18 @@ class CandleFeed:
         are fetched and emitted before any newer one. ``preload`` seeds ring buffers (e.g.
         from storage). ``history_source`` replaces the REST fetcher (tests, custom stores).
         """
-        self.codec: VenueCodec = make_codec(venue)
+        self.codec: StreamCodec = stream_codec(venue)
+        self.history: HistoryCodec = history_codec(venue)
         self.spec = self.codec.spec
         self.venue = venue
+        if keys is not None:
+            if symbols or intervals:
+                raise ConfigError("give a feed symbols and intervals, or keys, not both")
+            other = sorted({k.venue for k in keys} - {venue})
+            if other:
+                raise ConfigError(f"a {venue} feed cannot take streams of {', '.join(other)}")
+            symbols = [k.symbol for k in keys]
+            intervals = list(dict.fromkeys(k.interval for k in keys))
         if not symbols:
             raise ConfigError("a feed needs at least one symbol")
         if not intervals:
@@ -189,7 +203,9 @@ class CandleFeed:
                     f"expected one of {', '.join(self.spec.intervals)}"
                 )
         canonical = list(dict.fromkeys(normalize_symbol(s) for s in symbols))
-        self.keys: list[StreamKey] = [
+        self.keys: list[StreamKey] = list(dict.fromkeys(
+            StreamKey(venue, normalize_symbol(k.symbol), k.interval) for k in keys
+        )) if keys is not None else [
             StreamKey(venue, s, i) for s in canonical for i in dict.fromkeys(intervals)
         ]
         self.ws_url = ws_url or (self.spec.ws_testnet_base if testnet else self.spec.ws_base)
@@ -211,8 +227,8 @@ class CandleFeed:
         self.gap_fill = gap_fill or GapFillOptions(history=buffer_size)
         source = history_source
         if source is None and backfill:
-            self._rest = RestClient(self.spec, self.rest_url)
-            source = KlineFetcher(self.codec, self._rest, clock=self.clock,
+            self._rest = RestClient(self.history, self.rest_url)
+            source = KlineFetcher(self.history, self._rest, clock=self.clock,
                                   close_margin_ms=self.gap_fill.close_margin_ms)
         self.filler: GapFiller | None = (GapFiller(source, self.clock, self.gap_fill)
                                          if source is not None else None)
@@ -339,6 +355,12 @@ class CandleFeed:
                 elif status.state is StreamState.LIVE:
                     self.filler.live(status.key)
         self.bus.publish(status)
+
+    def on_malformed(self, key: StreamKey) -> None:
+        """A frame of ``key`` was dropped as malformed: fetch that stream's candles over REST
+        now rather than wait for the late-close check."""
+        if self.filler is not None:
+            self.filler.request(key, "malformed")
 
     def on_connection_status(self, status: ConnectionStatus) -> None:
         self.metrics.on_connection_status(status, self.venue)

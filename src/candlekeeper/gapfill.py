@@ -31,10 +31,10 @@ import msgspec
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock
 from candlekeeper.core.intervals import align, close_time, nominal_ms, prev_open
+from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.core.sequence import StreamSequence
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import CandlekeeperError
-from candlekeeper.observability.logging import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,8 @@ class GapFiller:
                 wait_ms = ready_at - self.clock.time_ms()
                 if wait_ms > 0:
                     # REST may not be asked for the held candle before the close margin has
-                    # passed (a just-closed BingX candle): wait for it, this is no failure
+                    # passed (an inferred close of a venue without a closed flag): wait for it, this
+                    # is no failure
                     await asyncio.sleep(self.clock.wall_seconds(wait_ms))
                     continue
                 # a hole that REST is still catching up on (it made progress) is not a failure

@@ -35,7 +35,7 @@ from candlekeeper.sinks.nats import NatsSink
 from candlekeeper.sinks.postgres import PostgresSink
 from candlekeeper.sinks.sqlite import SQLiteSink
 from candlekeeper.transport import TransportOptions
-from candlekeeper.venues.registry import make_codec
+from candlekeeper.venues.registry import history_codec
 
 log = logging.getLogger(__name__)
 
@@ -101,52 +101,61 @@ class Service:
         self.health: HealthServer | None = None
         self._final_states: dict[StreamKey, str] = {}
 
-    # -- symbols --------------------------------------------------------------------------
-    async def _resolve_symbols(self, feed: FeedConfig, stop: asyncio.Event) -> list[str]:
-        """``all`` -> the venue's listing; explicit symbols are checked against it so an unknown
-        symbol is one clear error (and a counter), not a silent dead stream."""
-        codec = make_codec(feed.venue)
-        async with RestClient(codec.spec, feed.rest_base, timeout_s=10.0) as rest:
+    # -- streams --------------------------------------------------------------------------
+    async def _listing(self, feed: FeedConfig, stop: asyncio.Event) -> set[str] | None:
+        """The venue's trading symbols from exchangeInfo; None when they cannot be had and the
+        feed can do without them (no ``symbols: all``), or when asked to stop meanwhile."""
+        codec = history_codec(feed.venue)
+        async with RestClient(codec, feed.rest_base, timeout_s=10.0) as rest:
             delay = 1.0
             while True:
                 try:
-                    listed = set(codec.decode_symbols(
-                        await rest.fetch(codec.exchange_info_request())))
-                    break
+                    return set(codec.decode_symbols(
+                        await rest.fetch(codec.symbols_request())))
                 except (RestError, CandlekeeperError) as exc:
                     self.counters.symbol_lookup_failures += 1
                     self.metrics.count_error("symbol_lookup")
                     if not feed.all_symbols:
                         log.warning("%s: cannot check symbols against exchangeInfo (%s); "
                                     "subscribing as configured", feed.venue, exc)
-                        return self._own(feed.venue, list(feed.symbols))
+                        return None
                     log.error("%s: cannot list symbols (%s); retrying in %.0fs", feed.venue, exc,
                               delay)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), delay)
                     if stop.is_set():
-                        return []
+                        return None
                     delay = min(delay * 2, 60.0)
-        if feed.all_symbols:
-            return self._own(feed.venue, sorted(listed))
-        wanted = self._own(feed.venue, list(feed.symbols))
-        unknown = [s for s in wanted if s not in listed]
-        for symbol in unknown:
+
+    async def _resolve_streams(self, feed: FeedConfig, stop: asyncio.Event) -> list[StreamKey]:
+        """The feed's streams this instance ingests: ``all`` groups resolved against the
+        venue's listing, symbols named in the config checked against it (an unknown symbol is
+        one clear error and a counter, not a silent dead stream), then this shard's share."""
+        listed = await self._listing(feed, stop)
+        if listed is None and feed.all_symbols:
+            return []  # stopped while the listing was retried
+        keys = self._own(feed.venue, feed.stream_keys(sorted(listed or ())
+                                                      if feed.all_symbols else None))
+        if listed is None:
+            return keys
+        for symbol in dict.fromkeys(k.symbol for k in keys if k.symbol not in listed):
             self.counters.unknown_symbols += 1
             self.metrics.count_error("unknown_symbol")
             self.unknown_symbols.append(f"{feed.venue}:{symbol}")
             log.error("%s: unknown symbol %s (not trading per exchangeInfo); skipping it, the "
                       "other streams keep running", feed.venue, symbol)
-        return [s for s in wanted if s in listed]
+        return [k for k in keys if k.symbol in listed]
 
-    def _own(self, venue: str, symbols: list[str]) -> list[str]:
-        """The symbols this instance ingests (all of them unless it runs one shard)."""
+    def _own(self, venue: str, keys: list[StreamKey]) -> list[StreamKey]:
+        """The streams this instance ingests (all of them unless it runs one shard); shards
+        split by symbol, so each symbol's intervals stay together."""
         if self.shard is None:
-            return symbols
-        mine = self.shard.select(symbols)
+            return keys
+        symbols = list(dict.fromkeys(k.symbol for k in keys))
+        mine = set(self.shard.select(symbols))
         log.info("%s: shard %s owns %d of %d symbols", venue, self.shard, len(mine),
                  len(symbols))
-        return mine
+        return [k for k in keys if k.symbol in mine]
 
     # -- lifecycle ------------------------------------------------------------------------
     async def _open_sinks(self) -> None:
@@ -189,21 +198,22 @@ class Service:
         self.writers[sink.name] = writer
         self.metrics.track_sink(sink.name, lambda: writer.stats)
 
-    async def _make_feeds(self, resolved: Sequence[tuple[FeedConfig, list[str]]]) -> None:
+    async def _make_feeds(self, resolved: Sequence[tuple[FeedConfig, list[StreamKey]]]
+                          ) -> None:
         options = transport_options(self.config)
         gap = self.config.gap_fill
         gap_options = GapFillOptions(
             history=self.config.buffer_size if gap.history is None else gap.history,
             emit_history=gap.emit_history, close_grace_ms=gap.close_grace_ms,
             close_grace_wall_s=gap.close_grace_wall_s, max_hole_attempts=gap.max_hole_attempts)
-        for feed_cfg, symbols in resolved:
-            if not symbols:
+        for feed_cfg, keys in resolved:
+            if not keys:
                 log.error("%s: no symbols to stream", feed_cfg.venue)
                 continue
-            keys = feed_cfg.stream_keys(tuple(symbols))
             resume, preload = await self._stored_state(keys)
-            feed = CandleFeed(feed_cfg.venue, symbols, list(feed_cfg.intervals),
-                              ws_url=feed_cfg.ws_base, rest_url=feed_cfg.rest_base,
+            # one feed (one connection pool) per venue and endpoint, whatever its groups
+            feed = CandleFeed(feed_cfg.venue, keys=keys, ws_url=feed_cfg.ws_base,
+                              rest_url=feed_cfg.rest_base,
                               buffer_size=self.config.buffer_size, clock=self.clock,
                               transport=options, gap_fill=gap_options, backfill=gap.enabled,
                               resume_from=resume, preload=preload, metrics=self.metrics)
@@ -257,10 +267,15 @@ class Service:
         self.health = HealthServer(self.metrics, self.snapshot, host=http.host, port=http.port)
         try:
             port = await self.health.start()
-        except OSError as exc:
+        except (CandlekeeperError, OSError) as exc:
+            # e.g. a second instance on the same host with the default port: ingesting matters
+            # more than the probe, so say so once and carry on (docs/deploying.md: per-shard
+            # ports)
             self.metrics.count_error("http_bind")
-            log.error("cannot serve /metrics and /health on %s:%s (%s); continuing without",
-                      http.host, http.port, exc)
+            reason = exc if isinstance(exc, CandlekeeperError) else (
+                f"cannot serve health/metrics on {http.host}:{http.port}: {exc.strerror or exc}")
+            log.error("%s; continuing without /metrics and /health (give each instance its own "
+                      "observability.http.port)", reason)
             self.health = None
             return
         log.info("serving /metrics and /health on http://%s:%d", http.host, port)
@@ -277,7 +292,7 @@ class Service:
         try:
             await self._open_sinks()
             await self._start_http()
-            resolved = [(f, await self._resolve_symbols(f, stop)) for f in self.config.feeds]
+            resolved = [(f, await self._resolve_streams(f, stop)) for f in self.config.feeds]
             if not stop.is_set():
                 await self._make_feeds(resolved)
                 for feed in self.feeds:
@@ -295,8 +310,14 @@ class Service:
                 await feed.stop()
             except Exception:  # pragma: no cover - shutdown must continue whatever happens
                 log.exception("stopping %s feed failed", feed.venue)
-        for name, writer in self.writers.items():
-            await writer.stop(self.config.shutdown.drain_timeout_s)
+        # every sink drains at once, under one deadline: a dead backend must not eat the time
+        # of the healthy ones, nor shutdown take (number of sinks) x drain_timeout_s
+        timeout = self.config.shutdown.drain_timeout_s
+        results = await asyncio.gather(*(w.stop(timeout) for w in self.writers.values()),
+                                       return_exceptions=True)
+        for (name, writer), result in zip(self.writers.items(), results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("sink %s: stopping failed: %s", name, result)
             stats = writer.stats
             if stats.pending:
                 log.error("%s: %d candles could not be written before the drain deadline",

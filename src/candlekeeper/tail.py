@@ -1,6 +1,6 @@
 """``candlekeeper tail``: watch candles arrive on a NATS JetStream subject.
 
-    candlekeeper tail --subject 'candles.binance-usdm.BTCUSDT.*' --server nats://127.0.0.1:4222
+    candlekeeper tail --subject 'candles.<venue>.BTCUSDT.*' --server nats://127.0.0.1:4222
     candlekeeper tail --from-start --count 10 --json
 
 Uses a JetStream **ordered consumer**: ephemeral, flow-controlled, and re-created by the client
@@ -155,7 +155,7 @@ async def tail(servers: Sequence[str], subject: str, *, stream: str | None = Non
 
 @click.command("tail")
 @click.option("--subject", default="candles.>", show_default=True,
-              help="Subject to watch; wildcards allowed, e.g. 'candles.binance-usdm.BTCUSDT.*'.")
+              help="Subject to watch; wildcards allowed, e.g. 'candles.<venue>.BTCUSDT.*'.")
 @click.option("--server", "servers", multiple=True, default=("nats://127.0.0.1:4222",),
               show_default=True, envvar="NATS_URL", help="NATS server URL (repeatable).")
 @click.option("--stream", default=None, help="Stream name (default: the stream that captures "

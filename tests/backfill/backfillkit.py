@@ -18,8 +18,8 @@ from aiohttp import web
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.intervals import MINUTE, close_time
 from candlekeeper.sim.venues.binance_frames import rest_rows
-from candlekeeper.venues.base import klines_weight
-from candlekeeper.venues.binance.endpoints import BINANCE_USDM
+from candlekeeper.venues.binance.endpoints import BINANCE_USDM, REST_PATHS
+from candlekeeper.venues.contract import klines_weight
 
 T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
 
@@ -85,7 +85,7 @@ class ScriptedVenue:
 
     async def __aenter__(self) -> ScriptedVenue:
         app = web.Application()
-        app.router.add_get(BINANCE_USDM.rest_klines_path, self._klines)
+        app.router.add_get(REST_PATHS[BINANCE_USDM.id].klines, self._klines)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

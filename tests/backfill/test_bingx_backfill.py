@@ -11,8 +11,8 @@ from candlekeeper.core.intervals import MINUTE
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.sim import Simulator
 from candlekeeper.sinks.sqlite import SQLiteSink
-from candlekeeper.venues.bingx.codec import BingxCodec
 from candlekeeper.venues.bingx.endpoints import BINGX_SWAP
+from candlekeeper.venues.bingx.history import BingxHistoryCodec
 
 BINGX = "bingx-swap"
 T0 = 1_704_067_200_000
@@ -24,8 +24,8 @@ async def test_bingx_history_audit_and_repair(tmp_path: Path) -> None:
                          start_time_ms=T0, history=HISTORY) as sim:
         sink = SQLiteSink(tmp_path / "candles.sqlite")
         await sink.open()
-        async with RestClient(BINGX_SWAP, sim.rest_base(BINGX)) as client:
-            fetcher = KlineFetcher(BingxCodec(BINGX_SWAP), client, clock=sim.clock)
+        async with RestClient(BingxHistoryCodec(BINGX_SWAP), sim.rest_base(BINGX)) as client:
+            fetcher = KlineFetcher(BingxHistoryCodec(BINGX_SWAP), client, clock=sim.clock)
             eng = Backfiller(sink, {BINGX: fetcher})
             keys = [StreamKey(BINGX, s, "1m") for s in ("BTCUSDT", "ETHUSDT")]
             start = T0 - HISTORY * MINUTE

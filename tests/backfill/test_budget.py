@@ -11,8 +11,8 @@ from backfillkit import rest_fields
 from candlekeeper.backfill import KlineFetcher, RestClient, WeightBudget
 from candlekeeper.core.intervals import DAY, MINUTE
 from candlekeeper.sim import Simulator
-from candlekeeper.venues.binance.codec import BinanceCodec
 from candlekeeper.venues.binance.endpoints import BINANCE_USDM
+from candlekeeper.venues.binance.history import BinanceHistoryCodec
 
 USDM = "binance-usdm"
 
@@ -82,9 +82,9 @@ async def test_30_day_1m_backfill_of_three_symbols_stays_under_the_weight_limit(
         # generate the truth first (the simulator serves from its cache afterwards), so the
         # requests go as fast as the budget allows
         truths = {s: sim.closed_candles(USDM, s, "1m") for s in symbols}
-        async with RestClient(BINANCE_USDM, sim.rest_base(USDM), weight_limit=120,
-                              window_s=1.0) as client:
-            fetcher = KlineFetcher(BinanceCodec(BINANCE_USDM), client, clock=sim.clock)
+        async with RestClient(BinanceHistoryCodec(BINANCE_USDM), sim.rest_base(USDM),
+                              weight_limit=120, window_s=1.0) as client:
+            fetcher = KlineFetcher(BinanceHistoryCodec(BINANCE_USDM), client, clock=sim.clock)
             t0 = time.monotonic()
             results = await asyncio.gather(*(fetcher.fetch(s, "1m", start, start + days * DAY)
                                              for s in symbols))

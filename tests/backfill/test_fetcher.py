@@ -11,8 +11,8 @@ from candlekeeper.backfill import KlineFetcher, RestClient, optimal_limit, pages
 from candlekeeper.core.intervals import HOUR, MINUTE, align
 from candlekeeper.errors import BackfillError, ConfigError
 from candlekeeper.sim import Simulator
-from candlekeeper.venues.binance.codec import BinanceCodec
 from candlekeeper.venues.binance.endpoints import BINANCE_SPOT, BINANCE_USDM
+from candlekeeper.venues.binance.history import BinanceHistoryCodec
 
 USDM, SPOT = "binance-usdm", "binance-spot"
 HISTORY = 3200
@@ -22,7 +22,8 @@ ONE_WINDOW = 1e9
 
 def client_for(sim: Simulator, venue: str) -> RestClient:
     spec = BINANCE_USDM if venue == USDM else BINANCE_SPOT
-    return RestClient(spec, sim.rest_base(venue), weight_limit=10**9, window_s=ONE_WINDOW)
+    return RestClient(BinanceHistoryCodec(spec), sim.rest_base(venue), weight_limit=10**9,
+                      window_s=ONE_WINDOW)
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ async def test_page_boundaries_return_exactly_the_truth(sim: Simulator, n: int) 
     truth = sim.closed_candles(USDM, "BTCUSDT", "1m")
     start = truth[-n].open_time
     async with client_for(sim, USDM) as client:
-        fetcher = KlineFetcher(BinanceCodec(BINANCE_USDM), client, clock=sim.clock)
+        fetcher = KlineFetcher(BinanceHistoryCodec(BINANCE_USDM), client, clock=sim.clock)
         got = await fetcher.fetch("BTCUSDT", "1m", start, start + n * MINUTE)
     assert [rest_fields(c) for c in got] == [rest_fields(c) for c in truth[-n:]]
     assert all(c.closed and c.source == "rest" for c in got)
@@ -51,7 +52,7 @@ async def test_page_boundaries_return_exactly_the_truth(sim: Simulator, n: int) 
 
 async def test_open_ended_range_excludes_the_forming_candle(sim: Simulator) -> None:
     async with client_for(sim, USDM) as client:
-        fetcher = KlineFetcher(BinanceCodec(BINANCE_USDM), client, clock=sim.clock)
+        fetcher = KlineFetcher(BinanceHistoryCodec(BINANCE_USDM), client, clock=sim.clock)
         got = await fetcher.fetch("ETHUSDT", "1m", 0, 2**62)
         hours = await fetcher.fetch("ETHUSDT", "1h", 0, 2**62)
     now = sim.clock.time_ms()
@@ -67,7 +68,7 @@ async def test_open_ended_range_excludes_the_forming_candle(sim: Simulator) -> N
 async def test_ranges_before_listing_or_in_the_future_are_empty_not_errors(
         sim: Simulator) -> None:
     async with client_for(sim, USDM) as client:
-        fetcher = KlineFetcher(BinanceCodec(BINANCE_USDM), client, clock=sim.clock)
+        fetcher = KlineFetcher(BinanceHistoryCodec(BINANCE_USDM), client, clock=sim.clock)
         listing = sim.closed_candles(USDM, "BTCUSDT", "1m")[0].open_time
         assert await fetcher.fetch("BTCUSDT", "1m", listing - 50 * MINUTE, listing) == []
         assert fetcher.stats.requests == 1  # asked once, got nothing, no retry
@@ -80,7 +81,7 @@ async def test_ranges_before_listing_or_in_the_future_are_empty_not_errors(
 
 async def test_spot_pages_at_its_maximum_and_daily_candles(sim: Simulator) -> None:
     async with client_for(sim, SPOT) as client:
-        fetcher = KlineFetcher(BinanceCodec(BINANCE_SPOT), client, clock=sim.clock)
+        fetcher = KlineFetcher(BinanceHistoryCodec(BINANCE_SPOT), client, clock=sim.clock)
         got = await fetcher.fetch("BTCUSDT", "1m", 0, 2**62)
         days = await fetcher.fetch("BTCUSDT", "1d", 0, 2**62)
     truth = sim.closed_candles(SPOT, "BTCUSDT", "1m")
@@ -97,7 +98,7 @@ async def test_spot_pages_at_its_maximum_and_daily_candles(sim: Simulator) -> No
 async def test_concurrent_callers_share_one_client_and_get_their_own_series(
         sim: Simulator) -> None:
     async with client_for(sim, USDM) as client:
-        fetcher = KlineFetcher(BinanceCodec(BINANCE_USDM), client, clock=sim.clock,
+        fetcher = KlineFetcher(BinanceHistoryCodec(BINANCE_USDM), client, clock=sim.clock,
                                max_concurrency=2)
         btc, eth = await asyncio.gather(fetcher.fetch("BTCUSDT", "1m", 0, 2**62),
                                         fetcher.fetch("ETHUSDT", "1m", 0, 2**62))
@@ -109,7 +110,7 @@ async def test_concurrent_callers_share_one_client_and_get_their_own_series(
 
 async def test_bad_requests_fail_clearly(sim: Simulator) -> None:
     async with client_for(sim, USDM) as client:
-        fetcher = KlineFetcher(BinanceCodec(BINANCE_USDM), client, clock=sim.clock)
+        fetcher = KlineFetcher(BinanceHistoryCodec(BINANCE_USDM), client, clock=sim.clock)
         with pytest.raises(BackfillError, match=r"Invalid symbol"):
             await fetcher.fetch("NOPEUSDT", "1m", T0 - HOUR, T0)
         assert fetcher.stats.requests == 1  # a 400 is not retried

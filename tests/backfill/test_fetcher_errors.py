@@ -15,8 +15,8 @@ from candlekeeper.backfill import KlineFetcher, RestClient
 from candlekeeper.core.clock import ScaledClock
 from candlekeeper.core.intervals import MINUTE
 from candlekeeper.errors import BackfillError
-from candlekeeper.venues.binance.codec import BinanceCodec
 from candlekeeper.venues.binance.endpoints import BINANCE_USDM
+from candlekeeper.venues.binance.history import BinanceHistoryCodec
 
 N = 300
 CANDLES = make_candles("BTCUSDT", N) + make_candles("ETHUSDT", N)
@@ -27,9 +27,10 @@ CLOCK = ScaledClock(END + 10 * MINUTE)
 
 def fetcher(venue: ScriptedVenue, *, timeout_s: float = 5.0, max_attempts: int = 8,
             client: RestClient | None = None, **kw: float) -> KlineFetcher:
-    rest = client or RestClient(BINANCE_USDM, venue.base, timeout_s=timeout_s,
+    rest = client or RestClient(BinanceHistoryCodec(BINANCE_USDM), venue.base, timeout_s=timeout_s,
                                 backoff_initial_s=0.1, backoff_max_s=0.4)
-    return KlineFetcher(BinanceCodec(BINANCE_USDM), rest, clock=CLOCK, max_attempts=max_attempts,
+    return KlineFetcher(BinanceHistoryCodec(BINANCE_USDM), rest, clock=CLOCK,
+                        max_attempts=max_attempts,
                         backoff_initial_s=kw.get("backoff_initial_s", 0.01),
                         backoff_max_s=kw.get("backoff_max_s", 0.05))
 
@@ -47,7 +48,7 @@ async def test_429_honours_retry_after_for_every_caller() -> None:
             await asyncio.sleep(0.005)
         hit_429 = venue.hits[0].at
         # a second caller that starts now must wait too, although it never saw the 429
-        other = KlineFetcher(BinanceCodec(BINANCE_USDM), f.client, clock=CLOCK)
+        other = KlineFetcher(BinanceHistoryCodec(BINANCE_USDM), f.client, clock=CLOCK)
         eth = await other.fetch("ETHUSDT", "1m", T0, END)
         btc = await first
         assert [rest_fields(c) for c in btc] == truth() and [rest_fields(c) for c in eth] == \
@@ -62,7 +63,8 @@ async def test_429_honours_retry_after_for_every_caller() -> None:
 async def test_429_without_retry_after_backs_off_exponentially_into_the_next_window() -> None:
     script = [Step(429), Step(429), Step(429)]
     async with ScriptedVenue(CANDLES, script) as venue:
-        client = RestClient(BINANCE_USDM, venue.base, window_s=0.25, backoff_initial_s=0.1,
+        client = RestClient(BinanceHistoryCodec(BINANCE_USDM), venue.base, window_s=0.25,
+                            backoff_initial_s=0.1,
                             backoff_max_s=0.4)
         f = fetcher(venue, client=client)
         got = await f.fetch("BTCUSDT", "1m", T0, END)
@@ -139,8 +141,8 @@ async def test_dropped_connections_are_retried() -> None:
 async def test_connection_refused_is_retried_then_reported() -> None:
     async with ScriptedVenue(CANDLES) as venue:
         base = venue.base  # the port is free again once the server is gone
-    rest = RestClient(BINANCE_USDM, base)
-    f = KlineFetcher(BinanceCodec(BINANCE_USDM), rest, clock=CLOCK, max_attempts=3,
+    rest = RestClient(BinanceHistoryCodec(BINANCE_USDM), base)
+    f = KlineFetcher(BinanceHistoryCodec(BINANCE_USDM), rest, clock=CLOCK, max_attempts=3,
                      backoff_initial_s=0.01, backoff_max_s=0.02)
     with pytest.raises(BackfillError, match=r"gave up after 3 attempts.*ClientConnectorError"):
         await f.fetch("BTCUSDT", "1m", T0, END)
@@ -173,8 +175,8 @@ async def test_one_failing_page_fails_the_whole_fetch_no_partial_result() -> Non
     clock = ScaledClock(end + MINUTE)
     # the first window succeeds, then every later request fails
     async with ScriptedVenue(long, [Step()] + [Step(500)] * 50) as venue:
-        rest = RestClient(BINANCE_USDM, venue.base)
-        f = KlineFetcher(BinanceCodec(BINANCE_USDM), rest, clock=clock, max_attempts=2,
+        rest = RestClient(BinanceHistoryCodec(BINANCE_USDM), venue.base)
+        f = KlineFetcher(BinanceHistoryCodec(BINANCE_USDM), rest, clock=clock, max_attempts=2,
                          backoff_initial_s=0.01, backoff_max_s=0.02)
         with pytest.raises(BackfillError, match="gave up after 2 attempts"):
             await f.fetch("BTCUSDT", "1m", T0, end)
@@ -187,8 +189,8 @@ async def test_sloppy_answers_are_sorted_deduplicated_and_clipped() -> None:
     # (closing after the fetcher's clock) is among the rows
     clock = ScaledClock(T0 + (N - 1) * MINUTE + 30_000)  # inside the last candle
     async with ScriptedVenue(CANDLES, sloppy=True) as venue:
-        rest = RestClient(BINANCE_USDM, venue.base)
-        f = KlineFetcher(BinanceCodec(BINANCE_USDM), rest, clock=clock)
+        rest = RestClient(BinanceHistoryCodec(BINANCE_USDM), venue.base)
+        f = KlineFetcher(BinanceHistoryCodec(BINANCE_USDM), rest, clock=clock)
         got = await f.fetch("BTCUSDT", "1m", T0 + 10 * MINUTE, T0 + 400 * MINUTE)
         await rest.close()
     assert [rest_fields(c) for c in got] == truth()[10:N - 1]
@@ -197,8 +199,8 @@ async def test_sloppy_answers_are_sorted_deduplicated_and_clipped() -> None:
 
 async def test_a_server_capping_the_limit_is_paged_through() -> None:
     async with ScriptedVenue(CANDLES, cap=70) as venue:
-        rest = RestClient(BINANCE_USDM, venue.base)
-        f = KlineFetcher(BinanceCodec(BINANCE_USDM), rest, clock=CLOCK)
+        rest = RestClient(BinanceHistoryCodec(BINANCE_USDM), venue.base)
+        f = KlineFetcher(BinanceHistoryCodec(BINANCE_USDM), rest, clock=CLOCK)
         got = await f.fetch("BTCUSDT", "1m", T0, END)
         await rest.close()
     assert [rest_fields(c) for c in got] == truth()

@@ -101,7 +101,7 @@ def test_pages_boundaries() -> None:
 
 
 def brute_force(spec_count: int, spec: object) -> tuple[int, int]:
-    from candlekeeper.venues.base import VenueSpec
+    from candlekeeper.venues.contract import VenueSpec
 
     assert isinstance(spec, VenueSpec)
     return min(plan_cost(spec, spec_count, lim) for lim in range(1, spec.rest_max_limit + 1))

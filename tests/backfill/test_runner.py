@@ -15,8 +15,8 @@ from candlekeeper.core.intervals import MINUTE
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.sim import Simulator
 from candlekeeper.sinks.sqlite import SQLiteSink
-from candlekeeper.venues.binance.codec import BinanceCodec
 from candlekeeper.venues.binance.endpoints import BINANCE_USDM
+from candlekeeper.venues.binance.history import BinanceHistoryCodec
 
 USDM = "binance-usdm"
 T0 = 1_704_067_200_000
@@ -49,8 +49,8 @@ async def env(tmp_path: Path) -> AsyncIterator[tuple[Simulator, SQLiteSink, Klin
                          start_time_ms=T0, history=HISTORY) as sim:
         sink = SQLiteSink(tmp_path / "candles.sqlite")
         await sink.open()
-        async with RestClient(BINANCE_USDM, sim.rest_base(USDM)) as client:
-            yield sim, sink, KlineFetcher(BinanceCodec(BINANCE_USDM), client, clock=sim.clock)
+        async with RestClient(BinanceHistoryCodec(BINANCE_USDM), sim.rest_base(USDM)) as client:
+            yield sim, sink, KlineFetcher(client.codec, client, clock=sim.clock)
         await sink.close()
 
 

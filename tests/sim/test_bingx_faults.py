@@ -1,5 +1,5 @@
 """Chaos-suite faults on BingX connections and REST, observed by a real client over
-127.0.0.1 (and decoded by the client's own ``BingxCodec``): what arrives, and what
+127.0.0.1 (and decoded by the client's own ``BingxStreamCodec``): what arrives, and what
 ``Simulator.fault_log`` says was applied."""
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from bingxkit import BINGX, TOPIC, BxClient, Frame, connect, pushes
 from candlekeeper.core.candle import Candle
 from candlekeeper.sim import Simulator
 from candlekeeper.sim.faults import Fault, FaultPlan
-from candlekeeper.venues.base import Malformed
-from candlekeeper.venues.bingx.codec import BingxCodec
 from candlekeeper.venues.bingx.endpoints import BINGX_SWAP
+from candlekeeper.venues.bingx.history import BingxHistoryCodec
+from candlekeeper.venues.bingx.stream import BingxStreamCodec
+from candlekeeper.venues.contract import Malformed
 
 #: a 1m candle lasts 1 s of wall time; 20 pushes per candle
 FAST: dict[str, Any] = {"venues": [BINGX], "symbols": ["BTCUSDT", "ETHUSDT"],
@@ -120,7 +121,7 @@ async def test_duplicate_and_reorder(http: aiohttp.ClientSession) -> None:
 
 async def test_malformed_and_truncated_are_malformed_to_the_codec(
         http: aiohttp.ClientSession) -> None:
-    codec = BingxCodec(BINGX_SWAP)
+    codec = BingxStreamCodec(BINGX_SWAP)
     async with Simulator(**FAST) as sim:
         ws = await http.ws_connect(sim.ws_base(BINGX))
         await ws.send_str('{"id":"1","reqType":"sub","dataType":"BTC-USDT@kline_1m"}')
@@ -214,7 +215,7 @@ async def test_rest_slow_and_symbol_target(http: aiohttp.ClientSession) -> None:
         assert status == 200 and took < 0.25  # another symbol: untouched
         status, _, body, took = await _get(http, sim, "BTC-USDT")
         assert status == 200 and took >= 0.3
-        rows = BingxCodec(BINGX_SWAP).decode_klines(body, "BTCUSDT", "1m")
+        rows = BingxHistoryCodec(BINGX_SWAP).decode_klines(body, "BTCUSDT", "1m")
         truth = sim.closed_candles(BINGX, "BTCUSDT", "1m")
         assert [(r.open_time, r.close_str) for r in rows[:2]] == [
             (x.open_time, x.close_str) for x in truth[-2:]]

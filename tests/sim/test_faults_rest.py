@@ -14,8 +14,8 @@ import pytest
 
 from candlekeeper.sim import Simulator
 from candlekeeper.sim.faults import Fault, FaultPlan
-from candlekeeper.venues.binance.codec import BinanceCodec
 from candlekeeper.venues.binance.endpoints import BINANCE_SPOT, BINANCE_USDM
+from candlekeeper.venues.binance.history import BinanceHistoryCodec
 
 USDM, SPOT = "binance-usdm", "binance-spot"
 FAST: dict[str, Any] = {"symbols": ["BTCUSDT", "ETHUSDT"], "intervals": ["1m"], "history": 30,
@@ -50,7 +50,7 @@ def assert_true_candles(sim: Simulator, body: bytes, venue: str = USDM,
                         symbol: str = "BTCUSDT") -> None:
     """The REST rows equal the simulator's truth for those open times, field by field."""
     spec = BINANCE_USDM if venue == USDM else BINANCE_SPOT
-    rows = BinanceCodec(spec).decode_klines(body, symbol, "1m")
+    rows = BinanceHistoryCodec(spec).decode_klines(body, symbol, "1m")
     truth = {c.open_time: c for c in sim.closed_candles(venue, symbol, "1m")}
     closed = [c for c in rows if c.open_time in truth]
     assert len(closed) >= len(rows) - 1  # all but the forming candle

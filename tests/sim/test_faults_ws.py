@@ -15,9 +15,9 @@ import pytest
 
 from candlekeeper.sim import Simulator
 from candlekeeper.sim.faults import Fault, FaultPlan
-from candlekeeper.venues.base import Malformed
-from candlekeeper.venues.binance.codec import BinanceCodec
 from candlekeeper.venues.binance.endpoints import BINANCE_USDM
+from candlekeeper.venues.binance.stream import BinanceStreamCodec
+from candlekeeper.venues.contract import Malformed
 
 USDM = "binance-usdm"
 STREAM = "btcusdt@kline_1m"
@@ -230,7 +230,7 @@ async def test_malformed_frames_are_injected(sim: Simulator,
     ws = await connect(sim, http)
     await frames(ws, lambda f: len(f) >= 1)
     fid = sim.inject(Fault(kind="malformed", count=3))
-    codec = BinanceCodec(BINANCE_USDM)
+    codec = BinanceStreamCodec(BINANCE_USDM)
     got = await frames(ws, lambda f: sum(isinstance(codec.decode(x), Malformed)
                                          for x in f) >= 3)
     assert len([r for r in sim.fault_log if r.fault_id == fid]) == 3

@@ -11,8 +11,8 @@ import pytest
 
 from candlekeeper.core.candle import Candle
 from candlekeeper.sim import Simulator
-from candlekeeper.venues.binance.codec import BinanceCodec
 from candlekeeper.venues.binance.endpoints import BINANCE_USDM
+from candlekeeper.venues.binance.stream import BinanceStreamCodec
 
 USDM = "binance-usdm"
 QUIET: dict[str, Any] = {"symbols": ["BTCUSDT"], "history": 5, "update_interval_s": 3600.0,
@@ -20,7 +20,7 @@ QUIET: dict[str, Any] = {"symbols": ["BTCUSDT"], "history": 5, "update_interval_
 
 
 async def read_updates(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[Candle]:
-    codec = BinanceCodec(BINANCE_USDM)
+    codec = BinanceStreamCodec(BINANCE_USDM)
     out: list[Candle] = []
     while len(out) < count:
         msg = await asyncio.wait_for(ws.receive(), 10)

@@ -15,8 +15,9 @@ from candlekeeper.core.candle import Candle
 from candlekeeper.core.intervals import MINUTE, align
 from candlekeeper.sim import Simulator, load_replay
 from candlekeeper.sim.rest import WeightLimiter
-from candlekeeper.venues.binance.codec import BinanceCodec
 from candlekeeper.venues.binance.endpoints import BINANCE_SPOT, BINANCE_USDM
+from candlekeeper.venues.binance.history import BinanceHistoryCodec
+from candlekeeper.venues.binance.stream import BinanceStreamCodec
 
 USDM, SPOT = "binance-usdm", "binance-spot"
 START = 1_700_000_000_000
@@ -46,7 +47,7 @@ async def test_klines_pages_equal_the_truth_and_weights_are_counted(
     async with Simulator(symbols=["BTCUSDT", "ETHUSDT"], start_time_ms=START, history=300,
                          speed=1) as sim:
         usdm = sim.rest_base(USDM) + "/fapi/v1/klines"
-        codec = BinanceCodec(BINANCE_USDM)
+        codec = BinanceHistoryCodec(BINANCE_USDM)
         status, headers, body = await get(http, usdm, symbol="BTCUSDT", interval="1m", limit=99)
         assert status == 200 and headers["X-MBX-USED-WEIGHT-1M"] == "1"  # [1,100) -> 1
         rows = codec.decode_klines(body, "BTCUSDT", "1m")
@@ -74,7 +75,7 @@ async def test_klines_pages_equal_the_truth_and_weights_are_counted(
         assert status == 200 and headers["X-MBX-USED-WEIGHT-1M"] == "2"
         first = json.loads(body)[0]
         assert len(first[1].split(".")[1]) == 8  # spot pads to 8 decimals
-        spot_rows = BinanceCodec(BINANCE_SPOT).decode_klines(body, "BTCUSDT", "1h")
+        spot_rows = BinanceHistoryCodec(BINANCE_SPOT).decode_klines(body, "BTCUSDT", "1h")
         assert rest_fields(spot_rows[0]) == rest_fields(
             sim.closed_candles(SPOT, "BTCUSDT", "1h")[0])
 
@@ -142,7 +143,7 @@ async def test_exchange_info_ping_time(http: aiohttp.ClientSession) -> None:
                          start_time_ms=START) as sim:
         status, headers, body = await get(http, sim.rest_base(USDM) + "/fapi/v1/exchangeInfo")
         assert status == 200 and headers["X-MBX-USED-WEIGHT-1M"] == "1"
-        assert BinanceCodec(BINANCE_USDM).decode_symbols(body) == ["BTCUSDT", "XRPUSDT"]
+        assert BinanceHistoryCodec(BINANCE_USDM).decode_symbols(body) == ["BTCUSDT", "XRPUSDT"]
         info = json.loads(body)
         assert info["rateLimits"][0]["limit"] == 2400
         assert info["symbols"][1]["pricePrecision"] == 4
@@ -175,7 +176,7 @@ async def test_replayed_series_comes_out_of_rest_and_ws_verbatim(
                                 str(src.volume)]  # the file's own strings
         assert got[0][1:6] == ["16727.3", "16728.8", "16726.0", "16726.1", "691.508"]
         ws = await http.ws_connect(sim.ws_base(USDM) + "/ws/btcusdt@kline_5m")
-        codec = BinanceCodec(BINANCE_USDM)
+        codec = BinanceStreamCodec(BINANCE_USDM)
         closed: list[Candle] = []
         while len(closed) < 3:  # 5 minutes = 0.2 s at x1500
             c = codec.decode((await ws.receive()).data)

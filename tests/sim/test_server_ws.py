@@ -14,9 +14,9 @@ import pytest
 
 from candlekeeper.core.candle import Candle
 from candlekeeper.sim import Simulator
-from candlekeeper.venues.base import Ack, ErrorReply
-from candlekeeper.venues.binance.codec import BinanceCodec
 from candlekeeper.venues.binance.endpoints import BINANCE_SPOT, BINANCE_USDM
+from candlekeeper.venues.binance.stream import BinanceStreamCodec
+from candlekeeper.venues.contract import Ack, ErrorReply
 
 USDM, SPOT = "binance-usdm", "binance-spot"
 FAST: dict[str, Any] = {"symbols": ["BTCUSDT", "ETHUSDT"], "history": 20,
@@ -45,7 +45,7 @@ async def wait_closed(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0)
 
 async def test_subscribe_ack_error_and_combined_vs_raw(http: aiohttp.ClientSession) -> None:
     async with Simulator(speed=10, **FAST) as sim:
-        codec = BinanceCodec(BINANCE_USDM)
+        codec = BinanceStreamCodec(BINANCE_USDM)
         ws = await http.ws_connect(sim.ws_base(USDM) + "/stream")
         await ws.send_str(codec.subscribe(["btcusdt@kline_1m", "ethusdt@kline_5m"], 1))
         assert codec.decode(json.dumps(await next_text(ws))) == Ack(1, None)
@@ -184,7 +184,7 @@ async def test_closed_frame_exactly_once_per_candle_at_the_right_time(
     lo, hi = 0.02, 0.06
     async with Simulator(speed=speed, **FAST) as sim:
         for venue, spec in ((USDM, BINANCE_USDM), (SPOT, BINANCE_SPOT)):
-            codec = BinanceCodec(spec)
+            codec = BinanceStreamCodec(spec)
             ws = await http.ws_connect(sim.ws_base(venue) + "/stream?streams="
                                        "btcusdt@kline_1m/ethusdt@kline_1m/ethusdt@kline_5m")
             closes: dict[tuple[str, str], list[Candle]] = {}

@@ -23,8 +23,8 @@ from candlekeeper.errors import ConfigError, SinkError
 from candlekeeper.sinks.base import Sink
 from candlekeeper.sinks.postgres import PostgresSink
 from candlekeeper.sinks.postgres_schema import month_of, month_start_ms, months_between
-from candlekeeper.venues.binance.codec import BinanceCodec
 from candlekeeper.venues.binance.endpoints import BINANCE_USDM
+from candlekeeper.venues.binance.stream import BinanceStreamCodec
 from servers import PostgresServer
 
 CAPTURE = "binance_usdm_ws_kline_capture_2021-07-22.jsonl"
@@ -79,7 +79,7 @@ async def sql(server: Database | PostgresServer, query: str,
 
 
 def captured_candles(samples: Path) -> list[Candle]:
-    codec = BinanceCodec(BINANCE_USDM)
+    codec = BinanceStreamCodec(BINANCE_USDM)
     out = [codec.decode(line) for line in (samples / CAPTURE).read_text().splitlines()]
     assert all(isinstance(c, Candle) for c in out)
     return out  # type: ignore[return-value]

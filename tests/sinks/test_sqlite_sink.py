@@ -20,14 +20,14 @@ from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import ConfigError, SinkError
 from candlekeeper.sinks.base import Sink
 from candlekeeper.sinks.sqlite import SQLiteSink
-from candlekeeper.venues.binance.codec import BinanceCodec
 from candlekeeper.venues.binance.endpoints import BINANCE_USDM
+from candlekeeper.venues.binance.stream import BinanceStreamCodec
 
 CAPTURE = "binance_usdm_ws_kline_capture_2021-07-22.jsonl"
 
 
 def captured_candles(samples: Path) -> list[Candle]:
-    codec = BinanceCodec(BINANCE_USDM)
+    codec = BinanceStreamCodec(BINANCE_USDM)
     out = [codec.decode(line) for line in (samples / CAPTURE).read_text().splitlines()]
     assert all(isinstance(c, Candle) for c in out)
     return out  # type: ignore[return-value]

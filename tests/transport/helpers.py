@@ -18,8 +18,8 @@ from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.transport.memory import MemoryConnector, MemoryPeer
 from candlekeeper.transport.options import TransportOptions
 from candlekeeper.transport.pool import ConnectionPool
-from candlekeeper.venues.binance.codec import BinanceCodec
 from candlekeeper.venues.binance.endpoints import BINANCE_USDM
+from candlekeeper.venues.binance.stream import BinanceStreamCodec
 
 USDM = "binance-usdm"
 
@@ -138,11 +138,11 @@ FAST = TransportOptions(backoff_initial_s=0.01, backoff_max_s=0.05, ack_timeout_
 
 class Harness:
     def __init__(self, ks: Sequence[StreamKey], options: TransportOptions = FAST,
-                 clock: Clock | None = None, codec: BinanceCodec | None = None) -> None:
+                 clock: Clock | None = None, codec: BinanceStreamCodec | None = None) -> None:
         self.keys = list(ks)
         self.rec = Recorder()
         self.connector = MemoryConnector()
-        self.pool = ConnectionPool(codec or BinanceCodec(BINANCE_USDM), self.keys, self.rec,
+        self.pool = ConnectionPool(codec or BinanceStreamCodec(BINANCE_USDM), self.keys, self.rec,
                                    ws_base=BASE, clock=clock or SystemClock(), options=options,
                                    connector=self.connector)
         self.task: asyncio.Task[None] | None = None

@@ -115,6 +115,19 @@ def test_stall_threshold_is_interval_capped_at_a_minute_plus_grace() -> None:
     assert make_slot(slot.key, slot.stream, SystemClock(), 5_000).stall_after_s == 65.0
 
 
+def test_stall_threshold_never_undercuts_the_venues_real_push_cadence() -> None:
+    """Against a 60x simulator a 5m stream's 65 s venue threshold is 1.08 s of wall time, but
+    a venue pushing every 2 s (real time), and quiet for up to 2 s after a close, cannot be
+    heard more often than that: the threshold is that quiet time plus four pushes. At speed 1
+    the venue-time rule binds as before."""
+    key = StreamKey("v", "BTCUSDT", "5m")
+    fast = make_slot(key, "s", ScaledClock(speed=60), 5_000, cadence_ms=2_000,
+                     close_delay_ms=2_000)
+    assert fast.stall_after_s == pytest.approx(10.0)
+    real = make_slot(key, "s", SystemClock(), 5_000, cadence_ms=2_000, close_delay_ms=2_000)
+    assert real.stall_after_s == 65.0
+
+
 def test_watchdog_flags_silent_then_live_then_stalled() -> None:
     slot = StreamSlot(StreamKey("v", "BTCUSDT", "1m"), "x", stall_after_s=10.0)
     assert check(slot, 0.0) is None  # DISCONNECTED is not watched

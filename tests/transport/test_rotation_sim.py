@@ -22,8 +22,8 @@ from candlekeeper.sim.venues.binance_frames import text_frame
 from candlekeeper.transport.options import TransportOptions
 from candlekeeper.transport.pool import ConnectionPool
 from candlekeeper.transport.rotation import frame_key
-from candlekeeper.venues.binance.codec import BinanceCodec
 from candlekeeper.venues.binance.endpoints import BINANCE_USDM
+from candlekeeper.venues.binance.stream import BinanceStreamCodec
 
 from .helpers import Recorder
 
@@ -42,7 +42,7 @@ async def run_pool(sim: Simulator, options: TransportOptions,
     seen before stopping (stop itself reports every stream DISCONNECTED, as it should)."""
     rec = Recorder()
     keys = [StreamKey(VENUE, s, "1m") for s in SYMBOLS]
-    pool = ConnectionPool(BinanceCodec(BINANCE_USDM), keys, rec, ws_base=sim.ws_base(VENUE),
+    pool = ConnectionPool(BinanceStreamCodec(BINANCE_USDM), keys, rec, ws_base=sim.ws_base(VENUE),
                           clock=sim.clock, options=options)
     task = asyncio.create_task(pool.run())
     try:

@@ -8,6 +8,7 @@ import json
 import logging
 from decimal import Decimal
 
+import msgspec
 import pytest
 
 from candlekeeper.core.clock import ScaledClock
@@ -17,9 +18,9 @@ from candlekeeper.errors import ConfigError
 from candlekeeper.transport.memory import MemoryConnector
 from candlekeeper.transport.options import TransportOptions
 from candlekeeper.transport.pool import ConnectionPool
-from candlekeeper.venues.base import Message, Reply
-from candlekeeper.venues.binance.codec import BinanceCodec
 from candlekeeper.venues.binance.endpoints import BINANCE_USDM
+from candlekeeper.venues.binance.stream import BinanceStreamCodec
+from candlekeeper.venues.contract import Message, Reply
 
 from .helpers import FAST, Harness, Recorder, keys, kline_frame, make
 
@@ -118,7 +119,7 @@ async def test_server_ping_is_answered_with_a_pong_echoing_the_payload(
     assert h.pool.stats()[0].pings == 1
 
 
-class PingPongCodec(BinanceCodec):
+class PingPongCodec(BinanceStreamCodec):
     """A venue whose heartbeat is a text ``Ping`` to be answered with ``Pong`` (BingX-style)."""
 
     def decode(self, frame: bytes | str) -> Message:
@@ -179,7 +180,11 @@ async def test_watchdog_flags_silent_and_stalled_streams_in_venue_time(
         harness: list[Harness]) -> None:
     ks = keys(2)
     clock = ScaledClock(speed=1000.0)  # 65 s of venue time = 65 ms of wall time
-    h = make(harness, ks, options=TransportOptions(watchdog_period_s=0.005), clock=clock)
+    # a venue with no real-time quiet period (the real one's 2 s floor would dominate here)
+    instant = msgspec.structs.replace(BINANCE_USDM, update_cadence_ms=0,
+                                      close_frame_max_delay_ms=0)
+    h = make(harness, ks, options=TransportOptions(watchdog_period_s=0.005), clock=clock,
+             codec=BinanceStreamCodec(instant))
     peer = await h.accept()
     await h.rec.until(lambda: h.rec.state_of(ks[0]) is StreamState.SUBSCRIBED)
     peer.send(kline_frame(ks[0]))
@@ -262,7 +267,7 @@ async def test_configuration_errors_are_fatal_and_raised() -> None:
             raise ConfigError(f"invalid WebSocket URL {url!r}")
 
     rec = Recorder()
-    pool = ConnectionPool(BinanceCodec(BINANCE_USDM), keys(1), rec, ws_base="nope://",
+    pool = ConnectionPool(BinanceStreamCodec(BINANCE_USDM), keys(1), rec, ws_base="nope://",
                           options=FAST, connector=BadConnector())
     with pytest.raises(ConfigError, match="invalid WebSocket URL"):
         await asyncio.wait_for(pool.run(), 2)
@@ -270,7 +275,7 @@ async def test_configuration_errors_are_fatal_and_raised() -> None:
 
 
 def test_pool_rejects_foreign_venues_and_unknown_intervals() -> None:
-    codec = BinanceCodec(BINANCE_USDM)
+    codec = BinanceStreamCodec(BINANCE_USDM)
     with pytest.raises(ConfigError, match="binance-spot"):
         ConnectionPool(codec, keys(1, venue="binance-spot"), Recorder(),
                        connector=MemoryConnector())

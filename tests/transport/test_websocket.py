@@ -25,8 +25,8 @@ from candlekeeper.transport.base import ConnectError
 from candlekeeper.transport.options import TransportOptions
 from candlekeeper.transport.pool import ConnectionPool
 from candlekeeper.transport.websocket import PicowsConnector
-from candlekeeper.venues.binance.codec import BinanceCodec
 from candlekeeper.venues.binance.endpoints import BINANCE_USDM
+from candlekeeper.venues.binance.stream import BinanceStreamCodec
 
 from .helpers import Recorder, keys, kline_frame
 
@@ -105,7 +105,7 @@ async def stop_pool(pool: ConnectionPool, task: asyncio.Task[None]) -> None:
 async def test_reconnects_after_the_server_drops_and_resubscribes(venue: Venue) -> None:
     ks = keys(3)
     rec = Recorder()
-    pool = ConnectionPool(BinanceCodec(BINANCE_USDM), ks, rec, ws_base=venue.url(),
+    pool = ConnectionPool(BinanceStreamCodec(BINANCE_USDM), ks, rec, ws_base=venue.url(),
                           options=FAST)
     task = await run_pool(pool)
     try:
@@ -140,7 +140,7 @@ async def test_unreachable_url_retries_with_backoff_one_line_per_attempt(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     rec = Recorder()
-    pool = ConnectionPool(BinanceCodec(BINANCE_USDM), keys(1), rec,
+    pool = ConnectionPool(BinanceStreamCodec(BINANCE_USDM), keys(1), rec,
                           ws_base=f"ws://127.0.0.1:{port}/market", options=FAST)
     with caplog.at_level(logging.INFO):
         task = await run_pool(pool)
@@ -168,7 +168,7 @@ async def test_unreachable_url_retries_with_backoff_one_line_per_attempt(
 async def test_shards_2500_streams_over_three_connections(venue: Venue) -> None:
     ks = keys(2500)
     rec = Recorder()
-    pool = ConnectionPool(BinanceCodec(BINANCE_USDM), ks, rec, ws_base=venue.url(),
+    pool = ConnectionPool(BinanceStreamCodec(BINANCE_USDM), ks, rec, ws_base=venue.url(),
                           options=FAST)
     task = await run_pool(pool)
     try:
@@ -188,7 +188,7 @@ async def test_shards_2500_streams_over_three_connections(venue: Venue) -> None:
 
 async def test_server_ping_gets_a_pong_with_the_same_payload(venue: Venue) -> None:
     rec = Recorder()
-    pool = ConnectionPool(BinanceCodec(BINANCE_USDM), keys(1), rec, ws_base=venue.url(),
+    pool = ConnectionPool(BinanceStreamCodec(BINANCE_USDM), keys(1), rec, ws_base=venue.url(),
                           options=FAST)
     task = await run_pool(pool)
     try:
@@ -204,7 +204,7 @@ async def test_server_ping_gets_a_pong_with_the_same_payload(venue: Venue) -> No
 async def test_legacy_unrouted_url_is_flagged_silent(venue: Venue) -> None:
     ks = keys(2)
     rec = Recorder()
-    pool = ConnectionPool(BinanceCodec(BINANCE_USDM), ks, rec, ws_base=venue.url(""),
+    pool = ConnectionPool(BinanceStreamCodec(BINANCE_USDM), ks, rec, ws_base=venue.url(""),
                           clock=ScaledClock(speed=1000), options=FAST)
     task = await run_pool(pool)
     try:

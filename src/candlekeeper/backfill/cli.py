@@ -32,7 +32,7 @@ from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.errors import CandlekeeperError, ConfigError
 from candlekeeper.observability.logging import configure as configure_logging
 from candlekeeper.sinks.sqlite import SQLiteSink
-from candlekeeper.venues.registry import make_codec
+from candlekeeper.venues.registry import history_codec
 
 __all__ = ["backfill_command", "gaps_command", "parse_time"]
 
@@ -146,22 +146,34 @@ def _symbols(values: Sequence[str]) -> list[str]:
 
 async def _keys(feed: FeedConfig, rest: RestClient, symbols: list[str], intervals: list[str],
                 sink: SQLiteSink, *, from_storage: bool) -> list[StreamKey]:
+    """The streams to act on: the feed's configured ones (each group's symbols on that group's
+    intervals), narrowed or replaced by ``--symbols`` / ``--intervals``. A group saying
+    ``symbols: all`` resolves against what is stored (``gaps``) or the venue's listing."""
     bad = [i for i in intervals if i not in feed.spec.intervals]
     if bad:
         raise ConfigError(f"{feed.venue} has no interval {', '.join(map(repr, bad))}; "
                           f"allowed: {', '.join(feed.spec.intervals)}")
-    wanted = list(dict.fromkeys(intervals)) or list(feed.intervals)
-    if symbols:
-        syms = symbols
-    elif not feed.all_symbols:
-        syms = list(feed.symbols)
-    elif from_storage:
-        stored = sink.keys()
-        return [k for k in stored if k.venue == feed.venue and k.interval in wanted]
-    else:
-        codec = make_codec(feed.venue)
-        syms = codec.decode_symbols(await rest.fetch(codec.exchange_info_request()))
-    return [StreamKey(feed.venue, s, i) for s in syms for i in wanted]
+    wanted = list(dict.fromkeys(intervals))
+    if symbols:  # named on the command line: configured or not
+        return [StreamKey(feed.venue, s, i) for s in symbols
+                for i in (wanted or feed.intervals_for(s))]
+    listing: list[str] | None = None
+    stored: set[StreamKey] = set()
+    if feed.all_symbols and from_storage:
+        stored = {k for k in sink.keys() if k.venue == feed.venue}  # noqa: SIM118 - a method
+        listing = sorted({k.symbol for k in stored})
+    elif feed.all_symbols:
+        codec = rest.codec
+        listing = codec.decode_symbols(await rest.fetch(codec.symbols_request()))
+    configured = feed.stream_keys(listing)
+    if wanted:  # every configured symbol on these intervals
+        syms = dict.fromkeys(k.symbol for k in configured)
+        configured = [StreamKey(feed.venue, s, i) for s in syms for i in wanted]
+    if not stored:
+        return configured
+    # an audit of `all` covers what is stored, not every symbol x interval product of it
+    named = set(feed.explicit_keys())
+    return [k for k in configured if k in named or k in stored]
 
 
 @contextlib.asynccontextmanager
@@ -177,10 +189,10 @@ async def _engine(config: Config, venues: Sequence[str], weight_limit: int | Non
     try:
         fetchers: dict[str, KlineFetcher] = {}
         for feed in feeds:
-            client = RestClient(feed.spec, feed.rest_base, weight_limit=weight_limit,
-                                window_s=window_s)
+            client = RestClient(history_codec(feed.venue), feed.rest_base,
+                                weight_limit=weight_limit, window_s=window_s)
             clients[feed.venue] = client
-            fetchers[feed.venue] = KlineFetcher(make_codec(feed.venue), client,
+            fetchers[feed.venue] = KlineFetcher(client.codec, client,
                                                 close_margin_ms=CLOSE_MARGIN_MS)
         yield Backfiller(sink, fetchers, progress=progress), clients, feeds
     finally:

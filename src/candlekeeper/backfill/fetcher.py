@@ -11,37 +11,41 @@ all go through this one class, so paging, weight and retry policy live in one pl
 * **Budget.** All requests go through the venue's shared :class:`RestClient`, whose
   :class:`WeightBudget` is per IP; a semaphore shared by all callers of this fetcher bounds the
   requests in flight.
-* **Retries.** 429 and 418 are waited out by the client for *every* caller (Retry-After, or the
-  ban's end); 5xx, 408, timeouts, connection errors and undecodable bodies are retried per page
-  with capped, jittered exponential backoff. Other 4xx (invalid symbol, WAF block) cannot
-  succeed on retry and fail at once. After ``max_attempts`` for one page the whole fetch raises
-  :class:`BackfillError`: a caller never receives a silently partial range.
-* **Closed only.** A row whose close time has not passed on ``clock`` is the forming candle and is
-  dropped, as are rows outside the window or off the interval's grid (counted, never stored).
+* **Retries.** What an error means is the venue's history codec's call (``RestError.kind``):
+  rate limits and bans are waited out by the client for *every* caller (the venue's retry-after,
+  or the ban's end); the venue's own trouble, timeouts, connection errors and undecodable bodies
+  are retried per page with the one backoff policy (:mod:`candlekeeper.core.backoff`). A bad
+  request or an unknown symbol cannot succeed on retry and fails at once. After
+  ``max_attempts`` for one page the whole fetch raises :class:`BackfillError`: a caller never
+  receives a silently partial range.
+* **Closed and sane only.** A row whose close time has not passed on ``clock`` is the forming
+  candle and is dropped, as are rows outside the window, off the interval's grid or with
+  impossible values (:func:`~candlekeeper.venues.contract.candle_problem`; counted and logged,
+  never stored: the sequence then reports that open time as missing from the venue's history).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 
 import msgspec
 
 from candlekeeper.backfill.http import RestClient
 from candlekeeper.backfill.planner import count_open_times, first_open, optimal_limit, pages
+from candlekeeper.core.backoff import backoff_delays
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock, SystemClock
-from candlekeeper.core.intervals import align, close_time, next_open
-from candlekeeper.errors import BackfillError, ConfigError, DecodeError, RestError
-from candlekeeper.venues.base import VenueCodec
+from candlekeeper.core.intervals import align, next_open
+from candlekeeper.core.ratelog import RateLimitedLog
+from candlekeeper.errors import BackfillError, ConfigError, DecodeError, RestError, RestErrorKind
+from candlekeeper.venues.contract import RETRYABLE_KINDS, HistoryCodec, candle_problem
 
 __all__ = ["FetchStats", "KlineFetcher"]
 
 log = logging.getLogger(__name__)
 
-#: HTTP statuses worth retrying besides 429/418: the server's own trouble
-_RETRY_STATUS = frozenset({408, 500, 502, 503, 504})
+_IP_WIDE = frozenset({RestErrorKind.RATE_LIMITED, RestErrorKind.BANNED})
 
 
 class FetchStats(msgspec.Struct):
@@ -65,7 +69,7 @@ class FetchStats(msgspec.Struct):
 class KlineFetcher:
     """Fetches closed candles over REST for one venue (see the module docstring)."""
 
-    def __init__(self, codec: VenueCodec, client: RestClient, *, clock: Clock | None = None,
+    def __init__(self, codec: HistoryCodec, client: RestClient, *, clock: Clock | None = None,
                  max_concurrency: int = 4, max_attempts: int = 8,
                  backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
                  close_margin_ms: int = 0) -> None:
@@ -78,7 +82,7 @@ class KlineFetcher:
         self.stats = FetchStats()
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._backoff = (backoff_initial_s, backoff_max_s)
-        self._rng = random.Random()
+        self._limited = RateLimitedLog(log)
         #: a candle counts as closed only once ``close_margin_ms`` of venue time have passed
         #: after its close: 0 when the clock is the venue's own (the simulator's), a second or
         #: two when a local clock may run ahead of the exchange's
@@ -165,6 +169,8 @@ class KlineFetcher:
                                             limit=limit)
         stats = self.stats
         attempt = 0
+        initial, cap = self._backoff
+        delays = backoff_delays(initial, 2.0, cap, jitter=0.5)
         while True:
             attempt += 1
             async with self._semaphore:
@@ -176,16 +182,14 @@ class KlineFetcher:
                     return self._select(raw, interval, ws, we, limit)
                 except RestError as exc:
                     stats.errors += 1
-                    if exc.status is not None and exc.status not in (429, 418):
+                    if exc.status is not None and exc.kind not in _IP_WIDE:
                         stats.weight_used += request.weight  # the server charged it
                     error: BackfillError = exc
-                    retryable = exc.status is None or exc.status in _RETRY_STATUS
-                    if exc.status == 429:
+                    retryable = exc.kind is None or exc.kind in RETRYABLE_KINDS
+                    if exc.kind is RestErrorKind.RATE_LIMITED:
                         stats.rate_limited += 1
-                        retryable = True
-                    elif exc.status == 418:
+                    elif exc.kind is RestErrorKind.BANNED:
                         stats.banned += 1
-                        retryable = True
                 except DecodeError as exc:
                     stats.errors += 1
                     error, retryable = BackfillError(str(exc)), True
@@ -197,17 +201,12 @@ class KlineFetcher:
                                     f"gave up after {attempt} attempts: {error}") from error
             stats.retries += 1
             # 429/418 already made the shared budget wait; the others back off on their own
-            delay = 0.0 if _ip_wide(error) else self._delay(attempt)
+            delay = 0.0 if _ip_wide(error) else next(delays)
             log.warning("%s %s %s: attempt %d/%d failed (%s); retrying in %.2fs",
                         self.codec.spec.id, symbol, interval, attempt, self.max_attempts, error,
                         delay)
             if delay:
                 await asyncio.sleep(delay)
-
-    def _delay(self, attempt: int) -> float:
-        """Capped exponential with jitter (50-100 %): spreads the retries of concurrent pages."""
-        initial, cap = self._backoff
-        return self._rng.uniform(0.5, 1.0) * min(cap, initial * 2.0 ** (attempt - 1))
 
     def _select(self, raw: list[Candle], interval: str, ws: int, we: int, limit: int) -> _Page:
         """Keep the closed rows of the window, ascending and unique (sorted here rather than
@@ -217,9 +216,14 @@ class KlineFetcher:
         last: int | None = None
         for c in sorted(raw, key=_open_time):
             t = c.open_time
-            if t == last or not ws <= t < we or align(t, interval) != t \
-                    or c.close_time != close_time(t, interval):
+            if t == last or not ws <= t < we:
                 self.stats.unexpected_rows += 1
+                continue
+            problem = candle_problem(c)
+            if problem is not None:
+                self.stats.unexpected_rows += 1
+                self._limited.warning(f"row:{c.key}", "%s %s %s: dropped a REST row (%s)",
+                                      c.venue, c.symbol, interval, problem)
                 continue
             last = t
             if c.close_time >= now:
@@ -234,8 +238,8 @@ def _open_time(c: Candle) -> int:
     return c.open_time
 
 def _ip_wide(error: BaseException) -> bool:
-    """True for the verdicts the client already applied to the whole venue (429, 418)."""
-    return isinstance(error, RestError) and error.status in (429, 418)
+    """True for the verdicts the client already applied to the whole venue (rate limit, ban)."""
+    return isinstance(error, RestError) and error.kind in _IP_WIDE
 
 
 class _Page:

@@ -1,42 +1,40 @@
 """A small REST client that executes a codec's :class:`RestRequest` within the venue's budget.
 
 Why not call aiohttp directly everywhere: every REST caller of a venue (symbol discovery, warm-up,
-backfill, confirmation) shares one IP budget. This client is the single place that knows the
-weights, reads ``X-MBX-USED-WEIGHT-1M`` back, waits before a request would overrun the window's
-budget, and turns 429/418/5xx/timeouts into a typed :class:`RestError` with ``retry_after``.
+backfill, confirmation) shares one IP budget. This client is the single place that keeps the
+venue's windows (``VenueSpec.rest_limits``), reads the venue's own count back from its headers,
+waits before a request would overrun a window, and turns error answers into a typed
+:class:`RestError` with a ``kind`` and ``retry_after``.
 
-A 429 or 418 is an IP-wide verdict, so it is applied to the shared :class:`WeightBudget`: every
-caller of the venue waits (not only the one that got it), because one more request after a 429
-is exactly what turns a warning into a ban (protocols.md §B.5).
-
-Venues differ only in data (``VenueSpec``): which header carries the used weight (Binance
-``X-MBX-USED-WEIGHT-1M``), or the requests left and the window's expiry (BingX
-``X-RateLimit-Requests-Remain`` / ``-Expire``), further shorter windows (BingX: 500 per 10 s on
-top of 1000 per minute) and body codes that mean "rate limited" even on HTTP 200 (BingX 100410,
-handled as a 429).
+What an answer *means* is the venue's business (:meth:`HistoryCodec.classify` and
+:meth:`HistoryCodec.rate_usage` read its status codes, bodies and headers); this module never
+names a venue. A rate limit or a ban is an IP-wide verdict, so it is applied to the shared
+budget: every caller of the venue waits (not only the one that got it), because one more request
+after a 429 is exactly what turns a warning into a ban.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import aiohttp
-import msgspec
 
+from candlekeeper.core.backoff import backoff_delays
 from candlekeeper.errors import RestError
-from candlekeeper.venues.base import RestRequest, VenueSpec
+from candlekeeper.venues.contract import (
+    HistoryCodec,
+    RateUsage,
+    RestErrorKind,
+    RestFailure,
+    RestRequest,
+)
 
 log = logging.getLogger(__name__)
-
-_BANNED_UNTIL = re.compile(r"banned until (\d{10,16})")
-#: a ban without Retry-After or a "banned until" time: Binance's shortest ban (§A.6)
-DEFAULT_BAN_S = 120.0
 
 
 class WeightBudget:
@@ -54,7 +52,7 @@ class WeightBudget:
     On top of the aligned window, the weight granted in any *sliding* ``window_s`` never exceeds
     the limit either. Aligned windows alone allow a burst of twice the limit across a boundary
     (the end of one minute plus the start of the next), which a venue whose windows are not
-    aligned to ours (BingX counts from an IP's first request) punishes with a 429 and then a ban.
+    aligned to ours (some count from an IP's first request) punishes with a 429 and then a ban.
     A sliding bound satisfies every fixed window, however it is aligned.
     """
 
@@ -161,38 +159,40 @@ class RestClient:
     """Executes :class:`RestRequest` objects against one venue's REST base URL.
 
     One instance per venue and process, shared by every user, so that they share one budget.
-    ``weight_limit`` overrides the venue's per-window weight limit and ``window_s`` its window
-    (the simulator can run with a shorter window); the venue's extra windows
-    (``spec.rest_extra_windows``) keep their ratio to both. ``backoff_*`` shape the shared wait
-    after a 429 that carries no ``Retry-After``.
+    ``weight_limit`` overrides the limit of the venue's first window and ``window_s`` its length
+    (the simulator can run with a shorter window); the venue's other windows keep their ratio to
+    both. ``backoff_*`` shape the shared wait after a rate limit that says no ``Retry-After``.
     """
 
-    def __init__(self, spec: VenueSpec, base_url: str | None = None, *,
+    def __init__(self, codec: HistoryCodec, base_url: str | None = None, *,
                  timeout_s: float = 10.0, session: aiohttp.ClientSession | None = None,
-                 weight_limit: int | None = None, window_s: float = 60.0,
+                 weight_limit: int | None = None, window_s: float | None = None,
                  headroom: float = 0.9, backoff_initial_s: float = 1.0,
                  backoff_max_s: float = 60.0) -> None:
-        self.spec = spec
+        self.codec = codec
+        spec = self.spec = codec.spec
         self.base_url = (base_url or spec.rest_base).rstrip("/")
-        limit = spec.rest_weight_limit_per_minute if weight_limit is None else weight_limit
-        self.budget = WeightBudget(limit, headroom=headroom, window_s=window_s)
+        first, *others = spec.rest_limits
+        limit = first.limit if weight_limit is None else weight_limit
+        seconds = first.seconds if window_s is None else window_s
+        self.budget = WeightBudget(limit, headroom=headroom, window_s=seconds)
         self._server_limit = limit
-        #: (server-side limit, budget) for each shorter window, shortest first
+        #: (server-side limit, budget) for each further window, shortest first
         self.extra_budgets: list[tuple[int, WeightBudget]] = []
-        for extra_s, extra_limit in sorted(spec.rest_extra_windows):
-            scaled = max(1, extra_limit * limit // spec.rest_weight_limit_per_minute)
+        for window in sorted(others, key=lambda w: w.seconds):
+            scaled = max(1, window.limit * limit // first.limit)
             self.extra_budgets.append((scaled, WeightBudget(
-                scaled, headroom=headroom, window_s=extra_s * window_s / 60.0)))
+                scaled, headroom=headroom, window_s=window.seconds * seconds / first.seconds)))
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session = session
         self._own_session = session is None
         self._backoff = (backoff_initial_s, backoff_max_s)
-        self._streak_429 = 0
+        self._rate_delays: Iterator[float] | None = None
         self.requests = 0
         self.errors = 0
         self.rate_limited = 0
         self.banned = 0
-        #: the server's count from the latest response that carried the weight header
+        #: the server's count from the latest response that carried one
         self.last_used_weight: int | None = None
 
     async def __aenter__(self) -> RestClient:
@@ -212,32 +212,22 @@ class RestClient:
         return self._session
 
     async def fetch(self, request: RestRequest) -> bytes:
-        """Return the response body of a 2xx answer, or raise :class:`RestError`."""
+        """Return the body of a successful answer, or raise :class:`RestError`."""
         window = await self.budget.acquire(request.weight)
         extra_windows = [await b.acquire(request.weight) for _, b in self.extra_budgets]
         url = f"{self.base_url}{request.path}"
         params = {k: str(v) for k, v in request.params.items()}
         self.requests += 1
         try:
-            async with self._client().request(request.method, url, params=params) as resp:
+            async with self._client().request(
+                    request.method, url, params=params, data=request.body,
+                    headers={"Content-Type": "application/json"} if request.body else None,
+            ) as resp:
                 body = await resp.read()
-                spec = self.spec
-                header = spec.rest_used_weight_header
-                used = resp.headers.get(header) if header else None
-                if used is not None and used.isdigit():
-                    self.last_used_weight = int(used)
-                    self.budget.observe(int(used), window)
-                expire_s = self._observe_remain(resp.headers, window, extra_windows)
-                retry_after = resp.headers.get("Retry-After") or (
-                    None if expire_s is None else f"{expire_s:.3f}")
-                if resp.status < 300:
-                    error = _body_rate_limited(spec, request.path, body, retry_after)
-                    if error is None:
-                        self._streak_429 = 0
-                        return body
-                else:
-                    error = _http_error(spec.id, request.path, resp.status, body, retry_after)
-                self.errors += 1
+                headers = resp.headers
+                self._observe(self.codec.rate_usage(headers), window, extra_windows)
+                failure = self.codec.classify(resp.status, headers, body, time.time())
+                status = resp.status
         except aiohttp.ClientError as exc:
             self.errors += 1
             raise RestError(f"{self.spec.id} {request.path}: {exc.__class__.__name__}: {exc}"
@@ -245,105 +235,60 @@ class RestClient:
         except TimeoutError as exc:
             self.errors += 1
             raise RestError(f"{self.spec.id} {request.path}: timed out") from exc
-        if error.status == 429:
-            self._on_429(error)
-        elif error.status == 418:
-            self._on_418(error)
+        if failure is None:
+            self._rate_delays = None
+            return body
+        self.errors += 1
+        error = RestError(f"{self.spec.id} {request.path}: {failure.message}", status=status,
+                          code=failure.code, retry_after=failure.retry_after_s,
+                          kind=failure.kind)
+        if failure.kind is RestErrorKind.RATE_LIMITED:
+            self._on_rate_limited(failure, error)
+        elif failure.kind is RestErrorKind.BANNED:
+            self._on_banned(failure)
         raise error
 
-    def _observe_remain(self, headers: Mapping[str, str], window: int,
-                        extra_windows: list[int]) -> float | None:
-        """Apply a "requests left" header to the shortest window's budget (BingX) and return the
-        seconds until that window expires, if the venue says."""
-        spec = self.spec
-        expire_s = _expire_seconds(headers.get(spec.rest_expire_header)) \
-            if spec.rest_expire_header else None
-        remain = headers.get(spec.rest_remain_header) if spec.rest_remain_header else None
-        if remain is None or not remain.isdigit():
-            return expire_s
+    def _observe(self, usage: RateUsage, window: int, extra_windows: list[int]) -> None:
+        """Take the venue's own count: the weight used in its first window, or the requests
+        left in its shortest one (and stop everyone when none are left)."""
+        if usage.used is not None:
+            self.last_used_weight = usage.used
+            self.budget.observe(usage.used, window)
+        if usage.remain is None:
+            return
         if self.extra_budgets:
             server_limit, budget = self.extra_budgets[0]
-            budget.observe(max(0, server_limit - int(remain)), extra_windows[0])
+            budget.observe(max(0, server_limit - usage.remain), extra_windows[0])
         else:
-            self.budget.observe(max(0, self._server_limit - int(remain)), window)
-        if int(remain) == 0 and expire_s:
-            self.budget.block(expire_s)  # nothing left: nobody asks before the window ends
-        return expire_s
+            self.budget.observe(max(0, self._server_limit - usage.remain), window)
+        if usage.remain == 0 and usage.reset_s:
+            self.budget.block(usage.reset_s)  # nothing left: nobody asks before the window ends
 
-    def _on_429(self, error: RestError) -> None:
+    def _on_rate_limited(self, failure: RestFailure, error: RestError) -> None:
         self.rate_limited += 1
-        self._streak_429 += 1
-        if error.retry_after is not None:
-            wait = error.retry_after
+        if failure.retry_after_s is not None:
+            wait = failure.retry_after_s
         else:
-            # No Retry-After (the futures API does not document one): back off exponentially,
-            # but never retry inside the window that said 429 - another request there is what
-            # the exchange punishes with a ban.
-            initial, cap = self._backoff
-            wait = max(min(cap, initial * 2.0 ** (self._streak_429 - 1)),
-                       self.budget.to_next_window())
+            # No Retry-After: back off exponentially, but never retry inside the window that
+            # said 429 - another request there is what a venue punishes with a ban.
+            if self._rate_delays is None:
+                initial, cap = self._backoff
+                self._rate_delays = backoff_delays(initial, 2.0, cap, jitter=0.0)
+            wait = max(next(self._rate_delays), self.budget.to_next_window())
         self.budget.block(wait)
-        log.warning("%s: HTTP 429 rate limited; every REST call to this venue waits %.1fs (%s)",
+        log.warning("%s: rate limited; every REST call to this venue waits %.1fs (%s)",
                     self.spec.id, wait, error)
 
-    def _on_418(self, error: RestError) -> None:
+    def _on_banned(self, failure: RestFailure) -> None:
         self.banned += 1
-        wait = error.retry_after
-        if wait is None:
-            match = _BANNED_UNTIL.search(str(error))
-            if match:
-                until_ms = int(match.group(1))
-                wait = max(0.0, until_ms / 1000 - time.time())
-        if wait is None:
-            wait = DEFAULT_BAN_S
+        wait = failure.retry_after_s if failure.retry_after_s is not None else DEFAULT_BAN_S
         already = self.budget.blocked
         deadline = self.budget.block(wait)
         if not already:
             when = datetime.fromtimestamp(deadline, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-            log.error("%s: IP banned until %s (HTTP 418, %.0fs); every REST call to this venue "
-                      "waits until then", self.spec.id, when, wait)
+            log.error("%s: IP banned until %s (%.0fs; %s); every REST call to this venue "
+                      "waits until then", self.spec.id, when, wait, failure.message)
 
 
-class _ErrorBody(msgspec.Struct):
-    code: int = 0
-    msg: str = ""
-
-
-def _body_rate_limited(spec: VenueSpec, path: str, body: bytes,
-                       retry_after: str | None) -> RestError | None:
-    """A 2xx whose body code says "rate limited" (BingX 100410), as the 429 it means."""
-    if not spec.rest_rate_limit_codes or not body.startswith(b"{"):
-        return None
-    try:
-        code = msgspec.json.decode(body, type=_ErrorBody).code
-    except msgspec.DecodeError:
-        return None
-    if code not in spec.rest_rate_limit_codes:
-        return None
-    return _http_error(spec.id, path, 429, body, retry_after)
-
-
-def _expire_seconds(value: str | None) -> float | None:
-    """A window-expiry header as seconds from now: milliseconds to go (``10000``, as BingX
-    sends) or, if it is that large, an epoch time in ms."""
-    if value is None or not value.isdigit():
-        return None
-    ms = int(value)
-    if ms > 10**12:  # an epoch timestamp
-        return max(0.0, ms / 1000 - time.time())
-    return ms / 1000
-
-
-def _http_error(venue: str, path: str, status: int, body: bytes,
-                retry_after: str | None) -> RestError:
-    try:
-        err = msgspec.json.decode(body, type=_ErrorBody)
-        detail = f"code {err.code}: {err.msg}"
-        code: int | None = err.code
-    except msgspec.DecodeError:
-        detail, code = body[:200].decode("utf-8", "replace"), None
-    after = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() \
-        else None
-    what = {429: "rate limited", 418: "IP banned"}.get(status, f"HTTP {status}")
-    return RestError(f"{venue} {path}: {what} ({detail})", status=status, code=code,
-                     retry_after=after)
+#: a ban whose length the venue did not say
+DEFAULT_BAN_S = 120.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from candlekeeper.core.intervals import INTERVAL_MS, MONTH_NAME, align, next_open, open_times
-from candlekeeper.venues.base import VenueSpec, klines_weight
+from candlekeeper.venues.contract import VenueSpec, klines_weight
 
 __all__ = [
     "count_open_times",

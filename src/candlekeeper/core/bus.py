@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-from candlekeeper.observability.logging import RateLimitedLog
+from candlekeeper.core.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 _limited = RateLimitedLog(log)

@@ -7,7 +7,7 @@ per frame was half of the per-message CPU at 80k+ frames/s (benchmarks/README.md
 frames are superseded live updates whose numbers nobody reads. Text is exact, cheap to carry and
 to store, and a ``Decimal`` is one property access away. No float ever touches a price.
 
-Fields a venue does not provide (BingX has no trade count, REST has no trade ids) are ``None``.
+Fields a venue does not provide (some have no trade count, REST has no trade ids) are ``None``.
 Build candles from numbers with :meth:`Candle.of`; the positional constructor takes text and is
 meant for codecs on the hot path.
 """

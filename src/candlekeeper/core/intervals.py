@@ -2,8 +2,8 @@
 
 Every venue we support uses the same interval names (``1s`` .. ``1M``). Fixed-width intervals are
 plain millisecond arithmetic; ``1M`` (calendar month) needs real calendar arithmetic because months
-differ in length. Weeks open on Monday 00:00 UTC, as on Binance (1970-01-01 was a Thursday, so
-week alignment is offset by 4 days).
+differ in length. Weeks open on Monday 00:00 UTC, as on every venue we serve (1970-01-01 was a
+Thursday, so week alignment is offset by 4 days).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def prev_open(open_time: int, interval: str) -> int:
 
 
 def close_time(open_time: int, interval: str) -> int:
-    """Binance-style close time: the last millisecond inside the candle."""
+    """The close time venues report: the last millisecond inside the candle."""
     return next_open(open_time, interval) - 1
 
 

@@ -51,7 +51,7 @@ class StreamSequence:
         #: hold even the first close until a fill anchors the stream (warm-up in flight)
         self.wait_for_anchor = wait_for_anchor
         #: when a held WebSocket close and REST disagree, REST wins (for venues whose closes are
-        #: inferred, not flagged final, e.g. BingX); Binance's ``x:true`` frame is final
+        #: inferred, not flagged final); a frame flagged final by the venue is final
         self.prefer_rest = prefer_rest
         self.duplicates = 0
         self.late = 0

@@ -18,6 +18,6 @@ class StreamKey(NamedTuple):
 
     @classmethod
     def parse(cls, text: str) -> StreamKey:
-        """Inverse of ``str()``: ``"binance-usdm:BTCUSDT:1m"``."""
+        """Inverse of ``str()``: ``"<venue>:BTCUSDT:1m"``."""
         venue, symbol, interval = text.split(":")
         return cls(venue, symbol, interval)

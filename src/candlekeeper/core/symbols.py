@@ -1,7 +1,7 @@
 """Canonical symbol names.
 
-Users copy symbols from wherever they saw them: Binance's REST (``BTCUSDT``), its stream names
-(``btcusdt``), BingX (``BTC-USDT``), ccxt unified swaps (``BTC/USDT:USDT``) or spot pairs
+Users copy symbols from wherever they saw them: a venue's REST (``BTCUSDT``), its stream names
+(``btcusdt``), hyphenated forms (``BTC-USDT``), ccxt unified swaps (``BTC/USDT:USDT``) or spot pairs
 (``BTC/USDT``, ``BTC_USDT``). Inside candlekeeper one series has exactly one name, so config,
 storage and ``StreamKey`` all use the canonical form: uppercase, no separator (``BTCUSDT``).
 Each venue codec maps that back to its wire form (``VenueCodec.native_symbol``).
@@ -20,7 +20,7 @@ from candlekeeper.errors import ConfigError
 #: separators users write between base and quote asset; all are dropped
 _SEPARATORS: Final = re.compile(r"[-/_]")
 #: a canonical symbol: letters and digits only. ``[^\W_]`` rather than ``[A-Z0-9]`` because
-#: Binance USDⓈ-M lists a few contracts whose base asset is written in CJK characters.
+#: some venues list contracts whose base asset is written in CJK characters.
 _CANONICAL: Final = re.compile(r"[^\W_]+")
 MAX_SYMBOL_LEN: Final = 40
 

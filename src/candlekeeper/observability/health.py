@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.errors import CandlekeeperError
-from candlekeeper.observability.logging import RateLimitedLog
 from candlekeeper.observability.metrics import Metrics
 from candlekeeper.observability.snapshot import HealthStatus, SnapshotProvider
 
@@ -68,8 +69,11 @@ class HealthServer:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
+            # the system's own words ("Address already in use"): asyncio's strerror repeats
+            # the address in a tuple
+            reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
             raise CandlekeeperError(
-                f"cannot serve health/metrics on {self._host}:{self._port}: {exc.strerror or exc}"
+                f"cannot serve health/metrics on {self._host}:{self._port}: {reason}"
             ) from exc
         self._runner = runner
         # ``addresses`` holds the real sockname, so port 0 resolves to the port the OS picked

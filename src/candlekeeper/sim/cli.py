@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from candlekeeper.cli_types import PORT, FiniteFloat
 from candlekeeper.errors import CandlekeeperError
 from candlekeeper.sim.simulator import Simulator
 
@@ -60,18 +61,19 @@ async def _serve(sim: Simulator, duration: float | None) -> None:
               help="Comma-separated symbols (default: 20 liquid USDT pairs, or the replay's).")
 @click.option("--intervals", default="1m,5m,1h", show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--speed", type=float, default=1.0, show_default=True,
+@click.option("--speed", type=FiniteFloat(min=0, min_open=True), default=1.0, show_default=True,
               help="Venue time runs this many times faster than wall time.")
 @click.option("--replay", "replay", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               multiple=True, help="Replay a real candle file (freqtrade JSON, OHLCV or "
               "data.binance.vision CSV); repeatable.")
-@click.option("--port-usdm", type=int, default=0, show_default=True, help="0 = any free port.")
-@click.option("--port-spot", type=int, default=0, show_default=True, help="0 = any free port.")
-@click.option("--port-bingx", type=int, default=0, show_default=True, help="0 = any free port.")
+@click.option("--port-usdm", type=PORT, default=0, show_default=True, help="0 = any free port.")
+@click.option("--port-spot", type=PORT, default=0, show_default=True, help="0 = any free port.")
+@click.option("--port-bingx", type=PORT, default=0, show_default=True, help="0 = any free port.")
 @click.option("--history", type=int, default=1000, show_default=True,
               help="Closed candles available over REST before the start.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--duration", type=FiniteFloat(min=0), default=None,
+              help="Stop after this many seconds.")
 @click.option("--faults", "faults", default=None, metavar="SPEC",
               help="Fault plan: random:seed=7,count=60,kinds=all,window=0:300 (wall seconds "
               "from the start; kinds joined by '+') or a JSON/YAML plan file. See "

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from candlekeeper.sim.profiles import profile_for
-from candlekeeper.venues.base import VenueSpec
+from candlekeeper.venues.contract import VenueSpec
 
 _QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
 
@@ -53,7 +53,7 @@ def _symbol(spec: VenueSpec, symbol: str) -> dict[str, Any]:
 def exchange_info(spec: VenueSpec, symbols: list[str], now_ms: int) -> dict[str, Any]:
     limits: list[dict[str, Any]] = [
         {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-         "limit": spec.rest_weight_limit_per_minute},
+         "limit": spec.rest_limits[0].limit},
     ]
     if spec.id == "binance-usdm":
         limits.append({"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1,

@@ -24,7 +24,8 @@ from candlekeeper.core.clock import ScaledClock
 from candlekeeper.sim.exchange_info import exchange_info
 from candlekeeper.sim.market import Market
 from candlekeeper.sim.venues.binance_frames import rest_rows
-from candlekeeper.venues.base import VenueSpec, klines_weight
+from candlekeeper.venues.binance.endpoints import REST_PATHS
+from candlekeeper.venues.contract import VenueSpec, klines_weight
 
 if TYPE_CHECKING:
     from candlekeeper.sim.rest_faults import RestFaults
@@ -110,16 +111,17 @@ class RestApi:
     def __init__(self, spec: VenueSpec, market: Market, clock: ScaledClock,
                  limiter: WeightLimiter, wall: Callable[[], float] = time.time) -> None:
         self.spec, self.market, self.clock, self.limiter = spec, market, clock, limiter
-        self.prefix = spec.rest_klines_path.rsplit("/", 1)[0]
+        paths = REST_PATHS[spec.id]
+        self.prefix = paths.klines.rsplit("/", 1)[0]
         self.stats = RestStats()
         self._wall = wall
         #: REST faults of this venue (``sim.rest_faults``), set once a fault plan touches REST
         self.faults: RestFaults | None = None
         self._routes: dict[str, tuple[Callable[[web.Request], int], Callable[
             [web.Request], bytes]]] = {
-            spec.rest_klines_path: (self._klines_weight, self._klines),
+            paths.klines: (self._klines_weight, self._klines),
             self.prefix + "/uiKlines": (self._klines_weight, self._klines),
-            spec.exchange_info_path: (lambda _: spec.exchange_info_weight, self._info),
+            paths.exchange_info: (lambda _: paths.exchange_info_weight, self._info),
             self.prefix + "/ping": (lambda _: 1, lambda _: b"{}"),
             self.prefix + "/time": (lambda _: 1, self._time),
         }

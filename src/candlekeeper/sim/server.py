@@ -42,7 +42,7 @@ from candlekeeper.sim.rest import RestStats
 from candlekeeper.sim.shaper import Shaper
 from candlekeeper.sim.venues.binance import RateLimiter
 from candlekeeper.sim.venues.common import Framing, Personality, Session
-from candlekeeper.venues.base import VenueSpec
+from candlekeeper.venues.contract import VenueSpec
 
 __all__ = ["DEFAULT_OPTIONS", "Connection", "FirehoseResult", "VenueOptions", "VenueServer",
            "VenueStats"]

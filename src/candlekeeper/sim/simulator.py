@@ -42,9 +42,9 @@ from candlekeeper.sim.server import (
     VenueStats,
 )
 from candlekeeper.sim.venues.personalities import PERSONALITIES, personality_for
-from candlekeeper.venues.base import VenueSpec
 from candlekeeper.venues.binance.endpoints import BINANCE_VENUES
 from candlekeeper.venues.bingx.endpoints import BINGX_VENUES
+from candlekeeper.venues.contract import VenueSpec
 
 #: every venue the simulator speaks, by id
 VENUE_SPECS: dict[str, VenueSpec] = {**BINANCE_VENUES, **BINGX_VENUES}

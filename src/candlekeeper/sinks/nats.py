@@ -51,8 +51,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from candlekeeper.core.candle import Candle
+from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.errors import ConfigError, SinkError
-from candlekeeper.observability.logging import RateLimitedLog
 from candlekeeper.observability.redact import (
     Redactor,
     describe_error,

@@ -3,7 +3,7 @@
 Kept apart from the publisher so that consumers (``candlekeeper tail``, other services) share one
 definition with the producer and so the rules are testable without a server.
 
-**Subject.** ``<prefix>.<venue>.<symbol>.<interval>``, e.g. ``candles.binance-usdm.BTCUSDT.1m``.
+**Subject.** ``<prefix>.<venue>.<symbol>.<interval>``, e.g. ``candles.<venue>.BTCUSDT.1m``.
 NATS splits subjects on ``.`` and reserves ``*`` and ``>`` as wildcards; whitespace ends a subject
 on the wire. Each token is therefore *sanitised*: every such character becomes ``_`` (so a symbol
 written ``BTC.USDT`` publishes to ``...BTC_USDT...``). Sanitising can map two raw names onto one

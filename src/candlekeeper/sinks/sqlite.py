@@ -227,7 +227,7 @@ class SQLiteSink:
     def read(self, key: StreamKey, start: int | None = None,
              end: int | None = None) -> list[Candle]:
         """Stored candles of ``key`` with ``start <= open_time <= end`` (both inclusive, like
-        Binance's REST ``startTime``/``endTime``; None means unbounded), ordered by open time,
+        a klines request's ``startTime``/``endTime``; None means unbounded), ordered by open time,
         decimals exactly as stored."""
         lo = _MIN_TIME if start is None else start
         hi = _MAX_TIME if end is None else end

@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from candlekeeper.observability.logging import RateLimitedLog
+from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.observability.redact import describe_error
 from candlekeeper.sinks.contract import Rejection, candle_id
 

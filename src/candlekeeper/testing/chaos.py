@@ -27,8 +27,10 @@ from candlekeeper.gapfill import GapFillOptions
 from candlekeeper.sim import Simulator
 from candlekeeper.sim.faults import ALL_KINDS, FaultPlan
 from candlekeeper.transport import TransportOptions
+from candlekeeper.venues.registry import VENUES, get_spec
 
-VENUE = "binance-usdm"
+#: the venue the harness runs against unless told otherwise: the first registered one
+VENUE = VENUES[0]
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT",
            "AVAXUSDT", "LINKUSDT", "DOTUSDT")
 INTERVALS = ("1m", "5m", "15m")
@@ -143,12 +145,14 @@ async def run_chaos(tmp: Path, opts: ChaosOptions) -> ChaosResult:
     db = tmp / "chaos.sqlite"
     logs: list[str] = []
     extra: dict[str, Any] = {}
-    if venue == "bingx-swap":
-        # BingX pushes once a wall second: at this speed it must push faster. Two clients (the
-        # service and the consumer) share the simulator's one IP, each with its own REST budget
-        # of BingX's real limit, and every BingX close is confirmed over REST: the server gets
-        # room for both.
-        extra = {"update_interval_s": {venue: 0.02}, "rest_weight_limit": {venue: 2400}}
+    spec = get_spec(venue)
+    if not spec.closed_flag:
+        # A venue without a closed flag pushes on a wall-clock cadence: at this speed it must
+        # push faster. Two clients (the service and the consumer) share the simulator's one IP,
+        # each with its own REST budget of the venue's real limit, and every close of such a
+        # venue is confirmed over REST: the server gets room for both.
+        extra = {"update_interval_s": {venue: 0.02},
+                 "rest_weight_limit": {venue: int(2.4 * spec.rest_limits[0].limit)}}
     async with Simulator(venues=(venue,), symbols=opts.symbols, intervals=opts.intervals,
                          speed=opts.speed, seed=opts.seed, history=1000,
                          faults=plan, **extra) as sim:

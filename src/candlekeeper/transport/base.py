@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from candlekeeper.errors import TransportError
-from candlekeeper.venues.base import Frame
+from candlekeeper.venues.contract import Frame
 
 
 class FrameHandler(Protocol):

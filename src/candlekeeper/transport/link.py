@@ -22,13 +22,14 @@ from candlekeeper.transport.backoff import describe
 from candlekeeper.transport.base import Connection
 from candlekeeper.transport.pacing import RatePacer
 from candlekeeper.transport.watchdog import StreamSlot
-from candlekeeper.venues.base import (
+from candlekeeper.venues.contract import (
     Ack,
     ErrorReply,
     Frame,
     Ignored,
     Malformed,
     Message,
+    Pong,
     Reply,
     ServerShutdown,
 )
@@ -59,6 +60,10 @@ class Link:
         self.frames_seen = 0
         self.last_frame_at = 0.0
         self.idle_ping_sent = False
+        #: loop time our application heartbeat (``codec.heartbeat``) was last sent, and when the
+        #: one still waiting for its answer went out (None: none outstanding)
+        self.heartbeat_sent_at = 0.0
+        self.heartbeat_outstanding: float | None = None
         self.closed_reason: str | None = None
         self.shutdown_notice = False
         self.paused = False
@@ -84,28 +89,37 @@ class Link:
         try:
             msg = self._decode(data)
             if type(msg) is Candle:
-                slot = self.routes.get((msg.symbol, msg.interval))
-                if slot is None:
-                    self.messages += 1
-                    self.s.unexpected_candle(msg)
-                    return
-                slot.count += 1
-                if slot.state is not _LIVE:
-                    self.s.set_state(slot, _LIVE)
-                if slot.deliver(msg):
-                    self._pause()
+                self._candle(msg)
+            elif type(msg) is list:  # a frame that carried several messages, oldest first
+                for one in msg:
+                    if type(one) is Candle:
+                        self._candle(one)
+                    else:
+                        self._on_other(one)
             else:
-                self._on_other(msg)
+                self._on_other(msg)  # type: ignore[arg-type]
         except Exception as exc:  # a listener bug must not cost the connection
             self.s.listener_errors += 1
             self.s.ratelog.error("listener", "%s: error while handling a frame: %s",
                                  self.s.name, describe(exc))
 
+    def _candle(self, msg: Candle) -> None:
+        slot = self.routes.get((msg.symbol, msg.interval))
+        if slot is None:
+            self.messages += 1
+            self.s.unexpected_candle(msg)
+            return
+        slot.count += 1
+        if slot.state is not _LIVE:
+            self.s.set_state(slot, _LIVE)
+        if slot.deliver(msg):
+            self._pause()
+
     def on_ping(self, payload: bytes) -> None:
         self.control_frames += 1
         self.pings += 1
         if self.conn is not None and not self.conn.closed:
-            self.conn.send_pong(payload)  # RFC 6455: echo the payload (Binance requires it)
+            self.conn.send_pong(payload)  # RFC 6455: echo the payload (venues check it)
             self.pacer.force(self.s._now())
 
     def on_pong(self, payload: bytes) -> None:
@@ -132,10 +146,15 @@ class Link:
             if self.conn is not None and not self.conn.closed:
                 self.conn.send_text(msg.payload)
                 self.pacer.force(s._now())
+        elif type(msg) is Pong:
+            self.control_frames += 1
+            self.heartbeat_outstanding = None
         elif type(msg) is Malformed:
             s.malformed += 1
             s.ratelog.warning("malformed", "%s: dropped a malformed frame (%s): %r",
                               s.name, msg.reason, msg.snippet)
+            if msg.key is not None:
+                s.malformed_candle(msg.key)
         elif type(msg) is ServerShutdown:
             self.shutdown_notice = True
             self.wake.set()

@@ -34,6 +34,11 @@ class StreamListener(Protocol):
 
     def on_connection_status(self, status: ConnectionStatus) -> None: ...
 
+    def on_malformed(self, key: StreamKey) -> None:
+        """A frame of this stream was dropped as malformed (e.g. a closed candle with an
+        impossible price): fetch what it carried some other way."""
+        ...
+
     async def relieve(self) -> None: ...
 
 
@@ -56,7 +61,7 @@ class TransportOptions(msgspec.Struct, frozen=True, kw_only=True):
     #: streams per connection; None = the venue spec's limit
     max_streams_per_connection: int | None = None
     #: replace the connection (make-before-break, see ``rotation.py``) once it has been open
-    #: this long; None = never. Binance cuts every connection at 24 h; 23 h 30 min leaves half
+    #: this long; None = never. Venues that cut every connection at 24 h: 23 h 30 min leaves half
     #: an hour for the handover and for retries if the new connection fails. This is *wall*
     #: time, measured by the event loop. The simulator's ``connection_lifetime_s`` is *venue*
     #: time: against a simulator running ``speed`` times faster, set this below

@@ -1,7 +1,8 @@
 """Outgoing control-message pacing (pure; time is passed in).
 
-Binance disconnects a connection that sends more than 10 (futures) or 5 (spot) messages per
-second, and pings, pongs and JSON requests all count (protocols.md §A.5). The pacer spaces
+Venues disconnect a connection that sends more control messages per second than they allow
+(``VenueSpec.control_messages_per_second``), and pings, pongs and JSON requests may all count
+(protocols.md). The pacer spaces
 messages at least ``1/rate`` apart — no bursts — which satisfies any sliding one-second window.
 Mandatory replies (pongs) are recorded with :meth:`RatePacer.force`: they go out at once but push
 the next optional message (a SUBSCRIBE) further back, so the budget is shared.

@@ -18,7 +18,7 @@ from candlekeeper.errors import ConfigError
 from candlekeeper.transport.base import Connector
 from candlekeeper.transport.options import SessionStats, StreamListener, TransportOptions
 from candlekeeper.transport.session import Session
-from candlekeeper.venues.base import VenueCodec
+from candlekeeper.venues.contract import StreamCodec
 
 __all__ = ["ConnectionPool", "SessionStats", "StreamListener", "TransportOptions", "shard"]
 
@@ -45,7 +45,7 @@ def shard(keys: Sequence[StreamKey], limit: int) -> list[list[StreamKey]]:
 class ConnectionPool:
     """All connections for one venue's streams."""
 
-    def __init__(self, codec: VenueCodec, keys: Sequence[StreamKey], listener: StreamListener,
+    def __init__(self, codec: StreamCodec, keys: Sequence[StreamKey], listener: StreamListener,
                  *, ws_base: str | None = None, clock: Clock | None = None,
                  options: TransportOptions | None = None,
                  connector: Connector | None = None) -> None:

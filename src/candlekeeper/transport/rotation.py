@@ -1,6 +1,7 @@
 """Make-before-break rotation: replace a session's connection without a gap or a duplicate.
 
-Binance cuts every connection after 24 h (and may announce a shutdown earlier), so a session
+Venues cut connections after a fixed lifetime (``VenueSpec.connection_lifetime_s``, often 24 h)
+and may announce a shutdown earlier, so a session
 replaces its connection before that happens: it opens a second connection, subscribes the same
 streams (paced, on the new connection's own control budget), and closes the old one only once
 every stream that was flowing is flowing on the new one. The listener never sees the streams

@@ -29,15 +29,15 @@ from collections.abc import Iterator, Sequence
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock
 from candlekeeper.core.events import ConnectionState, ConnectionStatus, StreamState, StreamStatus
+from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.core.stream_key import StreamKey
-from candlekeeper.observability.logging import RateLimitedLog
 from candlekeeper.transport.backoff import Verdict, backoff_delays, classify, describe
 from candlekeeper.transport.base import ConnectError, Connection, ConnectionLost, Connector
 from candlekeeper.transport.link import Link
 from candlekeeper.transport.options import SessionStats, StreamListener, TransportOptions
 from candlekeeper.transport.rotation import Rotation, Ticket
 from candlekeeper.transport.watchdog import StreamSlot, check, make_slot, min_stall_after_s
-from candlekeeper.venues.base import VenueCodec
+from candlekeeper.venues.contract import Heartbeat, StreamCodec
 
 log = logging.getLogger("candlekeeper.transport")
 
@@ -47,7 +47,7 @@ _WATCHED = (StreamState.SUBSCRIBED, StreamState.LIVE)
 class Session:
     """One connection's worth of streams, kept subscribed for as long as :meth:`run` runs."""
 
-    def __init__(self, name: str, codec: VenueCodec, keys: Sequence[StreamKey],
+    def __init__(self, name: str, codec: StreamCodec, keys: Sequence[StreamKey],
                  listener: StreamListener, *, ws_base: str, clock: Clock,
                  options: TransportOptions, connector: Connector) -> None:
         self.name = name
@@ -57,7 +57,9 @@ class Session:
         self.options = options
         self.connector = connector
         self.url = codec.connect_url(ws_base, [])
-        self.slots = [make_slot(k, codec.stream_name(k), clock, options.stall_grace_ms)
+        spec = codec.spec
+        self.slots = [make_slot(k, codec.stream_name(k), clock, options.stall_grace_ms,
+                                spec.update_cadence_ms, spec.close_frame_max_delay_ms)
                       for k in keys]
         for slot in self.slots:
             slot.deliver = listener.stream_sink(slot.key)
@@ -262,6 +264,12 @@ class Session:
         link.pending[rid] = (slots, now)
 
     def _check_idle(self, link: Link, now: float) -> None:
+        """Keep the connection alive and notice when it is dead: the venue's application
+        heartbeat when it has one (``codec.heartbeat``), else an RFC 6455 ping after
+        ``idle_ping_s`` of silence; no frame at all for ``idle_timeout_s`` drops it."""
+        beat = self.codec.heartbeat
+        if beat is not None:
+            self._heartbeat(link, now, beat)
         frames = link.messages + link.control_frames + self.kline_frames()
         if frames != link.frames_seen:
             link.frames_seen = frames
@@ -271,10 +279,29 @@ class Session:
         idle = now - link.last_frame_at
         if idle >= self.options.idle_timeout_s:
             raise ConnectionLost(f"no frame at all for {idle:.1f} s")
-        if idle >= self.options.idle_ping_s and not link.idle_ping_sent and link.conn:
+        if (beat is None and idle >= self.options.idle_ping_s and not link.idle_ping_sent
+                and link.conn):
             link.idle_ping_sent = True
             link.conn.send_ping(b"candlekeeper")
             link.pacer.force(now)
+
+    def _heartbeat(self, link: Link, now: float, beat: Heartbeat) -> None:
+        """Send the venue's ping when due; a ping unanswered for ``timeout_s`` means the
+        connection is dead (it may still deliver buffered frames, so silence is not the test)."""
+        sent = link.heartbeat_outstanding
+        if sent is not None:
+            if now - sent >= beat.timeout_s:
+                raise ConnectionLost(f"no answer to the venue heartbeat within "
+                                     f"{beat.timeout_s:g} s")
+            return
+        since = max(link.heartbeat_sent_at, link.connected_at or 0.0)
+        if beat.idle_only:
+            since = max(since, link.last_frame_at)
+        if now - since >= beat.every_s and link.conn is not None and not link.conn.closed:
+            link.conn.send_text(beat.payload)
+            link.pacer.force(now)
+            link.heartbeat_sent_at = now
+            link.heartbeat_outstanding = now
 
     def _check_streams(self, now: float) -> None:
         for slot in self.slots:
@@ -356,6 +383,15 @@ class Session:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay):
                 await self._stop_event.wait()
+
+    def malformed_candle(self, key: StreamKey) -> None:
+        """A frame of ``key``'s stream was dropped as malformed: the listener fetches the
+        candle another way (REST), so the series keeps no hole."""
+        try:
+            self.listener.on_malformed(key)
+        except Exception as exc:
+            self.ratelog.error("status", "%s: listener.on_malformed raised: %s", self.name,
+                               describe(exc))
 
     def unexpected_candle(self, candle: Candle) -> None:
         self.unexpected += 1

@@ -6,6 +6,13 @@ one that never sent its first message after its subscription was acknowledged is
 pushes no klines. Venue durations become wall seconds through ``Clock.wall_seconds`` so the same
 rules hold against an accelerated simulator.
 
+One floor applies in *real* time: a venue pushes at most every ``VenueSpec.update_cadence_ms``
+of real time (a spot venue's 2 s) and may stay quiet for ``close_frame_max_delay_ms`` after a
+candle's close, whatever the clock's speed; no stream is called stalled before that quiet time
+plus :data:`CADENCE_FLOOR` missed pushes. At speed 1 the floor never binds (seconds against a
+minute); against a simulator at 60x a 65 s venue threshold is 1.1 s of wall time, shorter than
+one 2 s push, and without the floor such streams looked stalled for the whole demo.
+
 The hot path only increments :attr:`StreamSlot.count`; the periodic :func:`check` notices a
 changed count and moves the "last seen" time, so no clock is read per frame. Its resolution is
 the check period, which is a small fraction of the threshold.
@@ -22,6 +29,10 @@ from candlekeeper.core.intervals import nominal_ms
 from candlekeeper.core.stream_key import StreamKey
 
 _WATCHED = (StreamState.SUBSCRIBED, StreamState.LIVE)
+
+
+#: pushes a stream may miss (at the venue's real cadence) before it can count as stalled
+CADENCE_FLOOR = 4
 
 
 def stall_after_ms(interval: str, grace_ms: int) -> int:
@@ -63,8 +74,13 @@ def _unset(candle: Candle) -> bool:
     raise RuntimeError("stream slot used before the session attached its sink")
 
 
-def make_slot(key: StreamKey, stream: str, clock: Clock, grace_ms: int) -> StreamSlot:
-    return StreamSlot(key, stream, clock.wall_seconds(stall_after_ms(key.interval, grace_ms)))
+def make_slot(key: StreamKey, stream: str, clock: Clock, grace_ms: int,
+              cadence_ms: int = 0, close_delay_ms: int = 0) -> StreamSlot:
+    """A slot whose stall threshold is the venue-time rule, but never shorter than the venue's
+    real quiet time: ``close_delay_ms`` plus :data:`CADENCE_FLOOR` pushes of ``cadence_ms``."""
+    venue_s = clock.wall_seconds(stall_after_ms(key.interval, grace_ms))
+    floor_s = (close_delay_ms + CADENCE_FLOOR * cadence_ms) / 1000
+    return StreamSlot(key, stream, max(venue_s, floor_s))
 
 
 def check(slot: StreamSlot, now: float) -> StreamState | None:

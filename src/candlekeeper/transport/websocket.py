@@ -1,6 +1,6 @@
 """The real :class:`Connector`, on picows.
 
-Chosen by measurement (``benchmarks/ws_libs.py``, 300k real Binance kline frames from a local
+Chosen by measurement (``benchmarks/ws_libs.py``, 300k real kline frames from a local
 server in another process, 2-core machine): picows received ~1.9M msgs/s at 0.05 CPU s per 100k
 messages, aiohttp ~0.5M at 0.19, websockets ~0.29M at 0.35. picows also delivers frames through a
 synchronous callback, which is exactly the session's push model (no per-frame await).

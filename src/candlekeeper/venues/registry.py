@@ -1,33 +1,66 @@
-"""Venue id -> (spec, codec factory). The one place that knows every venue."""
+"""The one list of venue folders, and lookups by venue id.
+
+Each name below is a package ``candlekeeper.venues.<name>`` exporting ``VENUES`` (a tuple of
+:class:`~candlekeeper.venues.contract.Venue`); the simulator finds the same venue's personality
+in ``candlekeeper.sim.venues.<name>``. Adding a venue is one line here (see
+docs/adding-a-venue.md); nothing else in candlekeeper names a venue.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from importlib import import_module
 from typing import Final
 
 from candlekeeper.errors import ConfigError
-from candlekeeper.venues.base import VenueCodec, VenueSpec
-from candlekeeper.venues.binance.codec import BinanceCodec
-from candlekeeper.venues.binance.endpoints import BINANCE_SPOT, BINANCE_USDM
-from candlekeeper.venues.bingx.codec import BingxCodec
-from candlekeeper.venues.bingx.endpoints import BINGX_SWAP
+from candlekeeper.venues.contract import HistoryCodec, StreamCodec, Venue, VenueSpec
 
-_CODECS: Final[dict[str, tuple[VenueSpec, Callable[[VenueSpec], VenueCodec]]]] = {
-    BINANCE_USDM.id: (BINANCE_USDM, BinanceCodec),
-    BINANCE_SPOT.id: (BINANCE_SPOT, BinanceCodec),
-    BINGX_SWAP.id: (BINGX_SWAP, BingxCodec),
-}
-
-VENUES: Final[tuple[str, ...]] = tuple(_CODECS)
+#: venue folders, one per line
+PACKAGES: Final[tuple[str, ...]] = (
+    "binance",
+    "bingx",
+)
 
 
-def get_spec(venue: str) -> VenueSpec:
+def _load() -> dict[str, tuple[str, Venue]]:
+    out: dict[str, tuple[str, Venue]] = {}
+    for package in PACKAGES:
+        module = import_module(f"candlekeeper.venues.{package}")
+        for venue in module.VENUES:
+            if venue.spec.id in out:
+                raise RuntimeError(f"venue {venue.spec.id!r} is registered twice")
+            out[venue.spec.id] = (package, venue)
+    return out
+
+
+_VENUES: Final = _load()
+
+#: every registered venue id, in registration order
+VENUES: Final[tuple[str, ...]] = tuple(_VENUES)
+
+
+def venue(venue_id: str) -> Venue:
     try:
-        return _CODECS[venue][0]
+        return _VENUES[venue_id][1]
     except KeyError:
-        raise ConfigError(f"unknown venue {venue!r}; expected one of {', '.join(VENUES)}") from None
+        raise ConfigError(f"unknown venue {venue_id!r}; expected one of "
+                          f"{', '.join(VENUES)}") from None
 
 
-def make_codec(venue: str) -> VenueCodec:
-    spec = get_spec(venue)
-    return _CODECS[venue][1](spec)
+def package_of(venue_id: str) -> str:
+    """The folder name of a venue (one folder may hold several venue ids)."""
+    venue(venue_id)
+    return _VENUES[venue_id][0]
+
+
+def get_spec(venue_id: str) -> VenueSpec:
+    return venue(venue_id).spec
+
+
+def stream_codec(venue_id: str) -> StreamCodec:
+    v = venue(venue_id)
+    return v.stream_codec(v.spec)
+
+
+def history_codec(venue_id: str) -> HistoryCodec:
+    v = venue(venue_id)
+    return v.history_codec(v.spec)

@@ -12,13 +12,23 @@ import pytest
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import ConfigError, DecodeError
-from candlekeeper.venues.base import Ack, ErrorReply, Ignored, Malformed, ServerShutdown
-from candlekeeper.venues.binance.codec import BinanceCodec, candle_to_kline, mark_closed
 from candlekeeper.venues.binance.endpoints import BINANCE_SPOT, BINANCE_USDM
+from candlekeeper.venues.binance.history import BinanceHistoryCodec
 from candlekeeper.venues.binance.schemas import KlineEvent
+from candlekeeper.venues.binance.stream import BinanceStreamCodec, candle_to_kline, stream_key
+from candlekeeper.venues.contract import (
+    Ack,
+    ErrorReply,
+    Ignored,
+    Malformed,
+    RestErrorKind,
+    ServerShutdown,
+)
 
-USDM = BinanceCodec(BINANCE_USDM)
-SPOT = BinanceCodec(BINANCE_SPOT)
+USDM = BinanceStreamCodec(BINANCE_USDM)
+SPOT = BinanceStreamCodec(BINANCE_SPOT)
+USDM_REST = BinanceHistoryCodec(BINANCE_USDM)
+SPOT_REST = BinanceHistoryCodec(BINANCE_SPOT)
 
 
 def lines(samples: Path, name: str) -> list[str]:
@@ -118,10 +128,10 @@ def test_json_number_price_is_rejected_not_rounded() -> None:
 def test_stream_names_and_urls() -> None:
     key = StreamKey("binance-usdm", "BTCUSDT", "1m")
     assert USDM.stream_name(key) == "btcusdt@kline_1m"
-    assert USDM.stream_key("btcusdt@kline_1m") == key
-    assert USDM.stream_key("ethusdt@kline_1M").interval == "1M"
-    with pytest.raises(DecodeError):
-        USDM.stream_key("btcusdt@aggTrade")
+    assert stream_key("binance-usdm", "btcusdt@kline_1m") == key
+    assert stream_key("binance-usdm", "ethusdt@kline_1M") == StreamKey("binance-usdm",
+                                                                         "ETHUSDT", "1M")
+    assert stream_key("binance-usdm", "btcusdt@aggTrade") is None
     with pytest.raises(ConfigError):
         USDM.stream_name(StreamKey("binance-usdm", "BTCUSDT", "1s"))  # spot-only interval
     assert SPOT.stream_name(StreamKey("binance-spot", "BTCUSDT", "1s")) == "btcusdt@kline_1s"
@@ -141,26 +151,26 @@ def test_control_frames() -> None:
 
 
 def test_rest_request_weights_and_limits() -> None:
-    assert USDM.klines_request("btc-usdt", "1m", limit=99).weight == 1
-    assert USDM.klines_request("BTCUSDT", "1m", limit=100).weight == 2
-    assert USDM.klines_request("BTCUSDT", "1m", limit=500).weight == 5
-    assert USDM.klines_request("BTCUSDT", "1m", limit=1000).weight == 5
-    assert USDM.klines_request("BTCUSDT", "1m", limit=1001).weight == 10
-    req = USDM.klines_request("BTCUSDT", "1m", start_time=5, end_time=9)
+    assert USDM_REST.klines_request("btc-usdt", "1m", limit=99).weight == 1
+    assert USDM_REST.klines_request("BTCUSDT", "1m", limit=100).weight == 2
+    assert USDM_REST.klines_request("BTCUSDT", "1m", limit=500).weight == 5
+    assert USDM_REST.klines_request("BTCUSDT", "1m", limit=1000).weight == 5
+    assert USDM_REST.klines_request("BTCUSDT", "1m", limit=1001).weight == 10
+    req = USDM_REST.klines_request("BTCUSDT", "1m", start_time=5, end_time=9)
     assert req.path == "/fapi/v1/klines" and req.weight == 10
     assert dict(req.params) == {"symbol": "BTCUSDT", "interval": "1m", "limit": 1500,
                                 "startTime": 5, "endTime": 9}
-    spot = SPOT.klines_request("BTCUSDT", "1d")
+    spot = SPOT_REST.klines_request("BTCUSDT", "1d")
     assert spot.path == "/api/v3/klines" and spot.weight == 2 and spot.params["limit"] == 1000
     with pytest.raises(ConfigError):
-        SPOT.klines_request("BTCUSDT", "1d", limit=1001)
+        SPOT_REST.klines_request("BTCUSDT", "1d", limit=1001)
 
 
 def test_rest_klines_recording(samples: Path) -> None:
     rec = json.loads((samples / "binance_spot_rest_klines_BTCUSDT_1d_TESTNET_recording.json")
                      .read_text())
     rows = rec["client"][0]["return"]
-    candles = SPOT.decode_klines(json.dumps(rows).encode(), "BTCUSDT", "1d")
+    candles = SPOT_REST.decode_klines(json.dumps(rows).encode(), "BTCUSDT", "1d")
     assert len(candles) == 13
     first = candles[0]
     assert (first.open_time, first.close_time) == (1780444800000, 1780531199999)
@@ -170,13 +180,36 @@ def test_rest_klines_recording(samples: Path) -> None:
     assert first.source == "rest" and first.first_trade_id is None
     times = [c.open_time for c in candles]
     assert times == sorted(times) and len(set(times)) == 13
-    marked = mark_closed(candles, now_ms=candles[-1].close_time)
-    assert marked[-1].closed is False and all(c.closed for c in marked[:-1])
+    assert all(c.closed for c in candles)  # the fetcher drops the forming one by the clock
 
 
 def test_rest_error_body_is_a_decode_error() -> None:
     with pytest.raises(DecodeError, match="klines body"):
-        USDM.decode_klines(b'{"code":-1121,"msg":"Invalid symbol."}', "X", "1m")
+        USDM_REST.decode_klines(b'{"code":-1121,"msg":"Invalid symbol."}', "X", "1m")
+
+
+def test_rest_errors_are_classified_from_binance_bodies_and_headers() -> None:
+    now = 1_700_000_000.0
+    ok = USDM_REST.classify(200, {}, b"[]", now)
+    assert ok is None
+    unknown = USDM_REST.classify(400, {}, b'{"code":-1121,"msg":"Invalid symbol."}', now)
+    assert unknown is not None and unknown.kind is RestErrorKind.UNKNOWN_SYMBOL
+    assert unknown.code == -1121
+    limited = USDM_REST.classify(429, {"Retry-After": "7"}, b'{"code":-1003,"msg":"x"}', now)
+    assert limited is not None and limited.kind is RestErrorKind.RATE_LIMITED
+    assert limited.retry_after_s == 7.0
+    until = int((now + 90) * 1000)
+    banned = USDM_REST.classify(
+        418, {}, b'{"code":-1003,"msg":"Way too much request weight used; IP banned until '
+        + str(until).encode() + b'. Please use WebSocket Streams"}', now)
+    assert banned is not None and banned.kind is RestErrorKind.BANNED
+    assert banned.retry_after_s is not None and abs(banned.retry_after_s - 90) < 0.01
+    waf = USDM_REST.classify(403, {}, b"<html>blocked</html>", now)
+    assert waf is not None and waf.kind is RestErrorKind.BAD_REQUEST
+    busy = USDM_REST.classify(503, {}, b'{"code":-1008,"msg":"overloaded"}', now)
+    assert busy is not None and busy.kind is RestErrorKind.SERVER_ERROR
+    assert USDM_REST.rate_usage({"X-MBX-USED-WEIGHT-1M": "42"}).used == 42
+    assert USDM_REST.rate_usage({"X-MBX-USED-WEIGHT-1M": "lots"}).used is None
 
 
 def test_exchange_info_symbols() -> None:
@@ -186,7 +219,7 @@ def test_exchange_info_symbols() -> None:
         {"symbol": "OLDUSDT", "status": "SETTLING", "contractType": "PERPETUAL"},
         {"symbol": "ETHUSDT", "status": "TRADING", "contractType": "PERPETUAL", "extra": 1},
     ], "rateLimits": []})
-    assert USDM.decode_symbols(body) == ["BTCUSDT", "ETHUSDT"]
+    assert USDM_REST.decode_symbols(body) == ["BTCUSDT", "ETHUSDT"]
 
 
 def test_simulator_encoding_round_trips(samples: Path) -> None:

@@ -15,18 +15,19 @@ import pytest
 
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.stream_key import StreamKey
-from candlekeeper.errors import ConfigError, DecodeError
-from candlekeeper.venues.base import Ack, ErrorReply, Ignored, Malformed, Reply
+from candlekeeper.errors import ConfigError
 from candlekeeper.venues.bingx import schemas
-from candlekeeper.venues.bingx.codec import (
+from candlekeeper.venues.bingx.endpoints import BINGX_SWAP
+from candlekeeper.venues.bingx.stream import (
     MAX_FRAME_BYTES,
-    BingxCodec,
+    BingxStreamCodec,
     candle_to_kline,
     gzip_frame,
+    parse_data_type,
 )
-from candlekeeper.venues.bingx.endpoints import BINGX_SWAP
+from candlekeeper.venues.contract import Ack, ErrorReply, Ignored, Malformed, Reply
 
-CODEC = BingxCodec(BINGX_SWAP)
+CODEC = BingxStreamCodec(BINGX_SWAP)
 
 
 def js_to_json(text: str) -> str:
@@ -174,11 +175,42 @@ def test_gzip_round_trip_of_an_encoded_push_any_buffer_type() -> None:
         assert CODEC.decode(buf) == c
 
 
-def test_several_candles_in_one_push_yield_the_newest() -> None:
+def test_several_candles_in_one_push_yield_every_candle_oldest_first() -> None:
+    """A push carrying the candle that just closed and the next one must not lose the first:
+    it may be the last look at that candle before its close is inferred."""
     rows = [{"c": "2", "o": "1", "h": "2", "l": "1", "v": "5", "T": t}
             for t in (1714650600000, 1714650540000)]
     frame = gz({"code": 0, "dataType": "ETH-USDT@kline_1m", "s": "ETH-USDT", "data": rows})
-    assert candle(frame).open_time == 1714650600000
+    out = CODEC.decode(frame)
+    assert isinstance(out, list) and all(isinstance(c, Candle) for c in out)
+    assert [c.open_time for c in out if isinstance(c, Candle)] == [1714650540000,
+                                                                   1714650600000]
+
+
+def test_a_push_with_one_impossible_candle_keeps_the_others() -> None:
+    rows = [{"c": "2", "o": "1", "h": "2", "l": "1", "v": "5", "T": 1714650540000},
+            {"c": "NaN", "o": "1", "h": "2", "l": "1", "v": "5", "T": 1714650600000}]
+    frame = gz({"code": 0, "dataType": "ETH-USDT@kline_1m", "s": "ETH-USDT", "data": rows})
+    out = CODEC.decode(frame)
+    assert isinstance(out, list) and isinstance(out[0], Candle)
+    bad = out[1]
+    assert isinstance(bad, Malformed) and "close is not a decimal" in bad.reason
+    assert bad.key == StreamKey("bingx-swap", "ETHUSDT", "1m")
+
+
+@pytest.mark.parametrize("price", ["", "abc", "NaN", "1e5", "-1", "Infinity", "１２"])
+def test_pushes_with_impossible_prices_are_malformed(price: str) -> None:
+    row = {"c": price, "o": "1", "h": "2", "l": "1", "v": "5", "T": 1714650540000}
+    out = CODEC.decode(gz({"code": 0, "dataType": "ETH-USDT@kline_1m", "s": "ETH-USDT",
+                           "data": [row]}))
+    assert isinstance(out, Malformed) and out.key == StreamKey("bingx-swap", "ETHUSDT", "1m")
+
+
+def test_a_huge_numeric_ack_id_is_kept_as_text_not_raised() -> None:
+    """A 4,301-digit id (more than Python converts to int) must not raise."""
+    rid = "7" * 4301
+    out = CODEC.decode(gz({"id": rid, "code": 0, "msg": ""}))
+    assert isinstance(out, Ack) and isinstance(out.request_id, str)
 
 
 # -- acks and errors --------------------------------------------------------------------------
@@ -256,13 +288,14 @@ def test_native_symbol_splits_at_known_quotes() -> None:
 def test_stream_names_round_trip() -> None:
     key = StreamKey("bingx-swap", "BTCUSDT", "1m")
     assert CODEC.stream_name(key) == "BTC-USDT@kline_1m"
-    assert CODEC.stream_key("BTC-USDT@kline_1m") == key
-    assert CODEC.stream_key("ETH-USDT@kline_1M") == StreamKey("bingx-swap", "ETHUSDT", "1M")
+    intervals = frozenset(BINGX_SWAP.intervals)
+    assert parse_data_type("bingx-swap", "BTC-USDT@kline_1m", intervals) == key
+    assert parse_data_type("bingx-swap", "ETH-USDT@kline_1M", intervals) == \
+        StreamKey("bingx-swap", "ETHUSDT", "1M")
     with pytest.raises(ConfigError, match="no interval '1s'"):
         CODEC.stream_name(StreamKey("bingx-swap", "BTCUSDT", "1s"))
     for bad in ("BTC-USDT@trade", "@kline_1m", "BTC-USDT@kline_2m"):
-        with pytest.raises(DecodeError):
-            CODEC.stream_key(bad)
+        assert parse_data_type("bingx-swap", bad, intervals) is None
 
 
 def test_connect_url_and_request_builders() -> None:
@@ -272,5 +305,3 @@ def test_connect_url_and_request_builders() -> None:
         '{"id":"7","reqType":"unsub","dataType":"BTC-USDT@kline_1m"}'
     with pytest.raises(ValueError, match="exactly one dataType"):
         CODEC.subscribe(["BTC-USDT@kline_1m", "ETH-USDT@kline_1m"], 8)
-    with pytest.raises(NotImplementedError, match="lists subscriptions"):
-        CODEC.list_subscriptions(9)

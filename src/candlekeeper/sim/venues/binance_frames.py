@@ -19,7 +19,7 @@ import msgspec
 from candlekeeper.core.candle import Candle
 from candlekeeper.sim.candles import plain_decimals
 from candlekeeper.venues.binance import schemas
-from candlekeeper.venues.binance.codec import candle_to_kline
+from candlekeeper.venues.binance.stream import candle_to_kline
 
 _encoder = msgspec.json.Encoder()
 _pack_16 = struct.Struct("!BBH").pack

@@ -29,7 +29,7 @@ import msgspec
 from candlekeeper.core.candle import Candle
 from candlekeeper.sim.venues.common import Control, GzipFraming, ws_frame
 from candlekeeper.venues.bingx import schemas
-from candlekeeper.venues.bingx.codec import candle_to_kline, split_symbol
+from candlekeeper.venues.bingx.stream import candle_to_kline, split_symbol
 
 VENUE: Final = "bingx-swap"
 WS_PATH: Final = "/swap-market"

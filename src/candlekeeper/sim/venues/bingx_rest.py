@@ -39,9 +39,10 @@ from candlekeeper.sim.market import Market
 from candlekeeper.sim.profiles import profile_for
 from candlekeeper.sim.rest import RestStats
 from candlekeeper.sim.venues.bingx import native_symbol
-from candlekeeper.venues.base import VenueSpec
 from candlekeeper.venues.bingx import schemas
-from candlekeeper.venues.bingx.codec import candle_to_rest_kline
+from candlekeeper.venues.bingx.endpoints import CONTRACTS_PATH, KLINES_PATH
+from candlekeeper.venues.bingx.history import candle_to_rest_kline
+from candlekeeper.venues.contract import VenueSpec
 
 if TYPE_CHECKING:
     from candlekeeper.sim.rest_faults import RestFaults
@@ -147,9 +148,9 @@ class BingxRestApi:
         self.faults: RestFaults | None = None
         self._natives = {native_symbol(s): s for s in market.symbols}
         self._routes: dict[str, Callable[[web.Request], bytes]] = {
-            spec.rest_klines_path: self._klines_v3,
+            KLINES_PATH: self._klines_v3,
             "/openApi/swap/v2/quote/klines": self._klines_v2,
-            spec.exchange_info_path: self._contracts,
+            CONTRACTS_PATH: self._contracts,
             "/openApi/swap/v2/server/time": self._time,
             "/openApi/spot/v1/common/symbols": lambda _: b'{"code":0,"msg":"","debugMsg":"",'
                                                          b'"data":{"symbols":[]}}',

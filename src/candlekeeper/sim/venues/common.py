@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from candlekeeper.sim.rest_faults import RestFaults
     from candlekeeper.sim.server import VenueOptions
     from candlekeeper.sim.shaper import Shaper
-    from candlekeeper.venues.base import VenueSpec
+    from candlekeeper.venues.contract import VenueSpec
 
 _pack_16 = struct.Struct("!BBH").pack
 _pack_64 = struct.Struct("!BBQ").pack

@@ -29,7 +29,7 @@ from candlekeeper.sim.venues.common import (
     VenuePusher,
     WsPath,
 )
-from candlekeeper.venues.base import VenueSpec
+from candlekeeper.venues.contract import VenueSpec
 
 
 class BinancePersonality:

@@ -10,7 +10,7 @@ Limits and why each number is what it is:
   takes ~25 s per connection at that pace; the transport shards and connects in parallel.
 * **REST**: BingX counts *requests*, not weights. Every call is weight 1 against the Market API
   group's IP limit of 1000 requests per minute, plus a second window of 500 requests per 10 s
-  (``rest_extra_windows``) which the REST client enforces too. ``X-RateLimit-Requests-Remain``
+  (both in ``rest_limits``), which the REST client enforces too. ``X-RateLimit-Requests-Remain``
   counts the requests left in that 10 s window (a live response showed ``499`` / ``10000``) and
   ``X-RateLimit-Requests-Expire`` when it ends. Body code ``100410`` means "rate limited" even on
   HTTP 200; 429 and 418 mean what they mean on Binance.
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from candlekeeper.venues.base import VenueSpec
+from candlekeeper.venues.contract import RestWindow, VenueSpec
 
 _BIG: Final = 1 << 62
 
@@ -49,20 +49,23 @@ BINGX_SWAP: Final = VenueSpec(
     max_streams_per_connection=200,
     max_streams_per_subscribe=1,
     control_messages_per_second=10,
-    rest_klines_path="/openApi/swap/v3/quote/klines",
+    connection_lifetime_s=None,  # "we don't close user connections"
+    server_ping_interval_s=5.0,
+    update_cadence_ms=1000,
+    close_frame_max_delay_ms=1_000,  # the next candle's first push, one tick later at most
+    closed_flag=False,
     rest_max_limit=1440,
     rest_klines_weights=((_BIG, 1),),
-    rest_weight_limit_per_minute=1000,
-    rest_extra_windows=((10.0, REQUESTS_PER_10S),),
-    rest_used_weight_header=None,
-    rest_remain_header="X-RateLimit-Requests-Remain",
-    rest_expire_header="X-RateLimit-Requests-Expire",
-    rest_rate_limit_codes=(RATE_LIMITED_CODE,),
-    exchange_info_path="/openApi/swap/v2/quote/contracts",
-    exchange_info_weight=1,
-    update_cadence_ms=1000,
-    server_ping_interval_s=5.0,
-    closed_flag=False,
+    rest_limits=(RestWindow(60.0, 1000), RestWindow(10.0, REQUESTS_PER_10S)),
 )
+
+#: REST paths (protocols.md §C.4); the simulator serves the same table
+KLINES_PATH: Final = "/openApi/swap/v3/quote/klines"
+KLINES_V2_PATH: Final = "/openApi/swap/v2/quote/klines"
+CONTRACTS_PATH: Final = "/openApi/swap/v2/quote/contracts"
+SERVER_TIME_PATH: Final = "/openApi/swap/v2/server/time"
+#: headers with the requests left in the 10 s window and the ms until it ends
+REMAIN_HEADER: Final = "X-RateLimit-Requests-Remain"
+EXPIRE_HEADER: Final = "X-RateLimit-Requests-Expire"
 
 BINGX_VENUES: Final = {BINGX_SWAP.id: BINGX_SWAP}
