@@ -126,7 +126,7 @@ async def test_unknown_subject_and_no_server_are_clear_errors(nats: NatsServer) 
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
-    assert "no NATS server answered at nats://127.0.0.1:" in err.decode()
+    assert "no NATS server answered at nats://***@127.0.0.1:" in err.decode()
     assert "hidden" not in err.decode() and "Traceback" not in err.decode()
 
 

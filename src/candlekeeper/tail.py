@@ -11,7 +11,9 @@ published from now on. A message that is not a valid candle (another producer on
 reported on stderr, counted, and skipped. Ctrl-C (or SIGTERM) ends the command cleanly, exit 0.
 
 Progress notes (``watching ...``, the final count) go to stderr, candles to stdout, so
-``candlekeeper tail --json | jq`` sees only candles.
+``candlekeeper tail --json | jq`` sees only candles. No credential is ever printed: server URLs
+lose their user info, and every error text (nats-py's included) has the password, token and URL
+credentials masked; a URL whose credentials hold an unescaped ``/ ? #`` is refused up front.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from candlekeeper.core.candle import Candle
-from candlekeeper.errors import DecodeError
-from candlekeeper.sinks.nats import redact_url
+from candlekeeper.errors import ConfigError, DecodeError
+from candlekeeper.observability.redact import Redactor, describe_error, redact_url
+from candlekeeper.sinks.nats import check_server_urls
 from candlekeeper.sinks.nats_schema import decode_candle
 
 __all__ = ["format_line", "tail", "tail_command"]
@@ -68,11 +71,27 @@ async def tail(servers: Sequence[str], subject: str, *, stream: str | None = Non
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
             handled.append(sig)
+    try:
+        check_server_urls("tail", servers)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    redact = Redactor(secrets=[(auth or {}).get(k) for k in ("password", "token")],
+                      urls=servers)
     shown = ",".join(redact_url(s) for s in servers)
     queue: asyncio.Queue[Msg] = asyncio.Queue()
 
     async def on_msg(msg: Msg) -> None:
         queue.put_nowait(msg)
+
+    client_errors: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        # nats-py's default callback logs a traceback per reconnect attempt; tail keeps quiet
+        # (the ordered consumer resumes after a reconnect) and names the cause if it gives up:
+        # the server's refusal ("Authorization Violation") rather than the reset that follows
+        if isinstance(exc, nats.errors.Error) or not client_errors or isinstance(
+                client_errors[-1], OSError):
+            client_errors[:] = [exc]
 
     nc = None
     printed = bad = 0
@@ -81,7 +100,7 @@ async def tail(servers: Sequence[str], subject: str, *, stream: str | None = Non
             async with asyncio.timeout(connect_timeout_s):
                 nc = await nats.connect(list(servers), name="candlekeeper-tail",
                                         max_reconnect_attempts=-1, reconnect_time_wait=1,
-                                        error_cb=_quiet, **dict(auth or {}))
+                                        error_cb=on_error, **dict(auth or {}))
             js = nc.jetstream()
             if stream is None:
                 stream = await js.find_stream_name_by_subject(subject)
@@ -91,12 +110,15 @@ async def tail(servers: Sequence[str], subject: str, *, stream: str | None = Non
             await js.subscribe(subject, stream=stream, cb=on_msg, ordered_consumer=True,
                                deliver_policy=policy, idle_heartbeat=1.0)
         except TimeoutError:
+            last = (f" (last error: {describe_error(client_errors[-1], redact)})"
+                    if client_errors else "")
             raise click.ClickException(f"no NATS server answered at {shown} within "
-                                       f"{connect_timeout_s:g}s") from None
+                                       f"{connect_timeout_s:g}s{last}") from None
         except nats.js.errors.NotFoundError:
             raise click.ClickException(f"no JetStream stream captures {subject!r}") from None
         except (nats.errors.Error, OSError) as exc:
-            raise click.ClickException(f"NATS error: {type(exc).__name__}: {exc}") from exc
+            raise click.ClickException(f"NATS error at {shown}: {describe_error(exc, redact)}"
+                                       ) from None
         print(f"watching {subject} on stream {stream} at {shown} "
               f"({'from the start' if from_start else 'new candles only'}); Ctrl-C to stop",
               file=err, flush=True)
@@ -129,11 +151,6 @@ async def tail(servers: Sequence[str], subject: str, *, stream: str | None = Non
     print(f"{printed} candle(s) shown" + (f", {bad} malformed message(s) skipped" if bad else ""),
           file=err, flush=True)
     return printed
-
-
-async def _quiet(exc: Exception) -> None:
-    """nats-py's default error callback logs a traceback per reconnect attempt; tail prints
-    nothing and keeps waiting (the ordered consumer resumes after a reconnect)."""
 
 
 @click.command("tail")

@@ -181,3 +181,34 @@ def test_writer_backlog_and_journal_are_exported() -> None:
     assert value(m, "candlekeeper_sink_journal_rows", sink="postgres") == 200
     assert value(m, "candlekeeper_sink_journal_bytes", sink="postgres") == 40_960
     assert value(m, "candlekeeper_sink_oldest_pending_seconds", sink="postgres") == 12.5
+
+
+def test_rejected_and_dropped_rows_are_exported_and_degrade_health() -> None:
+    m = Metrics()
+    stats = WriterStats(written=998, pending=0, batches=2, failures=0, retries=0, dropped=5,
+                        last_error=None, last_flush_monotonic=None, rejected=2,
+                        last_rejection="binance-usdm:BTCUSDT:1m:0: value out of range")
+    m.track_sink("postgres", lambda: stats)
+    m.stream(KEY).set_state(StreamState.LIVE)
+    assert value(m, "candlekeeper_sink_rows_rejected_total", sink="postgres") == 2
+    assert value(m, "candlekeeper_sink_rows_dropped_total", sink="postgres") == 5
+    [row] = m.snapshot().sinks
+    assert (row.rejected, row.last_rejection) == (2, stats.last_rejection)
+    report = m.snapshot().to_report()
+    assert report["status"] == "degraded"
+    assert report["reasons"] == [
+        "sink postgres dropped 5 candle(s) to the overflow policy (data loss)",
+        "sink postgres rejected 2 candle(s) as data it cannot store (last: "
+        "binance-usdm:BTCUSDT:1m:0: value out of range)"]
+
+
+def test_a_failing_stats_provider_shows_no_credentials() -> None:
+    m = Metrics()
+
+    def broken() -> WriterStats:
+        raise OSError("cannot reach nats://app:s3cret@h:4222 (password=hunter2)")
+
+    m.track_sink("nats", broken)
+    [row] = m.snapshot().sinks
+    assert row.last_error == ("stats unavailable: OSError('cannot reach nats://***@h:4222 "
+                              "(password=***)')")

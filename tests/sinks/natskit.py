@@ -1,11 +1,16 @@
 """Helpers for the NATS tests (imported by name: pytest puts this folder on sys.path): read a
-stream's messages back with a plain nats-py client, independent of the code under test."""
+stream's messages back with a plain nats-py client, independent of the code under test, and a
+server that requires a password."""
 
 from __future__ import annotations
+
+import subprocess
 
 import nats
 import nats.js.errors
 from nats.js import api
+
+from servers import NatsServer, wait_port
 
 
 async def stream_messages(url: str, stream: str = "CANDLES") -> list[api.RawStreamMsg]:
@@ -27,3 +32,20 @@ async def stream_messages(url: str, stream: str = "CANDLES") -> list[api.RawStre
 
 def msg_ids(msgs: list[api.RawStreamMsg]) -> list[str]:
     return [(m.headers or {}).get("Nats-Msg-Id", "") for m in msgs]
+
+
+class AuthNatsServer(NatsServer):
+    """A throwaway nats-server with JetStream that requires ``user``/``password``."""
+
+    def __init__(self, user: str, password: str) -> None:
+        super().__init__()
+        self.user = user
+        self.password = password
+
+    def start(self) -> None:
+        log = (self.dir / "server.log").open("ab")
+        self.proc = subprocess.Popen([self.binary, "-a", "127.0.0.1", "-p", str(self.port),
+                                      "-js", "-sd", str(self.dir / "store"),
+                                      "--user", self.user, "--pass", self.password],
+                                     stdout=log, stderr=log)
+        wait_port(self.port)

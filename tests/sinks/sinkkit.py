@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from candlekeeper.core.candle import Candle, Source
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import SinkError
 from candlekeeper.sinks.base import Sink
+
+if TYPE_CHECKING:
+    from candlekeeper.sinks.contract import Rejection
 
 KEY = StreamKey("binance-usdm", "SUSHIUSDT", "1m")
 MINUTE = 60_000
@@ -59,12 +63,13 @@ class RecordingSink:
         self.closes += 1
         await self.inner.close()
 
-    async def write(self, candles: Sequence[Candle]) -> None:
+    async def write(self, candles: Sequence[Candle]) -> Sequence[Rejection] | None:
         self.attempts += 1
         try:
             await self.before_write(candles)
-            await self.inner.write(candles)
+            rejected = await self.inner.write(candles)
             self.batches.append(list(candles))
+            return rejected
         finally:
             async with self._changed:
                 self._changed.notify_all()

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
+import msgspec
 import nats
 import pytest
 from natskit import msg_ids, stream_messages
@@ -14,6 +15,7 @@ from sinkkit import make_candle
 
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import ConfigError, SinkError
+from candlekeeper.sinks.base import BatchingWriter
 from candlekeeper.sinks.nats import NatsSink, redact_url
 from candlekeeper.sinks.nats_schema import decode_candle, msg_id
 from servers import NatsServer, free_port
@@ -144,7 +146,7 @@ async def test_server_down_fails_the_batch_and_retry_skips_what_was_stored(
 
 
 async def test_credentials_never_shown(caplog: pytest.LogCaptureFixture) -> None:
-    assert redact_url("nats://alice:s3cret@h:4222") == "nats://h:4222"
+    assert redact_url("nats://alice:s3cret@h:4222") == "nats://***@h:4222"
     assert redact_url("tls://h:4222") == "tls://h:4222"
     s = NatsSink(f"nats://alice:s3cret@127.0.0.1:{free_port()}", password="pw-xyz",
                  token="tok-xyz", connect_timeout_s=0.3)
@@ -207,3 +209,28 @@ async def test_stored_but_unacknowledged_batch_is_not_stored_twice(nats: NatsSer
         assert s.skipped > 0 and s.skipped + s.duplicates == 200
     else:  # re-sent and dropped by the dedup window
         assert s.skipped == 0 and s.duplicates == 200
+
+
+async def test_candles_that_cannot_become_messages_are_rejected_not_retried(
+        nats: NatsServer) -> None:
+    """Over the server's max_payload (1 MiB by default) or not encodable: returned as
+    rejections and counted by the writer — never retried, never blocking newer candles."""
+    sink = new_sink(nats)
+    writer = BatchingWriter(sink, batch_size=5, flush_interval_s=0.01)
+    await writer.start()
+    huge = msgspec.structs.replace(make_candle(1), volume_str="1" + "0" * (1 << 20))
+    unencodable = msgspec.structs.replace(make_candle(2), trades=object())
+    no_venue = msgspec.structs.replace(make_candle(4), venue=7)  # no subject can be made
+    for c in (make_candle(0), huge, unencodable, make_candle(3), no_venue):
+        writer.submit(c)
+    async with asyncio.timeout(20):
+        while writer.stats.pending:
+            await asyncio.sleep(0.01)
+    stats = writer.stats
+    assert (stats.written, stats.rejected, stats.failures) == (2, 3, 0)
+    assert stats.last_rejection == ("binance-usdm:SUSHIUSDT:1m:1626992760000: message of 1048991 "
+                                    "bytes exceeds the server's max_payload (1048576)")
+    assert sink.rejected == 3
+    msgs = await stream_messages(nats.url)
+    assert msg_ids(msgs) == [msg_id(make_candle(0)), msg_id(make_candle(3))]
+    await writer.stop()

@@ -13,11 +13,14 @@ from pathlib import Path
 
 from sinkkit import KEY, MINUTE, T0, make_candle
 
+import candlekeeper
 from candlekeeper.sinks.base import BatchingWriter
 from candlekeeper.sinks.postgres import PostgresSink
 from servers import PostgresServer
 
 HERE = Path(__file__).resolve().parent
+#: the child imports the candlekeeper under test (a worktree's src), not whatever is installed
+SRC = Path(candlekeeper.__file__).resolve().parents[1]
 
 
 async def wait_until(predicate: object, timeout: float = 20.0) -> None:
@@ -68,7 +71,7 @@ async def test_kill_9_during_an_outage_then_the_next_process_replays_the_journal
         postgres: PostgresServer, tmp_path: Path) -> None:
     postgres.stop()  # down before the service even starts
     journal = tmp_path / "journal"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(HERE), str(HERE.parent)])}
     child = await asyncio.create_subprocess_exec(
         sys.executable, str(HERE / "pg_journal_child.py"), postgres.dsn, str(journal), "500",
         stdout=asyncio.subprocess.PIPE, env=env)

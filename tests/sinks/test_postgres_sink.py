@@ -302,9 +302,7 @@ async def test_schema_is_versioned_and_refuses_newer(pg: PostgresSink,
 
 
 async def test_layouts_and_bad_settings(db: Database) -> None:
-    with pytest.raises(SinkError, match="timescaledb requested but the extension is not "
-                       "available"):
-        await PostgresSink(db.dsn, schema="ts", layout="timescaledb").open()
+    # TimescaleDB present or not: test_postgres_timescaledb.py (machine-independent servers)
     custom = PostgresSink(db.dsn, schema="market_data", layout="partitioned")
     await custom.open()
     await custom.write([make_candle(0)])

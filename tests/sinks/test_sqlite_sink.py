@@ -155,14 +155,13 @@ async def test_read_helpers(sink: SQLiteSink) -> None:
     assert sink.schema_version() == 1
 
 
-async def test_malformed_candle_is_rejected_alone(sink: SQLiteSink,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+async def test_malformed_candle_is_rejected_alone(sink: SQLiteSink) -> None:
     bad = msgspec.structs.replace(make_candle(1), close_str=7.617)  # a float sneaked in
-    await sink.write([make_candle(0), bad, make_candle(2)])
-    assert sink.rejected == 1
+    [rejection] = await sink.write([make_candle(0), bad, make_candle(2)])
+    assert sink.rejected == 1 and sink.rows_written == 2
     assert [c.open_time for c in sink.read(KEY)] == [T0, T0 + 2 * MINUTE]
-    assert "rejected malformed candle" in caplog.text
-    assert "close must be decimal text" in caplog.text
+    assert rejection.candle is bad
+    assert rejection.reason == "close must be decimal text, got 7.617"
 
 
 async def test_locked_database_raises_sink_error_then_recovers(db_path: Path) -> None:

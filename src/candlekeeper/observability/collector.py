@@ -136,6 +136,9 @@ class MetricsCollector(Collector):
                                       labels=labels)
         dropped = CounterMetricFamily("candlekeeper_sink_rows_dropped",
                                       "Rows lost to the overflow policy", labels=labels)
+        rejected = CounterMetricFamily("candlekeeper_sink_rows_rejected",
+                                       "Rows the backend refused as data it can never store "
+                                       "(not retried)", labels=labels)
         journal = GaugeMetricFamily("candlekeeper_sink_journal_rows",
                                     "Rows spilled to the durable journal while the backend was "
                                     "down, not yet written", labels=labels)
@@ -152,9 +155,11 @@ class MetricsCollector(Collector):
             failures.add_metric([name], stats.failures)
             retries.add_metric([name], stats.retries)
             dropped.add_metric([name], stats.dropped)
-            # journal fields exist on writers that have one (``WriterStats``)
+            # journal and rejection fields exist on writers (``WriterStats``)
+            rejected.add_metric([name], getattr(stats, "rejected", 0))
             journal.add_metric([name], getattr(stats, "journal_rows", 0))
             journal_bytes.add_metric([name], getattr(stats, "journal_bytes", 0))
             age = getattr(stats, "oldest_pending_age_s", None)
             oldest.add_metric([name], age if age is not None else 0.0)
-        yield from (written, pending, failures, retries, dropped, journal, journal_bytes, oldest)
+        yield from (written, pending, failures, retries, dropped, rejected, journal,
+                    journal_bytes, oldest)

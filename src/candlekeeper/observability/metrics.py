@@ -49,6 +49,8 @@ Metric names (labels in braces; ``stream`` labels = ``venue, symbol, interval``)
 ``candlekeeper_sink_failures_total``           counter    failed write attempts {sink}
 ``candlekeeper_sink_retries_total``            counter    {sink}
 ``candlekeeper_sink_rows_dropped_total``       counter    lost to overflow (data loss!) {sink}
+``candlekeeper_sink_rows_rejected_total``      counter    refused as data the backend can never
+                                                          store (not retried) {sink}
 ``candlekeeper_sink_journal_rows``             gauge      spilled to the journal, not yet written
 ``candlekeeper_sink_journal_bytes``            gauge      journal size {sink}
 ``candlekeeper_sink_oldest_pending_seconds``   gauge      age of the oldest unwritten row {sink}
@@ -74,6 +76,7 @@ from candlekeeper.core.events import (
     StreamStatus,
 )
 from candlekeeper.core.stream_key import StreamKey
+from candlekeeper.observability.redact import redact_text
 from candlekeeper.observability.snapshot import (
     ConnectionRow,
     HealthSnapshot,
@@ -86,7 +89,8 @@ _INTERRUPTED = frozenset({StreamState.STALLED, StreamState.SILENT})
 
 
 class SinkStatsLike(Protocol):
-    """What :meth:`Metrics.track_sink` reads (``candlekeeper.sinks.base.WriterStats`` fits)."""
+    """What :meth:`Metrics.track_sink` reads (``candlekeeper.sinks.base.WriterStats`` fits;
+    its journal and rejection fields are read when present)."""
 
     @property
     def written(self) -> int: ...
@@ -305,7 +309,7 @@ class Metrics:
             try:
                 out.append((name, provider(), None))
             except Exception as exc:
-                out.append((name, None, repr(exc)))
+                out.append((name, None, redact_text(repr(exc))))
         return out
 
     def add_refresher(self, refresh: Callable[[], None]) -> None:
@@ -324,7 +328,9 @@ class Metrics:
         streams = tuple(sm.row(now) for sm in self._streams.values())
         sinks = tuple(
             SinkRow(name=name, written=s.written, pending=s.pending, failures=s.failures,
-                    retries=s.retries, dropped=s.dropped, last_error=s.last_error)
+                    retries=s.retries, dropped=s.dropped, last_error=s.last_error,
+                    rejected=getattr(s, "rejected", 0),
+                    last_rejection=getattr(s, "last_rejection", None))
             if s is not None else SinkRow(name=name, last_error=f"stats unavailable: {err}")
             for name, s, err in self.sink_stats())
         return HealthSnapshot(

@@ -60,6 +60,8 @@ class SinkRow(msgspec.Struct, frozen=True, kw_only=True):
     retries: int = 0
     dropped: int = 0  # lost to the overflow policy; any non-zero value means data loss
     last_error: str | None = None
+    rejected: int = 0  # refused by the backend as data it can never store (not retried)
+    last_rejection: str | None = None  # "venue:symbol:interval:open_time: why" of the latest
 
 
 class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -80,7 +82,9 @@ class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
 
         ``down`` when no stream is live (including at start-up before the first message: the
         endpoint doubles as a readiness check); ``degraded`` when some stream is not live, a
-        connection is not connected or a sink is failing; ``ok`` otherwise.
+        connection is not connected, a sink is failing, or a sink lost candles since the start
+        (dropped by the overflow policy, or rejected as data it cannot store: both are holes in
+        that store, said until a restart; alert on the counters for rates); ``ok`` otherwise.
         """
         reasons: list[str] = []
         live = sum(1 for s in self.streams if s.state == StreamState.LIVE)
@@ -104,6 +108,12 @@ class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
             if sink.last_error is not None and sink.pending:
                 reasons.append(f"sink {sink.name} failing ({sink.pending} pending): "
                                f"{sink.last_error}")
+            if sink.dropped:
+                reasons.append(f"sink {sink.name} dropped {sink.dropped} candle(s) to the "
+                               "overflow policy (data loss)")
+            if sink.rejected:
+                reasons.append(f"sink {sink.name} rejected {sink.rejected} candle(s) as data it "
+                               f"cannot store (last: {sink.last_rejection})")
         if live == 0:
             return HealthStatus.DOWN, reasons
         return (HealthStatus.DEGRADED if reasons else HealthStatus.OK), reasons

@@ -15,7 +15,30 @@ import msgspec
 
 from candlekeeper.core.candle import Candle
 
-__all__ = ["Sink", "WriterStats", "backoff_delays"]
+__all__ = ["Rejection", "Sink", "WriterStats", "backoff_delays", "candle_id"]
+
+#: longest reason or candle identity kept in a :class:`Rejection` (a log line must stay a line)
+_MAX_TEXT = 200
+
+
+def candle_id(candle: Candle) -> str:
+    """``venue:symbol:interval:open_time``, safe for any candle, however malformed (for logs)."""
+    text = f"{candle.venue}:{candle.symbol}:{candle.interval}:{candle.open_time}"
+    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT - 3] + "..."
+
+
+class Rejection(msgspec.Struct, frozen=True):
+    """A candle a sink can never store, and why: the backend refused *this row's data* (a value
+    it cannot hold, a constraint it violates). Never an outage: a backend that is down, full or
+    unreachable raises instead, and the writer keeps and retries the batch."""
+
+    candle: Candle
+    reason: str
+
+    @classmethod
+    def of(cls, candle: Candle, reason: object) -> Rejection:
+        text = " ".join(str(reason).split())
+        return cls(candle, text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT - 3] + "...")
 
 
 @runtime_checkable
@@ -30,15 +53,21 @@ class Sink(Protocol):
       batch fail (cryptofeed's "one duplicate drops the whole batch" bug).
     * ``write()`` either stores the whole batch or raises ``SinkError`` (then nothing must be
       half-visible, or the partial part must be harmless to re-write — which idempotency gives).
-      A candle the backend can never store (malformed) is rejected and counted by the sink itself,
-      not raised, because the writer treats every raise as transient and retries the batch.
+      The writer treats every raise as an outage: it keeps the batch and retries it.
+    * A candle the backend can never store (its *data* is refused: a malformed value, a
+      constraint) must not fail the batch — that would retry it forever. ``write()`` stores the
+      others and returns those candles as :class:`Rejection` s (``None`` or an empty sequence:
+      everything was stored). The writer counts and logs them; they are never retried.
+    * Optional: ``redact(text) -> str``, masking the sink's credentials in any text. When
+      present, the writer passes every exception text it logs or keeps in ``last_error``
+      through it (URL user info and ``password=`` values are masked in any case).
     """
 
     name: str
 
     async def open(self) -> None: ...
 
-    async def write(self, candles: Sequence[Candle]) -> None: ...
+    async def write(self, candles: Sequence[Candle]) -> Sequence[Rejection] | None: ...
 
     async def close(self) -> None: ...
 
@@ -49,6 +78,8 @@ class WriterStats(msgspec.Struct, frozen=True):
     ``pending`` is everything not yet written: ``in_memory`` (queued, in flight or being spilled)
     plus ``journal_rows`` (spilled to the on-disk journal, replayed first). ``dropped`` is the
     number of candles discarded by the overflow policy — any non-zero value means data loss.
+    ``rejected`` counts candles the backend refused as data it can never store (not in
+    ``written``; ``last_rejection`` names the latest and why).
     ``oldest_pending_age_s`` is how long the oldest unwritten candle has waited (wall clock, so it
     survives a restart for journalled candles); it is the backlog metric to alert on.
     ``journal_errors`` counts failed journal operations (the candles then stay in memory) and
@@ -72,6 +103,8 @@ class WriterStats(msgspec.Struct, frozen=True):
     journal_errors: int = 0
     journal_corrupt_bytes: int = 0
     oldest_pending_age_s: float | None = None
+    rejected: int = 0
+    last_rejection: str | None = None
 
 
 def backoff_delays(initial_s: float, max_s: float,

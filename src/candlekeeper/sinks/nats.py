@@ -26,8 +26,13 @@ Design decisions (also in ``docs/deploying.md``):
 * **Reconnects.** nats-py reconnects forever in the background. While it is disconnected the
   sink fails fast (no publishing into the client's reconnect buffer), so the writer backs off
   and the candles wait in the writer, not in an invisible client buffer.
-* **Credentials are never logged**: server URLs are shown without their user info, and the
-  user, password, token, credentials file and seed are not part of ``repr``.
+* **Credentials never reach an output**: server URLs are shown without their user info, the
+  user, password, token, credentials file and seed are not part of ``repr``, and every error
+  text (nats-py's included) goes through the sink's :meth:`NatsSink.redact`. A server URL whose
+  user info holds an unescaped ``/ ? #`` is refused with a ``ConfigError`` (nats-py would read
+  the rest of the password as the host); such credentials go in ``user``/``password``.
+* **Rejections**: a candle that cannot become a message (a subject it cannot have, a payload
+  over the server's ``max_payload``) is returned as a ``Rejection``, never retried.
 """
 
 from __future__ import annotations
@@ -38,7 +43,6 @@ import logging
 import ssl
 from collections.abc import Sequence
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import nats
 import nats.errors
@@ -49,6 +53,13 @@ from nats.js import JetStreamContext
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.errors import ConfigError, SinkError
+from candlekeeper.observability.redact import (
+    Redactor,
+    describe_error,
+    malformed_userinfo,
+    redact_url,
+)
+from candlekeeper.sinks.contract import Rejection
 from candlekeeper.sinks.nats_acks import AckPipeline
 from candlekeeper.sinks.nats_schema import (
     MSG_ID_HEADER,
@@ -60,7 +71,7 @@ from candlekeeper.sinks.nats_schema import (
 )
 from candlekeeper.sinks.nats_stream import ensure_stream
 
-__all__ = ["NatsSink", "redact_url"]
+__all__ = ["NatsSink", "check_server_urls", "redact_url"]
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +79,16 @@ log = logging.getLogger(__name__)
 _TRANSIENT = (nats.errors.Error, OSError, TimeoutError)
 
 
-def redact_url(url: str) -> str:
-    """``nats://user:secret@host:4222`` -> ``nats://host:4222`` (for logs and errors)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+def check_server_urls(owner: str, servers: Sequence[str]) -> None:
+    """Raise ``ConfigError`` (showing only the redacted URL) for a server URL whose user info
+    nats-py would misread: an unescaped ``/``, ``?`` or ``#`` in it ends it early, and nats-py
+    does not decode ``%2F``-style escapes in URL credentials."""
+    for url in servers:
+        if malformed_userinfo(url, allow_at=True):
+            raise ConfigError(
+                f"{owner}: the server URL {redact_url(url)} cannot be parsed: its user name or "
+                "password holds '/', '?' or '#'; give the credentials separately (user and "
+                "password, or token) instead of in the URL")
 
 
 class NatsSink:
@@ -86,9 +96,9 @@ class NatsSink:
 
     Counters: ``published`` (acknowledged as stored for the first time), ``duplicates`` (acked as
     a duplicate: already in the stream), ``skipped`` (not sent: found in the stream by the
-    post-failure check), ``rejected`` (a candle that cannot be turned into a message, never
-    retried). A message stored by an attempt whose ack was lost is counted by its retry, under
-    ``duplicates`` or ``skipped``.
+    post-failure check), ``rejected`` (a candle that cannot be turned into a message, returned
+    by ``write`` and never retried). A message stored by an attempt whose ack was lost is
+    counted by its retry, under ``duplicates`` or ``skipped``.
     """
 
     def __init__(
@@ -122,6 +132,9 @@ class NatsSink:
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         if not self.servers:
             raise ConfigError(f"nats sink {name!r}: at least one server URL is needed")
+        check_server_urls(f"nats sink {name!r}", self.servers)
+        #: masks the credentials (URL user info, password, token) in any text
+        self.redact = Redactor(secrets=[password, token], urls=self.servers)
         try:
             validate_prefix(subject_prefix)
         except ValueError as exc:
@@ -221,7 +234,8 @@ class NatsSink:
             with contextlib.suppress(Exception):
                 await nc.close()
             raise SinkError(f"nats sink {self.name!r}: cannot connect to {shown} within "
-                            f"{self.connect_timeout_s:g}s ({type(exc).__name__}: {exc})") from exc
+                            f"{self.connect_timeout_s:g}s ({describe_error(exc, self.redact)})"
+                            ) from None
         self._nc = nc
         self._js = nc.jetstream(timeout=self.ack_timeout_s)
         self._acks = AckPipeline(nc, chunk=self.max_inflight)
@@ -230,7 +244,8 @@ class NatsSink:
         except _TRANSIENT as exc:
             with contextlib.suppress(Exception):
                 await nc.close()
-            raise SinkError(f"nats sink {self.name!r}: cannot subscribe to acks: {exc}") from exc
+            raise SinkError(f"nats sink {self.name!r}: cannot subscribe to acks: "
+                            f"{describe_error(exc, self.redact)}") from None
         self._stream_ok = False
         log.info("nats sink %r connected to %s", self.name,
                  redact_url(str(nc.connected_url.geturl())) if nc.connected_url else shown)
@@ -256,8 +271,8 @@ class NatsSink:
         self._stream_ok = True
 
     async def _on_error(self, exc: Exception) -> None:
-        self._rlog.warning(f"nats-error:{self.name}", "nats sink %r: %s: %s", self.name,
-                           type(exc).__name__, exc)
+        self._rlog.warning(f"nats-error:{self.name}", "nats sink %r: %s", self.name,
+                           describe_error(exc, self.redact))
 
     async def _on_disconnected(self) -> None:
         if self._closing:
@@ -269,18 +284,19 @@ class NatsSink:
         log.info("nats sink %r: reconnected", self.name)
 
     # -- writing ------------------------------------------------------------------------------
-    async def write(self, candles: Sequence[Candle]) -> None:
+    async def write(self, candles: Sequence[Candle]) -> list[Rejection]:
         """Publish a batch and await every ack; ``SinkError`` if any is missing or negative.
+        Returns the candles that cannot become a message (never sent, never retried).
 
         Safe to call again with the same batch: what was stored already is deduplicated by
         ``Nats-Msg-Id`` (and, after a failure, skipped by the last-message check).
         """
         if not candles:
-            return
+            return []
         try:
             js = await self._ready()
             batch = await self._unstored(js, candles) if self._check_stored else candles
-            await self._publish(batch)
+            rejected = await self._publish(batch)
         except SinkError:
             self._check_stored = self.skip_stored_on_retry
             raise
@@ -288,8 +304,11 @@ class NatsSink:
             self._check_stored = self.skip_stored_on_retry
             if isinstance(exc, nats.js.errors.NoStreamResponseError | nats.js.errors.NotFoundError):
                 self._stream_ok = False  # the stream was deleted under us: re-create it
-            raise SinkError(f"nats sink {self.name!r}: {type(exc).__name__}: {exc}") from exc
+            raise SinkError(f"nats sink {self.name!r}: {describe_error(exc, self.redact)}"
+                            ) from None
         self._check_stored = False
+        self.rejected += len(rejected)
+        return rejected
 
     async def _ready(self) -> JetStreamContext:
         async with self._lock:
@@ -303,18 +322,23 @@ class NatsSink:
             await self._ensure_stream()
             return js
 
-    async def _publish(self, batch: Sequence[Candle]) -> None:
+    async def _publish(self, batch: Sequence[Candle]) -> list[Rejection]:
         messages: list[tuple[str, bytes, dict[str, str]]] = []
+        rejected: list[Rejection] = []
+        assert self._nc is not None
+        max_payload = self._nc.max_payload
         for candle in batch:
             try:
-                messages.append((subject_for(self.subject_prefix, candle.key),
-                                 encode_candle(candle), {MSG_ID_HEADER: msg_id(candle)}))
-            except (ValueError, TypeError) as exc:
-                self.rejected += 1
-                self._rlog.error(f"reject:{self.name}", "nats sink %r: candle %s rejected: %s "
-                                 "(%d rejected)", self.name, msg_id(candle), exc, self.rejected)
+                payload = encode_candle(candle)
+                if len(payload) > max_payload:
+                    raise ValueError(f"message of {len(payload)} bytes exceeds the server's "
+                                     f"max_payload ({max_payload})")
+                messages.append((subject_for(self.subject_prefix, candle.key), payload,
+                                 {MSG_ID_HEADER: msg_id(candle)}))
+            except (ValueError, TypeError, AttributeError) as exc:
+                rejected.append(Rejection.of(candle, exc))
         if not messages:
-            return
+            return rejected
         assert self._acks is not None
         outcome = await self._acks.publish(messages, self.ack_timeout_s)
         self.published += outcome.stored
@@ -324,14 +348,16 @@ class NatsSink:
         if not outcome.ok:
             reason = outcome.first_error or f"no ack within {self.ack_timeout_s:g}s"
             raise SinkError(f"nats sink {self.name!r}: {outcome.failed + outcome.unanswered} of "
-                            f"{outcome.sent} publish(es) not acknowledged ({reason})")
+                            f"{outcome.sent} publish(es) not acknowledged "
+                            f"({self.redact(reason)})")
+        return rejected
 
     async def _unstored(self, js: JetStreamContext, candles: Sequence[Candle]) -> list[Candle]:
         """The candles of ``candles`` the stream does not hold yet, judged by the last message of
         each subject (closes of one series are published in open-time order)."""
         subjects: dict[str, None] = {}
         for c in candles:
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, TypeError):  # malformed: _publish rejects it
                 subjects[subject_for(self.subject_prefix, c.key)] = None
         gate = asyncio.Semaphore(64)
 
@@ -354,9 +380,10 @@ class NatsSink:
         for c in candles:
             try:
                 stored = lasts.get(subject_for(self.subject_prefix, c.key))
-            except ValueError:
-                stored = None
-            if stored is not None and stored[0] == c.key and c.open_time <= stored[1]:
+                done = stored is not None and stored[0] == c.key and c.open_time <= stored[1]
+            except (ValueError, TypeError):  # malformed: _publish rejects it
+                done = False
+            if done:
                 self.skipped += 1
             else:
                 out.append(c)

@@ -18,13 +18,22 @@ Design decisions (also in ``docs/storage.md``):
   A key repeated inside one batch is applied in rounds (n-th occurrence in round n), because one
   ``INSERT … ON CONFLICT`` cannot touch a row twice; per key, order is kept, like SQLite.
 * **Bad input.** Rows are not validated one by one on the happy path (that would cost a third of
-  the time). If the server or the encoder rejects the batch as bad data, the batch is checked
-  candle by candle with the SQLite validators; malformed candles are rejected and counted
-  (``rejected``) and the rest is written — a poison candle never blocks the writer.
-* **Layout.** ``layout="auto"`` uses TimescaleDB when ``CREATE EXTENSION timescaledb`` succeeds,
+  the time). If the server or the encoder refuses the batch's *data* (SQLSTATE class 22/23, or a
+  value asyncpg cannot encode), malformed candles are picked out with the SQLite validators and
+  the rest is redone with the failing rows isolated under savepoints (``postgres_write``): the
+  rows the server refuses are returned as rejections and counted (``rejected``), the others are
+  stored — a poison candle never blocks the writer. Any other failure is an outage (below).
+* **Layout.** ``layout="auto"`` uses TimescaleDB when the server can run it — installed *and*
+  preloaded (``postgres_layout`` explains why that is checked before ``CREATE EXTENSION``) —
   otherwise native monthly range partitions (created on demand before the rows that need them,
   under an advisory lock; rows that reached the ``DEFAULT`` partition are moved into a new
-  partition). The choice is recorded in ``candlekeeper_settings`` and never changes afterwards.
+  partition), with one warning saying how to enable TimescaleDB when it is installed but not
+  usable. ``layout="timescaledb"`` fails with that line instead. The choice is recorded in
+  ``candlekeeper_settings`` and never changes afterwards.
+* **No secret in any output.** The DSN is shown without its user info, and every error text
+  (asyncpg's included, which may echo a piece of a misparsed password) goes through the sink's
+  :meth:`PostgresSink.redact`. A DSN whose password holds an unescaped ``@ / ? #`` is refused
+  with a ``ConfigError`` that says what to percent-encode.
 * **Versioned schema.** ``candlekeeper_migrations`` records applied versions; ``open()`` applies
   the missing ones in one transaction under an advisory lock (several instances may start
   together) and refuses a schema newer than the code.
@@ -36,38 +45,42 @@ Design decisions (also in ``docs/storage.md``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
-import msgspec
 from asyncpg.pool import PoolConnectionProxy
 
 from candlekeeper.core.candle import Candle
-from candlekeeper.core.ratelog import RateLimitedLog
-from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import ConfigError, SinkError
+from candlekeeper.observability.redact import (
+    Redactor,
+    describe_error,
+    malformed_userinfo,
+    redact_url,
+)
+from candlekeeper.sinks import postgres_layout as pl
 from candlekeeper.sinks import postgres_schema as ps
-from candlekeeper.sinks.sqlite_schema import candle_to_row
+from candlekeeper.sinks.contract import Rejection
+from candlekeeper.sinks.postgres_read import PostgresReads
+from candlekeeper.sinks.postgres_write import is_data_error, isolate, prevalidate, rounds
 
 __all__ = ["PostgresSink"]
 
 log = logging.getLogger(__name__)
-_MIN_TIME = -(2**63)
-_MAX_TIME = 2**63 - 1
-_DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError,
-                asyncpg.exceptions.DataError, TypeError, ValueError, OverflowError)
-_astuple = msgspec.structs.astuple
 _Conn = asyncpg.Connection | PoolConnectionProxy  # what init callbacks and acquire() give
+#: failures of the server, the network or the client library that a retry may cure
+_OUTAGE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
-class PostgresSink:
+class PostgresSink(PostgresReads):
     """Stores closed candles in PostgreSQL (see the module docstring for the policy).
 
-    ``dsn`` is a libpq URL (``postgresql://user:pass@host:5432/db?sslmode=require``); the password
-    can also come from ``PGPASSWORD``/``~/.pgpass`` as usual. Read helpers are async and use the
-    same pool.
+    ``dsn`` is a libpq URL (``postgresql://user:pass@host:5432/db?sslmode=require``; ``@ / ? #``
+    in the password percent-encoded as ``%40 %2F %3F %23``); the password can also come from
+    ``PGPASSWORD``/``~/.pgpass`` as usual. Read helpers are async and use the same pool.
     """
 
     def __init__(self, dsn: str, *, name: str = "postgres", schema: str = "public",
@@ -77,6 +90,11 @@ class PostgresSink:
                  copy_min_rows: int = 1000) -> None:
         if not dsn:
             raise ConfigError(f"postgres sink {name!r}: a DSN is required")
+        if malformed_userinfo(dsn):
+            raise ConfigError(
+                f"postgres sink {name!r}: the DSN {redact_url(dsn)} cannot be parsed: "
+                "percent-encode '@', '/', '?' and '#' in the user name and password "
+                "(%40, %2F, %3F, %23), and any '@' in the database name or options (%40)")
         if layout not in ("auto", "partitioned", "timescaledb"):
             raise ConfigError(f"postgres sink {name!r}: unknown layout {layout!r}")
         if not 0 <= pool_min_size <= pool_max_size or pool_max_size < 1:
@@ -89,7 +107,11 @@ class PostgresSink:
         self.name = name
         self.schema = schema
         self._dsn = dsn
+        #: masks the DSN's password (and its pieces) in any text: ``sink.redact(str(exc))``
+        self.redact = Redactor(urls=[dsn])
+        self._shown = redact_url(dsn)
         self._layout_choice = layout
+        self._timescaledb_off: str | None = None  # why auto fell back to partitions
         self._pool_min = pool_min_size
         self._pool_max = pool_max_size
         self._chunk_ms = chunk_interval_ms
@@ -101,14 +123,13 @@ class PostgresSink:
         self._upsert = ps.upsert_from_staging(self._names)
         self._upsert_arrays = ps.upsert_from_arrays(self._names)
         self._copy_min_rows = copy_min_rows
-        self._rlog = RateLimitedLog(log)
         #: "partitioned" or "timescaledb" once open
         self.layout: ps.Layout | None = None
         #: candles accepted in successful batches (duplicates included)
         self.rows_written = 0
         #: rows actually inserted or changed (a pure duplicate changes nothing)
         self.rows_changed = 0
-        #: malformed candles skipped (never stored, never retried)
+        #: candles refused as data the database can never store (never stored, never retried)
         self.rejected = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -118,7 +139,9 @@ class PostgresSink:
 
     async def open(self) -> None:
         """Connect (a pool), create/migrate the schema, load the partition list. Idempotent.
-        Raises ``SinkError`` if the server cannot be reached or the schema is newer."""
+        Raises ``SinkError`` if the server cannot be reached or the schema is newer (a retry may
+        help once someone acts), ``ConfigError`` if asyncpg cannot parse the DSN or the
+        configured ``layout`` cannot be had on this server (no retry can help)."""
         async with self._open_lock:
             if self._pool is not None:
                 return
@@ -127,25 +150,45 @@ class PostgresSink:
                     self._dsn, min_size=self._pool_min, max_size=self._pool_max,
                     timeout=self._connect_timeout, command_timeout=self._command_timeout,
                     init=self._init_connection)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                    TimeoutError) as exc:
-                raise SinkError(f"postgres sink {self.name!r}: cannot connect: {exc}") from exc
+            except (ValueError, TypeError) as exc:  # asyncpg's DSN and option checks
+                raise ConfigError(f"postgres sink {self.name!r}: the DSN {self._shown} is not "
+                                  f"valid: {describe_error(exc, self.redact)}") from None
+            except _OUTAGE as exc:
+                raise SinkError(f"postgres sink {self.name!r}: cannot connect to {self._shown}: "
+                                f"{describe_error(exc, self.redact)}") from None
             try:
-                async with pool.acquire() as conn:
-                    await self._migrate(conn)
-                    await self._load_partitions(conn)
+                await self._prepare(pool)
             except BaseException as exc:
                 pool.terminate()
-                if isinstance(exc, SinkError | asyncio.CancelledError):
+                if isinstance(exc, SinkError | ConfigError | asyncio.CancelledError):
                     raise
-                if isinstance(exc, OSError | asyncpg.PostgresError | asyncpg.InterfaceError
-                              | TimeoutError):
+                if isinstance(exc, _OUTAGE):
                     raise SinkError(f"postgres sink {self.name!r}: cannot prepare the schema: "
-                                    f"{exc}") from exc
+                                    f"{describe_error(exc, self.redact)}") from None
                 raise
             self._pool = pool
             log.info("postgres sink %r open (schema %s, layout %s, v%d)", self.name,
                      self.schema, self.layout, ps.LATEST_VERSION)
+
+    async def _prepare(self, pool: asyncpg.Pool) -> None:
+        """Migrate and load partitions; once more with native partitions when ``auto`` met a
+        TimescaleDB that cannot be used (the failed attempt may have cost the connection)."""
+        while True:
+            async with pool.acquire() as conn:
+                try:
+                    await self._migrate(conn)
+                except pl.TimescaleUnusable as exc:
+                    if exc.session_at_risk:  # the server may be ending it: never reuse it
+                        conn.terminate()
+                    if self._layout_choice == "timescaledb" or self._timescaledb_off:
+                        raise ConfigError(f"postgres sink {self.name!r}: layout timescaledb: "
+                                          f"{exc.reason}") from None
+                    self._timescaledb_off = exc.reason
+                    log.warning("postgres sink %r: %s; using native monthly partitioning "
+                                "instead (layout auto)", self.name, exc.reason)
+                    continue
+                await self._load_partitions(conn)
+                return
 
     async def close(self) -> None:
         """Close the pool (waiting up to 10 s for connections in use). Idempotent."""
@@ -163,62 +206,60 @@ class PostgresSink:
         await conn.execute(ps.create_staging())
 
     # -- writing ------------------------------------------------------------------------------
-    async def write(self, candles: Sequence[Candle]) -> None:
-        """Upsert a batch in one transaction; raises ``SinkError`` if the server refused it or
-        could not be reached — nothing of the batch is then stored."""
+    async def write(self, candles: Sequence[Candle]) -> list[Rejection]:
+        """Upsert a batch in one transaction and return the candles refused as data (see the
+        module docstring); raises ``SinkError`` if the server failed or could not be reached —
+        nothing of the batch is then stored."""
         if not candles:
-            return
+            return []
         pool = self._pool
         if pool is None:
             raise SinkError(f"postgres sink {self.name!r} is not open")
+        rejected: list[Rejection] = []
         try:
-            try:
-                changed = await self._write(pool, candles)
-            except _DATA_ERRORS as exc:
-                good = self._valid(candles, exc)
-                changed = await self._write(pool, good) if good else 0
-            self.rows_written += len(candles)
-            self.rows_changed += changed
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            async with pool.acquire() as conn:
+                # outside the data-error handling: a failure here is never the rows' fault
+                times = [c.open_time for c in candles if type(c.open_time) is int]
+                if self.layout == "partitioned" and times:
+                    await self._ensure_partitions(conn, min(times), max(times))
+                try:
+                    changed = await self._write(conn, candles)
+                except Exception as exc:
+                    if not is_data_error(exc):
+                        raise
+                    good, rejected = prevalidate(candles)
+                    changed = await isolate(conn, good, self._upsert_all, rejected)
+        except _OUTAGE as exc:
             raise SinkError(f"postgres sink {self.name!r}: writing {len(candles)} candle(s) "
-                            f"failed: {type(exc).__name__}: {exc}") from exc
+                            f"failed: {describe_error(exc, self.redact)}") from exc
+        self.rows_written += len(candles) - len(rejected)
+        self.rows_changed += changed
+        self.rejected += len(rejected)
+        return rejected
 
-    def _valid(self, candles: Sequence[Candle], exc: BaseException) -> list[Candle]:
-        good: list[Candle] = []
-        for c in candles:
-            try:
-                candle_to_row(c, 0)
-                if not 0 <= c.open_time <= _MAX_TIME or not 0 <= c.close_time <= _MAX_TIME:
-                    raise ValueError("open/close time out of range")
-                good.append(c)
-            except (TypeError, ValueError, AttributeError) as bad:
-                self.rejected += 1
-                self._rlog.error("reject", "postgres sink %r: rejected malformed candle %r: %s "
-                                 "(%d rejected in total)", self.name, c, bad, self.rejected)
-        if len(good) == len(candles):  # nothing was wrong with the candles themselves
-            raise exc
-        return good
+    async def _write(self, conn: _Conn, candles: Sequence[Candle]) -> int:
+        batches = rounds(candles)
+        if len(batches) == 1 and len(batches[0]) < self._copy_min_rows:
+            return await self._upsert_round(conn, batches[0])  # one statement: atomic
+        changed = 0
+        async with conn.transaction():
+            for i, rows in enumerate(batches):
+                changed += await self._upsert_round(conn, rows, clear=i < len(batches) - 1)
+        return changed
 
-    async def _write(self, pool: asyncpg.Pool, candles: Sequence[Candle]) -> int:
-        rounds = _rounds(candles)
-        lo = min(c.open_time for c in candles)
-        hi = max(c.open_time for c in candles)
-        async with pool.acquire() as conn:
-            if self.layout == "partitioned":
-                await self._ensure_partitions(conn, lo, hi)
-            if len(rounds) == 1 and len(rounds[0]) < self._copy_min_rows:
-                return await self._upsert_round(conn, rounds[0])  # one statement: atomic
-            changed = 0
-            async with conn.transaction():
-                for i, rows in enumerate(rounds):
-                    changed += await self._upsert_round(conn, rows, clear=i < len(rounds) - 1)
+    async def _upsert_all(self, conn: _Conn, candles: Sequence[Candle]) -> int:
+        """Part of a batch through ``unnest`` (no staging table to clean up after a failed part)
+        inside the isolating transaction's current savepoint."""
+        changed = 0
+        for rows in rounds(candles):
+            changed += await self._upsert_round(conn, rows, copy=False)
         return changed
 
     async def _upsert_round(self, conn: _Conn, rows: list[tuple[Any, ...]], *,
-                            clear: bool = False) -> int:
+                            clear: bool = False, copy: bool = True) -> int:
         """One round (no repeated key): COPY + staging upsert for big rounds, the ``unnest``
         statement for small ones (measured crossover: a few hundred rows)."""
-        if len(rows) < self._copy_min_rows:
+        if len(rows) < self._copy_min_rows or not copy:
             status = await conn.execute(self._upsert_arrays, *zip(*rows, strict=True))
         else:
             await conn.copy_records_to_table(ps.STAGING, records=rows,
@@ -255,8 +296,17 @@ class PostgresSink:
 
     # -- schema ---------------------------------------------------------------------------------
     async def _migrate(self, conn: _Conn) -> None:
+        """Bootstrap and migrate the schema in one transaction under the DDL lock. TimescaleDB
+        is settled first, outside it (see ``postgres_layout``): its failures end sessions."""
         n = self._names
-        async with conn.transaction():
+        stored = await self._stored_layout(conn)
+        use_timescaledb = stored is None and await self._want_timescaledb(conn)
+        if use_timescaledb:
+            await self._timescaledb_statement(conn, "CREATE EXTENSION IF NOT EXISTS timescaledb")
+        elif stored == "timescaledb" and await pl.preload_state(conn) is False:
+            raise SinkError(f"postgres sink {self.name!r}: schema {self.schema!r} holds a "
+                            f"TimescaleDB hypertable, but {pl.NOT_PRELOADED}")
+        async with _transaction(conn):
             await conn.execute("SELECT pg_advisory_xact_lock($1)", ps.DDL_LOCK)
             for sql in ps.bootstrap(n):
                 await conn.execute(sql)
@@ -266,42 +316,55 @@ class PostgresSink:
                                 f"v{current}, newer than this candlekeeper "
                                 f"(v{ps.LATEST_VERSION})")
             stored = await conn.fetchval(f"SELECT value FROM {n.settings} WHERE key = 'layout'")
-            layout: ps.Layout = stored or await self._choose_layout(conn)
+            layout: ps.Layout = stored or ("timescaledb" if use_timescaledb else "partitioned")
             if self._layout_choice not in ("auto", layout):
-                raise SinkError(f"postgres sink {self.name!r}: schema {self.schema!r} uses the "
-                                f"{layout} layout, configured {self._layout_choice}")
+                raise ConfigError(f"postgres sink {self.name!r}: schema {self.schema!r} uses "
+                                  f"the {layout} layout, configured {self._layout_choice}")
             for migration in ps.MIGRATIONS:
                 if migration.version <= current:
                     continue
                 for sql in migration.statements(n, layout, self._chunk_ms):
-                    await conn.execute(sql)
+                    if ps.calls_timescaledb(sql):
+                        await self._timescaledb_statement(conn, sql)
+                    else:
+                        await conn.execute(sql)
                 await conn.execute(f"INSERT INTO {n.migrations} (version, description) "
                                    "VALUES ($1, $2)", migration.version, migration.description)
                 log.info("postgres sink %r: applied schema migration v%d (%s)", self.name,
                          migration.version, migration.description)
             self.layout = layout
 
-    async def _choose_layout(self, conn: _Conn) -> ps.Layout:
-        """TimescaleDB when asked for, or when ``auto`` and the extension can be created."""
-        if self._layout_choice == "partitioned":
-            return "partitioned"
-        available = await conn.fetchval(
-            "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
-        if available:
-            try:
-                async with conn.transaction():  # a savepoint: a failure keeps the migration
-                    await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-                return "timescaledb"
-            except asyncpg.PostgresError as exc:
-                if self._layout_choice == "timescaledb":
-                    raise SinkError(f"postgres sink {self.name!r}: cannot enable timescaledb: "
-                                    f"{exc}") from exc
-                log.warning("postgres sink %r: timescaledb is installed but cannot be enabled "
-                            "(%s); using native partitioning", self.name, exc)
-        elif self._layout_choice == "timescaledb":
-            raise SinkError(f"postgres sink {self.name!r}: layout timescaledb requested but "
-                            "the extension is not available on the server")
-        return "partitioned"
+    async def _stored_layout(self, conn: _Conn) -> str | None:
+        """The layout recorded by an earlier ``open`` (None for a new schema)."""
+        if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", self._names.settings):
+            return None
+        value = await conn.fetchval(f"SELECT value FROM {self._names.settings} "
+                                    "WHERE key = 'layout'")
+        return None if value is None else str(value)
+
+    async def _want_timescaledb(self, conn: _Conn) -> bool:
+        """Whether a new schema should try TimescaleDB: asked for (or ``auto``), installed, and
+        not known to be missing from ``shared_preload_libraries``."""
+        if self._layout_choice == "partitioned" or self._timescaledb_off:
+            return False
+        if not await pl.timescaledb_available(conn):
+            if self._layout_choice == "timescaledb":
+                raise ConfigError(f"postgres sink {self.name!r}: layout timescaledb requested "
+                                  "but the extension is not available on the server (install "
+                                  "the TimescaleDB package for this PostgreSQL version)")
+            return False
+        if await pl.preload_state(conn) is False:
+            raise pl.TimescaleUnusable(pl.NOT_PRELOADED)
+        return True
+
+    @staticmethod
+    async def _timescaledb_statement(conn: _Conn, sql: str) -> None:
+        """Run a statement that calls into TimescaleDB; a server error means TimescaleDB is not
+        usable here (it may also have ended the session)."""
+        try:
+            await conn.execute(sql)
+        except asyncpg.PostgresError as exc:
+            raise pl.TimescaleUnusable(pl.unusable_reason(exc), session_at_risk=True) from None
 
     async def _load_partitions(self, conn: _Conn) -> None:
         rows = await conn.fetch(
@@ -309,71 +372,18 @@ class PostgresSink:
             "WHERE i.inhparent = $1::regclass", self._names.table)
         self._partitions = {m for r in rows if (m := ps.parse_partition_name(r[0])) is not None}
 
-    # -- reading ------------------------------------------------------------------------------
-    async def last_open_time(self, key: StreamKey) -> int | None:
-        """Open time of the newest stored candle of ``key``, or None if there is none."""
-        value = await self._fetchval(
-            f"SELECT open_time FROM {self._names.table} WHERE venue = $1 AND symbol = $2 "
-            "AND interval = $3 ORDER BY open_time DESC LIMIT 1", *key)
-        return None if value is None else int(value)
 
-    async def read(self, key: StreamKey, start: int | None = None,
-                   end: int | None = None) -> list[Candle]:
-        """Stored candles of ``key`` with ``start <= open_time <= end`` (inclusive; None means
-        unbounded), ordered by open time, decimals exactly as stored."""
-        rows = await self._fetch(ps.select_range(self._names), *key,
-                                 _MIN_TIME if start is None else start,
-                                 _MAX_TIME if end is None else end)
-        return [Candle(*r) for r in rows]
-
-    async def latest(self, key: StreamKey, n: int) -> list[Candle]:
-        """The newest ``n`` stored candles of ``key``, oldest first (for warming buffers)."""
-        if n <= 0:
-            return []
-        rows = await self._fetch(ps.select_latest(self._names), *key, n)
-        return [Candle(*r) for r in reversed(rows)]
-
-    async def count(self, key: StreamKey | None = None) -> int:
-        """Number of stored candles, of one series or of all."""
-        t = self._names.table
-        if key is None:
-            return int(await self._fetchval(f"SELECT count(*) FROM {t}"))
-        return int(await self._fetchval(f"SELECT count(*) FROM {t} WHERE venue = $1 AND "
-                                        "symbol = $2 AND interval = $3", *key))
-
-    async def keys(self) -> list[StreamKey]:
-        """Every series with at least one stored candle, sorted."""
-        rows = await self._fetch(f"SELECT DISTINCT venue, symbol, interval FROM "
-                                 f"{self._names.table} ORDER BY venue, symbol, interval")
-        return [StreamKey(*r) for r in rows]
-
-    async def schema_version(self) -> int:
-        return int(await self._fetchval(f"SELECT coalesce(max(version), 0) FROM "
-                                        f"{self._names.migrations}"))
-
-    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        pool = self._pool
-        if pool is None:
-            raise SinkError(f"postgres sink {self.name!r} is not open")
-        try:
-            return await pool.fetch(sql, *args)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            raise SinkError(f"postgres sink {self.name!r}: query failed: {exc}") from exc
-
-    async def _fetchval(self, sql: str, *args: Any) -> Any:
-        rows = await self._fetch(sql, *args)
-        return rows[0][0] if rows else None
-
-
-def _rounds(candles: Sequence[Candle]) -> list[list[tuple[Any, ...]]]:
-    """COPY rows split so that no round repeats a key; round n holds each key's n-th candle."""
-    seen: dict[tuple[str, str, str, int], int] = {}
-    rounds: list[list[tuple[Any, ...]]] = [[]]
-    for c in candles:
-        k = (c.venue, c.symbol, c.interval, c.open_time)
-        i = seen.get(k, -1) + 1
-        seen[k] = i
-        if i == len(rounds):
-            rounds.append([])
-        rounds[i].append(_astuple(c))
-    return rounds
+@contextlib.asynccontextmanager
+async def _transaction(conn: _Conn) -> AsyncIterator[None]:
+    """``conn.transaction()``, except that a connection the server closed (a ``FATAL`` error)
+    does not replace the error that closed it with "the underlying connection is closed"."""
+    tr = conn.transaction()
+    await tr.start()
+    try:
+        yield
+    except BaseException:
+        if not conn.is_closed():
+            with contextlib.suppress(*_OUTAGE):
+                await tr.rollback()
+        raise
+    await tr.commit()

@@ -188,6 +188,16 @@ def _v1(n: Names, layout: Layout, chunk_ms: int) -> list[str]:
     ]
 
 
+#: functions whose calls need a working TimescaleDB (``calls_timescaledb``)
+_TIMESCALEDB_CALLS = ("create_hypertable(", "set_integer_now_func(")
+
+
+def calls_timescaledb(sql: str) -> bool:
+    """Whether ``sql`` calls into the TimescaleDB library (such a statement can fail, and end
+    the session, when TimescaleDB is installed but not preloaded)."""
+    return any(call in sql for call in _TIMESCALEDB_CALLS)
+
+
 class Migration(NamedTuple):
     version: int
     description: str

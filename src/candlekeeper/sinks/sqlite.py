@@ -23,7 +23,12 @@ Design decisions (also in ``docs/storage.md``):
 
   One transaction per batch (``BEGIN IMMEDIATE`` + ``executemany``), parameterised only. A batch
   containing a duplicate never fails, and a candle with malformed values is rejected on its own
-  (counted in ``rejected``, logged at a limited rate) instead of failing the batch forever.
+  (returned as a ``Rejection`` and counted in ``rejected``) instead of failing the batch forever.
+* **Data errors vs outages.** When SQLite refuses a row's *data* (``IntegrityError``: a CHECK,
+  NOT NULL or unique constraint, a trigger's ``RAISE``; ``DataError``: a value too big; an
+  integer beyond 64 bits), the batch is redone row by row in one transaction: the refused rows
+  are rejected, the others stored. Every other failure (locked, disk full, I/O error, read-only)
+  is an outage: ``SinkError``, nothing rejected, the writer retries the batch.
 * **Durability.** WAL with ``synchronous=NORMAL``: a committed batch survives a process crash or
   kill; on power loss the last few commits may be lost (the REST backfill after restart refills
   them). Readers never block the writer.
@@ -44,9 +49,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from candlekeeper.core.candle import Candle
-from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import ConfigError, SinkError
+from candlekeeper.sinks.contract import Rejection
 from candlekeeper.sinks.sqlite_schema import (
     LATEST_VERSION,
     MIGRATIONS,
@@ -63,6 +68,9 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _MIN_TIME = -(2**63)
 _MAX_TIME = 2**63 - 1
+#: what SQLite (or the binding of a value) raises for the data of one row; anything else is an
+#: outage. An ``OverflowError`` is an ``int`` beyond SQLite's 64-bit INTEGER.
+_DATA_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, OverflowError)
 
 
 class SQLiteSink:
@@ -87,12 +95,11 @@ class SQLiteSink:
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self._open_lock = asyncio.Lock()
-        self._rlog = RateLimitedLog(log)
         #: candles accepted in successful batches (duplicates included)
         self.rows_written = 0
         #: rows actually inserted or changed (a pure duplicate changes nothing)
         self.rows_changed = 0
-        #: malformed candles skipped (never stored, never retried)
+        #: candles refused as data the database can never store (never stored, never retried)
         self.rejected = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -136,44 +143,78 @@ class SQLiteSink:
                 executor.shutdown(wait=False)
 
     # -- writing ------------------------------------------------------------------------------
-    async def write(self, candles: Sequence[Candle]) -> None:
-        """Upsert a batch in one transaction on the sink's thread; raises ``SinkError`` if the
-        database refused it (locked, disk full, I/O error) — nothing of the batch is then stored.
-        """
+    async def write(self, candles: Sequence[Candle]) -> list[Rejection]:
+        """Upsert a batch in one transaction on the sink's thread and return the candles refused
+        as data (see the module docstring); raises ``SinkError`` if the database failed (locked,
+        disk full, I/O error) — nothing of the batch is then stored."""
         if not candles:
-            return
-        await self._submit(self._write_sync, candles)
+            return []
+        return await self._submit(self._write_sync, candles)
 
-    def _write_sync(self, candles: Sequence[Candle]) -> None:
+    def _write_sync(self, candles: Sequence[Candle]) -> list[Rejection]:
         conn = self._conn
         if conn is None:
             raise SinkError(f"sqlite sink {self.name!r} is not open")
         ingested_at = time.time_ns() // 1_000_000
         rows: list[tuple[Any, ...]] = []
+        kept: list[Candle] = []
+        rejected: list[Rejection] = []
         for c in candles:
             try:
                 rows.append(candle_to_row(c, ingested_at))
+                kept.append(c)
             except (TypeError, ValueError, AttributeError) as exc:
-                self.rejected += 1
-                self._rlog.error("reject", "sqlite sink %r: rejected malformed candle %r: %s "
-                                 "(%d rejected in total)", self.name, c, exc, self.rejected)
-        if not rows:
-            return
+                rejected.append(Rejection.of(c, exc))
         before = conn.total_changes
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        if rows:
             try:
-                conn.executemany(UPSERT, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise SinkError(f"sqlite sink {self.name!r} ({self.path}): writing {len(rows)} "
-                            f"candle(s) failed: {exc}") from exc
-        self.rows_written += len(rows)
+                try:
+                    self._transaction(conn, lambda: conn.executemany(UPSERT, rows))
+                except _DATA_ERRORS:
+                    rejected += self._write_rows_alone(conn, rows, kept)
+            except sqlite3.Error as exc:
+                raise SinkError(f"sqlite sink {self.name!r} ({self.path}): writing {len(rows)} "
+                                f"candle(s) failed: {exc}") from exc
+        self.rows_written += len(candles) - len(rejected)
         self.rows_changed += conn.total_changes - before
+        self.rejected += len(rejected)
+        return rejected
+
+    @staticmethod
+    def _transaction(conn: sqlite3.Connection, body: Callable[[], object]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            body()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _write_rows_alone(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]],
+                          candles: list[Candle]) -> list[Rejection]:
+        """The batch again, one statement per row in one transaction, skipping the rows SQLite
+        refuses. A failed statement undoes only itself — unless a trigger's ``RAISE(ROLLBACK)``
+        ended the whole transaction: then the pass starts over without the rows found bad."""
+        bad: dict[int, Rejection] = {}
+
+        def one_by_one() -> None:
+            for i, row in enumerate(rows):
+                if i in bad:
+                    continue
+                try:
+                    conn.execute(UPSERT, row)
+                except _DATA_ERRORS as exc:
+                    bad[i] = Rejection.of(candles[i], f"{type(exc).__name__}: {exc}")
+                    if not conn.in_transaction:
+                        raise _StartOver from None
+
+        while True:
+            try:
+                self._transaction(conn, one_by_one)
+            except _StartOver:
+                continue
+            return [bad[i] for i in sorted(bad)]
 
     # -- reading ------------------------------------------------------------------------------
     def last_open_time(self, key: StreamKey) -> int | None:
@@ -315,3 +356,7 @@ class SQLiteSink:
     def _query_one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         rows = self._query(sql, params)
         return rows[0] if rows else None
+
+
+class _StartOver(Exception):
+    """A row's failure rolled back the whole transaction (``RAISE(ROLLBACK)`` in a trigger)."""

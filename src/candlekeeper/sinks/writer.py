@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from candlekeeper.core.candle import Candle
-from candlekeeper.core.ratelog import RateLimitedLog
-from candlekeeper.errors import SinkError
+from candlekeeper.errors import ConfigError, SinkError
+from candlekeeper.observability.redact import describe_error, redact_text
 from candlekeeper.sinks.contract import Sink, WriterStats, backoff_delays
 from candlekeeper.sinks.journal import JournalError, JournalRecord
 from candlekeeper.sinks.spool import JournalSpool
+from candlekeeper.sinks.writer_ledger import WriterLedger
 
 __all__ = ["BatchingWriter"]
 
@@ -34,7 +35,12 @@ class BatchingWriter:
       are what make storage fast (one transaction per batch); the interval bounds the latency.
     * **Failures**: a batch whose ``write`` raises is counted, logged at a limited rate, and retried
       after a capped, jittered exponential backoff (``retry_initial_s`` doubling up to
-      ``retry_max_s``) until it succeeds. Order is preserved: newer candles wait behind it.
+      ``retry_max_s``) until it succeeds. Order is preserved: newer candles wait behind it. A
+      raise is always an outage, never a reason to drop data.
+    * **Rejections**: candles the sink refuses as data it can never store come back from
+      ``write`` (:class:`~candlekeeper.sinks.contract.Rejection`); they are not counted as
+      written, are counted in ``stats.rejected``, logged in one rate-limited line, and never
+      retried (retrying could not change the answer, and would block every newer candle).
     * **Outage journal** (``journal_dir``): when a write fails, or when more than
       ``spill_threshold`` candles wait in memory, everything held in memory (the failed batch
       included, oldest first) is appended to a local fsynced journal
@@ -53,7 +59,11 @@ class BatchingWriter:
     * **Opening**: ``start()`` opens the sink and raises if it cannot (a configuration problem),
       unless ``retry_open`` is set — for network databases that may be down when the service
       starts: the failure is then logged and opening is retried with every write attempt while
-      candles queue and spill.
+      candles queue and spill. A ``ConfigError`` is raised even then: no retry can fix it.
+    * **No secret in any output**: every exception text that reaches a log line or
+      ``stats.last_error`` goes through the sink's ``redact(text) -> str`` when it has one, and
+      always loses URL user info and ``password=`` values
+      (:mod:`candlekeeper.observability.redact`).
 
     ``submit`` must be called from the event loop's thread (from another thread use
     ``loop.call_soon_threadsafe(writer.submit, candle)``); everything else is async.
@@ -104,27 +114,14 @@ class BatchingWriter:
         self._spill_blocked_until = 0.0
         self._stopping = False
         self._stopped = False
-        self._rlog = RateLimitedLog(log)
-        # counters
-        self._written = 0
-        self._batches = 0
-        self._failures = 0
-        self._retries = 0
-        self._dropped = 0
-        self._spilled = 0
-        self._replayed = 0
-        self._journal_errors = 0
-        self._last_error: str | None = None
-        self._last_flush: float | None = None
+        redact = getattr(sink, "redact", None)
+        self._ledger = WriterLedger(sink.name, redact if callable(redact) else redact_text, log)
 
     # -- feed side ----------------------------------------------------------------------------
     def submit(self, candle: Candle) -> None:
         """Queue one closed candle for writing. O(1); never blocks and never raises."""
         if self._stopped:
-            self._dropped += 1
-            self._rlog.error(f"closed:{self.sink.name}",
-                             "sink %r: candle submitted after stop() was dropped (%d in total)",
-                             self.sink.name, self._dropped)
+            self._ledger.dropped_after_stop()
             return
         pending = self._pending
         if not pending:
@@ -149,12 +146,7 @@ class BatchingWriter:
         while pending and len(pending) + held > self._max_pending:
             pending.popleft()
             dropped += 1
-        self._dropped += dropped
-        self._rlog.error(
-            f"overflow:{self.sink.name}",
-            "sink %r: pending buffer full (max_pending=%d); dropped %d oldest candle(s), "
-            "%d dropped in total — DATA LOSS (last error: %s)",
-            self.sink.name, self._max_pending, dropped, self._dropped, self._last_error)
+        self._ledger.dropped_on_overflow(dropped, self._max_pending)
 
     @property
     def stats(self) -> WriterStats:
@@ -168,24 +160,27 @@ class BatchingWriter:
             oldest = min(oldest or math.inf, spool.oldest_ms / 1000)
         if self._pending:
             oldest = min(oldest or math.inf, self._oldest_wall)
+        ledger = self._ledger
         return WriterStats(
-            written=self._written,
+            written=ledger.written,
             pending=in_memory + journal_rows,
-            batches=self._batches,
-            failures=self._failures,
-            retries=self._retries,
-            dropped=self._dropped,
-            last_error=self._last_error,
-            last_flush_monotonic=self._last_flush,
+            batches=ledger.batches,
+            failures=ledger.failures,
+            retries=ledger.retries,
+            dropped=ledger.dropped,
+            last_error=ledger.last_error,
+            last_flush_monotonic=ledger.last_flush,
             in_memory=in_memory,
             journal_rows=journal_rows,
             journal_bytes=0 if spool is None else spool.bytes,
-            spilled=self._spilled,
-            replayed=self._replayed,
-            journal_errors=self._journal_errors + (0 if spool is None
-                                                   else spool.journal.undecodable_records),
+            spilled=ledger.spilled,
+            replayed=ledger.replayed,
+            journal_errors=ledger.journal_errors + (0 if spool is None
+                                                    else spool.journal.undecodable_records),
             journal_corrupt_bytes=0 if spool is None else spool.journal.corrupt_bytes,
             oldest_pending_age_s=None if oldest is None else max(0.0, time.time() - oldest),
+            rejected=ledger.rejected,
+            last_rejection=ledger.last_rejection,
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -202,7 +197,7 @@ class BatchingWriter:
             await self.sink.open()
             self._opened = True
         except Exception as exc:
-            if not self._retry_open:
+            if not self._retry_open or isinstance(exc, ConfigError):
                 if self._spool is not None:
                     await self._spool.close()
                 raise
@@ -229,31 +224,33 @@ class BatchingWriter:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             elif not task.cancelled() and task.exception() is not None:
-                # a bug in the flush loop itself: surface it in the logs
-                log.error("sink %r writer task crashed", self.sink.name,
-                          exc_info=task.exception())
+                crash = task.exception()  # a bug in the flush loop itself: show it
+                assert crash is not None
+                self._ledger.crashed(crash)
         self._stopped = True
         if self._spool is not None:
             await self._final_spill(self._spool)
         stats = self.stats
+        ledger = self._ledger
         if stats.in_memory:
             log.error("sink %r: drain deadline (%.1fs) passed with %d candle(s) not written "
                       "(%d written, %d failures, last error: %s)", self.sink.name,
-                      drain_timeout_s, stats.in_memory, self._written, self._failures,
-                      self._last_error)
+                      drain_timeout_s, stats.in_memory, ledger.written, ledger.failures,
+                      ledger.last_error)
         elif stats.journal_rows:
             log.warning("sink %r: %d candle(s) not written yet are safe in the journal and will "
                         "be replayed on the next start (last error: %s)", self.sink.name,
-                        stats.journal_rows, self._last_error)
+                        stats.journal_rows, ledger.last_error)
         else:
             log.info("sink %r drained: %d candle(s) written in %d batch(es)", self.sink.name,
-                     self._written, self._batches)
+                     ledger.written, ledger.batches)
         if self._spool is not None:
             await self._spool.close()
         try:
             await self.sink.close()
         except Exception as exc:  # closing must not prevent the rest of a shutdown
-            log.error("sink %r: close failed: %s", self.sink.name, exc)
+            log.error("sink %r: close failed: %s", self.sink.name,
+                      describe_error(exc, ledger.redact))
 
     async def _final_spill(self, spool: JournalSpool) -> None:
         """After the flush task ended: settle an interrupted spill, then journal what memory
@@ -281,7 +278,7 @@ class BatchingWriter:
             if delays is None:
                 delays = backoff_delays(self._retry_initial, self._retry_max)
             await self._backoff(next(delays))
-            self._retries += 1
+            self._ledger.retries += 1
 
     async def _backoff(self, delay: float) -> None:
         """Sleep ``delay``, spilling meanwhile if memory passes the threshold."""
@@ -319,16 +316,14 @@ class BatchingWriter:
         try:
             await spool.append(chunk, oldest_ms=int(oldest * 1000), record_rows=self._batch_size)
         except JournalError as exc:
-            self._journal_errors += 1
             self._pending.extendleft(reversed(chunk))
             self._oldest_wall, self._oldest_at = oldest, time.monotonic()
             self._spill_blocked_until = time.monotonic() + self._retry_max
-            self._rlog.error(f"journal:{self.sink.name}",
-                             "sink %r: spilling %d candle(s) to the journal failed (%s); keeping "
-                             "them in memory (max_pending=%d)", self.sink.name, len(chunk), exc,
-                             self._max_pending)
+            self._ledger.journal_failed(
+                "journal", "spilling %d candle(s) to the journal failed (%s); keeping them in "
+                "memory (max_pending=%d)", len(chunk), exc, self._max_pending)
             return
-        self._spilled += len(chunk)
+        self._ledger.spilled += len(chunk)
         self._wake.set()
 
     async def _next_batch(self) -> bool:
@@ -372,9 +367,7 @@ class BatchingWriter:
         try:
             return await spool.peek()
         except JournalError as exc:  # unreadable journal: count, wait, try again
-            self._journal_errors += 1
-            self._rlog.error(f"journal-read:{self.sink.name}", "sink %r: %s", self.sink.name,
-                             exc)
+            self._ledger.journal_failed("journal-read", "%s", exc)
             await asyncio.sleep(self._retry_initial)
             return None
 
@@ -387,36 +380,25 @@ class BatchingWriter:
                 if not self._opened:
                     await self.sink.open()
                     self._opened = True
-                await self.sink.write(batch)
+                rejected = await self.sink.write(batch)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # every failure is retried; see Sink's contract
             self._note_failure(exc, len(batch), "writing")
             return False
         self._failing = False
-        self._written += len(batch)
-        self._batches += 1
-        self._last_flush = time.monotonic()
+        self._ledger.stored(len(batch), rejected)
         record, self._inflight_record = self._inflight_record, None
         self._inflight = []
         if record is not None and self._spool is not None:
-            self._replayed += len(batch)
+            self._ledger.replayed += len(batch)
             try:
                 await self._spool.ack(record)
             except JournalError as exc:  # a re-send after a restart is harmless (idempotent)
-                self._journal_errors += 1
-                log.error("sink %r: %s", self.sink.name, exc)
+                self._ledger.journal_failed("journal-ack", "%s", exc)
         return True
 
     def _note_failure(self, exc: Exception, n: int, doing: str) -> None:
-        self._failures += 1
         self._failing = True
-        if isinstance(exc, TimeoutError):
-            self._last_error = f"write timed out after {self._write_timeout}s"
-        else:
-            self._last_error = f"{type(exc).__name__}: {exc}"
-        self._rlog.warning(
-            f"write:{self.sink.name}",
-            "sink %r: %s %d candle(s) failed (%s); keeping them and retrying "
-            "(%d failures, %d pending)", self.sink.name, doing, n, self._last_error,
-            self._failures, self.stats.pending)
+        self._ledger.failed(exc, n, doing, timeout_s=self._write_timeout,
+                            pending=self.stats.pending)
