@@ -16,6 +16,7 @@ no margin or coin-margined markets.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -89,7 +90,7 @@ async def test_ccxt_fetch_and_watch_ohlcv(sim: Simulator, venue: str) -> None:
     assert stats.closed_frames_sent >= 2
     truth = {c.open_time: c for c in sim.closed_candles(venue, "BTCUSDT", "1m")}
     ts = sorted(seen)
-    assert all(b - a == 60_000 for a, b in zip(ts, ts[1:], strict=False))
+    assert all(b - a == 60_000 for a, b in itertools.pairwise(ts))
     for t in ts[:-1]:  # closed: ccxt's last values are those of the x:true frame
         _, o, h, low, c, v = seen[t]
         final = truth[t]
