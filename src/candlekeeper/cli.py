@@ -91,16 +91,17 @@ def demo(duration: float | None, speed: float, n_symbols: int, db: Path, dashboa
 async def _demo(duration: float | None, speed: float, symbols: tuple[str, ...], db: Path,
                 dashboard: bool) -> ServiceReport:
     """Every registered venue, simulated and ingested. The simulator paces each venue's pushes
-    to at least ``DEMO_PUSHES_PER_CANDLE`` per 1m candle: a venue's real cadence is wall time,
-    and at an accelerated clock a venue pushing once a second would show (and, without a closed
-    flag, close) each candle on a single push (``Simulator(min_pushes_per_candle=...)``)."""
+    to at least ``pushes_per_candle`` per 1m candle: a venue's real cadence is wall time, and at
+    an accelerated clock a venue pushing once a second would show (and, without a closed flag,
+    close) each candle on a single push (``Simulator(min_pushes_per_candle=...)``)."""
     from candlekeeper.sim import Simulator
     from candlekeeper.venues.registry import VENUES, get_spec
 
+    pushes_per_candle = 4
     wanted = ("1m", "5m", "15m")
     intervals = tuple(i for i in wanted if all(i in get_spec(v).intervals for v in VENUES))
     async with Simulator(venues=VENUES, symbols=symbols, intervals=intervals, speed=speed,
-                         min_pushes_per_candle=DEMO_PUSHES_PER_CANDLE) as sim:
+                         min_pushes_per_candle=pushes_per_candle) as sim:
         config = Config.from_dict({
             "feeds": [
                 {"venue": v, "symbols": list(symbols), "intervals": list(intervals),
@@ -111,10 +112,6 @@ async def _demo(duration: float | None, speed: float, symbols: tuple[str, ...], 
             "observability": {"http": {"port": 0}},
         }, source="demo")
         return await serve(config, duration=duration, dashboard=dashboard, clock=sim.clock)
-
-
-#: pushes per candle of the demo's shortest interval, at least (see ``_demo``)
-DEMO_PUSHES_PER_CANDLE = 4
 
 
 # -- config check -------------------------------------------------------------------------
