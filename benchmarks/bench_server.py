@@ -40,7 +40,7 @@ from candlekeeper.core.candle import Candle
 from candlekeeper.core.intervals import align, prev_open
 from candlekeeper.sim import Simulator
 from candlekeeper.sim.server import Connection, VenueServer
-from candlekeeper.sim.venues.binance_frames import combined, kline_payload, text_frame
+from candlekeeper.sim.venues.binance.frames import combined, kline_payload, text_frame
 
 VENUE = "binance-usdm"
 _E_MARK = 917_263_544_536_271

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from candlekeeper.cli import main
+from candlekeeper.venues.registry import VENUES
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -51,10 +52,16 @@ def test_simulate_speed(speed: str) -> None:
     assert_usage_error(("simulate", "--speed", speed), "Invalid value for '--speed'")
 
 
-@pytest.mark.parametrize("option", ["--port-usdm", "--port-spot", "--port-bingx"])
-@pytest.mark.parametrize("port", ["99999", "-1", "65536"])
-def test_simulate_ports(option: str, port: str) -> None:
-    assert_usage_error(("simulate", option, port), f"Invalid value for '{option}'")
+@pytest.mark.parametrize("venue", VENUES)
+@pytest.mark.parametrize("port", ["99999", "-1", "65536", "http"])
+def test_simulate_ports(venue: str, port: str) -> None:
+    assert_usage_error(("simulate", "--port", f"{venue}={port}"), "port must be an integer")
+
+
+@pytest.mark.parametrize("item", ["nosuch-venue=9001", "9001", "=9001"])
+def test_simulate_port_names_a_simulated_venue(item: str) -> None:
+    code, out = invoke("simulate", "--port", item)
+    assert code == 2 and "--port" in out and "Traceback" not in out
 
 
 def test_run_bad_shard_and_report(tmp_path: Path) -> None:

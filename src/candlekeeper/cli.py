@@ -128,19 +128,23 @@ def demo(duration: float | None, speed: float, n_symbols: int, db: Path, dashboa
 
 async def _demo(duration: float | None, speed: float, symbols: tuple[str, ...], db: Path,
                 dashboard: bool) -> ServiceReport:
+    """Every registered venue, simulated and ingested. The simulator paces each venue's pushes
+    to at least ``pushes_per_candle`` per 1m candle: a venue's real cadence is wall time, and at
+    an accelerated clock a venue pushing once a second would show (and, without a closed flag,
+    close) each candle on a single push (``Simulator(min_pushes_per_candle=...)``)."""
     from candlekeeper.sim import Simulator
+    from candlekeeper.venues.registry import VENUES, get_spec
 
-    venues = ("binance-usdm", "binance-spot", "bingx-swap")
-    intervals = ("1m", "5m", "15m")
-    # BingX pushes once a (wall) second; at an accelerated clock it must push faster
-    bingx_push = min(1.0, 15.0 / speed)
-    async with Simulator(venues=venues, symbols=symbols, intervals=intervals, speed=speed,
-                         update_interval_s={"bingx-swap": bingx_push}) as sim:
+    pushes_per_candle = 4
+    wanted = ("1m", "5m", "15m")
+    intervals = tuple(i for i in wanted if all(i in get_spec(v).intervals for v in VENUES))
+    async with Simulator(venues=VENUES, symbols=symbols, intervals=intervals, speed=speed,
+                         min_pushes_per_candle=pushes_per_candle) as sim:
         config = Config.from_dict({
             "feeds": [
                 {"venue": v, "symbols": list(symbols), "intervals": list(intervals),
                  "ws_url": sim.ws_base(v), "rest_url": sim.rest_base(v)}
-                for v in venues
+                for v in VENUES
             ],
             "sinks": {"sqlite": {"path": str(db)}},
             "observability": {"http": {"port": 0}},

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.intervals import MINUTE, close_time
-from candlekeeper.sim.venues.binance_frames import rest_rows
+from candlekeeper.sim.venues.binance.frames import rest_rows
 from candlekeeper.venues.binance.endpoints import BINANCE_USDM, REST_PATHS
 from candlekeeper.venues.contract import klines_weight
 

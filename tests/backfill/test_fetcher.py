@@ -28,8 +28,9 @@ def client_for(sim: Simulator, venue: str) -> RestClient:
 
 @pytest.fixture
 async def sim() -> Simulator:  # type: ignore[misc]
-    async with Simulator(symbols=["BTCUSDT", "ETHUSDT"], intervals=("1m", "1h", "1d"),
-                         start_time_ms=T0, history=HISTORY, rest_window_s=ONE_WINDOW) as s:
+    async with Simulator(venues=(USDM, SPOT), symbols=["BTCUSDT", "ETHUSDT"],
+                         intervals=("1m", "1h", "1d"), start_time_ms=T0, history=HISTORY,
+                         rest_window_s=ONE_WINDOW) as s:
         yield s
 
 

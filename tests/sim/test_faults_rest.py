@@ -31,7 +31,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator(**FAST) as s:
+    async with Simulator(venues=(USDM, SPOT), **FAST) as s:
         yield s
 
 
@@ -135,7 +135,7 @@ async def test_slow_response_then_true_candles(sim: Simulator,
 async def test_symbol_target_and_fraction_are_deterministic(http: aiohttp.ClientSession) -> None:
     patterns = []
     for _ in range(2):
-        async with Simulator(**FAST, seed=11) as sim:
+        async with Simulator(venues=(USDM, SPOT), **FAST, seed=11) as sim:
             sim.inject(Fault(kind="rest_5xx", target="symbol:ETHUSDT", duration_s=30.0,
                              fraction=0.5, params={"status": 500}))
             pattern = []
@@ -153,8 +153,9 @@ async def test_faults_never_change_truth(http: aiohttp.ClientSession) -> None:
     plan = FaultPlan.random(5, kinds="all", count=40, window=(0.0, 0.8),
                             symbols=["BTCUSDT"], durations=(0.1, 0.3), rest_delay_s=(0.05, 0.1),
                             timeout_hold_s=0.3)
-    async with Simulator(**FAST, seed=4, faults=plan) as faulty, \
-            Simulator(**FAST, seed=4, start_time_ms=faulty.clock.start_ms) as clean:
+    async with Simulator(venues=(USDM, SPOT), **FAST, seed=4, faults=plan) as faulty, \
+            Simulator(venues=(USDM, SPOT), **FAST, seed=4,
+                      start_time_ms=faulty.clock.start_ms) as clean:
         ws = await http.ws_connect(faulty.ws_base(USDM) + "/ws/btcusdt@kline_1m")
         received = answered = 0
         async with asyncio.timeout(10):

@@ -12,7 +12,7 @@ import pytest
 from candlekeeper.core.intervals import MINUTE
 from candlekeeper.errors import ConfigError
 from candlekeeper.sim.market import Market
-from candlekeeper.sim.replay import infer_symbol, load_replay, parse_binance_csv_rows
+from candlekeeper.sim.replay import infer_symbol, load_replay, parse_archive_csv_rows
 
 
 def test_freqtrade_columns_json_btc(samples: Path) -> None:
@@ -44,13 +44,13 @@ def test_binance_public_data_rows_ms_and_us(samples: Path) -> None:
     text = (samples / "binance_vision_csv_rows.txt").read_text()
     futures = "\n".join(ln for ln in text.splitlines() if ln.startswith(("open_time,",
                                                                           "1672531200000,16537")))
-    s = parse_binance_csv_rows(futures, symbol="BTCUSDT", interval="1m")
+    s = parse_archive_csv_rows(futures, symbol="BTCUSDT", interval="1m")
     r = s.rows[0]
     assert r.open_time == 1672531200000 and str(r.close) == "16538.00"
     assert (str(r.quote_volume), r.trades, str(r.taker_buy_base_volume)) == \
         ("2820697.45580", 946, "103.782")
     micro = next(ln for ln in text.splitlines() if ln.startswith("1735689600000000,93576"))
-    m = parse_binance_csv_rows(micro, symbol="BTCUSDT", interval="1m")
+    m = parse_archive_csv_rows(micro, symbol="BTCUSDT", interval="1m")
     assert m.rows[0].open_time == 1735689600000  # µs -> ms
     assert str(m.rows[0].volume) == "8.21827000"
 

@@ -18,7 +18,7 @@ from candlekeeper.core.candle import Candle
 from candlekeeper.core.events import ConnectionState, StreamState, StreamStatus
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.sim import Simulator
-from candlekeeper.sim.venues.binance_frames import text_frame
+from candlekeeper.sim.framing import text_frame
 from candlekeeper.transport.options import TransportOptions
 from candlekeeper.transport.pool import ConnectionPool
 from candlekeeper.transport.rotation import frame_key

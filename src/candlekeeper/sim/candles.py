@@ -6,7 +6,7 @@ the price visits open -> first extreme -> second extreme -> close along straight
 fractions ``a < b`` of the candle (fixed per candle), and trades, volumes and quote volumes grow in
 proportion to the elapsed fraction, floored to the field's step. Everything is monotone in time
 (the high never falls, trade ids and volumes never shrink) and at the end equals the final candle
-exactly, so the ``x:true`` frame is simply the final candle.
+exactly, so a closing frame is simply the final candle.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ _EXP_RE: Final = re.compile(rb'"(-?)(\d+(?:\.\d+)?)E([-+]\d+)"')
 
 def dec(units: int, places: int, pad: int | None = None) -> Decimal:
     """``units * 10**-places`` written with exactly ``places`` decimals, or ``pad`` decimals
-    when the venue pads (spot: 8)."""
+    when the venue pads its numbers (e.g. to 8)."""
     if pad is not None and pad >= places:
         return Decimal(units * 10 ** (pad - places)).scaleb(-pad)
     return Decimal(units).scaleb(-places)
 
 
 def pad_to(value: Decimal, places: int | None) -> Decimal:
-    """Spot writes every decimal with exactly 8 places (protocols.md §B.2)."""
+    """``value`` with exactly ``places`` decimals, for a venue that pads its numbers."""
     if places is None:
         return value
     return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)

@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
-from candlekeeper.cli_types import PORT, FiniteFloat
+from candlekeeper.cli_types import FiniteFloat
 from candlekeeper.errors import CandlekeeperError
 from candlekeeper.sim.simulator import Simulator
+from candlekeeper.sim.venues import simulated_venues
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -54,9 +57,47 @@ async def _serve(sim: Simulator, duration: float | None) -> None:
             click.echo(f"{venue}: fault effects: {applied}")
 
 
+def _fail(message: str) -> NoReturn:
+    """A bad flag: one line on stderr, exit status 2 (a usage error), no traceback."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(2)
+
+
+def _venues(value: str | None) -> tuple[str, ...]:
+    known = simulated_venues()
+    if value is None:
+        return known
+    names = _csv(value) or []
+    if not names:
+        _fail(f"--venues {value!r}: name at least one venue ({', '.join(known)})")
+    for name in names:
+        if name not in known:
+            _fail(f"--venues: unknown venue {name!r}; expected one of {', '.join(known)}")
+    return tuple(dict.fromkeys(names))
+
+
+def _ports(values: tuple[str, ...], venues: tuple[str, ...]) -> dict[str, int]:
+    """``VENUE=PORT`` pairs; every venue must be one being simulated, every port 0..65535."""
+    out: dict[str, int] = {}
+    for item in values:
+        venue, sep, raw = item.partition("=")
+        venue, raw = venue.strip(), raw.strip()
+        if not sep or not venue or not raw:
+            _fail(f"--port {item!r}: expected VENUE=PORT, e.g. {venues[0]}=9001")
+        if venue not in venues:
+            _fail(f"--port {item!r}: {venue!r} is not simulated here "
+                  f"(--venues {','.join(venues)})")
+        if not raw.isdigit() or int(raw) > 65535:
+            _fail(f"--port {item!r}: the port must be an integer from 0 to 65535")
+        if venue in out:
+            _fail(f"--port {item!r}: {venue} is given twice")
+        out[venue] = int(raw)
+    return out
+
+
 @click.command("simulate")
-@click.option("--venues", default="binance-usdm,binance-spot", show_default=True,
-              help="Comma-separated venues to simulate: binance-usdm, binance-spot, bingx-swap.")
+@click.option("--venues", default=None, metavar="A,B",
+              help="Comma-separated venue ids to simulate (default: every registered venue).")
 @click.option("--symbols", default=None,
               help="Comma-separated symbols (default: 20 liquid USDT pairs, or the replay's).")
 @click.option("--intervals", default="1m,5m,1h", show_default=True)
@@ -65,10 +106,9 @@ async def _serve(sim: Simulator, duration: float | None) -> None:
               help="Venue time runs this many times faster than wall time.")
 @click.option("--replay", "replay", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               multiple=True, help="Replay a real candle file (freqtrade JSON, OHLCV or "
-              "data.binance.vision CSV); repeatable.")
-@click.option("--port-usdm", type=PORT, default=0, show_default=True, help="0 = any free port.")
-@click.option("--port-spot", type=PORT, default=0, show_default=True, help="0 = any free port.")
-@click.option("--port-bingx", type=PORT, default=0, show_default=True, help="0 = any free port.")
+              "kline-archive CSV); repeatable.")
+@click.option("--port", "ports", multiple=True, metavar="VENUE=PORT",
+              help="Listen for VENUE on PORT (repeatable; default: any free port).")
 @click.option("--history", type=int, default=1000, show_default=True,
               help="Closed candles available over REST before the start.")
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -78,22 +118,20 @@ async def _serve(sim: Simulator, duration: float | None) -> None:
               help="Fault plan: random:seed=7,count=60,kinds=all,window=0:300 (wall seconds "
               "from the start; kinds joined by '+') or a JSON/YAML plan file. See "
               "docs/simulator.md.")
-@click.option("--lifetime", type=float, default=24 * 3600.0, show_default=True,
-              help="Connection lifetime in venue seconds (the exchange's is 24 h).")
-def simulate_command(venues: str, symbols: str | None, intervals: str, seed: int, speed: float,
-                     replay: tuple[Path, ...], port_usdm: int, port_spot: int, port_bingx: int,
-                     history: int,
-                     host: str, duration: float | None, faults: str | None,
-                     lifetime: float) -> None:
-    """Run a local Binance USDⓈ-M + spot and BingX swap exchange (WebSocket + REST) until
-    Ctrl-C."""
+@click.option("--lifetime", type=float, default=None,
+              help="Connection lifetime in venue seconds (default: each venue's own).")
+def simulate_command(venues: str | None, symbols: str | None, intervals: str, seed: int,
+                     speed: float, replay: tuple[Path, ...], ports: tuple[str, ...],
+                     history: int, host: str, duration: float | None, faults: str | None,
+                     lifetime: float | None) -> None:
+    """Run a local exchange for the chosen venues (WebSocket + REST) until Ctrl-C."""
+    chosen = _venues(venues)
+    port_map = _ports(ports, chosen)
     try:
-        sim = Simulator(venues=_csv(venues) or [], symbols=_csv(symbols),
+        sim = Simulator(venues=chosen, symbols=_csv(symbols),
                         intervals=_csv(intervals) or [], seed=seed, speed=speed,
                         history=history, replay=list(replay) or None, host=host,
-                        ports={"binance-usdm": port_usdm, "binance-spot": port_spot,
-                               "bingx-swap": port_bingx},
-                        faults=faults, connection_lifetime_s=lifetime)
+                        ports=port_map, faults=faults, connection_lifetime_s=lifetime)
         asyncio.run(_serve(sim, duration))
     except (CandlekeeperError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

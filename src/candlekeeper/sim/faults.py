@@ -46,7 +46,7 @@ FRAME_KINDS: tuple[str, ...] = ("stall", "drop_pings", "duplicate", "reorder", "
 WS_KINDS: tuple[str, ...] = CONNECTION_KINDS + FRAME_KINDS
 REST_KINDS: tuple[str, ...] = ("rest_429", "rest_418", "rest_5xx", "rest_timeout", "rest_slow")
 #: what ``kinds="all"`` means: every fault of issue 3 (``server_shutdown`` is opt-in: the
-#: ``serverShutdown`` notice is a spot feature and a reason to rotate, not a failure)
+#: shutdown notice is a reason to rotate, not a failure)
 ALL_KINDS: tuple[str, ...] = tuple(k for k in WS_KINDS + REST_KINDS if k != "server_shutdown")
 
 #: params each kind accepts, with their types (anything else is a ConfigError)
@@ -81,8 +81,8 @@ class Target(msgspec.Struct, frozen=True):
 
     def matches_stream(self, stream: str) -> bool:
         """Does a frame of ``stream`` (``btcusdt@kline_1m``, ``BTC-USDT@kline_1m``) fall under
-        this target? Symbols compare in canonical form, so ``symbol:BTCUSDT`` also matches
-        BingX's hyphenated ``BTC-USDT`` topics."""
+        this target? Symbols compare without separators and case, so ``symbol:BTCUSDT`` also
+        matches a venue's hyphenated ``BTC-USDT@kline_1m`` topics."""
         if self.scope == "stream":
             return stream == self.value
         if self.scope == "symbol":
@@ -115,7 +115,7 @@ class Fault(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     matching frame or request a hit with that probability (seeded). ``malformed`` injects
     ``count`` bad frames at once. ``stall`` / ``drop_pings`` with no ``duration_s`` never
     resume. ``rest_418`` bans every client for ``duration_s``. ``missing_close`` drops the frame
-    that closes a candle (Binance ``x:true``; BingX, which has no closed flag, the candle's last
+    that closes a candle (a frame with a closed flag; on a venue without one, the candle's last
     push); with ``params={"tail": True}`` it hits the next frame of any candle and drops every
     frame of that candle from there on (a candle's last seconds, or all of it).
     """

@@ -1,7 +1,9 @@
 """The firehose: push pre-built kline frames to one connection as fast as the socket drains, or
-at a fixed rate (the benchmarks' saturation mode; Binance venues only). Frames are spliced from
-a pre-encoded template (``FirehoseTemplate``) so the server is never the bottleneck; they bypass
-the fault shaper.
+at a fixed rate (the benchmarks' saturation mode). It is a personality capability
+(``Personality.firehose``): the personality builds a pre-encoded template
+(``Personality.firehose_frames``) that splices per-message numbers into ready frames, so the
+server is never the bottleneck; this module only paces the writes. Firehose frames bypass the
+fault shaper.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import msgspec
 from aiohttp import web
 
 from candlekeeper.core.intervals import align, prev_open
-from candlekeeper.sim.venues.binance_frames import FirehoseTemplate
 
 if TYPE_CHECKING:
     from candlekeeper.sim.server import Connection, VenueServer
@@ -30,18 +31,19 @@ async def run_firehose(server: VenueServer, conn: Connection, count: int, *,
                        batch: int = 256) -> FirehoseResult:
     """Send ``count`` frames of ``stream`` (default: the connection's first subscription, or
     the market's first stream) to ``conn``; regular pushes to ``conn`` pause meanwhile."""
+    persona = server.personality
     name = stream or next(iter(conn.session.subscriptions), None)
     if name is None or not server.valid_stream(name):
         sym = server.market.symbols[0]
-        name = f"{sym.lower()}@kline_{server.market.intervals_of(sym)[0]}"
-    parsed = server.personality.parse_stream(name)
+        name = persona.stream_name(sym, server.market.intervals_of(sym)[0])
+    parsed = persona.parse_stream(name)
     assert parsed is not None
     symbol, interval = parsed
     t = prev_open(align(server.clock.time_ms(), interval), interval)
     candle = server.market.bar(symbol, interval, t)
     if candle is None:
         raise ValueError(f"no candle to build firehose frames for {name}")
-    tpl = FirehoseTemplate(candle, name, conn.combined)
+    tpl = persona.firehose_frames(candle, name, conn.combined)
     transport, high, low = conn.transport, 4 << 20, 1 << 20
     conn.paused = True
     sent, t0 = 0, time.perf_counter()

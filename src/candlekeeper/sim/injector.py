@@ -182,7 +182,7 @@ class FaultInjector:
             if notice is not None:
                 conn.write_now(notice)
                 rec(kind, fid, conn.id, None, None, f"serverShutdown sent, close in {delay:g} s")
-            else:  # BingX has no notice: the close simply comes (a maintenance restart)
+            else:  # a venue that announces nothing: the close simply comes (a restart)
                 rec(kind, fid, conn.id, None, None,
                     f"no shutdown notice on this venue, close in {delay:g} s")
             self._later(delay, lambda: conn.request_close("server_shutdown", code=1001,

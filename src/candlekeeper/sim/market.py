@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import ROUND_FLOOR, Decimal
 
 import msgspec
@@ -35,7 +35,7 @@ from candlekeeper.core.intervals import (
 )
 from candlekeeper.errors import ConfigError
 from candlekeeper.sim.candles import aggregate, dec, empty, pad_to, partial
-from candlekeeper.sim.profiles import profile_for
+from candlekeeper.sim.profiles import SymbolProfile, profile_for
 from candlekeeper.sim.replay import ReplaySeries
 from candlekeeper.sim.walk import Bar, WalkGenerator, key_of, mix
 
@@ -110,10 +110,10 @@ class _Source:
 
 
 class _WalkSource(_Source):
-    def __init__(self, venue: str, symbol: str, chain: tuple[str, ...], pad: int | None,
+    def __init__(self, venue: str, profile: SymbolProfile, chain: tuple[str, ...], pad: int | None,
                  seed: int) -> None:
-        super().__init__(venue, symbol, chain, pad)
-        self.gen = WalkGenerator(profile_for(symbol, venue), seed, venue)
+        super().__init__(venue, profile.symbol, chain, pad)
+        self.gen = WalkGenerator(profile, seed, venue)
         self.top = chain[-1]
         ladder = [self.top]
         for iv in reversed(chain[:-1]):
@@ -204,16 +204,18 @@ def _exp(x: Decimal) -> int:
 
 
 class Market:
-    """The market of one venue. ``pad`` is 8 for spot (decimals padded to 8 places).
-    ``ohlcv_only`` (BingX) drops what the venue never publishes — trade counts, quote and taker
-    volumes, trade ids — from every candle it hands out, so the truth equals what a client can
-    know."""
+    """The market of one venue. ``pad``: print every decimal with exactly that many places (a
+    venue that pads its numbers). ``ohlcv_only`` (a venue publishing only OHLCV) drops what the
+    venue never publishes — trade counts, quote and taker volumes, trade ids — from every candle
+    it hands out, so the truth equals what a client can know. ``precision``: the venue's own
+    (price, quantity) decimals per symbol, overriding the shared profiles."""
 
     def __init__(self, venue: str, symbols: Sequence[str], intervals: Sequence[str], *,
                  seed: int = 1, start_ms: int, history: int = 1000,
                  replay: Sequence[ReplaySeries] = (), pad: int | None = None,
                  allowed_intervals: Sequence[str] | None = None,
-                 ohlcv_only: bool = False) -> None:
+                 ohlcv_only: bool = False,
+                 precision: Mapping[str, tuple[int, int]] | None = None) -> None:
         if not intervals:
             raise ConfigError("the simulator needs at least one interval")
         allowed = set(allowed_intervals or INTERVAL_MS)
@@ -228,6 +230,7 @@ class Market:
         self.venue, self.intervals, self.start_ms, self.history = venue, chain, start_ms, history
         self.pad = pad
         self.ohlcv_only = ohlcv_only
+        self.precision = dict(precision or {})
         self._sources: dict[str, _Source] = {}
         for series in replay:
             own = (series.interval, *(iv for iv in chain if INTERVAL_MS[iv] > INTERVAL_MS[
@@ -235,12 +238,16 @@ class Market:
             self._sources[series.symbol] = _ReplaySource(venue, series, own, pad)
         for sym in symbols:
             if sym not in self._sources:
-                self._sources[sym] = _WalkSource(venue, sym, chain, pad, seed)
+                self._sources[sym] = _WalkSource(venue, self.profile(sym), chain, pad, seed)
 
     # -- catalogue --------------------------------------------------------------------------
     @property
     def symbols(self) -> tuple[str, ...]:
         return tuple(self._sources)
+
+    def profile(self, symbol: str) -> SymbolProfile:
+        """The symbol's market parameters on this venue (its own decimals where known)."""
+        return profile_for(symbol, self.precision)
 
     def has_stream(self, symbol: str, interval: str) -> bool:
         src = self._sources.get(symbol)
@@ -265,7 +272,7 @@ class Market:
 
     # -- candles ----------------------------------------------------------------------------
     def bar(self, symbol: str, interval: str, open_time: int) -> Candle | None:
-        """The final (``x:true``) candle opening at ``open_time``; ``None`` outside the data."""
+        """The final candle opening at ``open_time``; ``None`` outside the data."""
         if not self.has_stream(symbol, interval):
             return None
         src = self._sources[symbol]

@@ -5,13 +5,16 @@ A profile fixes the things a real instrument fixes: its price level, its tick
 holds 20 liquid USDT pairs with plausible values; any other symbol gets a profile derived
 deterministically from its name, so a user can simulate ``FOOUSDT`` without configuring anything.
 
-Spot pads every decimal to 8 places on the wire (protocols.md §B.2), so a profile must keep
+A venue may pad every decimal to 8 places on the wire, so a profile must keep
 ``price_decimals + qty_decimals <= 8`` for the quote volume (price × quantity) to stay exact.
+A venue's own tick and lot decimals, where a real source shows them, are its personality's data
+(``Behaviour.precision``) and override the table through :func:`profile_for`.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from typing import Final
 
 import msgspec
@@ -61,19 +64,13 @@ DEFAULT_PROFILES: Final[dict[str, SymbolProfile]] = {
 DEFAULT_SYMBOLS: Final[tuple[str, ...]] = tuple(DEFAULT_PROFILES)
 
 
-#: BingX's own tick / lot decimals where a real source shows them (JK contracts fixture:
-#: BTC-USDT pricePrecision 1, quantityPrecision 4; ETH-USDT 2 and 2; the pushes in
-#: protocols.md §C.3 print "121697.7" / "5.8244" and "2989.57" / "215.89")
-VENUE_PRECISION: Final[dict[str, dict[str, tuple[int, int]]]] = {
-    "bingx-swap": {"BTCUSDT": (1, 4), "ETHUSDT": (2, 2)},
-}
-
-
-def profile_for(symbol: str, venue: str | None = None) -> SymbolProfile:
+def profile_for(symbol: str,
+                precision: Mapping[str, tuple[int, int]] | None = None) -> SymbolProfile:
     """The table entry, or a profile derived from a CRC of the name (stable across runs and
-    Python processes, unlike ``hash()``); a venue's own decimals override it where known."""
+    Python processes, unlike ``hash()``); ``precision`` (a venue's own ``(price, quantity)``
+    decimals per symbol) overrides it where it has an entry."""
     base = _profile(symbol)
-    override = VENUE_PRECISION.get(venue or "", {}).get(symbol)
+    override = (precision or {}).get(symbol)
     if override is None:
         return base
     return msgspec.structs.replace(base, price_decimals=override[0], qty_decimals=override[1])

@@ -1,4 +1,4 @@
-"""The scheduling loop every simulated venue's pusher runs (Binance and BingX alike).
+"""The scheduling loop every simulated venue's pusher runs (whatever the venue).
 
 A pusher knows *what* is due (``step``) and *when* something next may be (``next_wake``); this
 loop only sleeps until then, or until a subscription change wakes it early, and makes sure a bug

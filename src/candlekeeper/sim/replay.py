@@ -5,8 +5,8 @@ Supported inputs:
 * freqtrade JSON, both layouts: ``[[ts, o, h, l, c, v], ...]`` and pandas' "columns" orient
   ``{"date": {"0": ts, ...}, "open": {...}, ...}``;
 * OHLCV CSV with a header ``open_time_ms,open,high,low,close,volume`` (the DERIVED files);
-* Binance public-data (data.binance.vision) kline CSV: 12 columns, optional header, open time in
-  ms or µs (spot archives switched to µs on 2025-01-01, §B.5).
+* kline-archive CSV, the 12-column layout of an exchange's public candle archive (protocols.md
+  §B.5): optional header, open time in ms or µs (some archives switched to µs on 2025-01-01).
 
 Numbers are kept as the file wrote them (``Decimal("16726.0")`` stays ``"16726.0"``): JSON
 numbers are decoded straight into ``Decimal`` by msgspec, CSV cells are parsed from their text.
@@ -92,14 +92,14 @@ def load_freqtrade_json(path: str | Path, *, symbol: str | None = None,
 
 def load_csv(path: str | Path, *, symbol: str | None = None,
              interval: str | None = None) -> ReplaySeries:
-    """OHLCV CSV (6 columns, header) or Binance public-data CSV (12 columns)."""
+    """OHLCV CSV (6 columns, header) or kline-archive CSV (12 columns)."""
     p = Path(path)
     return _series(_parse_csv(p.read_text("utf-8", "replace"), p), p, symbol, interval)
 
 
-def parse_binance_csv_rows(text: str, *, symbol: str, interval: str | None = None,
+def parse_archive_csv_rows(text: str, *, symbol: str, interval: str | None = None,
                            source: str = "<text>") -> ReplaySeries:
-    """Parse data.binance.vision rows given as text (lines starting with ``#`` are skipped)."""
+    """Parse kline-archive CSV rows given as text (lines starting with ``#`` are skipped)."""
     return _series(_parse_csv(text, Path(source)), Path(source), symbol, interval)
 
 
@@ -150,7 +150,7 @@ def _ms(cell: str, p: Path, line: int) -> int:
         ts = int(cell.strip())
     except ValueError:
         raise ConfigError(f"replay file {p} line {line}: bad timestamp {cell!r}") from None
-    return ts // 1000 if ts >= 10**14 else ts  # µs (spot archives since 2025) -> ms
+    return ts // 1000 if ts >= 10**14 else ts  # µs (some archives since 2025) -> ms
 
 
 def _parse_csv(text: str, p: Path) -> list[ReplayRow]:
@@ -170,7 +170,7 @@ def _parse_csv(text: str, p: Path) -> list[ReplayRow]:
             o, h, lo, c, v = (_dec(cell, p, line) for cell in cells[1:])
             out.append(ReplayRow(_ms(cells[0], p, line), o, h, lo, c, v))
         else:
-            raise ConfigError(f"replay file {p} line {line}: expected 6 (OHLCV) or 12 (Binance) "
+            raise ConfigError(f"replay file {p} line {line}: expected 6 (OHLCV) or 12 (archive) "
                               f"columns, got {len(cells)}")
     return out
 

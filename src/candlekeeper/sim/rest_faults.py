@@ -1,16 +1,17 @@
 """REST faults of one simulated venue: 429, 418 bans, 5xx, timeouts and slow answers.
 
-``RestApi`` asks :meth:`RestFaults.intercept` before it charges weight or serves anything, and
-only while a REST fault is active (``RestApi.faults`` is None otherwise). An intercepted request
-gets the fault's answer, with the venue's real body and headers; a ``rest_slow`` request waits
-and then is served normally, so a REST answer that does come back always carries the true
-candles. Faulted requests are not charged weight (the exchange's front end rejected them before
-its rate limiter), and a faulted 429 does not start the limiter's 429 -> 418 escalation.
+``RestApp`` (``sim.rest``) asks :meth:`RestFaults.intercept` before it charges weight or serves
+anything, and only while a REST fault is active (``RestApp.faults`` is None otherwise). An
+intercepted request gets the fault's answer, with the venue's real body and headers; a
+``rest_slow`` request waits and then is served normally, so a REST answer that does come back
+always carries the true candles. Faulted requests are not charged weight (the exchange's front
+end rejected them before its rate limiter), and a faulted 429 does not start the limiter's
+429 -> 418 escalation.
 
-Bodies and headers are the venue's own (``RestDialect``, provided by the venue's REST API):
-Binance's errors.md codes with ``X-MBX-USED-WEIGHT-1M``, BingX's ``{"code":100410,...}`` and
-``100500`` with ``X-RateLimit-Requests-Remain`` / ``-Expire``. A 504 is also what a request held
-past the client's timeout finally gets.
+Bodies and headers are the venue's own (``RestDialect``, provided by the personality's REST
+policy): its error codes and its rate-limit headers. A 504 is also what a request held past the
+client's timeout finally gets. Symbols compare without separators and case, so
+``symbol:BTCUSDT`` also hits a venue whose REST symbol is ``BTC-USDT``.
 """
 
 from __future__ import annotations

@@ -1,33 +1,28 @@
 """Sockets and tasks of one simulated venue: an aiohttp server carrying WebSocket market streams
-and REST on the same port (protocols.md §A, §B, §C).
+and REST on the same port, as behind an exchange's front end.
 
-The protocol decisions live in the venue's *personality* (``venues.personalities``: control
-messages, framing, the pusher that times frames, the REST API); this module only accepts
-connections, moves bytes and runs the per-connection heartbeat:
+The protocol decisions live in the venue's *personality* (``sim.personality``: which paths are
+streams, control messages, framing, the pusher that times frames, the REST handlers); its
+numbers in :class:`~candlekeeper.sim.options.VenueOptions`. This module only accepts connections,
+moves bytes and runs the per-connection heartbeat, the same for every venue:
 
-* server pings every ``ping_interval_s`` (usdm 180 s, spot 20 s) with a payload the pong must
-  echo; a connection with a ping unanswered for ``pong_timeout_s`` is closed (§A.5, §B.3 — an
-  unsolicited pong does not count). BingX (§C.2) sends a gzip'd ``Ping`` message every 5 s
-  instead and expects the text ``Pong``; no timeout is documented, so the simulator closes a
-  connection whose oldest unanswered ``Ping`` is ``pong_timeout_s`` old (15 s: three missed
-  pings), and any ``Pong`` answers every ``Ping`` sent before it;
-* more than ``control_rate`` incoming frames (text, ping, pong) in a rolling second closes the
-  connection;
-* a connection lives ``connection_lifetime_s`` of *venue* time (24 h), then is closed.
+* every ``ping_interval_s`` the server pings: an RFC 6455 ping whose payload the pong must echo
+  (an unsolicited pong, or one with another payload, does not count), or, for a venue with an
+  in-band heartbeat, its ping message, where any answer answers every ping sent before it. A
+  connection whose oldest unanswered ping is ``pong_timeout_s`` old is closed;
+* more than ``control_rate`` incoming frames (text, ping, pong) in a rolling second close the
+  connection (a venue that documents no such limit has ``control_rate`` = inf);
+* a connection lives ``connection_lifetime_s`` of *venue* time (None: forever), then is closed.
 
-Kline frames and control replies are written directly to the socket as complete frames, so they
-stay in order and a push never waits on a slow client; a client whose unread backlog exceeds
-``slow_consumer_bytes`` is disconnected, as the exchange does.
+Every close is a full, deterministic close handshake (``sim.connection``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import socket
-import struct
+import math
 import time
 from typing import Any, cast
 
@@ -36,50 +31,16 @@ from aiohttp import WSMsgType, web
 
 from candlekeeper.core.clock import ScaledClock
 from candlekeeper.errors import ConfigError
+from candlekeeper.sim.connection import CLOSE_TIMEOUT_S, Connection, RateLimiter
 from candlekeeper.sim.firehose import FirehoseResult, firehose_params, run_firehose
 from candlekeeper.sim.market import Market
+from candlekeeper.sim.options import VenueOptions
+from candlekeeper.sim.personality import Personality
 from candlekeeper.sim.rest import RestStats
-from candlekeeper.sim.shaper import Shaper
-from candlekeeper.sim.venues.binance import RateLimiter
-from candlekeeper.sim.venues.common import Framing, Personality, Session
-from candlekeeper.venues.contract import VenueSpec
 
-__all__ = ["DEFAULT_OPTIONS", "Connection", "FirehoseResult", "VenueOptions", "VenueServer",
-           "VenueStats"]
+__all__ = ["Connection", "FirehoseResult", "VenueServer", "VenueStats"]
 
 log = logging.getLogger(__name__)
-_ids = itertools.count(1)
-
-
-class VenueOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """Behaviour knobs of one venue; defaults are the real exchange's (see ``DEFAULT_OPTIONS``)."""
-
-    update_interval_s: float  # forming-candle cadence, wall time
-    ping_interval_s: float
-    pong_timeout_s: float
-    control_rate: float  # incoming messages per second
-    rest_weight_limit: int  # per wall-clock window
-    max_streams: int = 1024
-    connection_lifetime_s: float = 24 * 3600.0  # venue time
-    close_delay_s: tuple[float, float] = (0.2, 2.0)  # x:true after the close, wall time
-    legacy_routes_push_klines: bool = False
-    rest_window_s: float = 60.0
-    ban_s: float = 120.0
-    slow_consumer_bytes: int = 64 * 1024 * 1024
-    #: BingX: the last push of a candle is from up to one cadence before its close (§C.3)
-    stale_last_push: bool = True
-
-
-DEFAULT_OPTIONS: dict[str, VenueOptions] = {
-    "binance-usdm": VenueOptions(update_interval_s=0.25, ping_interval_s=180.0,
-                                 pong_timeout_s=600.0, control_rate=10, rest_weight_limit=2400),
-    "binance-spot": VenueOptions(update_interval_s=2.0, ping_interval_s=20.0,
-                                 pong_timeout_s=60.0, control_rate=5, rest_weight_limit=6000),
-    # no incoming-message limit is documented for BingX (§C.2): none is enforced
-    "bingx-swap": VenueOptions(update_interval_s=1.0, ping_interval_s=5.0, pong_timeout_s=15.0,
-                               control_rate=float("inf"), rest_weight_limit=1000,
-                               max_streams=200, ban_s=300.0),
-}
 
 
 class VenueStats(msgspec.Struct):
@@ -97,84 +58,15 @@ class VenueStats(msgspec.Struct):
     rest: RestStats = msgspec.field(default_factory=RestStats)
 
 
-class Connection:
-    """One accepted WebSocket, as the pusher and the firehose see it."""
-
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport,
-                 session: Session, pushes_klines: bool, slow_limit: int,
-                 disconnects: dict[str, int], framing: Framing) -> None:
-        self.id = next(_ids)
-        self.ws, self.transport, self.session = ws, transport, session
-        self.framing = framing
-        self.pushes_klines = pushes_klines
-        self.slow_limit = slow_limit
-        self.closed = False
-        self.paused = False  # True while a firehose owns the socket
-        self.close_reason: str | None = None
-        #: frame faults active on this connection; None (the fast path) when there are none
-        self.shaper: Shaper | None = None
-        self.outstanding: dict[bytes, float] = {}  # ping payload -> monotonic time sent
-        self._closing: asyncio.Task[None] | None = None
-        self._disconnects = disconnects  # the venue's counter, by reason
-
-    @property
-    def combined(self) -> bool:
-        return self.session.combined
-
-    def write(self, data: bytes) -> None:
-        if self.paused:
-            return
-        self.write_now(data)
-
-    def write_now(self, data: bytes) -> None:
-        if self.closed or self.transport.is_closing():
-            return
-        self.transport.write(data)
-        if self.transport.get_write_buffer_size() > self.slow_limit:
-            self.request_close("slow_consumer")
-
-    def request_close(self, reason: str, *, code: int = 1008, message: str | None = None) -> None:
-        """Close with a close frame (``code``, ``message`` or ``reason``), then drop the socket;
-        ``reason`` is what ``VenueStats.disconnects`` counts."""
-        if self.close_reason is None:
-            self.close_reason = reason
-            self._disconnects[reason] = self._disconnects.get(reason, 0) + 1
-            text = (message if message is not None else reason).encode()
-            self._closing = asyncio.get_running_loop().create_task(self._close(code, text))
-
-    async def _close(self, code: int, message: bytes) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.close(code=code, message=message), 2.0)
-        self.closed = True
-        self.transport.abort()
-
-    def abort(self, reason: str) -> None:
-        """Drop the connection with a TCP reset and no close frame (an abrupt network break)."""
-        if self.close_reason is not None:
-            return
-        self.close_reason = reason
-        self._disconnects[reason] = self._disconnects.get(reason, 0) + 1
-        self.closed = True
-        sock = self.transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):  # SO_LINGER 0: close() sends RST, not FIN
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.transport.abort()
-
-
 class VenueServer:
-    def __init__(self, spec: VenueSpec, market: Market, clock: ScaledClock, opts: VenueOptions,
-                 *, host: str, port: int, seed: int,
-                 personality: Personality | None = None) -> None:
-        self.spec, self.market, self.clock, self.opts = spec, market, clock, opts
-        self.venue = spec.id
+    def __init__(self, personality: Personality, market: Market, clock: ScaledClock,
+                 opts: VenueOptions, *, host: str, port: int, seed: int) -> None:
+        self.personality, self.market, self.clock, self.opts = personality, market, clock, opts
+        self.spec = personality.spec
+        self.venue = self.spec.id
         self.host, self.port = host, port
-        if personality is None:
-            from candlekeeper.sim.venues.personalities import personality_for
-            personality = personality_for(spec.id)
-        self.personality = personality
         self.pusher = personality.make_pusher(market, clock, opts, seed)
-        self.rest = personality.make_rest(spec, market, clock, opts)
+        self.rest = personality.make_rest(market, clock, opts)
         self.connections: dict[int, Connection] = {}
         self.stats = VenueStats(rest=self.rest.stats)
         self._runner: web.AppRunner | None = None
@@ -216,8 +108,7 @@ class VenueServer:
     # -- HTTP -------------------------------------------------------------------------------
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            info = self.personality.parse_ws_path(request.path, request.query,
-                                                  self.opts.legacy_routes_push_klines)
+            info = self.personality.parse_ws_path(request.path, request.query, self.opts)
             if info is None:
                 return web.json_response({"code": -1, "msg": "Not found."}, status=404)
             return await self._websocket(request, info.combined, info.pushes_klines,
@@ -239,14 +130,13 @@ class VenueServer:
                                       now_ms=self.clock.time_ms)
         opened = session.open_with(streams)
         if isinstance(opened, str):
-            # [!] inference: the exchange's behaviour for a bad stream in the URL is not
-            # documented; refusing the handshake with a clear message is the useful choice.
-            return web.json_response({"code": 2, "msg": f"Invalid request: {opened}"},
-                                     status=400)
+            return web.Response(status=400, body=persona.handshake_error(opened),
+                                content_type="application/json")
         fire = firehose_params(request) if persona.firehose else None
         if isinstance(fire, str):
-            return web.json_response({"code": -1100, "msg": fire}, status=400)
-        ws = web.WebSocketResponse(autoping=False, compress=False, timeout=2.0)
+            return web.Response(status=400, body=persona.handshake_error(fire),
+                                content_type="application/json")
+        ws = web.WebSocketResponse(autoping=False, compress=False, timeout=CLOSE_TIMEOUT_S)
         await ws.prepare(request)
         transport = request.transport
         assert transport is not None
@@ -255,19 +145,39 @@ class VenueServer:
         self.connections[conn.id] = conn
         self.stats.connections_total += 1
         heartbeat = self._spawn(self._heartbeat(conn))
+        reader = asyncio.get_running_loop().create_task(self._read(conn))
         try:
             self._subscribe(conn, opened)
             async with self._connected:
                 self._connected.notify_all()
             if fire is not None:
                 self._spawn(self.firehose(conn, fire[0], rate=fire[1]))
-            await self._read(conn)
+            await self._serve(conn, reader)
         finally:
             conn.closed = True
+            reader.cancel()
             heartbeat.cancel()
             self.pusher.drop(conn)
             del self.connections[conn.id]
         return ws
+
+    async def _serve(self, conn: Connection, reader: asyncio.Task[None]) -> None:
+        """Until the client goes away or the server decides to close: then the close
+        handshake, which needs the reader stopped (it reads the client's close frame)."""
+        wanted = asyncio.get_running_loop().create_task(conn.close_requested.wait())
+        try:
+            await asyncio.wait((reader, wanted), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            wanted.cancel()
+        if reader.done() and not reader.cancelled() and reader.exception() is not None:
+            exc = reader.exception()
+            if not isinstance(exc, ConnectionError):
+                log.error("%s: connection %d reader failed: %r", self.venue, conn.id, exc)
+        if conn.close_requested.is_set():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            await conn.close()
 
     def _subscribe(self, conn: Connection, streams: tuple[str, ...]) -> None:
         if conn.pushes_klines:
@@ -275,7 +185,7 @@ class VenueServer:
                 self.pusher.subscribe(conn, s)
 
     async def _read(self, conn: Connection) -> None:
-        limited = self.opts.control_rate != float("inf")
+        limited = self.opts.control_rate != math.inf
         limiter = RateLimiter(self.opts.control_rate)
         persona, framing = self.personality, conn.framing
         ws = conn.ws
@@ -287,7 +197,7 @@ class VenueServer:
             if msg.type is WSMsgType.TEXT:
                 text = cast(str, msg.data)
                 if persona.in_band_ping and persona.is_pong(text):
-                    conn.outstanding.clear()  # a Pong answers every Ping sent before it
+                    conn.outstanding.clear()  # an in-band answer answers every ping before it
                     continue
                 self.stats.control_messages += 1
                 ctl = conn.session.handle(text)
@@ -312,9 +222,11 @@ class VenueServer:
 
     async def _heartbeat(self, conn: Connection) -> None:
         opts = self.opts
-        lifetime_end = self.clock.wall_deadline(
-            self.clock.time_ms() + int(opts.connection_lifetime_s * 1000))
-        next_ping = time.monotonic() + opts.ping_interval_s
+        interval = opts.ping_interval_s if opts.ping_interval_s is not None else math.inf
+        lifetime_end = math.inf if opts.connection_lifetime_s is None else (
+            self.clock.wall_deadline(
+                self.clock.time_ms() + int(opts.connection_lifetime_s * 1000)))
+        next_ping = time.monotonic() + interval
         while not conn.closed:
             now = time.monotonic()
             if now >= lifetime_end:
@@ -325,30 +237,30 @@ class VenueServer:
                 conn.request_close("pong_timeout")
                 return
             if now >= next_ping and conn.shaper is not None and conn.shaper.pings_off(now):
-                next_ping = now + opts.ping_interval_s  # a drop_pings / stall fault: skip it
+                next_ping = now + interval  # a drop_pings / stall fault: skip it
                 continue
             if now >= next_ping:
                 payload = b"%d" % self.clock.time_ms()
                 conn.outstanding[payload] = now
                 self.stats.pings_sent += 1
-                if self.personality.in_band_ping:  # BingX: a gzip'd "Ping" message
+                if self.personality.in_band_ping:
                     conn.write(conn.framing.frame(self.personality.ping_payload()))
                 else:
                     with contextlib.suppress(ConnectionError, RuntimeError):
                         await conn.ws.ping(payload)
-                next_ping = now + opts.ping_interval_s
+                next_ping = now + interval
                 continue
             wake = min(next_ping, lifetime_end,
                        (oldest + opts.pong_timeout_s) if oldest is not None else next_ping)
-            await asyncio.sleep(max(0.0, wake - now))
+            await asyncio.sleep(max(0.0, wake - now) if wake != math.inf else 3600.0)
 
-    # -- saturation / fixed-rate mode (Binance; ``sim.firehose``) ---------------------------
+    # -- saturation / fixed-rate mode (``sim.firehose``) ------------------------------------
     async def firehose(self, conn: Connection, count: int, *, rate: float | None = None,
                        stream: str | None = None, batch: int = 256) -> FirehoseResult:
         """Send ``count`` kline frames to ``conn`` as fast as the socket drains (``rate`` None)
         or at ``rate`` messages per second; regular pushes to ``conn`` pause meanwhile."""
         if not self.personality.firehose:
-            raise ConfigError(f"{self.venue} has no firehose mode (Binance venues only)")
+            raise ConfigError(f"{self.venue} has no firehose mode")
         return await run_firehose(self, conn, count, rate=rate, stream=stream, batch=batch)
 
     async def wait_connections(self, count: int, timeout: float) -> list[Connection]:

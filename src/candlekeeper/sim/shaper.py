@@ -4,7 +4,7 @@ A connection carries ``shaper = None`` until a frame fault targets it, so the pu
 attribute test per frame when no fault is active. While a :class:`Shaper` is attached, every
 kline frame the pusher writes goes through :meth:`Shaper.kline`, which lets the first active
 effect that matches the frame decide its fate, in this precedence: ``stall`` (withheld) >
-``missing_close`` (an ``x:true`` frame dropped) > ``truncated`` (cut JSON instead of the frame)
+``missing_close`` (a candle's closing frame dropped) > ``truncated`` (cut JSON instead of the frame)
 > ``reorder`` (held back, sent after the stream's next frame) > ``duplicate`` (sent twice).
 Only kline frames are shaped; control replies (acks, errors) are not.
 
@@ -21,7 +21,7 @@ from typing import Protocol
 
 from candlekeeper.core.candle import Candle
 from candlekeeper.sim.faults import Target
-from candlekeeper.sim.venues.common import Framing, frame_body
+from candlekeeper.sim.framing import Framing
 
 #: (kind, fault_id, connection, stream, open_time, detail) -> None
 Recorder = Callable[[str, int, int, "str | None", "int | None", str], None]
@@ -32,7 +32,7 @@ class Shaped(Protocol):
 
     id: int
     shaper: Shaper | None
-    #: how this connection's venue frames a payload (text, or gzip'd binary for BingX)
+    #: how this connection's venue frames a payload (plain text, gzip'd binary, ...)
     framing: Framing
 
     def write(self, data: bytes) -> None: ...
@@ -63,15 +63,11 @@ class Effect:
                 and not self.suppress)
 
 
-#: kept for callers of the Binance-only helper; frames are venue-framed now (``Framing``)
-frame_payload = frame_body
-
-
 class Shaper:
     __slots__ = ("_closing", "_conn", "_record", "_rng", "effects", "pings_off_until")
 
     def __init__(self, conn: Shaped, record: Recorder, rng: random.Random,
-                 closing_name: str = "x:true frame") -> None:
+                 closing_name: str = "closing frame") -> None:
         self._conn, self._record, self._rng = conn, record, rng
         self._closing = closing_name  # what the log calls a closing frame on this venue
         self.effects: list[Effect] = []
@@ -156,8 +152,9 @@ class Shaper:
         self._conn.write(frame)
 
     def _what(self, candle: Candle) -> str:
-        """A closing frame: Binance's ``x:true``, or BingX's last push of a candle (the pusher
-        marks it ``closed`` for the shaper only; BingX frames carry no flag)."""
+        """A closing frame, in the venue's terms (``Personality.closing_frame_name``): a frame
+        with a closed flag, or, for a venue without one, the push its pusher predicts to be a
+        candle's last (marked ``closed`` for the shaper only; nothing of it reaches the wire)."""
         return self._closing if candle.closed else "update"
 
     def _apply(self, eff: Effect, frame: bytes, stream: str, candle: Candle) -> None:

@@ -1,7 +1,10 @@
-"""``Simulator``: a local Binance USDⓈ-M + spot + BingX perpetual-swap exchange over real
-sockets (issue 2, item 7; issue 5, item 5).
+"""``Simulator``: a local exchange speaking every registered venue's protocols over real sockets
+(issue 2, item 7; issue 5, item 5).
 
-One aiohttp server per venue, each on its own port, WebSocket and REST on the same port. Venue
+One aiohttp server per venue, each on its own port, WebSocket and REST on the same port. What a
+venue is — its facts, its protocol, its REST API — comes from its registered ``VenueSpec`` and
+its simulator personality (``sim/venues/<package>/``, found by ``sim.venues``); this module
+names no venue. Venue
 time is a :class:`~candlekeeper.core.clock.ScaledClock` running ``speed`` times faster than wall
 time, shared by every venue, so hours of candles pass in seconds. Everything the simulator
 serves is a deterministic function of ``seed`` (or of the replayed series) and of venue time;
@@ -22,7 +25,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -33,75 +37,74 @@ from candlekeeper.errors import ConfigError
 from candlekeeper.sim.faults import Fault, FaultPlan, FaultRecord, parse_fault_spec
 from candlekeeper.sim.injector import FaultInjector, FaultLog
 from candlekeeper.sim.market import Market
+from candlekeeper.sim.options import paced_cadence, pick, resolve
 from candlekeeper.sim.profiles import DEFAULT_SYMBOLS
 from candlekeeper.sim.replay import ReplaySeries, load_replay
-from candlekeeper.sim.server import (
-    DEFAULT_OPTIONS,
-    FirehoseResult,
-    VenueServer,
-    VenueStats,
-)
-from candlekeeper.sim.venues.personalities import PERSONALITIES, personality_for
-from candlekeeper.venues.binance.endpoints import BINANCE_VENUES
-from candlekeeper.venues.bingx.endpoints import BINGX_VENUES
-from candlekeeper.venues.contract import VenueSpec
-
-#: every venue the simulator speaks, by id
-VENUE_SPECS: dict[str, VenueSpec] = {**BINANCE_VENUES, **BINGX_VENUES}
+from candlekeeper.sim.server import FirehoseResult, VenueServer, VenueStats
+from candlekeeper.sim.venues import personality_for, simulated_venues
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: a per-venue knob: one value for every venue, or ``{venue: value}``
+PerVenue: TypeAlias = T | Mapping[str, T] | None
 ReplayArg = ReplaySeries | str | Path | Sequence[ReplaySeries | str | Path] | None
 FaultsArg = FaultPlan | Sequence[Fault] | str | None
 
 
-def _pick(value: T | Mapping[str, T] | None, venue: str, default: T) -> T:
-    if value is None:
-        return default
-    if isinstance(value, Mapping):
-        return value.get(venue, default)
-    return value
-
-
 class Simulator:
-    """A simulated Binance (usdm + spot) and BingX (swap). Use as
+    """A simulated exchange for every registered venue (or those in ``venues``). Use as
     ``async with Simulator(...) as sim:``. Symbols are canonical (``BTCUSDT``) in this API;
-    each venue writes its own form on the wire (``btcusdt`` streams, ``BTC-USDT`` topics).
+    each venue writes its own form on the wire.
 
-    ``symbols`` defaults to 20 liquid USDT pairs (or to the replayed series' symbols);
-    ``history`` closed candles per interval are available over REST before ``start_time_ms``
-    (for a replay, the default start leaves up to ``history`` of the series' candles before it).
-    Per-venue knobs (``update_interval_s``, ``ping_interval_s``, ...) take one value for every
-    venue or a ``{venue: value}`` mapping; the defaults are the real exchange's (BingX: a push
-    every 1 s, a ``Ping`` every 5 s, 15 s without a ``Pong`` closes, 200 topics, 1000 requests
-    per minute and half that per 10 s, a 300 s ban). ``stale_last_push`` (BingX) keeps the
-    exchange's behaviour of a candle's last push predating its close (docs/simulator.md).
+    ``venues`` defaults to every registered venue. ``symbols`` defaults to 20 liquid USDT pairs
+    (or to the replayed series' symbols); ``history`` closed candles per interval are available
+    over REST before ``start_time_ms`` (for a replay, the default start leaves up to ``history``
+    of the series' candles before it). ``ports`` maps a venue to its port (0 or absent: any
+    free port).
+
+    Per-venue knobs (``update_interval_s``, ``ping_interval_s``, ``pong_timeout_s``,
+    ``control_rate``, ``max_streams``, ``connection_lifetime_s`` (venue seconds),
+    ``rest_weight_limit`` / ``rest_window_s`` (the venue's first REST window; other windows keep
+    their proportions), ``ban_s``, ``close_delay_s``, ``stale_last_push``,
+    ``legacy_routes_push_klines``) take one value for every venue or a ``{venue: value}``
+    mapping. Their defaults are the venue's documented facts (its ``VenueSpec``) and its
+    personality's choices (``Behaviour``); see docs/simulator.md. ``min_pushes_per_candle``
+    (None: off) speeds up a venue's default push cadence so that every candle of the shortest
+    interval gets at least that many pushes at this ``speed`` (``options.paced_cadence``); an
+    explicit ``update_interval_s`` always wins.
+
     ``faults`` is a plan (or a list of faults, or a ``--faults`` spec string) whose ``at_s``
     count wall seconds from :meth:`start`.
     """
 
-    def __init__(self, *, venues: Sequence[str] = ("binance-usdm", "binance-spot"),
+    def __init__(self, *, venues: Sequence[str] | None = None,
                  symbols: Sequence[str] | None = None,
                  intervals: Sequence[str] = ("1m", "5m", "1h"),
                  seed: int = 1, speed: float = 1.0, start_time_ms: int | None = None,
                  history: int = 1000, replay: ReplayArg = None,
                  host: str = "127.0.0.1", ports: Mapping[str, int] | None = None,
-                 legacy_routes_push_klines: bool = False,
-                 update_interval_s: float | Mapping[str, float] | None = None,
-                 close_delay_s: tuple[float, float] = (0.2, 2.0),
-                 ping_interval_s: float | Mapping[str, float] | None = None,
-                 pong_timeout_s: float | Mapping[str, float] | None = None,
-                 control_rate: float | Mapping[str, float] | None = None,
-                 max_streams: int | Mapping[str, int] | None = None,
-                 connection_lifetime_s: float = 24 * 3600.0,
-                 rest_weight_limit: int | Mapping[str, int] | None = None,
-                 rest_window_s: float = 60.0, ban_s: float | Mapping[str, float] | None = None,
-                 stale_last_push: bool = True,
+                 legacy_routes_push_klines: PerVenue[bool] = None,
+                 update_interval_s: PerVenue[float] = None,
+                 close_delay_s: PerVenue[tuple[float, float]] = None,
+                 ping_interval_s: PerVenue[float] = None,
+                 pong_timeout_s: PerVenue[float] = None,
+                 control_rate: PerVenue[float] = None,
+                 max_streams: PerVenue[int] = None,
+                 connection_lifetime_s: PerVenue[float] = None,
+                 rest_weight_limit: PerVenue[int] = None,
+                 rest_window_s: PerVenue[float] = None,
+                 ban_s: PerVenue[float] = None,
+                 stale_last_push: PerVenue[bool] = None,
+                 min_pushes_per_candle: int | None = None,
                  faults: FaultsArg = None) -> None:
-        for v in venues:
-            if v not in PERSONALITIES:
+        known = simulated_venues()
+        venues = known if venues is None else tuple(venues)
+        for v in (*venues, *(ports or {})):
+            if v not in known:
                 raise ConfigError(f"the simulator has no venue {v!r}; expected one of "
-                                  f"{', '.join(PERSONALITIES)}")
+                                  f"{', '.join(known)}")
+        if min_pushes_per_candle is not None and min_pushes_per_candle < 1:
+            raise ConfigError(f"min_pushes_per_candle must be >= 1, got {min_pushes_per_candle}")
         series = _load(replay)
         if symbols is None:
             symbols = [s.symbol for s in series] or list(DEFAULT_SYMBOLS)
@@ -123,29 +126,27 @@ class Simulator:
         self._injectors: dict[str, FaultInjector] = {}
         self._fault_ids = itertools.count(1)
         self._plan_task: asyncio.Task[None] | None = None
-        for venue in venues:
-            spec = VENUE_SPECS[venue]
-            base = DEFAULT_OPTIONS[venue]
-            opts = msgspec.structs.replace(
-                base,
-                update_interval_s=_pick(update_interval_s, venue, base.update_interval_s),
-                ping_interval_s=_pick(ping_interval_s, venue, base.ping_interval_s),
-                pong_timeout_s=_pick(pong_timeout_s, venue, base.pong_timeout_s),
-                control_rate=_pick(control_rate, venue, base.control_rate),
-                rest_weight_limit=_pick(rest_weight_limit, venue, base.rest_weight_limit),
-                max_streams=_pick(max_streams, venue, base.max_streams),
-                connection_lifetime_s=connection_lifetime_s,
-                close_delay_s=close_delay_s, legacy_routes_push_klines=legacy_routes_push_klines,
-                rest_window_s=rest_window_s, ban_s=_pick(ban_s, venue, base.ban_s),
-                stale_last_push=stale_last_push)
+        overrides = {
+            "update_interval_s": update_interval_s, "ping_interval_s": ping_interval_s,
+            "pong_timeout_s": pong_timeout_s, "control_rate": control_rate,
+            "max_streams": max_streams, "connection_lifetime_s": connection_lifetime_s,
+            "rest_weight_limit": rest_weight_limit, "rest_window_s": rest_window_s,
+            "ban_s": ban_s, "close_delay_s": close_delay_s, "stale_last_push": stale_last_push,
+            "legacy_routes_push_klines": legacy_routes_push_klines,
+        }
+        for venue in self.venues:
+            persona = personality_for(venue)
+            spec, behaviour = persona.spec, persona.behaviour
+            opts = resolve(venue, spec, behaviour, overrides)
+            if min_pushes_per_candle is not None and pick(update_interval_s, venue) is None:
+                opts = msgspec.structs.replace(opts, update_interval_s=paced_cadence(
+                    opts.update_interval_s, self.clock, self.intervals, min_pushes_per_candle))
             market = Market(venue, symbols, intervals, seed=seed, start_ms=self.clock.start_ms,
-                            history=history, replay=series,
-                            pad=8 if venue == "binance-spot" else None,
-                            allowed_intervals=spec.intervals,
-                            ohlcv_only=not spec.closed_flag)
-            server = VenueServer(spec, market, self.clock, opts, host=host,
-                                 port=(ports or {}).get(venue, 0) or 0, seed=seed,
-                                 personality=personality_for(venue))
+                            history=history, replay=series, pad=behaviour.price_pad,
+                            allowed_intervals=spec.intervals, ohlcv_only=behaviour.ohlcv_only,
+                            precision=behaviour.precision)
+            server = VenueServer(persona, market, self.clock, opts, host=host,
+                                 port=(ports or {}).get(venue, 0) or 0, seed=seed)
             self._servers[venue] = server
             self._injectors[venue] = FaultInjector(server, self._fault_log, seed)
         for fault in self.faults:
@@ -201,12 +202,11 @@ class Simulator:
         return self.server(venue).port
 
     def ws_base(self, venue: str) -> str:
-        """Drop-in for ``VenueSpec.ws_base``: ``ws://127.0.0.1:P/market`` for usdm (the routed
-        path, §A.1), ``ws://127.0.0.1:P`` for spot, ``ws://127.0.0.1:P/swap-market`` for
-        BingX (§C.1)."""
-        root = f"ws://{self.host}:{self.port(venue)}"
-        suffix = {"binance-usdm": "/market", "bingx-swap": "/swap-market"}.get(venue, "")
-        return root + suffix
+        """Drop-in for the venue's ``VenueSpec.ws_base``: ``ws://host:port`` followed by the
+        same path as the real one (a routed path, say), so a client builds the same URLs."""
+        server = self.server(venue)
+        path = urlsplit(server.spec.ws_base).path.rstrip("/")
+        return f"ws://{self.host}:{server.port}{path}"
 
     def rest_base(self, venue: str) -> str:
         return f"http://{self.host}:{self.port(venue)}"
@@ -219,9 +219,10 @@ class Simulator:
                        until_ms: int | None = None) -> list[Candle]:
         """Every candle whose close time has passed in venue time (or before ``until_ms``),
         oldest first, including the ``history`` served over REST before the start. Every field
-        equals the ``x:true`` frame and the REST row (``event_time`` is None, ``closed`` True).
-        BingX candles carry only what BingX publishes (OHLCV; trades, quote volume and trade
-        ids are None) and are the *final* values, which the last push may not have shown.
+        equals the venue's closing frame and its REST row (``event_time`` is None, ``closed``
+        True). A venue that publishes only OHLCV has only those (trades, quote volume and trade
+        ids are None); a venue without a closed flag has the *final* values here, which its last
+        push may not have shown.
         """
         now = self.clock.time_ms() if until_ms is None else until_ms
         return self.market(venue).closed(symbol, interval, now)

@@ -14,7 +14,7 @@ from bingxkit import BINGX
 
 from candlekeeper.core.intervals import INTERVAL_MS, align
 from candlekeeper.sim import Simulator
-from candlekeeper.sim.venues.bingx_rest import RequestLimiter
+from candlekeeper.sim.venues.bingx.rest import RequestLimiter
 
 V3 = "/openApi/swap/v3/quote/klines"
 V2 = "/openApi/swap/v2/quote/klines"

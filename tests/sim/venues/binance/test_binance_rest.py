@@ -14,7 +14,7 @@ import pytest
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.intervals import MINUTE, align
 from candlekeeper.sim import Simulator, load_replay
-from candlekeeper.sim.rest import WeightLimiter
+from candlekeeper.sim.venues.binance.rest import WeightLimiter
 from candlekeeper.venues.binance.endpoints import BINANCE_SPOT, BINANCE_USDM
 from candlekeeper.venues.binance.history import BinanceHistoryCodec
 from candlekeeper.venues.binance.stream import BinanceStreamCodec
@@ -44,8 +44,8 @@ async def get(http: aiohttp.ClientSession, url: str,
 
 async def test_klines_pages_equal_the_truth_and_weights_are_counted(
         http: aiohttp.ClientSession) -> None:
-    async with Simulator(symbols=["BTCUSDT", "ETHUSDT"], start_time_ms=START, history=300,
-                         speed=1) as sim:
+    async with Simulator(venues=(USDM, SPOT), symbols=["BTCUSDT", "ETHUSDT"],
+                         start_time_ms=START, history=300, speed=1) as sim:
         usdm = sim.rest_base(USDM) + "/fapi/v1/klines"
         codec = BinanceHistoryCodec(BINANCE_USDM)
         status, headers, body = await get(http, usdm, symbol="BTCUSDT", interval="1m", limit=99)
@@ -81,7 +81,7 @@ async def test_klines_pages_equal_the_truth_and_weights_are_counted(
 
 
 async def test_errors_are_binance_json_with_400(http: aiohttp.ClientSession) -> None:
-    async with Simulator(symbols=["BTCUSDT"], history=10) as sim:
+    async with Simulator(venues=(USDM, SPOT), symbols=["BTCUSDT"], history=10) as sim:
         url = sim.rest_base(USDM) + "/fapi/v1/klines"
         cases = [
             ({"symbol": "NOPEUSDT", "interval": "1m"}, -1121, "Invalid symbol."),
@@ -139,7 +139,7 @@ def test_weight_limiter_windows() -> None:
 
 
 async def test_exchange_info_ping_time(http: aiohttp.ClientSession) -> None:
-    async with Simulator(symbols=["BTCUSDT", "XRPUSDT"], history=10,
+    async with Simulator(venues=(USDM, SPOT), symbols=["BTCUSDT", "XRPUSDT"], history=10,
                          start_time_ms=START) as sim:
         status, headers, body = await get(http, sim.rest_base(USDM) + "/fapi/v1/exchangeInfo")
         assert status == 200 and headers["X-MBX-USED-WEIGHT-1M"] == "1"
@@ -162,7 +162,8 @@ async def test_replayed_series_comes_out_of_rest_and_ws_verbatim(
     series = load_replay(samples / "freqtrade_orderflow_candles_BTC_5m_2023-01.json")
     rows = {r.open_time: r for r in series.rows}
     start = series.rows[200].open_time
-    async with Simulator(replay=series, intervals=["5m", "1h"], start_time_ms=start,
+    async with Simulator(venues=(USDM, SPOT), replay=series, intervals=["5m", "1h"],
+                         start_time_ms=start,
                          speed=1500, history=1000, close_delay_s=(0.0, 0.02),
                          update_interval_s=0.02) as sim:
         assert sim.symbols == ("BTCUSDT",)

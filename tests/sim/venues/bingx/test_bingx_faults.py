@@ -222,7 +222,7 @@ async def test_rest_slow_and_symbol_target(http: aiohttp.ClientSession) -> None:
 
 
 def test_gzip_helper_matches_the_codec() -> None:
-    from candlekeeper.sim.venues.common import GzipFraming
+    from candlekeeper.sim.framing import GzipFraming
     frame = GzipFraming().frame(b'{"code":0}')
     assert frame[0] == 0x82 and zlib.decompress(frame[2:], 31) == b'{"code":0}'
 

@@ -1,25 +1,32 @@
-"""The pure per-connection protocol: URL paths, control messages and every error frame of
-protocols.md §A.3, the incoming-message rate limiter."""
+"""The pure per-connection Binance protocol: URL paths, control messages and every error frame
+of protocols.md §A.3."""
 
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 import pytest
 
-from candlekeeper.sim.venues.binance import (
-    RateLimiter,
+from candlekeeper.sim.venues.binance.session import (
     WsPath,
     WsSession,
     is_kline_stream,
     parse_ws_path,
 )
+from candlekeeper.venues.registry import get_spec
 
 VALID = {"btcusdt@kline_1m", "ethusdt@kline_1m", "btcusdt@kline_5m"}
 
 
 def session(venue: str = "binance-usdm", max_streams: int = 1024) -> WsSession:
-    return WsSession(venue, VALID.__contains__, combined=True, max_streams=max_streams)
+    return WsSession(VALID.__contains__, combined=True, max_streams=max_streams,
+                     string_ids=venue == "binance-spot")
+
+
+def route(venue: str) -> str:
+    """The kline route of the venue: the path of its real ``ws_base``."""
+    return urlsplit(get_spec(venue).ws_base).path
 
 
 def reply(s: WsSession, msg: object) -> dict[str, object]:
@@ -50,11 +57,11 @@ def err(code: int, msg: str, rid: object) -> dict[str, object]:
     ("binance-spot", "/", {}, None),
 ])
 def test_paths(venue: str, path: str, query: dict[str, str], expected: WsPath | None) -> None:
-    assert parse_ws_path(venue, path, query) == expected
+    assert parse_ws_path(route(venue), path, query) == expected
 
 
 def test_legacy_switch_turns_pushing_on() -> None:
-    info = parse_ws_path("binance-usdm", "/ws", {}, legacy_routes_push_klines=True)
+    info = parse_ws_path(route("binance-usdm"), "/ws", {}, legacy_routes_push_klines=True)
     assert info == WsPath(False, True, ())
 
 
@@ -141,13 +148,13 @@ def test_stream_cap() -> None:
                                                          "ethusdt@kline_1m")), str)
 
 
-def test_rate_limiter_rolling_second() -> None:
-    rl = RateLimiter(5)
-    assert all(rl.allow(10.0 + i * 0.01) for i in range(5))
-    assert not rl.allow(10.05)
-    assert RateLimiter(5).allow(0.0)
-    rl2 = RateLimiter(2)
-    assert rl2.allow(0.0) and rl2.allow(0.5) and rl2.allow(1.01)  # the first one expired
+def test_names_in_the_url_that_are_no_stream_are_ignored() -> None:
+    """ccxt opens ``/ws/0``, ``/ws/1``, ... and subscribes afterwards; the exchange accepts the
+    connection, so the session neither refuses it nor subscribes "0"."""
+    s = session()
+    assert s.open_with(("0",)) == ()
+    assert s.open_with(("nopeusdt@kline_1m", "btcusdt@kline_1m")) == ("btcusdt@kline_1m",)
+    assert list(s.subscriptions) == ["btcusdt@kline_1m"]
 
 
 def test_kline_stream_names() -> None:

@@ -20,7 +20,10 @@ on a first request). Every answer carries ``X-RateLimit-Requests-Remain`` (reque
 10 s window) and ``X-RateLimit-Requests-Expire`` (ms until it ends). Over a limit: HTTP 429 with
 ``{"code":100410,...}``; a client that sends again while still over the limit after that is
 banned: HTTP 418 for ``ban_s`` (300 s: "restore after 5 minutes"). No ``Retry-After`` header
-(none is documented).
+(none is documented). The windows are the spec's ``rest_limits``.
+
+The generic dispatcher (``sim.rest.RestApp``) routes, charges and applies faults; this module is
+the BingX part: the handlers, the request limiter and the bodies.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import msgspec
 from aiohttp import web
@@ -36,18 +39,21 @@ from aiohttp import web
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import ScaledClock
 from candlekeeper.sim.market import Market
-from candlekeeper.sim.profiles import profile_for
-from candlekeeper.sim.rest import RestStats
-from candlekeeper.sim.venues.bingx import native_symbol
+from candlekeeper.sim.rest import Admission, BadRequest, RestApp, RestStats, Route, weight_one
+from candlekeeper.sim.venues.bingx.session import native_symbol
 from candlekeeper.venues.bingx import schemas
-from candlekeeper.venues.bingx.endpoints import CONTRACTS_PATH, KLINES_PATH
+from candlekeeper.venues.bingx.endpoints import (
+    CONTRACTS_PATH,
+    EXPIRE_HEADER,
+    KLINES_PATH,
+    KLINES_V2_PATH,
+    RATE_LIMITED_CODE,
+    REMAIN_HEADER,
+    SERVER_TIME_PATH,
+)
 from candlekeeper.venues.bingx.history import candle_to_rest_kline
 from candlekeeper.venues.contract import VenueSpec
 
-if TYPE_CHECKING:
-    from candlekeeper.sim.rest_faults import RestFaults
-
-RATE_LIMITED = 100410
 BAD_PARAMS = 80014
 _encoder = msgspec.json.Encoder()
 _BUSY = "The current system is busy, please try again later"
@@ -133,94 +139,83 @@ class RequestLimiter:
         return 0.0 if st is None else max(0.0, st.banned_until - now)
 
 
-class BadParams(Exception):
-    pass
+def _rate_headers(remain: int, expire_ms: int) -> dict[str, str]:
+    return {REMAIN_HEADER: str(remain), EXPIRE_HEADER: str(expire_ms)}
 
 
-class BingxRestApi:
-    """aiohttp handlers of the BingX swap REST API for one simulated venue."""
+class RequestPolicy:
+    """BingX's side of the REST dispatcher: every request counts 1 in every window."""
 
-    def __init__(self, spec: VenueSpec, market: Market, clock: ScaledClock,
-                 limiter: RequestLimiter, wall: Callable[[], float] = time.time) -> None:
-        self.spec, self.market, self.clock, self.limiter = spec, market, clock, limiter
-        self.stats = RestStats()
-        self._wall = wall
-        self.faults: RestFaults | None = None
-        self._natives = {native_symbol(s): s for s in market.symbols}
-        self._routes: dict[str, Callable[[web.Request], bytes]] = {
-            KLINES_PATH: self._klines_v3,
-            "/openApi/swap/v2/quote/klines": self._klines_v2,
-            CONTRACTS_PATH: self._contracts,
-            "/openApi/swap/v2/server/time": self._time,
-            "/openApi/spot/v1/common/symbols": lambda _: b'{"code":0,"msg":"","debugMsg":"",'
-                                                         b'"data":{"symbols":[]}}',
-            "/openApi/cswap/v1/market/contracts": lambda _: b'{"code":0,"msg":"","data":[]}',
-        }
+    def __init__(self, limiter: RequestLimiter, wall: Callable[[], float] = time.time) -> None:
+        self.limiter, self._wall = limiter, wall
 
-    def handles(self, path: str) -> bool:
-        return path in self._routes
-
-    def _rate_headers(self, remain: int, expire_ms: int) -> dict[str, str]:
-        return {"X-RateLimit-Requests-Remain": str(remain),
-                "X-RateLimit-Requests-Expire": str(expire_ms)}
+    def admit(self, ip: str, weight: int, now: float) -> Admission:
+        verdict = self.limiter.charge(ip, now)
+        headers = _rate_headers(verdict.remain, verdict.expire_ms)
+        if verdict.status == 200:
+            return Admission(headers)
+        body, ctype = self.fault_answer(verdict.status,
+                                        math.ceil(self.limiter.ban_left(ip, now)))
+        return Admission(headers, verdict.status, body, ctype)
 
     def fault_headers(self, ip: str) -> dict[str, str]:
-        return self._rate_headers(*self.limiter.peek(ip, self._wall()))
+        return _rate_headers(*self.limiter.peek(ip, self._wall()))
 
     def fault_answer(self, status: int, retry_after_s: int) -> tuple[bytes, str]:
         if status in (429, 418):
             what = ("rate limit exceeded" if status == 429 else
                     f"rate limit exceeded, IP banned for {retry_after_s} s")
-            return _encoder.encode({"code": RATE_LIMITED, "msg": what}), "application/json"
+            return _encoder.encode({"code": RATE_LIMITED_CODE, "msg": what}), "application/json"
         return _5XX[status]
 
-    async def handle(self, request: web.Request) -> web.Response:
-        self.stats.requests += 1
-        faults = self.faults
-        if faults is not None and faults.active:
-            answer = await faults.intercept(request)
-            if answer is not None:
-                return answer
-        ip = request.remote or "?"
-        now = self._wall()
-        verdict = self.limiter.charge(ip, now)
-        headers = self._rate_headers(verdict.remain, verdict.expire_ms)
-        if verdict.status != 200:
-            if verdict.status == 429:
-                self.stats.rejected_429 += 1
-            else:
-                self.stats.banned_418 += 1
-            body, ctype = self.fault_answer(
-                verdict.status, math.ceil(self.limiter.ban_left(ip, now)))
-            return web.Response(status=verdict.status, body=body, headers=headers,
-                                content_type=ctype)
-        try:
-            body = self._routes[request.path](request)
-        except BadParams as exc:
-            self.stats.errors_400 += 1
-            body = _encoder.encode({"code": BAD_PARAMS,
-                                    "msg": f"Invalid parameters, err:{exc}", "data": {}})
-        return web.Response(body=body, headers=headers, content_type="application/json")
 
-    # -- endpoints --------------------------------------------------------------------------
+def _bad(msg: str) -> BadRequest:
+    """Bad parameters: HTTP 200 with code 80014, as the swap API answers."""
+    return BadRequest(200, _encoder.encode({"code": BAD_PARAMS,
+                                            "msg": f"Invalid parameters, err:{msg}", "data": {}}))
+
+
+class BingxRest:
+    """Handlers of the BingX swap REST API for one simulated venue."""
+
+    def __init__(self, spec: VenueSpec, market: Market, clock: ScaledClock) -> None:
+        self.spec, self.market, self.clock = spec, market, clock
+        self.stats = RestStats()
+        self._natives = {native_symbol(s): s for s in market.symbols}
+
+    def app(self, policy: RequestPolicy) -> RestApp:
+        def const(body: bytes) -> Route:
+            return Route(lambda _: body, weight_one)
+
+        routes = {
+            KLINES_PATH: Route(self._klines_v3, weight_one),
+            KLINES_V2_PATH: Route(self._klines_v2, weight_one),
+            CONTRACTS_PATH: Route(self._contracts, weight_one),
+            SERVER_TIME_PATH: Route(self._time, weight_one),
+            "/openApi/spot/v1/common/symbols": const(
+                b'{"code":0,"msg":"","debugMsg":"","data":{"symbols":[]}}'),
+            "/openApi/cswap/v1/market/contracts": const(b'{"code":0,"msg":"","data":[]}'),
+        }
+        return RestApp(routes, policy, stats=self.stats)
+
     def _query(self, request: web.Request) -> tuple[str, str, int | None, int | None, int]:
         q = request.query
         native, interval = q.get("symbol", ""), q.get("interval", "")
         if not native:
-            raise BadParams("symbol: field is required")
+            raise _bad("symbol: field is required")
         if not interval:
-            raise BadParams("interval: field is required")
+            raise _bad("interval: field is required")
         symbol = self._natives.get(native)
         if symbol is None:
-            raise BadParams(f"symbol: {native} does not exist")
+            raise _bad(f"symbol: {native} does not exist")
         if interval not in self.market.intervals_of(symbol):
-            raise BadParams(f"interval: {interval} is not supported")
+            raise _bad(f"interval: {interval} is not supported")
         start, end = _int(q.get("startTime"), "startTime"), _int(q.get("endTime"), "endTime")
         limit = _int(q.get("limit"), "limit")
         if limit is not None and limit < 1:
-            raise BadParams("limit: must be at least 1")
+            raise _bad("limit: must be at least 1")
         if start is not None and end is not None and start > end:
-            raise BadParams("startTime must not be after endTime")
+            raise _bad("startTime must not be after endTime")
         lim = min(limit or 500, self.spec.rest_max_limit)
         return symbol, interval, start, end, lim
 
@@ -250,7 +245,7 @@ class BingxRestApi:
         for i, symbol in enumerate(self.market.symbols):
             native = native_symbol(symbol)
             base, _, quote = native.partition("-")
-            prof = profile_for(symbol, self.market.venue)
+            prof = self.market.profile(symbol)
             items.append(schemas.Contract(
                 symbol=native, status=1, asset=base, currency=quote, contractId=str(100 + i),
                 pricePrecision=prof.price_decimals, quantityPrecision=prof.qty_decimals,
@@ -265,5 +260,5 @@ def _int(value: str | None, name: str) -> int | None:
     if value is None or value == "":
         return None
     if not value.isdigit() or len(value) > 19:
-        raise BadParams(f"{name}: {value!r} is not a valid integer")
+        raise _bad(f"{name}: {value!r} is not a valid integer")
     return int(value)

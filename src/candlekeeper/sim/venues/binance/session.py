@@ -2,9 +2,13 @@
 
 :func:`parse_ws_path` decides what a WebSocket URL means (protocols.md §A.1, §A.2, §B.1) and
 :class:`WsSession` is the per-connection state machine for the live control messages of §A.3
-(SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, SET_PROPERTY, GET_PROPERTY) plus the incoming
-message-rate limit of §A.5/§B.3. It turns an incoming text frame into the reply frame and the
-subscription changes; the server moves the bytes.
+(SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, SET_PROPERTY, GET_PROPERTY). It turns an incoming
+text frame into the reply frame and the subscription changes; the server moves the bytes (and
+enforces the incoming-message rate of §A.5/§B.3, a generic limit).
+
+A name in a ``/ws/<name>`` URL that is no servable stream is accepted and ignored, not refused:
+ccxt numbers its connections ``/ws/0``, ``/ws/1``, ... and subscribes live afterwards, which the
+real exchange accepts; refusing the handshake would make the simulator stricter than Binance.
 
 Error frames are the real wire shape ``{"error":{"code":..,"msg":".."},"id":..}`` (§A.3 [!]),
 with the documented messages. Two messages are inferences, since no source quotes them: the
@@ -14,20 +18,19 @@ and the missing-``params`` message (serde's usual wording).
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
 
-from candlekeeper.sim.venues.common import Control, WsPath
+from candlekeeper.sim.personality import Control, WsPath
 from candlekeeper.venues.binance import schemas
 
-__all__ = ["Control", "RateLimiter", "WsPath", "WsSession", "error_frame", "is_kline_stream",
-           "parse_ws_path", "result_frame"]
+__all__ = ["Control", "WsPath", "WsSession", "error_frame", "is_kline_stream", "parse_ws_path",
+           "result_frame"]
 
-USDM = "binance-usdm"
-SPOT = "binance-spot"
+#: the routes of a routed stream host (§A.1): only the first carries klines
+ROUTES = ("/market", "/public", "/private")
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 _U64 = (1 << 64) - 1
 
@@ -41,20 +44,21 @@ UNKNOWN_PROPERTY = "Unknown property"
 EXPECTED_BOOLEAN = "Invalid value type: expected Boolean"
 
 
-def parse_ws_path(venue: str, path: str, query: Mapping[str, str],
+def parse_ws_path(kline_route: str, path: str, query: Mapping[str, str],
                   legacy_routes_push_klines: bool = False) -> WsPath | None:
     """``None`` when the path is not a market-stream endpoint (the server answers 404).
 
-    USDⓈ-M: ``/market/ws/<s>...``, ``/market/stream?streams=a/b``, ``/market/stream``; the
-    unrouted ``/ws`` and ``/stream`` (and the ``/public`` route) accept connections and
-    subscriptions but carry no kline data (BF-WS, BF-NOTICE). Spot: ``/ws/...`` and
-    ``/stream...`` (§B.1).
+    ``kline_route`` is the path of the venue's ``ws_base`` (``/market`` on USDⓈ-M, empty on
+    spot). A routed venue serves ``/market/ws/<s>...``, ``/market/stream?streams=a/b``,
+    ``/market/stream``; its unrouted ``/ws`` and ``/stream`` (and the ``/public`` route) accept
+    connections and subscriptions but carry no kline data (BF-WS, BF-NOTICE). An unrouted venue
+    (spot) serves ``/ws/...`` and ``/stream...`` (§B.1).
     """
     routed = True
-    if venue == USDM:
-        for prefix in ("/market", "/public", "/private"):
+    if kline_route:
+        for prefix in ROUTES:
             if path == prefix or path.startswith(prefix + "/"):
-                routed = prefix == "/market"
+                routed = prefix == kline_route
                 path = path[len(prefix):] or "/"
                 break
         else:
@@ -84,39 +88,22 @@ def error_frame(code: int, msg: str, request_id: object = None) -> bytes:
         schemas.ErrorReply(schemas.ErrorBody(code, msg), request_id))  # type: ignore[arg-type]
 
 
-class RateLimiter:
-    """Incoming messages per rolling second (§A.5: 10 usdm; §B.3: 5 spot). Text frames, pings
-    and pongs all count. Over the limit the connection is closed."""
-
-    def __init__(self, per_second: float) -> None:
-        self.per_second = per_second
-        self._times: deque[float] = deque()
-
-    def allow(self, now_s: float) -> bool:
-        times = self._times
-        while times and now_s - times[0] >= 1.0:
-            times.popleft()
-        times.append(now_s)
-        return len(times) <= self.per_second
-
-
 class WsSession:
     """Subscription state of one connection."""
 
-    def __init__(self, venue: str, is_valid_stream: Callable[[str], bool], *, combined: bool,
-                 max_streams: int = 1024) -> None:
-        self.venue = venue
-        self.spot = venue == SPOT
+    def __init__(self, is_valid_stream: Callable[[str], bool], *, combined: bool,
+                 max_streams: int = 1024, string_ids: bool = False) -> None:
+        #: spot also accepts string ids of at most 36 characters and null (§A.3)
+        self.string_ids = string_ids
         self.combined = combined
         self.max_streams = max_streams
         self._valid = is_valid_stream
         self.subscriptions: dict[str, None] = {}
 
     def open_with(self, streams: tuple[str, ...]) -> tuple[str, ...] | str:
-        """Subscribe the streams named in the URL; an error message if any is invalid."""
-        bad = [s for s in streams if not self._valid(s)]
-        if bad:
-            return f"invalid stream {bad[0]!r}"
+        """Subscribe the streams named in the URL; names that are no servable stream are
+        ignored (see the module docstring). Too many streams refuse the handshake."""
+        streams = tuple(s for s in streams if self._valid(s))
         if len(set(streams)) > self.max_streams:
             return f"too many streams: {len(streams)} > {self.max_streams} per connection"
         for s in streams:
@@ -144,7 +131,7 @@ class WsSession:
                                f"{expected} at line 1 column {column}", _echo(obj.get("id")))
         rid = obj.get("id")
         if not self._valid_id(rid):
-            return self._error(2, BAD_ID_SPOT if self.spot else BAD_ID, None)
+            return self._error(2, BAD_ID_SPOT if self.string_ids else BAD_ID, None)
         params = obj.get("params")
         handler = getattr(self, "_" + method.lower())
         result: Control = handler(rid, params)
@@ -217,7 +204,7 @@ class WsSession:
     def _valid_id(self, rid: Any) -> bool:
         if isinstance(rid, int) and not isinstance(rid, bool):
             return 0 <= rid <= _U64
-        if self.spot:
+        if self.string_ids:
             return rid is None or (isinstance(rid, str) and len(rid) <= 36)
         return False
 

@@ -29,10 +29,11 @@ import msgspec
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import ScaledClock
 from candlekeeper.core.intervals import align, next_open
+from candlekeeper.sim.framing import GzipFraming
 from candlekeeper.sim.market import Market
+from candlekeeper.sim.personality import FrameSink
 from candlekeeper.sim.pump import pump
-from candlekeeper.sim.venues.bingx import native_symbol, parse_data_type, push_payload
-from candlekeeper.sim.venues.common import FrameSink, GzipFraming
+from candlekeeper.sim.venues.bingx.session import native_symbol, parse_data_type, push_payload
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class BingxPusher:
         self.frames_sent = 0  # frames written, counted per connection
         self.closes_sent = 0  # final-value pushes at a close (stale_last_push=False only)
         self.errors = 0
-        #: set by the fault injector once a frame fault is applied (see ``push.Pusher``)
+        #: set by the fault injector once a frame fault is applied (``VenuePusher.shaping``)
         self.shaping = False
 
     # -- subscriptions ----------------------------------------------------------------------

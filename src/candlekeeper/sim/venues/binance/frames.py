@@ -11,19 +11,19 @@ frame.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 
 import msgspec
 
 from candlekeeper.core.candle import Candle
 from candlekeeper.sim.candles import plain_decimals
+from candlekeeper.sim.framing import text_frame
 from candlekeeper.venues.binance import schemas
 from candlekeeper.venues.binance.stream import candle_to_kline
 
+__all__ = ["FirehoseTemplate", "combined", "kline_payload", "rest_rows", "text_frame"]
+
 _encoder = msgspec.json.Encoder()
-_pack_16 = struct.Struct("!BBH").pack
-_pack_64 = struct.Struct("!BBQ").pack
 
 
 def kline_payload(candle: Candle, event_time: int) -> bytes:
@@ -35,16 +35,6 @@ def kline_payload(candle: Candle, event_time: int) -> bytes:
 def combined(stream: bytes, payload: bytes) -> bytes:
     """The ``/stream`` wrapper ``{"stream":"<name>","data":<payload>}`` (§A.2)."""
     return b'{"stream":"' + stream + b'","data":' + payload + b"}"
-
-
-def text_frame(payload: bytes) -> bytes:
-    """An unmasked, final text frame (server-to-client frames are never masked)."""
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 65536:
-        return _pack_16(0x81, 126, n) + payload
-    return _pack_64(0x81, 127, n) + payload
 
 
 RestRow = tuple[int, str, str, str, str, str, int, str, int, str, str, str]

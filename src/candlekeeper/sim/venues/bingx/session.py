@@ -27,16 +27,16 @@ from typing import Final
 import msgspec
 
 from candlekeeper.core.candle import Candle
-from candlekeeper.sim.venues.common import Control, GzipFraming, ws_frame
+from candlekeeper.sim.framing import BINARY, TEXT, GzipFraming, ws_frame
+from candlekeeper.sim.personality import Control
 from candlekeeper.venues.bingx import schemas
+from candlekeeper.venues.bingx.endpoints import TOPIC_LIMIT_CODE
 from candlekeeper.venues.bingx.stream import candle_to_kline, split_symbol
 
-VENUE: Final = "bingx-swap"
-WS_PATH: Final = "/swap-market"
 PING: Final = schemas.PING
 PONG: Final = schemas.PONG
 INVALID_PARAMETER: Final = 100400
-TOPIC_LIMIT: Final = 80403
+TOPIC_LIMIT: Final = TOPIC_LIMIT_CODE
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
 
@@ -44,7 +44,7 @@ _decoder = msgspec.json.Decoder()
 # -- symbols and topics -------------------------------------------------------------------------
 def native_symbol(symbol: str) -> str:
     """Canonical ``BTCUSDT`` -> BingX ``BTC-USDT``, split exactly as the client codec splits
-    it (``venues.bingx.codec.split_symbol``: before the longest known quote asset)."""
+    it (``venues.bingx.stream.split_symbol``: before the longest known quote asset)."""
     base, quote = split_symbol(symbol)
     return f"{base}-{quote}"
 
@@ -103,8 +103,8 @@ def malformed_frames(stream: str) -> list[bytes]:
         b'{"code":0,"dataType":"' + s + b'","s":"' + native + b'","data":[]}',
         b'{"code":0,"dataType":"' + s + b'","s":"' + native + b'","data":[{"c":"1.0","o":"1.',
     ]
-    return [*(gz.frame(b) for b in bodies), ws_frame(0x82, b"\x1f\x8b\x08\x00 not gzip"),
-            ws_frame(0x81, b'{"code":0,"dataType":"' + s + b'","data":null}')]
+    return [*(gz.frame(b) for b in bodies), ws_frame(BINARY, b"\x1f\x8b\x08\x00 not gzip"),
+            ws_frame(TEXT, b'{"code":0,"dataType":"' + s + b'","data":null}')]
 
 
 # -- the session --------------------------------------------------------------------------------

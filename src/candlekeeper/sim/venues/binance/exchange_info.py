@@ -7,9 +7,10 @@ that generic clients can parse it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from candlekeeper.sim.profiles import profile_for
+from candlekeeper.sim.profiles import SymbolProfile
 from candlekeeper.venues.contract import VenueSpec
 
 _QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
@@ -26,16 +27,15 @@ def _step(decimals: int) -> str:
     return format(10.0 ** -decimals, f".{max(decimals, 1)}f") if decimals > 0 else "1"
 
 
-def _symbol(spec: VenueSpec, symbol: str) -> dict[str, Any]:
+def _symbol(futures: bool, symbol: str, p: SymbolProfile) -> dict[str, Any]:
     base, quote = split_symbol(symbol)
-    p = profile_for(symbol)
     filters = [
         {"filterType": "PRICE_FILTER", "minPrice": _step(p.price_decimals),
          "maxPrice": "1000000", "tickSize": _step(p.price_decimals)},
         {"filterType": "LOT_SIZE", "minQty": _step(p.qty_decimals), "maxQty": "10000000",
          "stepSize": _step(p.qty_decimals)},
     ]
-    if spec.id == "binance-usdm":
+    if futures:
         return {"symbol": symbol, "pair": symbol, "contractType": "PERPETUAL",
                 "deliveryDate": 4133404800000, "onboardDate": 1569398400000,
                 "status": "TRADING", "baseAsset": base, "quoteAsset": quote,
@@ -50,12 +50,14 @@ def _symbol(spec: VenueSpec, symbol: str) -> dict[str, Any]:
             "permissions": ["SPOT"], "filters": filters}
 
 
-def exchange_info(spec: VenueSpec, symbols: list[str], now_ms: int) -> dict[str, Any]:
+def exchange_info(spec: VenueSpec, futures: bool, symbols: list[str],
+                  profile: Callable[[str], SymbolProfile], now_ms: int) -> dict[str, Any]:
+    """The body for ``symbols``: the USDⓈ-M shape when ``futures``, else the spot one."""
     limits: list[dict[str, Any]] = [
         {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
          "limit": spec.rest_limits[0].limit},
     ]
-    if spec.id == "binance-usdm":
+    if futures:
         limits.append({"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1,
                        "limit": 1200})
         extra: dict[str, Any] = {"futuresType": "U_MARGINED", "assets": []}
@@ -64,4 +66,4 @@ def exchange_info(spec: VenueSpec, symbols: list[str], now_ms: int) -> dict[str,
                        "intervalNum": 5, "limit": 61000})
         extra = {}
     return {"timezone": "UTC", "serverTime": now_ms, **extra, "rateLimits": limits,
-            "exchangeFilters": [], "symbols": [_symbol(spec, s) for s in symbols]}
+            "exchangeFilters": [], "symbols": [_symbol(futures, s, profile(s)) for s in symbols]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from candlekeeper.core.clock import ScaledClock
 from candlekeeper.sim.market import Market
-from candlekeeper.sim.push import Pusher, StreamState
+from candlekeeper.sim.venues.binance.push import Pusher, StreamState
 
 START = 1_700_000_000_000
 

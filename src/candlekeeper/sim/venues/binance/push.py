@@ -1,4 +1,4 @@
-"""When each kline frame goes out (protocols.md §A.4, §B.2, §E).
+"""When each Binance kline frame goes out (protocols.md §A.4, §B.2, §E).
 
 One :class:`Pusher` per venue tracks every stream that has at least one subscriber on a
 kline-carrying connection, and decides, at each wake-up, which frames are due:
@@ -23,33 +23,18 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
 
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import ScaledClock
 from candlekeeper.core.intervals import align, next_open, prev_open
 from candlekeeper.sim.market import Market
+from candlekeeper.sim.personality import FrameSink
 from candlekeeper.sim.pump import pump
-from candlekeeper.sim.venues.binance import is_kline_stream
-from candlekeeper.sim.venues.binance_frames import combined, kline_payload, text_frame
+from candlekeeper.sim.venues.binance.frames import combined, kline_payload, text_frame
+from candlekeeper.sim.venues.binance.session import is_kline_stream
 from candlekeeper.sim.walk import key_of, mix
 
-if TYPE_CHECKING:
-    from candlekeeper.sim.shaper import Shaper
-
 log = logging.getLogger(__name__)
-
-
-class FrameSink(Protocol):
-    """A connection as the pusher sees it."""
-
-    @property
-    def combined(self) -> bool: ...
-
-    #: frame faults of this connection (``sim.shaper``); None when no fault is active
-    shaper: Shaper | None
-
-    def write(self, data: bytes) -> None: ...
 
 
 class StreamState:

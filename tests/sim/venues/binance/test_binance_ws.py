@@ -44,7 +44,7 @@ async def wait_closed(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0)
 
 
 async def test_subscribe_ack_error_and_combined_vs_raw(http: aiohttp.ClientSession) -> None:
-    async with Simulator(speed=10, **FAST) as sim:
+    async with Simulator(venues=(USDM, SPOT), speed=10, **FAST) as sim:
         codec = BinanceStreamCodec(BINANCE_USDM)
         ws = await http.ws_connect(sim.ws_base(USDM) + "/stream")
         await ws.send_str(codec.subscribe(["btcusdt@kline_1m", "ethusdt@kline_5m"], 1))
@@ -78,7 +78,7 @@ async def test_subscribe_ack_error_and_combined_vs_raw(http: aiohttp.ClientSessi
 
 async def test_legacy_unrouted_path_accepts_but_pushes_no_klines(
         http: aiohttp.ClientSession) -> None:
-    async with Simulator(speed=10, **FAST) as sim:
+    async with Simulator(venues=(USDM, SPOT), speed=10, **FAST) as sim:
         root = sim.rest_base(USDM).replace("http", "ws")
         legacy = await http.ws_connect(root + "/ws/btcusdt@kline_1m")
         legacy_stream = await http.ws_connect(root + "/stream")
@@ -92,19 +92,32 @@ async def test_legacy_unrouted_path_accepts_but_pushes_no_klines(
         assert await next_text(legacy) == {"result": ["btcusdt@kline_1m"], "id": 2}
         await legacy_stream.send_str('{"method":"LIST_SUBSCRIPTIONS","id":3}')
         assert await next_text(legacy_stream) == {"result": ["btcusdt@kline_1m"], "id": 3}
-    async with Simulator(speed=10, legacy_routes_push_klines=True, **FAST) as sim:
+    async with Simulator(venues=(USDM, SPOT), speed=10, legacy_routes_push_klines=True,
+                         **FAST) as sim:
         root = sim.rest_base(USDM).replace("http", "ws")
         legacy = await http.ws_connect(root + "/ws/btcusdt@kline_1m")
         assert (await next_text(legacy))["e"] == "kline"
 
 
-async def test_bad_stream_in_url_refuses_the_handshake(http: aiohttp.ClientSession) -> None:
-    async with Simulator(venues=[SPOT], **FAST) as sim:
+async def test_bad_names_in_the_url_are_ignored_not_refused(http: aiohttp.ClientSession) -> None:
+    """The exchange accepts ``/ws/<anything>`` and takes SUBSCRIBE afterwards (ccxt numbers its
+    connections ``/ws/0``, ``/ws/1``, ...): a name that is no servable stream subscribes nothing.
+    Only a path that is no stream endpoint, or more streams than a connection may carry, refuse
+    the handshake."""
+    async with Simulator(venues=[SPOT], max_streams=1, **FAST) as sim:
+        ws = await http.ws_connect(sim.ws_base(SPOT) + "/ws/nopeusdt@kline_1m")
+        await ws.send_str('{"method":"LIST_SUBSCRIPTIONS","id":1}')
+        assert await next_text(ws) == {"result": [], "id": 1}  # nothing pushed before it
+        await ws.send_str('{"method":"SUBSCRIBE","params":["btcusdt@kline_1m"],"id":2}')
+        assert await next_text(ws) == {"result": None, "id": 2}
+        assert (await next_text(ws))["e"] == "kline"
         with pytest.raises(aiohttp.WSServerHandshakeError) as info:
-            await http.ws_connect(sim.ws_base(SPOT) + "/ws/nopeusdt@kline_1m")
+            await http.ws_connect(sim.ws_base(SPOT) + "/stream?streams="
+                                  "btcusdt@kline_1m/ethusdt@kline_1m")
         assert info.value.status == 400
-        with pytest.raises(aiohttp.WSServerHandshakeError):
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
             await http.ws_connect(sim.ws_base(SPOT) + "/elsewhere")
+        assert info.value.status == 404
 
 
 @pytest.mark.parametrize(("venue", "limit"), [(USDM, 10), (SPOT, 5)])
@@ -182,7 +195,7 @@ async def test_closed_frame_exactly_once_per_candle_at_the_right_time(
         http: aiohttp.ClientSession) -> None:
     speed = 600.0  # one minute = 0.1 s wall
     lo, hi = 0.02, 0.06
-    async with Simulator(speed=speed, **FAST) as sim:
+    async with Simulator(venues=(USDM, SPOT), speed=speed, **FAST) as sim:
         for venue, spec in ((USDM, BINANCE_USDM), (SPOT, BINANCE_SPOT)):
             codec = BinanceStreamCodec(spec)
             ws = await http.ws_connect(sim.ws_base(venue) + "/stream?streams="

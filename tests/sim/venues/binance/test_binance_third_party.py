@@ -26,7 +26,8 @@ USDM, SPOT = "binance-usdm", "binance-spot"
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator(symbols=["BTCUSDT", "ETHUSDT"], intervals=["1m", "5m"], history=50,
+    async with Simulator(venues=(USDM, SPOT), symbols=["BTCUSDT", "ETHUSDT"],
+                         intervals=["1m", "5m"], history=50,
                          speed=30, update_interval_s=0.05, close_delay_s=(0.05, 0.1)) as s:
         yield s
 

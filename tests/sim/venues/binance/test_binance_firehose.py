@@ -34,7 +34,7 @@ async def read_updates(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[
 
 async def test_saturation_mode_sends_n_ordered_valid_frames() -> None:
     n = 20_000
-    async with Simulator(**QUIET) as sim, aiohttp.ClientSession() as http:
+    async with Simulator(venues=(USDM,), **QUIET) as sim, aiohttp.ClientSession() as http:
         ws = await http.ws_connect(sim.ws_base(USDM) + "/stream?streams=btcusdt@kline_1m")
         t0 = time.perf_counter()
         result, got = await asyncio.gather(sim.firehose(USDM, n), read_updates(ws, n))
@@ -51,7 +51,7 @@ async def test_saturation_mode_sends_n_ordered_valid_frames() -> None:
 
 
 async def test_fixed_rate_mode_paces_and_url_trigger() -> None:
-    async with Simulator(**QUIET) as sim, aiohttp.ClientSession() as http:
+    async with Simulator(venues=(USDM,), **QUIET) as sim, aiohttp.ClientSession() as http:
         ws = await http.ws_connect(sim.ws_base(USDM) + "/ws/btcusdt@kline_1m")
         t0 = time.perf_counter()
         result, got = await asyncio.gather(sim.firehose(USDM, 300, rate=1500),
