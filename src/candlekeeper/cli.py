@@ -110,8 +110,8 @@ DEMO_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT"
 @_report_option
 def demo(duration: float | None, speed: float, n_symbols: int, db: Path, dashboard: bool,
          report_mode: ReportMode) -> None:
-    """Offline demo: the built-in exchange simulator (Binance USDⓈ-M and spot, BingX swap)
-    feeding the real pipeline into SQLite (a fresh file each run)."""
+    """Offline demo: the built-in exchange simulator (every registered venue) feeding the
+    real pipeline into SQLite (a fresh file each run)."""
     configure_logging("WARNING" if dashboard else "INFO")
     # the simulator's market starts now, so yesterday's demo data would only be a hole
     for suffix in ("", "-wal", "-shm"):

@@ -151,7 +151,7 @@ async def run_chaos(tmp: Path, opts: ChaosOptions) -> ChaosResult:
         # push faster. Two clients (the service and the consumer) share the simulator's one IP,
         # each with its own REST budget of the venue's real limit, and every close of such a
         # venue is confirmed over REST: the server gets room for both.
-        extra = {"update_interval_s": {venue: 0.02},
+        extra = {"min_pushes_per_candle": 4,
                  "rest_weight_limit": {venue: int(2.4 * spec.rest_limits[0].limit)}}
     async with Simulator(venues=(venue,), symbols=opts.symbols, intervals=opts.intervals,
                          speed=opts.speed, seed=opts.seed, history=1000,
