@@ -14,6 +14,7 @@ from candlekeeper.config import Config
 from candlekeeper.service import Service
 from candlekeeper.sim import Simulator
 from candlekeeper.sinks.sqlite import SQLiteSink
+from candlekeeper.venues.registry import VENUES, get_spec
 
 pytestmark = pytest.mark.integration
 
@@ -91,19 +92,23 @@ async def assert_storage_equals_truth(sim: Simulator, db: Path,
     return total
 
 
-#: BingX pushes once a second (wall): at an accelerated clock it must push faster, or whole
-#: candles would pass between two pushes
-FAST_PUSH = {"bingx-swap": 0.02}
+#: a venue without a closed flag pushes on a wall-clock tick: at an accelerated clock it must
+#: push faster, or whole candles would pass between two pushes
+FAST_PUSH = {v: 0.02 for v in VENUES if not get_spec(v).closed_flag}
 
 
-@pytest.mark.parametrize(("venue", "speed", "closes"), [
-    ("binance-usdm", SPEED, 700),
-    # every BingX close is confirmed over REST (no closed flag): a gentler clock keeps the
-    # REST budget (1000 requests/min) ahead of 60 streams' closes
-    ("bingx-swap", 60.0, 300),
-])
+def pace(venue: str) -> tuple[float, int]:
+    """(speed, closes to wait for). Every close of a venue without a closed flag is confirmed
+    over REST: a gentler clock keeps its REST budget ahead of 60 streams' closes."""
+    return (SPEED, 700) if get_spec(venue).closed_flag else (60.0, 300)
+
+
+@pytest.mark.parametrize("venue", VENUES)
 async def test_sqlite_holds_exactly_the_simulators_closed_candles(
-        tmp_path: Path, venue: str, speed: float, closes: int) -> None:
+        tmp_path: Path, venue: str) -> None:
+    """Exact equality (part of the venue contract): every registered venue's stored series
+    equals the simulator's truth, field for field."""
+    speed, closes = pace(venue)
     db = tmp_path / "candles.sqlite"
     async with Simulator(venues=(venue,), symbols=SYMBOLS, intervals=INTERVALS, speed=speed,
                          seed=11, update_interval_s=FAST_PUSH) as sim:

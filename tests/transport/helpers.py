@@ -49,6 +49,7 @@ class Recorder:
         self.candles: list[Candle] = []
         self.streams: list[StreamStatus] = []
         self.conns: list[ConnectionStatus] = []
+        self.malformed: list[StreamKey] = []
         self.pressure = False
         self.relieved = asyncio.Event()
         self.raise_on_candle = False
@@ -71,6 +72,10 @@ class Recorder:
 
     def on_connection_status(self, status: ConnectionStatus) -> None:
         self.conns.append(status)
+        self._notify()
+
+    def on_malformed(self, key: StreamKey) -> None:
+        self.malformed.append(key)
         self._notify()
 
     async def relieve(self) -> None:

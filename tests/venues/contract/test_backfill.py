@@ -1,9 +1,12 @@
-"""Backfill and gaps for BingX, as for Binance: history over REST into storage equal to the
-exchange's truth, an audit that finds holes, and a repair that fills them."""
+"""Contract: backfill and gaps for every registered venue: history over REST into storage equal
+to the exchange's truth (several pages of the venue's maximum), an audit that finds holes, and
+a repair that fills them."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 from candlekeeper.backfill import KlineFetcher, RestClient
 from candlekeeper.backfill.runner import Backfiller
@@ -11,34 +14,33 @@ from candlekeeper.core.intervals import MINUTE
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.sim import Simulator
 from candlekeeper.sinks.sqlite import SQLiteSink
-from candlekeeper.venues.bingx.endpoints import BINGX_SWAP
-from candlekeeper.venues.bingx.history import BingxHistoryCodec
+from candlekeeper.venues.registry import VENUES, get_spec, history_codec
 
-BINGX = "bingx-swap"
 T0 = 1_704_067_200_000
-HISTORY = 3000  # more than two pages of BingX's 1440-row maximum
 
 
-async def test_bingx_history_audit_and_repair(tmp_path: Path) -> None:
-    async with Simulator(venues=(BINGX,), symbols=["BTCUSDT", "ETHUSDT"], intervals=("1m",),
-                         start_time_ms=T0, history=HISTORY) as sim:
+@pytest.mark.parametrize("venue", VENUES)
+async def test_history_audit_and_repair(tmp_path: Path, venue: str) -> None:
+    history = 2 * get_spec(venue).rest_max_limit + 120  # more than two full pages
+    async with Simulator(venues=(venue,), symbols=["BTCUSDT", "ETHUSDT"], intervals=("1m",),
+                         start_time_ms=T0, history=history) as sim:
         sink = SQLiteSink(tmp_path / "candles.sqlite")
         await sink.open()
-        async with RestClient(BingxHistoryCodec(BINGX_SWAP), sim.rest_base(BINGX)) as client:
-            fetcher = KlineFetcher(BingxHistoryCodec(BINGX_SWAP), client, clock=sim.clock)
-            eng = Backfiller(sink, {BINGX: fetcher})
-            keys = [StreamKey(BINGX, s, "1m") for s in ("BTCUSDT", "ETHUSDT")]
-            start = T0 - HISTORY * MINUTE
+        async with RestClient(history_codec(venue), sim.rest_base(venue)) as client:
+            fetcher = KlineFetcher(client.codec, client, clock=sim.clock)
+            eng = Backfiller(sink, {venue: fetcher})
+            keys = [StreamKey(venue, s, "1m") for s in ("BTCUSDT", "ETHUSDT")]
+            start = T0 - history * MINUTE
             results = await eng.fill_many(keys, start)
             assert all(r.error is None for r in results)
             for key in keys:
-                truth = sim.closed_candles(BINGX, key.symbol, "1m")
+                truth = sim.closed_candles(venue, key.symbol, "1m")
                 rows = sink.read(key)
                 assert [c.open_time for c in rows] == [c.open_time for c in truth]
                 assert all(a.same_values(b, trade_ids=False)
                            for a, b in zip(rows, truth, strict=True))
             # a hole appears (a crash, a manual delete): the audit finds it, repair fills it
-            truth = sim.closed_candles(BINGX, "BTCUSDT", "1m")
+            truth = sim.closed_candles(venue, "BTCUSDT", "1m")
             gone = truth[1000:1100]
             await _delete(sink, keys[0], gone[0].open_time, gone[-1].open_time)
             audit = await eng.audit(keys[0])
