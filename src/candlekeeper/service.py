@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from candlekeeper.backfill.http import RestClient
 from candlekeeper.config import Config, FeedConfig, NatsSinkConfig, PostgresSinkConfig
+from candlekeeper.core.backoff import backoff_delays
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock, ScaledClock, SystemClock
 from candlekeeper.core.shard import Shard
@@ -89,7 +90,8 @@ class Service:
         feed can do without them (no ``symbols: all``), or when asked to stop meanwhile."""
         codec = history_codec(feed.venue)
         async with RestClient(codec, feed.rest_base, timeout_s=10.0) as rest:
-            delay = 1.0
+            delays = backoff_delays(1.0, 2.0, 60.0)  # the one backoff policy
+            delay = next(delays)
             while True:
                 try:
                     return set(codec.decode_symbols(
@@ -107,7 +109,7 @@ class Service:
                         await asyncio.wait_for(stop.wait(), delay)
                     if stop.is_set():
                         return None
-                    delay = min(delay * 2, 60.0)
+                    delay = next(delays)
 
     async def _resolve_streams(self, feed: FeedConfig, stop: asyncio.Event) -> list[StreamKey]:
         """The feed's streams this instance ingests: ``all`` groups resolved against the

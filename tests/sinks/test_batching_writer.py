@@ -4,7 +4,6 @@ real locked database and injected errors), drain on stop within a deadline, over
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import sqlite3
 import time
@@ -14,24 +13,12 @@ import pytest
 from sinkkit import KEY, MINUTE, T0, FailingSink, GateSink, HangOnceSink, RecordingSink, make_candle
 
 from candlekeeper.errors import SinkError
-from candlekeeper.sinks.base import BatchingWriter, backoff_delays
+from candlekeeper.sinks.base import BatchingWriter
 from candlekeeper.sinks.sqlite import SQLiteSink
 
 
 def open_times(sink: SQLiteSink) -> list[int]:
     return [(c.open_time - T0) // MINUTE for c in sink.read(KEY)]
-
-
-# -- pure backoff ------------------------------------------------------------------------------
-def test_backoff_doubles_to_the_cap_with_jitter_bounds() -> None:
-    top = list(itertools.islice(backoff_delays(0.5, 30.0, rng=lambda: 1.0), 9))
-    assert top == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
-    low = list(itertools.islice(backoff_delays(0.5, 30.0, rng=lambda: 0.0), 3))
-    assert low == [0.25, 0.5, 1.0]
-    real = list(itertools.islice(backoff_delays(1.0, 60.0), 50))
-    assert all(0.5 <= d <= 60.0 for d in real)
-    with pytest.raises(ValueError, match="initial_s"):
-        next(backoff_delays(0.0, 1.0))
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -20,7 +20,7 @@ journal in :mod:`candlekeeper.sinks.journal`.
 
 from __future__ import annotations
 
-from candlekeeper.sinks.contract import Rejection, Sink, WriterStats, backoff_delays
+from candlekeeper.sinks.contract import Rejection, Sink, WriterStats
 from candlekeeper.sinks.writer import BatchingWriter
 
-__all__ = ["BatchingWriter", "Rejection", "Sink", "WriterStats", "backoff_delays"]
+__all__ = ["BatchingWriter", "Rejection", "Sink", "WriterStats"]

@@ -7,15 +7,14 @@ Kept apart from the writer so a backend can implement the contract without impor
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import msgspec
 
 from candlekeeper.core.candle import Candle
 
-__all__ = ["Rejection", "Sink", "WriterStats", "backoff_delays", "candle_id"]
+__all__ = ["Rejection", "Sink", "WriterStats", "candle_id"]
 
 #: longest reason or candle identity kept in a :class:`Rejection` (a log line must stay a line)
 _MAX_TEXT = 200
@@ -105,20 +104,3 @@ class WriterStats(msgspec.Struct, frozen=True):
     oldest_pending_age_s: float | None = None
     rejected: int = 0
     last_rejection: str | None = None
-
-
-def backoff_delays(initial_s: float, max_s: float,
-                   rng: Callable[[], float] = random.random) -> Iterator[float]:
-    """Capped exponential backoff with "equal jitter": attempt *n* waits a random time in
-    ``[d/2, d]`` with ``d = min(max_s, initial_s * 2**n)``.
-
-    Jitter keeps several writers (or processes) that failed together from retrying in lockstep;
-    the lower bound of ``d/2`` keeps the wait from collapsing to zero. Pure and infinite: the caller
-    decides when to stop.
-    """
-    if initial_s <= 0 or max_s < initial_s:
-        raise ValueError("need 0 < initial_s <= max_s")
-    delay = initial_s
-    while True:
-        yield delay * (0.5 + 0.5 * rng())
-        delay = min(max_s, delay * 2.0)

@@ -13,10 +13,11 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
+from candlekeeper.core.backoff import backoff_delays
 from candlekeeper.core.candle import Candle
 from candlekeeper.errors import ConfigError, SinkError
 from candlekeeper.observability.redact import describe_error, redact_text
-from candlekeeper.sinks.contract import Sink, WriterStats, backoff_delays
+from candlekeeper.sinks.contract import Sink, WriterStats
 from candlekeeper.sinks.journal import JournalError, JournalRecord
 from candlekeeper.sinks.spool import JournalSpool
 from candlekeeper.sinks.writer_ledger import WriterLedger
@@ -276,7 +277,8 @@ class BatchingWriter:
             if self._spool is not None:
                 await self._spill()  # the sink is failing: make what memory holds durable
             if delays is None:
-                delays = backoff_delays(self._retry_initial, self._retry_max)
+                # the one backoff: doubling, capped, each wait drawn from [d/2, d]
+                delays = backoff_delays(self._retry_initial, 2.0, self._retry_max, jitter=0.5)
             await self._backoff(next(delays))
             self._ledger.retries += 1
 
