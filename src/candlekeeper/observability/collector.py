@@ -6,7 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 from candlekeeper.core.events import ConnectionState, StreamState
@@ -80,6 +84,13 @@ class MetricsCollector(Collector):
                 state.add_metric([*lv, st.value], 1.0 if sm.state is st else 0.0)
         yield from (messages, closed, stored, backfilled, reconnects, stalls, lag, last_close,
                     state)
+        delay = HistogramMetricFamily(
+            "candlekeeper_close_delay_seconds",
+            "Venue time from a candle's close to its CandleClosed event",
+            labels=["venue", "interval"])
+        for (venue, interval), child in self._m.close_delay.items():
+            delay.add_metric([venue, interval], child.cumulative(), child.sum)
+        yield delay
 
     def _connections(self) -> Iterator[Any]:
         labels = ["venue", "connection"]

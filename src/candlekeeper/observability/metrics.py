@@ -61,11 +61,10 @@ Metric names (labels in braces; ``stream`` labels = ``venue, symbol, interval``)
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Protocol
-
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from typing import TYPE_CHECKING, Any, Protocol
 
 from candlekeeper.core.bus import EventBus
 from candlekeeper.core.candle import Candle
@@ -77,6 +76,10 @@ from candlekeeper.core.events import (
 )
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.observability.redact import redact_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from prometheus_client import CollectorRegistry
+
 from candlekeeper.observability.snapshot import (
     ConnectionRow,
     HealthSnapshot,
@@ -85,6 +88,34 @@ from candlekeeper.observability.snapshot import (
 )
 
 CLOSE_DELAY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class HistogramChild:
+    """One label set of a histogram: per-bucket counts, sum and count, as plain numbers (the
+    collector turns them into a Prometheus histogram at scrape time). Ours rather than
+    prometheus-client's so a library feed needs no Prometheus at all."""
+
+    __slots__ = ("bounds", "buckets", "count", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.buckets = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.buckets[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """``(le, count of observations <= le)``, +Inf last, as Prometheus wants them."""
+        out: list[tuple[str, int]] = []
+        total = 0
+        for bound, n in zip((*self.bounds, float("inf")), self.buckets, strict=True):
+            total += n
+            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), total))
+        return out
 _INTERRUPTED = frozenset({StreamState.STALLED, StreamState.SILENT})
 
 
@@ -225,14 +256,13 @@ class ConnectionMetrics:
 class Metrics:
     """All metrics of one service (or one library feed), on its own registry."""
 
-    def __init__(self, *, registry: CollectorRegistry | None = None,
-                 version: str | None = None,
+    def __init__(self, *, version: str | None = None,
                  now_ms: Callable[[], int] | None = None) -> None:
         from candlekeeper import __version__
 
         #: "now" in venue time (the simulator's clock runs faster than the wall)
         self.now_ms: Callable[[], int] = now_ms or (lambda: time.time_ns() // 1_000_000)
-        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._registry: CollectorRegistry | None = None
         self.started_at = time.time()
         self._started_monotonic = time.monotonic()
         self.version = version or __version__
@@ -240,22 +270,33 @@ class Metrics:
         self._connections: dict[str, ConnectionMetrics] = {}
         self._buses: list[tuple[str, EventBus]] = []
         self._sinks: dict[str, Callable[[], SinkStatsLike]] = {}
-        self._close_delay = Histogram(
-            "candlekeeper_close_delay_seconds",
-            "Venue time from a candle's close to its CandleClosed event",
-            ("venue", "interval"), buckets=CLOSE_DELAY_BUCKETS, registry=self.registry)
+        #: ``candlekeeper_close_delay_seconds`` by (venue, interval)
+        self.close_delay: dict[tuple[str, str], HistogramChild] = {}
         self._errors: dict[str, int] = {}
         self._refreshers: list[Callable[[], None]] = []
-        from candlekeeper.observability.collector import MetricsCollector
 
-        self.registry.register(MetricsCollector(self))
+    @property
+    def registry(self) -> CollectorRegistry:
+        """This object's private Prometheus registry, made on first use: only ``/metrics``
+        needs prometheus-client (the ``service`` extra); a library feed never imports it."""
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry
+
+            from candlekeeper.observability.collector import MetricsCollector
+
+            self._registry = CollectorRegistry(auto_describe=True)
+            self._registry.register(MetricsCollector(self))
+        return self._registry
 
     # -- registration (not on the hot path) ------------------------------------------------
     def stream(self, key: StreamKey) -> StreamMetrics:
         """The (cached) counters of ``key``; keep the result instead of calling per message."""
         sm = self._streams.get(key)
         if sm is None:
-            child = self._close_delay.labels(key.venue, key.interval)
+            child = self.close_delay.get((key.venue, key.interval))
+            if child is None:
+                child = HistogramChild(CLOSE_DELAY_BUCKETS)
+                self.close_delay[(key.venue, key.interval)] = child
             sm = self._streams[key] = StreamMetrics(key, child)
         return sm
 
@@ -341,5 +382,7 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The Prometheus text format of this registry."""
+        from prometheus_client import generate_latest
+
         data: bytes = generate_latest(self.registry)
         return data
