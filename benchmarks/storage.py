@@ -38,7 +38,7 @@ from pathlib import Path
 import msgspec
 
 from candlekeeper.core.candle import Candle
-from candlekeeper.sinks.base import BatchingWriter, Sink
+from candlekeeper.sinks import BatchingWriter, Sink
 from candlekeeper.sinks.sqlite import SQLiteSink
 
 T0 = 1_626_992_700_000

@@ -34,7 +34,7 @@ from pathlib import Path
 import msgspec
 
 from candlekeeper.core.candle import Candle
-from candlekeeper.sinks.base import BatchingWriter
+from candlekeeper.sinks import BatchingWriter
 from candlekeeper.sinks.postgres import PostgresSink
 from storage import timed_writes
 

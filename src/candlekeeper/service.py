@@ -30,7 +30,7 @@ from candlekeeper.feed import CandleFeed, FeedPlumbing, StreamStats
 from candlekeeper.observability.health import HealthServer
 from candlekeeper.observability.metrics import Metrics
 from candlekeeper.observability.snapshot import HealthSnapshot
-from candlekeeper.sinks.base import BatchingWriter, Sink, WriterStats
+from candlekeeper.sinks import BatchingWriter, Sink, WriterStats
 from candlekeeper.sinks.nats import NatsSink
 from candlekeeper.sinks.postgres import PostgresSink
 from candlekeeper.sinks.sqlite import SQLiteSink

@@ -16,7 +16,7 @@ from candlekeeper.core.events import (
 )
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.observability.metrics import Metrics
-from candlekeeper.sinks.base import WriterStats
+from candlekeeper.sinks import WriterStats
 
 KEY = StreamKey("binance-usdm", "BTCUSDT", "1m")
 LABELS = {"venue": "binance-usdm", "symbol": "BTCUSDT", "interval": "1m"}

@@ -12,7 +12,7 @@ import sys
 
 from sinkkit import make_candle
 
-from candlekeeper.sinks.base import BatchingWriter
+from candlekeeper.sinks import BatchingWriter
 from candlekeeper.sinks.postgres import PostgresSink
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from candlekeeper.core.candle import Candle, Source
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import SinkError
-from candlekeeper.sinks.base import Sink
+from candlekeeper.sinks import Sink
 
 if TYPE_CHECKING:
     from candlekeeper.sinks.contract import Rejection

@@ -13,7 +13,7 @@ import pytest
 from sinkkit import KEY, MINUTE, T0, FailingSink, RecordingSink, make_candle
 
 from candlekeeper.errors import SinkError
-from candlekeeper.sinks.base import BatchingWriter
+from candlekeeper.sinks import BatchingWriter
 from candlekeeper.sinks.sqlite import SQLiteSink
 
 

@@ -12,7 +12,7 @@ from sinkkit import make_candle
 
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.stream_key import StreamKey
-from candlekeeper.sinks.base import BatchingWriter
+from candlekeeper.sinks import BatchingWriter
 from candlekeeper.sinks.nats import NatsSink
 from candlekeeper.sinks.nats_schema import msg_id
 from servers import NatsServer

@@ -15,7 +15,7 @@ from sinkkit import make_candle
 
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import ConfigError, SinkError
-from candlekeeper.sinks.base import BatchingWriter
+from candlekeeper.sinks import BatchingWriter
 from candlekeeper.sinks.nats import NatsSink, redact_url
 from candlekeeper.sinks.nats_schema import decode_candle, msg_id
 from servers import NatsServer, free_port

@@ -16,7 +16,7 @@ from sinkkit import KEY, MINUTE, T0, make_candle
 
 from candlekeeper.core.candle import Candle
 from candlekeeper.errors import SinkError
-from candlekeeper.sinks.base import BatchingWriter
+from candlekeeper.sinks import BatchingWriter
 from candlekeeper.sinks.postgres import PostgresSink
 from servers import PostgresServer
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from sinkkit import KEY, MINUTE, T0, make_candle
 
 import candlekeeper
-from candlekeeper.sinks.base import BatchingWriter
+from candlekeeper.sinks import BatchingWriter
 from candlekeeper.sinks.postgres import PostgresSink
 from servers import PostgresServer
 

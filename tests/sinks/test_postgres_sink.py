@@ -20,7 +20,7 @@ from sinkkit import KEY, MINUTE, T0, make_candle
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import ConfigError, SinkError
-from candlekeeper.sinks.base import Sink
+from candlekeeper.sinks import Sink
 from candlekeeper.sinks.postgres import PostgresSink
 from candlekeeper.sinks.postgres_schema import month_of, month_start_ms, months_between
 from candlekeeper.venues.binance.endpoints import BINANCE_USDM

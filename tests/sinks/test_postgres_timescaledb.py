@@ -15,7 +15,7 @@ from pgkit import ExtensionsPostgres
 from sinkkit import make_candle
 
 from candlekeeper.errors import ConfigError, SinkError
-from candlekeeper.sinks.base import BatchingWriter
+from candlekeeper.sinks import BatchingWriter
 from candlekeeper.sinks.postgres import PostgresSink
 
 HOW_TO = "shared_preload_libraries = 'timescaledb' to postgresql.conf and restart PostgreSQL"

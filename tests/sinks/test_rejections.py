@@ -20,7 +20,7 @@ from candlekeeper.core.candle import Candle
 from candlekeeper.core.events import StreamState
 from candlekeeper.errors import SinkError
 from candlekeeper.observability.metrics import Metrics
-from candlekeeper.sinks.base import BatchingWriter
+from candlekeeper.sinks import BatchingWriter
 from candlekeeper.sinks.sqlite import SQLiteSink
 
 REFUSE_ZERO_CLOSE = """CREATE TRIGGER refuse_zero_close BEFORE INSERT ON candles

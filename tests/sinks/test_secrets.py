@@ -26,7 +26,7 @@ from candlekeeper.observability.redact import (
     redact_text,
     redact_url,
 )
-from candlekeeper.sinks.base import BatchingWriter
+from candlekeeper.sinks import BatchingWriter
 from candlekeeper.sinks.nats import NatsSink
 from candlekeeper.sinks.postgres import PostgresSink
 from servers import PostgresServer, free_port

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sinkkit import KEY, make_candle
 
-from candlekeeper.sinks.base import BatchingWriter
+from candlekeeper.sinks import BatchingWriter
 from candlekeeper.sinks.sqlite import SQLiteSink
 
 CHILD = Path(__file__).with_name("writer_child.py")

@@ -18,7 +18,7 @@ from sinkkit import KEY, MINUTE, T0, make_candle
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import ConfigError, SinkError
-from candlekeeper.sinks.base import Sink
+from candlekeeper.sinks import Sink
 from candlekeeper.sinks.sqlite import SQLiteSink
 from candlekeeper.venues.binance.endpoints import BINANCE_USDM
 from candlekeeper.venues.binance.stream import BinanceStreamCodec

@@ -17,7 +17,7 @@ import sys
 
 from sinkkit import make_candle
 
-from candlekeeper.sinks.base import BatchingWriter
+from candlekeeper.sinks import BatchingWriter
 from candlekeeper.sinks.sqlite import SQLiteSink
 
 

@@ -120,7 +120,7 @@ _INTERRUPTED = frozenset({StreamState.STALLED, StreamState.SILENT})
 
 
 class SinkStatsLike(Protocol):
-    """What :meth:`Metrics.track_sink` reads (``candlekeeper.sinks.base.WriterStats`` fits;
+    """What :meth:`Metrics.track_sink` reads (``candlekeeper.sinks.WriterStats`` fits;
     its journal and rejection fields are read when present)."""
 
     @property

@@ -2,7 +2,7 @@
 policy, shared by every backend and by :class:`~candlekeeper.sinks.writer.BatchingWriter`.
 
 Kept apart from the writer so a backend can implement the contract without importing the writer
-(``candlekeeper.sinks.base`` re-exports everything for existing imports).
+(``candlekeeper.sinks`` re-exports the public names).
 """
 
 from __future__ import annotations

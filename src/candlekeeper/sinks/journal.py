@@ -1,6 +1,6 @@
 """A local, durable, append-only journal of candles waiting for a sink (the outage spill file).
 
-When a sink is down, :class:`~candlekeeper.sinks.base.BatchingWriter` moves what it holds in
+When a sink is down, :class:`~candlekeeper.sinks.writer.BatchingWriter` moves what it holds in
 memory here, so a long outage never drops candles and a crash or restart during the outage loses
 nothing: the next start replays the journal, in order, before new data.
 

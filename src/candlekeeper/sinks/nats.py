@@ -2,7 +2,7 @@
 
 Design decisions (also in ``docs/deploying.md``):
 
-* **A sink like any other.** ``NatsSink`` sits behind a :class:`~candlekeeper.sinks.base.
+* **A sink like any other.** ``NatsSink`` sits behind a :class:`~candlekeeper.sinks.writer.
   BatchingWriter`, so batching, retry with backoff, bounded memory (and the durable journal) are
   the writer's job. ``write`` publishes a whole batch or raises ``SinkError``; the writer keeps
   the batch and retries it, in order.

@@ -24,7 +24,7 @@ from candlekeeper.sinks.writer_ledger import WriterLedger
 
 __all__ = ["BatchingWriter"]
 
-log = logging.getLogger("candlekeeper.sinks.base")  # the name existing log filters use
+log = logging.getLogger("candlekeeper.sinks.writer")
 
 
 class BatchingWriter:
