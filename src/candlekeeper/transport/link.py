@@ -88,8 +88,17 @@ class Link:
     def on_frame(self, data: Frame) -> None:
         try:
             msg = self._decode(data)
-            if type(msg) is Candle:
-                self._candle(msg)
+            if type(msg) is Candle:  # the hot path, inlined (a call costs ~3 % per frame)
+                slot = self.routes.get((msg.symbol, msg.interval))
+                if slot is None:
+                    self.messages += 1
+                    self.s.unexpected_candle(msg)
+                    return
+                slot.count += 1
+                if slot.state is not _LIVE:
+                    self.s.set_state(slot, _LIVE)
+                if slot.deliver(msg):
+                    self._pause()
             elif type(msg) is list:  # a frame that carried several messages, oldest first
                 for one in msg:
                     if type(one) is Candle:

@@ -46,12 +46,10 @@ class _Listener(picows.WSListener):
         self._fragment_bytes = 0
         self._max_message = max_message_bytes
         self._close_reason = ""
-        #: set once we decided to drop the connection: whatever is still buffered is ignored
+        #: set once we refused an oversized message: its buffered continuations are ignored
         self._dropping = False
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
-        if self._dropping:
-            return
         mt = frame.msg_type
         if mt is _TEXT or mt is _BINARY:
             if frame.fin:  # bytes: for small frames cheaper than a memoryview (measured)
@@ -61,6 +59,8 @@ class _Listener(picows.WSListener):
                 self._fragments, self._fragment_bytes = [first], len(first)
         elif mt is _CONT:
             if self._fragments is None:
+                if self._dropping:  # the rest of the message we refused, still buffered
+                    return
                 self._close_reason = "protocol error: continuation frame without a start"
                 transport.send_close(picows.WSCloseCode.PROTOCOL_ERROR)
                 transport.disconnect()
