@@ -21,19 +21,18 @@ from candlekeeper.config_checks import (
 from candlekeeper.config_support import Section
 from candlekeeper.errors import ConfigError
 from candlekeeper.sinks.nats_schema import validate_prefix
+from candlekeeper.sinks.options import WriterOptions
 from candlekeeper.sinks.postgres_schema import quote_ident
 
 __all__ = ["NatsSinkConfig", "PostgresSinkConfig", "SinksConfig", "SqliteSinkConfig"]
 
 
-class SqliteSinkConfig(Section):
+class SqliteSinkConfig(WriterOptions):
+    """The embedded default. Its writer keys are :class:`WriterOptions`' (same defaults); no
+    journal by default: the file is local, an outage is a full disk or a lock."""
+
     enabled: bool = True
     path: Path = Path("candles.sqlite")
-    batch_size: int = Field(default=500, ge=1, le=100_000)
-    flush_interval_s: float = Field(default=0.5, gt=0)
-    max_pending: int = Field(default=1_000_000, ge=1)
-    retry_initial_s: float = Field(default=0.5, gt=0)
-    retry_max_s: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _usable_path(self) -> SqliteSinkConfig:
@@ -55,16 +54,12 @@ def _sink_reason(exc: ConfigError) -> str:
     return rest if sep and " sink " in head else text
 
 
-class _WriterConfig(Section):
-    """Batching and outage behaviour shared by every sink's writer."""
+class _NetworkWriterConfig(WriterOptions):
+    """A network backend's writer: flushed more often than SQLite's (0.2 s: a round trip per
+    batch is cheap next to the latency a consumer sees) and journalled by default, because a
+    database or message bus can be away for a long time."""
 
-    batch_size: int = Field(default=500, ge=1, le=100_000)
-    flush_interval_s: float = Field(default=0.2, gt=0)
-    max_pending: int = Field(default=1_000_000, ge=1)
-    retry_initial_s: float = Field(default=0.5, gt=0)
-    retry_max_s: float = Field(default=30.0, gt=0)
-    #: spill to this durable journal while the backend is down (None: memory only)
-    journal_dir: Path | None = None
+    flush_interval_s: float = Field(default=0.2, ge=0)
 
     def _check_journal(self, sink: str) -> None:
         if self.journal_dir is not None:
@@ -74,7 +69,7 @@ class _WriterConfig(Section):
                 raise ValueError(f"journal_dir: {exc}") from None
 
 
-class PostgresSinkConfig(_WriterConfig):
+class PostgresSinkConfig(_NetworkWriterConfig):
     """PostgreSQL (TimescaleDB hypertable when available, native partitioning otherwise)."""
 
     enabled: bool = False
@@ -111,7 +106,7 @@ class PostgresSinkConfig(_WriterConfig):
         return self
 
 
-class NatsSinkConfig(_WriterConfig):
+class NatsSinkConfig(_NetworkWriterConfig):
     """NATS JetStream: one message per closed candle on ``<prefix>.<venue>.<symbol>.<interval>``,
     deduplicated by the natural key."""
 

@@ -150,10 +150,7 @@ class Service:
         cfg = sinks.sqlite
         if cfg.enabled:
             self.sqlite = SQLiteSink(cfg.path)
-            await self._start_writer(self.sqlite, BatchingWriter(
-                self.sqlite, batch_size=cfg.batch_size, flush_interval_s=cfg.flush_interval_s,
-                max_pending=cfg.max_pending, retry_initial_s=cfg.retry_initial_s,
-                retry_max_s=cfg.retry_max_s))
+            await self._start_writer(self.sqlite, BatchingWriter(self.sqlite, cfg))
         pg = sinks.postgres
         if pg.enabled:
             self.postgres = PostgresSink(pg.dsn.get_secret_value(), schema=pg.schema_name,
@@ -172,10 +169,8 @@ class Service:
 
     @staticmethod
     def _writer(sink: Sink, cfg: PostgresSinkConfig | NatsSinkConfig) -> BatchingWriter:
-        return BatchingWriter(sink, batch_size=cfg.batch_size,
-                              flush_interval_s=cfg.flush_interval_s, max_pending=cfg.max_pending,
-                              retry_initial_s=cfg.retry_initial_s, retry_max_s=cfg.retry_max_s,
-                              journal_dir=cfg.journal_dir, retry_open=True)
+        # a network backend may be down when the service starts: open it lazily, retrying
+        return BatchingWriter(sink, cfg, retry_open=True)
 
     async def _start_writer(self, sink: Sink, writer: BatchingWriter) -> None:
         await writer.start()

@@ -11,7 +11,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 from candlekeeper.core.backoff import backoff_delays
 from candlekeeper.core.candle import Candle
@@ -19,6 +19,7 @@ from candlekeeper.errors import ConfigError, SinkError
 from candlekeeper.observability.redact import describe_error, redact_text
 from candlekeeper.sinks.contract import Sink, WriterStats
 from candlekeeper.sinks.journal import JournalError, JournalRecord
+from candlekeeper.sinks.options import WriterOptions
 from candlekeeper.sinks.spool import JournalSpool
 from candlekeeper.sinks.writer_ledger import WriterLedger
 
@@ -70,38 +71,31 @@ class BatchingWriter:
     ``loop.call_soon_threadsafe(writer.submit, candle)``); everything else is async.
     """
 
-    def __init__(self, sink: Sink, *, batch_size: int = 500, flush_interval_s: float = 0.5,
-                 max_pending: int = 1_000_000, retry_initial_s: float = 0.5,
-                 retry_max_s: float = 30.0, write_timeout_s: float | None = 60.0,
-                 journal_dir: str | Path | None = None, spill_threshold: int | None = None,
-                 journal_segment_bytes: int = 64 << 20, journal_max_bytes: int | None = None,
-                 retry_open: bool = False) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        if flush_interval_s < 0:
-            raise ValueError("flush_interval_s must be >= 0")
-        if max_pending < batch_size:
-            raise ValueError("max_pending must be >= batch_size")
-        if retry_initial_s <= 0 or retry_max_s < retry_initial_s:
-            raise ValueError("need 0 < retry_initial_s <= retry_max_s")
-        if write_timeout_s is not None and write_timeout_s <= 0:
-            raise ValueError("write_timeout_s must be > 0 or None")
+    def __init__(self, sink: Sink, options: WriterOptions | None = None, *,
+                 retry_open: bool = False, **overrides: Any) -> None:
+        """``options`` (or a config section, which is one) with any field overridden by
+        keyword: ``BatchingWriter(sink, batch_size=100)``."""
+        base = (options or WriterOptions()).writer_options()
+        opts = base if not overrides else WriterOptions.model_validate(
+            {**base.model_dump(), **overrides})
+        self.options = opts
+        batch_size, max_pending = opts.batch_size, opts.max_pending
+        spill_threshold = opts.spill_threshold
         if spill_threshold is None:
             spill_threshold = min(max_pending, max(batch_size, 10_000))
-        if not 1 <= spill_threshold <= max_pending:
-            raise ValueError("spill_threshold must be between 1 and max_pending")
+        journal_dir = opts.journal_dir
         self.sink = sink
         self._batch_size = batch_size
-        self._flush_interval = flush_interval_s
+        self._flush_interval = opts.flush_interval_s
         self._max_pending = max_pending
-        self._retry_initial = retry_initial_s
-        self._retry_max = retry_max_s
-        self._write_timeout = write_timeout_s
+        self._retry_initial = opts.retry_initial_s
+        self._retry_max = opts.retry_max_s
+        self._write_timeout = opts.write_timeout_s
         self._spill_threshold = spill_threshold
         self._retry_open = retry_open
         self._spool = None if journal_dir is None else JournalSpool(
-            journal_dir, name=sink.name, segment_bytes=journal_segment_bytes,
-            max_bytes=journal_max_bytes)
+            journal_dir, name=sink.name, segment_bytes=opts.journal_segment_bytes,
+            max_bytes=opts.journal_max_bytes)
         self._pending: deque[Candle] = deque()
         self._oldest_at = 0.0  # monotonic time the oldest queued candle was (about) submitted
         self._oldest_wall = 0.0  # the same in wall-clock seconds (for the age metric)
