@@ -25,6 +25,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from candlekeeper.config_yaml import MAX_YAML_BYTES, MAX_YAML_VALUES, read_yaml
 from candlekeeper.core.options import Options, split_list
 from candlekeeper.errors import ConfigError
+from candlekeeper.observability.redact import Redactor, redact_text
 
 __all__ = ["CONFIG_PATH_ENV", "ENV_PREFIX", "MAX_PROBLEM_CHARS", "MAX_YAML_BYTES",
            "MAX_YAML_VALUES", "ConfigValidationError", "EnvOverrides", "Section", "apply_env",
@@ -138,14 +139,12 @@ class ConfigValidationError(ConfigError):
         super().__init__(format_config_errors(self.problems, source))
 
 
-_USERINFO: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"]*@")
 
 
 def safe_line(text: str, secrets: Collection[str] = (), limit: int = MAX_PROBLEM_CHARS) -> str:
-    """``text`` without secrets or URL credentials, cut to ``limit`` characters."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    text = _USERINFO.sub(r"\1***@", text)
+    """``text`` without secrets or URL credentials (the one redaction policy,
+    :mod:`candlekeeper.observability.redact`), cut to ``limit`` characters."""
+    text = redact_text(text, Redactor(secrets=secrets) if secrets else None)
     if len(text) > limit:
         text = f"{text[:limit]}... ({len(text) - limit:,} more characters)"
     return text
