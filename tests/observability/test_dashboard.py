@@ -75,13 +75,16 @@ def test_render_cuts_rows_and_reports_problems() -> None:
     snap = snapshot(streams=many, connections=(
         ConnectionRow(venue="binance-usdm", name="usdm-0", state="reconnecting", reconnects=3,
                       detail="connection refused"),),
-        sinks=(SinkRow(name="sqlite", pending=9, failures=4, last_error="disk full"),))
+        sinks=(SinkRow(name="sqlite", pending=9, failures=4, last_error="disk full"),
+               SinkRow(name="postgres", rejected=2,
+                       last_rejection="v:BTCUSDT:1m:60000: numeric field overflow")))
     console.print(Dashboard(lambda: snap, console=console, max_rows=10).render(snap))
     out = console.export_text()
     assert len(lines_with(out, "USDT │")) == 10
     assert "... 20 more streams (20 live)" in out
     assert "connection usdm-0: reconnecting (reconnects 3) connection refused" in out
     assert "sink sqlite: 9 pending, 4 failures: disk full" in out
+    assert "sink postgres: 2 rejected, 0 dropped (last: v:BTCUSDT:1m:60000: numeric" in out
 
 
 def test_formatters() -> None:

@@ -153,6 +153,11 @@ class Dashboard:
             if sink.last_error:
                 parts.append(Text(f"sink {sink.name}: {sink.pending:,} pending, "
                                   f"{sink.failures} failures: {sink.last_error}", style="red"))
+            if sink.rejected or sink.dropped:
+                parts.append(Text(f"sink {sink.name}: {sink.rejected:,} rejected, "
+                                  f"{sink.dropped:,} dropped"
+                                  + (f" (last: {sink.last_rejection})" if sink.last_rejection
+                                     else ""), style="red"))
         return Group(*parts)
 
     def _row_limit(self) -> int:
