@@ -15,12 +15,12 @@ from candlekeeper.core.clock import ScaledClock
 from candlekeeper.core.events import ConnectionState, StreamState
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import ConfigError
-from candlekeeper.transport.memory import MemoryConnector
+from candlekeeper.transport.memory import MemoryConnector, MemoryPeer
 from candlekeeper.transport.options import TransportOptions
 from candlekeeper.transport.pool import ConnectionPool
 from candlekeeper.venues.binance.endpoints import BINANCE_USDM
 from candlekeeper.venues.binance.stream import BinanceStreamCodec
-from candlekeeper.venues.contract import Message, Reply
+from candlekeeper.venues.contract import Heartbeat, Message, Pong, Reply
 
 from .helpers import FAST, Harness, Recorder, keys, kline_frame, make
 
@@ -126,6 +126,93 @@ class PingPongCodec(BinanceStreamCodec):
         if frame in ("Ping", b"Ping"):
             return Reply("Pong")
         return super().decode(frame)
+
+
+class AppPingCodec(BinanceStreamCodec):
+    """A venue whose client must send ``{"op":"ping"}`` (answered by ``{"op":"pong"}``)."""
+
+    def __init__(self, beat: Heartbeat) -> None:
+        super().__init__(BINANCE_USDM)
+        self.heartbeat = beat
+
+    def decode(self, frame: bytes | str) -> Message:
+        if frame in ('{"op":"pong"}', b'{"op":"pong"}'):
+            return Pong()
+        return super().decode(frame)
+
+
+async def play(peer: MemoryPeer, pings: list[float], *, answer: bool) -> None:
+    """Ack SUBSCRIBEs; record (and, if ``answer``, answer) the client's application pings."""
+    while not peer.closed:
+        try:
+            sent = await peer.recv_text(timeout=30)
+        except TimeoutError:
+            return
+        if sent.payload == '{"op":"ping"}':
+            pings.append(sent.at)
+            if answer:
+                peer.send('{"op":"pong"}')
+            continue
+        request = json.loads(sent.payload)
+        if request.get("method") == "SUBSCRIBE":
+            peer.send(json.dumps({"result": None, "id": request["id"]}))
+
+
+async def test_application_heartbeat_is_sent_on_its_period_and_answered(
+        harness: list[Harness]) -> None:
+    beat = Heartbeat(payload='{"op":"ping"}', every_s=0.1, timeout_s=0.5, idle_only=False)
+    h = make(harness, keys(1), codec=AppPingCodec(beat))
+    peer = await h.connector.accept()
+    pings: list[float] = []
+    task = asyncio.create_task(play(peer, pings, answer=True))
+    try:
+        async with asyncio.timeout(5):
+            while len(pings) < 5:
+                await asyncio.sleep(0.01)
+        gaps = [b - a for a, b in itertools.pairwise(pings)]
+        assert all(0.09 <= g <= 0.6 for g in gaps), gaps  # on its period, never early
+        assert not peer.closed and h.pool.stats()[0].reconnects == 0
+    finally:
+        task.cancel()
+
+
+async def test_unanswered_application_heartbeat_replaces_the_connection(
+        harness: list[Harness]) -> None:
+    beat = Heartbeat(payload='{"op":"ping"}', every_s=0.05, timeout_s=0.2, idle_only=False)
+    h = make(harness, keys(1), codec=AppPingCodec(beat))
+    first = await h.connector.accept()
+    pings: list[float] = []
+    silent = asyncio.create_task(play(first, pings, answer=False))
+    try:
+        second = await h.connector.accept()  # the client gave up on the first connection
+        assert pings and first.closed and second is not first
+        assert any("no answer to the venue heartbeat within 0.2 s" in c.detail
+                   for c in h.rec.conns), [c.detail for c in h.rec.conns]
+    finally:
+        silent.cancel()
+
+
+async def test_idle_only_heartbeat_waits_for_silence(harness: list[Harness]) -> None:
+    """OKX-style: ping only after ``every_s`` without any frame from the venue."""
+    beat = Heartbeat(payload='{"op":"ping"}', every_s=0.6, timeout_s=2.0, idle_only=True)
+    ks = keys(1)
+    h = make(harness, ks, codec=AppPingCodec(beat))
+    peer = await h.connector.accept()
+    pings: list[float] = []
+    task = asyncio.create_task(play(peer, pings, answer=True))
+    try:
+        loop = asyncio.get_running_loop()
+        busy_until = loop.time() + 1.5
+        while loop.time() < busy_until:  # the venue keeps talking: no ping is needed
+            peer.send(kline_frame(ks[0]))
+            await asyncio.sleep(0.05)
+        assert pings == []
+        async with asyncio.timeout(3):  # then it falls silent: a ping follows the silence
+            while not pings:
+                await asyncio.sleep(0.01)
+        assert pings[0] - busy_until >= 0.5
+    finally:
+        task.cancel()
 
 
 async def test_reply_messages_are_sent_back_at_once(harness: list[Harness]) -> None:

@@ -39,7 +39,8 @@ from candlekeeper.core.clock import Clock, SystemClock
 from candlekeeper.core.intervals import align, next_open
 from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.errors import BackfillError, ConfigError, DecodeError, RestError, RestErrorKind
-from candlekeeper.venues.contract import RETRYABLE_KINDS, HistoryCodec, candle_problem
+from candlekeeper.venues.checks import candle_problem
+from candlekeeper.venues.contract import RETRYABLE_KINDS, HistoryCodec
 
 __all__ = ["FetchStats", "KlineFetcher"]
 

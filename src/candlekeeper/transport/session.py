@@ -33,11 +33,12 @@ from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.transport.backoff import Verdict, backoff_delays, classify, describe
 from candlekeeper.transport.base import ConnectError, Connection, ConnectionLost, Connector
+from candlekeeper.transport.keepalive import keep_alive
 from candlekeeper.transport.link import Link
 from candlekeeper.transport.options import SessionStats, StreamListener, TransportOptions
 from candlekeeper.transport.rotation import Rotation, Ticket
 from candlekeeper.transport.watchdog import StreamSlot, check, make_slot, min_stall_after_s
-from candlekeeper.venues.contract import Heartbeat, StreamCodec
+from candlekeeper.venues.contract import StreamCodec
 
 log = logging.getLogger("candlekeeper.transport")
 
@@ -266,44 +267,13 @@ class Session:
         link.pending[rid] = (slots, now)
 
     def _check_idle(self, link: Link, now: float) -> None:
-        """Keep the connection alive and notice when it is dead: the venue's application
-        heartbeat when it has one (``codec.heartbeat``), else an RFC 6455 ping after
-        ``idle_ping_s`` of silence; no frame at all for ``idle_timeout_s`` drops it."""
-        beat = self.codec.heartbeat
-        if beat is not None:
-            self._heartbeat(link, now, beat)
+        """Keep the connection alive and notice when it is dead (``keepalive.py``)."""
         frames = link.messages + link.control_frames + self.kline_frames()
         if frames != link.frames_seen:
             link.frames_seen = frames
             link.last_frame_at = self._last_frame_at = now
             link.idle_ping_sent = False
-            return
-        idle = now - link.last_frame_at
-        if idle >= self.options.idle_timeout_s:
-            raise ConnectionLost(f"no frame at all for {idle:.1f} s")
-        if (beat is None and idle >= self.options.idle_ping_s and not link.idle_ping_sent
-                and link.conn):
-            link.idle_ping_sent = True
-            link.conn.send_ping(b"candlekeeper")
-            link.pacer.force(now)
-
-    def _heartbeat(self, link: Link, now: float, beat: Heartbeat) -> None:
-        """Send the venue's ping when due; a ping unanswered for ``timeout_s`` means the
-        connection is dead (it may still deliver buffered frames, so silence is not the test)."""
-        sent = link.heartbeat_outstanding
-        if sent is not None:
-            if now - sent >= beat.timeout_s:
-                raise ConnectionLost(f"no answer to the venue heartbeat within "
-                                     f"{beat.timeout_s:g} s")
-            return
-        since = max(link.heartbeat_sent_at, link.connected_at or 0.0)
-        if beat.idle_only:
-            since = max(since, link.last_frame_at)
-        if now - since >= beat.every_s and link.conn is not None and not link.conn.closed:
-            link.conn.send_text(beat.payload)
-            link.pacer.force(now)
-            link.heartbeat_sent_at = now
-            link.heartbeat_outstanding = now
+        keep_alive(link, now, self.codec.heartbeat, self.options)
 
     def _check_streams(self, now: float) -> None:
         for slot in self.slots:

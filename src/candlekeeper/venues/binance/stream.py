@@ -22,6 +22,7 @@ from candlekeeper.core.candle import Candle
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import ConfigError
 from candlekeeper.venues.binance import schemas
+from candlekeeper.venues.checks import candle_problem, snippet
 from candlekeeper.venues.contract import (
     Ack,
     ErrorReply,
@@ -32,8 +33,6 @@ from candlekeeper.venues.contract import (
     Message,
     ServerShutdown,
     VenueSpec,
-    candle_problem,
-    snippet,
 )
 
 KLINE_TAG = "@kline_"

@@ -29,6 +29,7 @@ from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.errors import ConfigError
 from candlekeeper.venues.bingx import schemas
 from candlekeeper.venues.bingx.endpoints import RATE_LIMITED_CODE, TOPIC_LIMIT_CODE
+from candlekeeper.venues.checks import candle_problem, snippet
 from candlekeeper.venues.contract import (
     Ack,
     ErrorReply,
@@ -39,8 +40,6 @@ from candlekeeper.venues.contract import (
     Message,
     Reply,
     VenueSpec,
-    candle_problem,
-    snippet,
 )
 
 _GZIP_MAGIC: Final = b"\x1f\x8b"
