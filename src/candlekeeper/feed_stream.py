@@ -81,10 +81,6 @@ class StreamStats:
     def late(self) -> int:
         return self.seq.late
 
-    @property
-    def last_closed_open_time(self) -> int:
-        return self.seq.last
-
     def deliver(self, candle: Candle) -> bool:
         """Every frame of this stream. Returns True when a consumer asks for backpressure."""
         self.metrics.last_event_time_ms = candle.event_time

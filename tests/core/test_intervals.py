@@ -5,7 +5,6 @@ from datetime import UTC, datetime
 import pytest
 
 from candlekeeper.core import intervals as iv
-from candlekeeper.errors import ConfigError
 
 
 def ms(*args: int) -> int:
@@ -55,9 +54,3 @@ def test_open_times_range() -> None:
     assert got == [ms(2024, 1, 1, 0, m) for m in range(1, 5)]
 
 
-def test_validate_interval_is_case_sensitive() -> None:
-    assert iv.validate_interval("1M") == "1M"
-    with pytest.raises(ConfigError, match="unknown interval '2m'"):
-        iv.validate_interval("2m")
-    with pytest.raises(ConfigError):
-        iv.validate_interval("1H")

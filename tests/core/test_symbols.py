@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from candlekeeper.core.symbols import is_canonical, normalize_symbol
+from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.errors import ConfigError
 
 
@@ -55,10 +55,3 @@ def test_rejects_bad_symbols_with_a_reason(raw: str, fragment: str) -> None:
 def test_non_string_is_rejected() -> None:
     with pytest.raises(ConfigError, match="must be a string, got int"):
         normalize_symbol(123)  # type: ignore[arg-type]
-
-
-def test_is_canonical() -> None:
-    assert is_canonical("BTCUSDT")
-    assert not is_canonical("btcusdt")
-    assert not is_canonical("BTC-USDT")
-    assert not is_canonical("BTC$")

@@ -294,8 +294,6 @@ class EventBus:
         A plain flag (not a scan of the queues) because the transport asks after every frame."""
         return self._pressure.on
 
-    under_pressure = pressure
-
     async def relieve(self) -> None:
         """Wait until every BLOCK subscriber has room again, then clear the pressure flag."""
         for sub in list(self._blocking):

@@ -61,4 +61,3 @@ class ConnectionStatus(msgspec.Struct, frozen=True):
 
 
 Event = StreamStatus | ConnectionStatus
-CandleTopic = type[CandleUpdate] | type[CandleClosed]

@@ -11,8 +11,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Final
 
-from candlekeeper.errors import ConfigError
-
 SECOND: Final = 1_000
 MINUTE: Final = 60 * SECOND
 HOUR: Final = 60 * MINUTE
@@ -43,19 +41,6 @@ INTERVAL_MS: Final[dict[str, int]] = {
 }
 
 ALL_INTERVALS: Final[tuple[str, ...]] = tuple(INTERVAL_MS)
-
-
-def validate_interval(name: str, allowed: tuple[str, ...] | frozenset[str] = ALL_INTERVALS) -> str:
-    """Return ``name`` if it is a known interval (case-sensitive: ``1m`` != ``1M``)."""
-    if name not in allowed:
-        raise ConfigError(
-            f"unknown interval {name!r}; expected one of {', '.join(sorted(allowed, key=_order))}"
-        )
-    return name
-
-
-def _order(name: str) -> int:
-    return INTERVAL_MS.get(name, 0)
 
 
 def nominal_ms(interval: str) -> int:

@@ -59,11 +59,3 @@ def normalize_symbol(text: str) -> str:
     if len(canonical) > MAX_SYMBOL_LEN:
         raise ConfigError(f"bad symbol {text!r}: longer than {MAX_SYMBOL_LEN} characters")
     return canonical
-
-
-def is_canonical(symbol: str) -> bool:
-    """True when ``symbol`` is already in canonical form (what ``StreamKey.symbol`` holds)."""
-    try:
-        return normalize_symbol(symbol) == symbol
-    except ConfigError:
-        return False

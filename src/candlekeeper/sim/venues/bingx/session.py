@@ -49,10 +49,6 @@ def native_symbol(symbol: str) -> str:
     return f"{base}-{quote}"
 
 
-def canonical_symbol(native: str) -> str:
-    return native.replace("-", "")
-
-
 def data_type(symbol: str, interval: str) -> str:
     """``("BTCUSDT", "1m")`` -> ``BTC-USDT@kline_1m``."""
     return f"{native_symbol(symbol)}{schemas.KLINE_TAG}{interval}"
