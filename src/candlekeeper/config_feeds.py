@@ -37,6 +37,7 @@ from candlekeeper.core.intervals import ALL_INTERVALS, INTERVAL_MS
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.errors import ConfigError
+from candlekeeper.transport.options import TransportMode
 from candlekeeper.venues.contract import VenueSpec
 from candlekeeper.venues.registry import VENUES, get_spec
 
@@ -131,6 +132,9 @@ class FeedConfig(Section):
     testnet: bool = False
     ws_url: str | None = None
     rest_url: str | None = None
+    #: ``websocket``, ``rest`` (poll every stream over REST) or ``auto`` (the WebSocket,
+    #: falling back to polling while it is unavailable)
+    transport: TransportMode = TransportMode.AUTO
 
     @model_validator(mode="before")
     @classmethod

@@ -36,10 +36,11 @@ from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.errors import ConfigError
+from candlekeeper.fallback import Fallback, say_budget
 from candlekeeper.feed_stream import StreamStats
 from candlekeeper.gapfill import GapFiller, GapFillOptions, HistorySource
 from candlekeeper.observability.metrics import Metrics
-from candlekeeper.transport import ConnectionPool, SessionStats, TransportOptions
+from candlekeeper.transport import ConnectionPool, SessionStats, TransportMode, TransportOptions
 from candlekeeper.venues.contract import HistoryCodec, StreamCodec
 from candlekeeper.venues.registry import history_codec, stream_codec
 
@@ -76,6 +77,7 @@ class CandleFeed:
                  buffer_size: int = DEFAULT_CAPACITY, clock: Clock | None = None,
                  transport: TransportOptions | None = None,
                  gap_fill: GapFillOptions | None = None,
+                 mode: TransportMode | str = TransportMode.AUTO,
                  plumbing: FeedPlumbing | None = None) -> None:
         """The streams are ``symbols × intervals``, or exactly ``keys`` (each symbol with its
         own intervals: ``[StreamKey(venue, "BTCUSDT", "1m"), StreamKey(venue, "ETHUSDT",
@@ -85,9 +87,11 @@ class CandleFeed:
         ``transport:`` and ``gap_fill:`` sections. Gap-free operation (``gap_fill.enabled``, the
         default) uses REST: at start the ring buffers are warmed with ``gap_fill.history``
         candles (``buffer_size`` by default), and after every break, hole or late close the
-        missing candles are fetched and emitted before any newer one. ``plumbing`` connects the
-        feed to a service or a test (resume points, storage preload, a shared bus or metrics,
-        another connector or history source).
+        missing candles are fetched and emitted before any newer one. ``mode``: ``websocket``,
+        ``rest`` (every stream polled over REST just after each of its closes) or ``auto`` (the
+        WebSocket, falling back to polling while it is unavailable; see ``fallback.py``).
+        ``plumbing`` connects the feed to a service or a test (resume points, storage preload, a
+        shared bus or metrics, another connector or history source).
         """
         self.codec: StreamCodec = stream_codec(venue)
         self.history: HistoryCodec = history_codec(venue)
@@ -133,8 +137,12 @@ class CandleFeed:
             if self.filler is not None:
                 self.filler.track(key, st.seq, resume=key in resume,
                                   on_history=self._history_of(st))
+        self.transport = transport or TransportOptions()
+        self.mode = _mode(mode, self.filler is not None)
+        self.fallback = Fallback(self.mode, self.keys, self.transport, poll=self._poll,
+                                 show=self._show, now_ms=self.clock.time_ms)
         self._pool = ConnectionPool(self.codec, self.keys, _Listener(self), ws_base=self.ws_url,
-                                    clock=self.clock, options=transport,
+                                    clock=self.clock, options=self.transport,
                                     connector=wired.connector)
         self._task: asyncio.Task[None] | None = None
         self._started = False
@@ -157,6 +165,18 @@ class CandleFeed:
                     self._ratelog.error("history", "history handler raised %r", exc)
         return warm
 
+    def _poll(self, key: StreamKey, on: bool) -> None:
+        if self.filler is not None:
+            st = self._streams[(key.symbol, key.interval)]
+            self.filler.poll(key, on, forming=st.offer_update)
+
+    def _show(self, status: StreamStatus) -> None:
+        """A state consumers see (the transport's, or ``polling``)."""
+        st = self._streams.get((status.key.symbol, status.key.interval))
+        if st is not None:
+            st.metrics.set_state(status.state, status.detail, status.ts_ms)
+        self.bus.publish(status)
+
     def _hole(self, key: StreamKey) -> None:
         if self.filler is not None:
             self.filler.request(key, "hole")
@@ -170,14 +190,19 @@ class CandleFeed:
         await self.bus.start()
         if self.filler is not None:
             await self.filler.start()  # warm-up / resume fills run while we connect
-        self._task = asyncio.get_running_loop().create_task(self._pool.run(),
-                                                            name=f"pool:{self.venue}")
+        self.fallback.start()
+        if self.mode is TransportMode.REST:
+            say_budget(self.venue, self.spec, self.keys)
+        if self.fallback.uses_websocket:
+            self._task = asyncio.get_running_loop().create_task(self._pool.run(),
+                                                                name=f"pool:{self.venue}")
 
     async def stop(self) -> None:
         """Close connections, then let handlers drain. Idempotent."""
         if not self._started:
             return
         self._started = False
+        await self.fallback.stop()
         await self._pool.stop()
         if self._task is not None:
             self._task.cancel()
@@ -300,15 +325,13 @@ class _Listener:
 
     def on_stream_status(self, status: StreamStatus) -> None:
         feed = self._feed
-        st = feed._streams.get((status.key.symbol, status.key.interval))
-        if st is not None:
-            st.metrics.set_state(status.state, status.detail, status.ts_ms)
-            if feed.filler is not None:
-                if status.state in _BREAKS:
-                    feed.filler.interrupted(status.key)
-                elif status.state is StreamState.LIVE:
-                    feed.filler.live(status.key)
-        feed.bus.publish(status)
+        if feed.filler is not None:
+            if status.state in _BREAKS:
+                feed.filler.interrupted(status.key)
+            elif status.state is StreamState.LIVE:
+                feed.filler.live(status.key)
+        if feed.fallback.on_transport(status):  # a polled stream shows "polling" instead
+            feed._show(status)
 
     def on_malformed(self, key: StreamKey) -> None:
         """A frame of ``key`` was dropped as malformed: fetch that stream's candles over REST
@@ -322,6 +345,20 @@ class _Listener:
 
     async def relieve(self) -> None:
         await self._feed.bus.relieve()
+
+
+def _mode(mode: TransportMode | str, can_poll: bool) -> TransportMode:
+    try:
+        chosen = TransportMode(mode)
+    except ValueError:
+        raise ConfigError(f"unknown transport mode {mode!r}; expected one of "
+                          f"{', '.join(m.value for m in TransportMode)}") from None
+    if chosen is TransportMode.REST and not can_poll:
+        raise ConfigError("transport mode 'rest' polls over REST: it needs gap filling "
+                          "(gap_fill.enabled)")
+    if chosen is TransportMode.AUTO and not can_poll:
+        return TransportMode.WEBSOCKET  # nothing to fall back on
+    return chosen
 
 
 def _stream_keys(venue: str, allowed: Sequence[str], symbols: Sequence[str],

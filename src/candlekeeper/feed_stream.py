@@ -95,6 +95,12 @@ class StreamStats:
             self._infer(candle)
         return self._pressure.on
 
+    def offer_update(self, candle: Candle) -> None:
+        """A forming candle that came another way (a REST poll): an update for consumers only
+        (the stream's own closes come from the poll's closed rows)."""
+        for sub in self._update_subs:
+            sub.offer(candle)
+
     def _from_the_future(self, candle: Candle, at_ms: int) -> bool:
         """True (and the candle rejected) when ``at_ms`` is impossibly far ahead of our clock:
         one such close would make the stream wait for it forever (a hostile or broken frame)."""

@@ -45,8 +45,10 @@ log = logging.getLogger(__name__)
 class HistorySource(Protocol):
     """Closed candles over REST (implemented by ``KlineFetcher``)."""
 
-    async def fetch(self, symbol: str, interval: str, start: int, end: int) -> list[Candle]:
-        """Every closed candle with ``start <= open_time < end``, ascending."""
+    async def fetch(self, symbol: str, interval: str, start: int, end: int, *,
+                    forming: Callable[[Candle], None] | None = None) -> list[Candle]:
+        """Every closed candle with ``start <= open_time < end``, ascending; with ``forming``,
+        the venue's forming candle (if it returns one) is handed to it (REST polling)."""
         ...
 
 
@@ -107,13 +109,16 @@ class FillStats(msgspec.Struct, kw_only=True):
     unfillable: int = 0
     #: held closes dropped because they claimed to close impossibly far ahead of the clock
     rejected: int = 0
+    #: REST polls requested (one per polled stream per close), and streams polled now
+    polls: int = 0
+    polled_streams: int = 0
 
 
 class _Track:
     """Fill bookkeeping of one stream."""
 
-    __slots__ = ("backoff_s", "emit_history", "interrupted", "key", "next_check", "on_history",
-                 "seq", "task", "want_again")
+    __slots__ = ("backoff_s", "emit_history", "interrupted", "key", "next_check", "on_forming",
+                 "on_history", "polled", "polled_through", "seq", "task", "want_again")
 
     def __init__(self, key: StreamKey, seq: StreamSequence, emit_history: bool,
                  on_history: Callable[[list[Candle]], object]) -> None:
@@ -126,6 +131,12 @@ class _Track:
         self.interrupted = False
         self.next_check = 0.0  # monotonic time before which no late-close fill is requested
         self.backoff_s = 0.0
+        #: polled over REST at every close (REST-only mode, or the WebSocket is unavailable)
+        self.polled = False
+        #: open time of the first candle not yet final when this stream was last polled
+        self.polled_through = -1
+        #: where a poll's forming candle goes (a live update), if anywhere
+        self.on_forming: Callable[[Candle], None] | None = None
 
 
 class GapFiller:
@@ -141,6 +152,8 @@ class GapFiller:
         self.stats = FillStats()
         self._tracks: dict[StreamKey, _Track] = {}
         self._watch: asyncio.Task[None] | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._poke = asyncio.Event()  # a stream started being polled: look now
         self._running = False
         self._limited = RateLimitedLog(log)
 
@@ -161,22 +174,76 @@ class GapFiller:
         for t in self._tracks.values():
             if t.seq.anchored or self.history > 0:
                 self.request(t.key, "start")
-        self._watch = asyncio.get_running_loop().create_task(self._watch_late_closes(),
-                                                             name="gapfill:watch")
+        loop = asyncio.get_running_loop()
+        self._watch = loop.create_task(self._watch_late_closes(), name="gapfill:watch")
+        self._poller = loop.create_task(self._poll_closes(), name="gapfill:poll")
 
     async def stop(self) -> None:
         self._running = False
         tasks = [t.task for t in self._tracks.values() if t.task is not None]
         if self._watch is not None:
             tasks.append(self._watch)
+        if self._poller is not None:
+            tasks.append(self._poller)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._watch = None
+        self._watch = self._poller = None
         for t in self._tracks.values():
             t.task = None
+
+    # -- REST polling ---------------------------------------------------------------------
+    def poll(self, key: StreamKey, on: bool = True, *,
+             forming: Callable[[Candle], None] | None = None) -> None:
+        """Poll ``key`` over REST at every close (``on``), or stop. A polled stream is fetched
+        just after each of its candles is final (its close time plus ``close_margin_ms``, venue
+        time), and each poll also hands the venue's forming candle to ``forming``. Whatever
+        else delivers the stream (a WebSocket that is back) may keep doing so: the sequence
+        emits each candle once, whichever source brings it first."""
+        t = self._tracks.get(key)
+        if t is None or t.polled == on:
+            return
+        t.polled = on
+        t.on_forming = forming if on else None
+        if on:
+            self.stats.polled_streams += 1
+            t.polled_through = -1  # poll at once: whatever closed before is due now
+            if self._poller is not None:
+                self._poke.set()
+        else:
+            self.stats.polled_streams -= 1
+
+    def polled(self, key: StreamKey) -> bool:
+        t = self._tracks.get(key)
+        return t is not None and t.polled
+
+    async def _poll_closes(self) -> None:
+        """Request a fill for every polled stream whose candle became final since it was last
+        polled. Scans rather than keeps a heap: a scan of thousands of streams is well under a
+        millisecond, and a stream's next due time moves whenever its sequence does."""
+        margin = self.options.close_margin_ms
+        while self._running:
+            now = self.clock.time_ms() - margin
+            for t in self._tracks.values():
+                if not t.polled:
+                    continue
+                first_open = align(now, t.key.interval)  # the first candle not final yet
+                if first_open > t.polled_through:
+                    t.polled_through = first_open
+                    self.stats.polls += 1
+                    self.request(t.key, "poll")
+            self._poke.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_period()):
+                    await self._poke.wait()
+
+    def _poll_period(self) -> float:
+        """A small fraction of the shortest polled candle, in wall time (at most 0.25 s)."""
+        shortest = min((nominal_ms(t.key.interval) for t in self._tracks.values() if t.polled),
+                       default=60_000)
+        return max(0.005, min(0.25, self.clock.wall_seconds(shortest) / 20))
 
     # -- triggers -------------------------------------------------------------------------
     def request(self, key: StreamKey, reason: str) -> None:
@@ -234,7 +301,12 @@ class GapFiller:
             if window is not None:
                 start, end = window
                 try:
-                    candles = await self.source.fetch(t.key.symbol, t.key.interval, start, end)
+                    if t.on_forming is not None:
+                        candles = await self.source.fetch(t.key.symbol, t.key.interval, start,
+                                                          end, forming=t.on_forming)
+                    else:
+                        candles = await self.source.fetch(t.key.symbol, t.key.interval, start,
+                                                          end)
                 except (CandlekeeperError, OSError, TimeoutError) as exc:
                     self.stats.failures += 1
                     fetch_failures += 1

@@ -189,6 +189,7 @@ class Service:
                               rest_url=feed_cfg.rest_base,
                               buffer_size=self.config.buffer_size, clock=self.clock,
                               transport=self.config.transport, gap_fill=self.config.gap_fill,
+                              mode=feed_cfg.transport,
                               plumbing=FeedPlumbing(resume_from=resume, preload=preload,
                                                     metrics=self.metrics))
             if self.writers:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import msgspec
 
@@ -109,16 +110,23 @@ class KlineFetcher:
         page = await self._page(symbol, interval, first_open(start, interval), end, 1)
         return page.last_open
 
-    async def fetch(self, symbol: str, interval: str, start: int, end: int) -> list[Candle]:
+    async def fetch(self, symbol: str, interval: str, start: int, end: int, *,
+                    forming: Callable[[Candle], None] | None = None) -> list[Candle]:
         """Every CLOSED candle with ``start <= open_time < end`` (ms), ascending, unique,
         ``source="rest"``, ``closed=True``. Candles the venue does not have (before listing, a
         hole in its history, not closed yet) are simply absent; a page that cannot be fetched
-        after ``max_attempts`` raises :class:`BackfillError` and nothing is returned."""
+        after ``max_attempts`` raises :class:`BackfillError` and nothing is returned.
+
+        ``forming``: the request also covers the candle still forming (in the same page, at
+        no extra request), and if the venue returns it, it is handed to ``forming``
+        (``closed=False``) — what REST polling offers as a live update."""
         spec = self.codec.spec
         if interval not in spec.intervals:
             raise ConfigError(f"{spec.id} has no interval {interval!r}")
         # nothing at or after the forming candle can be closed yet
         end = self.closed_end(interval, end)
+        if forming is not None:
+            end = next_open(end, interval)  # one page longer: the forming candle comes along
         count = count_open_times(start, end, interval)
         if count == 0:
             return []
@@ -127,7 +135,7 @@ class KlineFetcher:
         # starts before the listing ("everything since 0"), and one cheap probe (limit 1, the
         # lowest weight) finds the first candle the venue has, instead of thousands of empty
         # pages. A range that starts inside the series costs nothing extra.
-        first = await self._window(symbol, interval, *windows[0])
+        first = await self._window(symbol, interval, *windows[0], forming)
         windows = windows[1:]
         if not first and windows:
             probe = await self._page(symbol, interval, windows[0][0], end, 1)
@@ -135,7 +143,7 @@ class KlineFetcher:
                 return []
             count = count_open_times(probe.last_open, end, interval)
             windows = pages(probe.last_open, end, interval, optimal_limit(spec, count))
-        tasks = [asyncio.create_task(self._window(symbol, interval, ws, we))
+        tasks = [asyncio.create_task(self._window(symbol, interval, ws, we, forming))
                  for ws, we in windows]
         try:
             results = [first, *await asyncio.gather(*tasks)]
@@ -148,14 +156,15 @@ class KlineFetcher:
         self.stats.candles += len(out)
         return out
 
-    async def _window(self, symbol: str, interval: str, ws: int, we: int) -> list[Candle]:
+    async def _window(self, symbol: str, interval: str, ws: int, we: int,
+                      forming: Callable[[Candle], None] | None = None) -> list[Candle]:
         """One window, continued while the venue answers with fewer rows than asked."""
         out: list[Candle] = []
         cursor = ws
         while cursor < we:
             want = count_open_times(cursor, we, interval)
             limit = min(want, self.codec.spec.rest_max_limit)
-            rows = await self._page(symbol, interval, cursor, we, limit)
+            rows = await self._page(symbol, interval, cursor, we, limit, forming)
             if not rows:
                 break
             out.extend(rows.candles)
@@ -165,7 +174,7 @@ class KlineFetcher:
         return out
 
     async def _page(self, symbol: str, interval: str, ws: int, we: int,
-                    limit: int) -> _Page:
+                    limit: int, forming: Callable[[Candle], None] | None = None) -> _Page:
         request = self.codec.klines_request(symbol, interval, start_time=ws, end_time=we - 1,
                                             limit=limit)
         stats = self.stats
@@ -180,7 +189,7 @@ class KlineFetcher:
                     body = await self.client.fetch(request)
                     stats.weight_used += request.weight
                     raw = self.codec.decode_klines(body, symbol, interval)
-                    return self._select(raw, interval, ws, we, limit)
+                    return self._select(raw, interval, ws, we, limit, forming)
                 except RestError as exc:
                     stats.errors += 1
                     if exc.status is not None and exc.kind not in _IP_WIDE:
@@ -209,7 +218,8 @@ class KlineFetcher:
             if delay:
                 await asyncio.sleep(delay)
 
-    def _select(self, raw: list[Candle], interval: str, ws: int, we: int, limit: int) -> _Page:
+    def _select(self, raw: list[Candle], interval: str, ws: int, we: int, limit: int,
+                forming: Callable[[Candle], None] | None = None) -> _Page:
         """Keep the closed rows of the window, ascending and unique (sorted here rather than
         trusted: dropping an out-of-order row would lose a candle silently)."""
         now = self.now_ms()
@@ -229,6 +239,8 @@ class KlineFetcher:
             last = t
             if c.close_time >= now:
                 self.stats.forming_dropped += 1
+                if forming is not None:
+                    forming(msgspec.structs.replace(c, closed=False, source="rest"))
                 continue
             keep.append(c if c.closed and c.source == "rest"
                         else msgspec.structs.replace(c, closed=True, source="rest"))

@@ -35,6 +35,7 @@ class StreamState(enum.StrEnum):
     SILENT = "silent"  # watchdog: subscribed but never sent a first message
     DISCONNECTED = "disconnected"
     REJECTED = "rejected"  # the venue refused the subscription
+    POLLING = "polling"  # closes come from REST polls (REST-only mode, or WebSocket fallback)
 
 
 class StreamStatus(msgspec.Struct, frozen=True):

@@ -47,6 +47,7 @@ _STATE_STYLE: dict[str, str] = {
     StreamState.SILENT: "red",
     StreamState.DISCONNECTED: "red",
     StreamState.REJECTED: "magenta",
+    StreamState.POLLING: "cyan",
 }
 _STATUS_STYLE = {HealthStatus.OK: "green", HealthStatus.DEGRADED: "yellow",
                  HealthStatus.DOWN: "red"}

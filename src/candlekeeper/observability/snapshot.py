@@ -87,18 +87,19 @@ class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
         that store, said until a restart; alert on the counters for rates); ``ok`` otherwise.
         """
         reasons: list[str] = []
-        live = sum(1 for s in self.streams if s.state == StreamState.LIVE)
+        # a stream polled over REST is served; by choice (rest mode) it is also healthy
+        live = sum(1 for s in self.streams if s.state in _SERVED)
         if not self.streams:
             return HealthStatus.DOWN, ["no streams"]
         if live == 0:
             reasons.append(f"no stream is live (0/{len(self.streams)})")
-        elif live < len(self.streams):
+        elif any(not _healthy(s) for s in self.streams):
             counts: dict[str, int] = {}
             for s in self.streams:
-                if s.state != StreamState.LIVE:
+                if not _healthy(s):
                     counts[s.state] = counts.get(s.state, 0) + 1
             reasons.append(
-                f"{len(self.streams) - live}/{len(self.streams)} streams not live ("
+                f"{sum(counts.values())}/{len(self.streams)} streams not live ("
                 + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) + ")")
         for c in self.connections:
             if c.state != ConnectionState.CONNECTED:
@@ -130,3 +131,13 @@ class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
 
 
 SnapshotProvider = Callable[[], HealthSnapshot]
+
+
+_SERVED = frozenset({StreamState.LIVE, StreamState.POLLING})
+#: the detail of a stream polled because its feed runs in ``rest`` mode (``fallback.REST_MODE``)
+_BY_CHOICE = "rest mode"
+
+
+def _healthy(s: StreamRow) -> bool:
+    return s.state == StreamState.LIVE or (s.state == StreamState.POLLING
+                                           and s.detail == _BY_CHOICE)

@@ -34,20 +34,22 @@ from candlekeeper.errors import ConfigError
 FaultKind = Literal[
     "disconnect", "close", "stall", "drop_pings", "duplicate", "reorder", "malformed",
     "truncated", "missing_close", "lifetime", "server_shutdown",
-    "rest_429", "rest_418", "rest_5xx", "rest_timeout", "rest_slow",
+    "rest_429", "rest_418", "rest_5xx", "rest_timeout", "rest_slow", "refuse",
 ]
 
 #: WebSocket faults that act on whole connections at the moment they fire
 CONNECTION_KINDS: tuple[str, ...] = ("disconnect", "close", "lifetime", "malformed",
-                                     "server_shutdown")
+                                     "server_shutdown", "refuse")
 #: WebSocket faults that shape frames (or pings) for a while / for ``count`` frames
 FRAME_KINDS: tuple[str, ...] = ("stall", "drop_pings", "duplicate", "reorder", "truncated",
                                 "missing_close")
 WS_KINDS: tuple[str, ...] = CONNECTION_KINDS + FRAME_KINDS
 REST_KINDS: tuple[str, ...] = ("rest_429", "rest_418", "rest_5xx", "rest_timeout", "rest_slow")
 #: what ``kinds="all"`` means: every fault of issue 3 (``server_shutdown`` is opt-in: the
-#: shutdown notice is a reason to rotate, not a failure)
-ALL_KINDS: tuple[str, ...] = tuple(k for k in WS_KINDS + REST_KINDS if k != "server_shutdown")
+#: shutdown notice is a reason to rotate, not a failure; ``refuse`` — every WebSocket handshake
+#: refused for a while — is the transport fallback's test, not a delivery fault)
+ALL_KINDS: tuple[str, ...] = tuple(k for k in WS_KINDS + REST_KINDS
+                                   if k not in ("server_shutdown", "refuse"))
 
 #: params each kind accepts, with their types (anything else is a ConfigError)
 PARAMS: dict[str, dict[str, type]] = {
@@ -66,8 +68,9 @@ PARAMS: dict[str, dict[str, type]] = {
     "rest_5xx": {"status": int},
     "rest_timeout": {"hold_s": float},
     "rest_slow": {"delay_s": float},
+    "refuse": {"status": int},
 }
-_NEEDS_DURATION = ("rest_418",)
+_NEEDS_DURATION = ("rest_418", "refuse")
 _STATUS_5XX = (500, 502, 503, 504)
 Param = bool | int | float | str
 
@@ -140,7 +143,7 @@ class Fault(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
         if self.fraction is not None and not 0 < self.fraction <= 1:
             raise ConfigError(f"{self.kind}: fraction must be in (0, 1], got {self.fraction}")
         if self.kind in _NEEDS_DURATION and self.duration_s is None:
-            raise ConfigError(f"{self.kind}: duration_s (the ban's length) is required")
+            raise ConfigError(f"{self.kind}: duration_s (how long it lasts) is required")
         if self.kind in REST_KINDS and tgt.scope not in ("all", "symbol"):
             raise ConfigError(f"{self.kind}: a REST fault targets all or symbol:<SYMBOL>, "
                               f"not {self.target!r}")

@@ -145,6 +145,16 @@ class FaultInjector:
                 self.log.add(fault_id, kind, self.venue,
                              detail=f"every request banned for {fault.duration_s:g} s")
             return
+        if kind == "refuse":
+            status = int(fault.param("status", 451))
+            assert fault.duration_s is not None  # validated by Fault
+            self.server.refuse(status, fault.duration_s)
+            self.log.add(fault_id, kind, self.venue,
+                         detail=f"WebSocket handshakes answered HTTP {status} for "
+                                f"{fault.duration_s:g} s, open connections dropped")
+            for conn in list(self.server.connections.values()):
+                conn.abort("fault_refuse")
+            return
         conns = self.targets(fault, fault_id)
         if not conns:
             self.log.add(fault_id, kind, self.venue, detail="no matching connection")

@@ -73,6 +73,8 @@ class VenueServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connected = asyncio.Condition()
         self.firehose_frames = 0
+        #: a ``refuse`` fault: WebSocket handshakes get this HTTP status until this moment
+        self._refuse: tuple[int, float] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -108,6 +110,11 @@ class VenueServer:
     # -- HTTP -------------------------------------------------------------------------------
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":
+            refused = self._refuse
+            if refused is not None and time.monotonic() < refused[1]:
+                # what a blocking proxy or a geo-fence answers (451: unavailable for legal
+                # reasons, 403: forbidden); the client must not retry itself to death
+                return web.Response(status=refused[0], text="refused")
             info = self.personality.parse_ws_path(request.path, request.query, self.opts)
             if info is None:
                 return web.json_response({"code": -1, "msg": "Not found."}, status=404)
@@ -116,6 +123,10 @@ class VenueServer:
         if self.rest.handles(request.path):
             return await self.rest.handle(request)
         return web.json_response({"code": -1, "msg": "Not found."}, status=404)
+
+    def refuse(self, status: int, seconds: float) -> None:
+        """Refuse every WebSocket handshake with HTTP ``status`` for ``seconds`` (wall)."""
+        self._refuse = (status, time.monotonic() + seconds)
 
     def valid_stream(self, name: str) -> bool:
         parsed = self.personality.parse_stream(name)

@@ -12,6 +12,7 @@ from candlekeeper.transport.base import (
     Connector,
     FrameHandler,
 )
+from candlekeeper.transport.options import TransportMode
 from candlekeeper.transport.pool import (
     ConnectionPool,
     SessionStats,
@@ -29,6 +30,7 @@ __all__ = [
     "FrameHandler",
     "SessionStats",
     "StreamListener",
+    "TransportMode",
     "TransportOptions",
     "Verdict",
     "backoff_delays",

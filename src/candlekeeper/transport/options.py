@@ -6,6 +6,7 @@ public import path is :mod:`candlekeeper.transport` (or ``candlekeeper.transport
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from typing import Protocol
 
@@ -42,6 +43,14 @@ class StreamListener(Protocol):
         ...
 
     async def relieve(self) -> None: ...
+
+
+class TransportMode(enum.StrEnum):
+    """How a feed gets its candles."""
+
+    WEBSOCKET = "websocket"  # the venue's stream only (REST fills holes, as always)
+    REST = "rest"  # REST polling only: each stream fetched just after each of its closes
+    AUTO = "auto"  # the stream, falling back to polling while it is unavailable
 
 
 class TransportOptions(Options):
@@ -89,6 +98,13 @@ class TransportOptions(Options):
     close_timeout_s: float = Field(default=2.0, gt=0)
     #: at most one log line per kind of bad input per this many seconds
     log_period_s: float = Field(default=10.0, gt=0)
+    #: ``auto`` mode: a stream the WebSocket has not kept live for this long (refused or
+    #: failing connections, no acknowledgement, silence) is polled over REST instead ...
+    fallback_after_s: float = Field(default=30.0, gt=0)
+    #: ... as is one whose connection broke this many times within ``fallback_after_s``
+    fallback_breaks: int = Field(default=3, ge=1)
+    #: ... and polling stops once the WebSocket has kept the stream live this long again
+    recover_after_s: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _backoff_order(self) -> TransportOptions:

@@ -1,0 +1,133 @@
+"""REST-only mode of a feed: every stream polled over REST just after each close, with the
+forming candle offered as an update — the real feed and gap filler, a hand-driven clock and a
+REST history that knows only what has closed by then (no WebSocket at all)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+
+from candlekeeper import Candle, CandleFeed, StreamKey, StreamState
+from candlekeeper.errors import ConfigError
+from candlekeeper.feed import FeedPlumbing
+from candlekeeper.gapfill import GapFillOptions
+from candlekeeper.transport.memory import MemoryConnector
+
+M = 60_000
+T0 = 1_700_000_040_000 // M * M
+KEY = StreamKey("binance-usdm", "BTCUSDT", "1m")
+OPTS = GapFillOptions(history=0, close_margin_ms=2_000, close_grace_ms=2_000,
+                      close_grace_wall_s=0.0, retry_initial_s=0.01, retry_max_s=0.05)
+
+
+class Clock:
+    speed = 1000.0
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def time_ms(self) -> int:
+        return self.now
+
+    def wall_seconds(self, venue_ms: float) -> float:
+        return venue_ms / 1000.0 / self.speed
+
+
+def truth(i: int) -> Candle:
+    price = f"{100 + i}.50"
+    return Candle("binance-usdm", "BTCUSDT", "1m", T0 + i * M, T0 + i * M + M - 1, price, price,
+                  price, price, "1.000", closed=True, source="rest")
+
+
+class History:
+    """REST that returns closed candles and, when asked, the forming one."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.calls: list[tuple[int, int, bool]] = []
+
+    async def fetch(self, symbol: str, interval: str, start: int, end: int, *,
+                    forming: object = None) -> list[Candle]:
+        self.calls.append((start, end, forming is not None))
+        out = []
+        t = start
+        while t + M - 1 < self.clock.now and t < end:
+            out.append(truth((t - T0) // M))
+            t += M
+        if callable(forming):
+            i = (self.clock.now - T0) // M
+            forming(msgspec.structs.replace(truth(i), closed=False, close_str="1.0"))
+        return out
+
+
+@pytest.fixture
+async def feeds() -> AsyncIterator[list[CandleFeed]]:
+    made: list[CandleFeed] = []
+    yield made
+    for f in made:
+        await f.stop()
+
+
+def rest_feed(clock: Clock, history: History, resume: int | None = None) -> CandleFeed:
+    connector = MemoryConnector()  # never used: nothing connects in rest mode
+    return CandleFeed("binance-usdm", ["BTCUSDT"], ["1m"], clock=clock,  # type: ignore[arg-type]
+                      gap_fill=OPTS, mode="rest",
+                      plumbing=FeedPlumbing(connector=connector, history_source=history,
+                                            resume_from={KEY: resume} if resume else None))
+
+
+async def until(cond: object, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not cond():  # type: ignore[operator]
+            await asyncio.sleep(0.005)
+
+
+async def test_each_close_is_polled_once_in_order_with_the_forming_candle(
+        feeds: list[CandleFeed]) -> None:
+    clock = Clock(T0 + 10_000)  # inside candle 0
+    history = History(clock)
+    feed = rest_feed(clock, history, resume=T0 - M)  # storage holds everything before 0
+    feeds.append(feed)
+    closed: list[Candle] = []
+    updates: list[Candle] = []
+    feed.on_closed(closed.append, inline=True)
+    feed.on_update(updates.append, inline=True)
+    await feed.start()
+    assert feed.stats()[0].state is StreamState.POLLING
+    assert feed._task is None  # no WebSocket at all
+    for i in range(1, 6):
+        clock.now = T0 + i * M + 2_001  # candle i-1 final (past the close margin)
+        await until(lambda i=i: len(closed) == i)
+    assert [c.open_time for c in closed] == [T0 + i * M for i in range(5)]
+    assert all(c.source == "rest" and c.closed for c in closed)
+    # each poll asked for the candle that closed and, in the same request, the forming one
+    assert updates and all(not u.closed for u in updates)
+    assert updates[-1].open_time == T0 + 5 * M
+    polls = [c for c in history.calls if c[2]]
+    assert len(polls) >= 5 and all(end - start <= M for start, end, _ in polls[1:])
+
+
+async def test_rest_mode_resumes_after_a_restart_with_no_hole_and_no_repeat(
+        feeds: list[CandleFeed]) -> None:
+    clock = Clock(T0 + 3 * M + 5_000)
+    history = History(clock)
+    feed = rest_feed(clock, history, resume=T0)  # stored through candle 0; 1 and 2 closed since
+    feeds.append(feed)
+    closed: list[Candle] = []
+    feed.on_closed(closed.append, inline=True)
+    await feed.start()
+    await until(lambda: len(closed) == 2)
+    clock.now = T0 + 4 * M + 2_500
+    await until(lambda: len(closed) == 3)
+    assert [c.open_time for c in closed] == [T0 + i * M for i in (1, 2, 3)]
+
+
+def test_rest_mode_needs_gap_filling() -> None:
+    with pytest.raises(ConfigError, match="needs gap filling"):
+        CandleFeed("binance-usdm", ["BTCUSDT"], ["1m"], mode="rest",
+                   gap_fill=GapFillOptions(enabled=False))
+    with pytest.raises(ConfigError, match="unknown transport mode"):
+        CandleFeed("binance-usdm", ["BTCUSDT"], ["1m"], mode="carrier-pigeon")
