@@ -47,10 +47,16 @@ class ChaosOptions:
     symbols: tuple[str, ...] = SYMBOLS
     intervals: tuple[str, ...] = INTERVALS
     venue: str = VENUE
+    #: the transport mode of the service and the consumer (``websocket``, ``rest``, ``auto``)
+    mode: str = "auto"
+    #: fault kinds of the random plan (``"all"``, or a tuple of kinds)
+    kinds: str | tuple[str, ...] = "all"
+    #: venue time per wall second; None: a venue day in ``day_wall_s``
+    speed_x: float | None = None
 
     @property
     def speed(self) -> float:
-        return 86_400.0 / self.day_wall_s
+        return self.speed_x if self.speed_x is not None else 86_400.0 / self.day_wall_s
 
 
 @dataclass
@@ -81,12 +87,12 @@ def service_config(sim: Simulator, db: Path, opts: ChaosOptions) -> dict[str, ob
     venue = opts.venue
     return {
         "feeds": [{"venue": venue, "symbols": list(opts.symbols),
-                   "intervals": list(opts.intervals),
+                   "intervals": list(opts.intervals), "transport": opts.mode,
                    "ws_url": sim.ws_base(venue), "rest_url": sim.rest_base(venue)}],
         "sinks": {"sqlite": {"path": str(db), "flush_interval_s": 0.1}},
         "observability": {"http": {"enabled": False}, "dashboard": False},
         "transport": {"backoff_initial_s": 0.1, "backoff_max_s": 1.0, "healthy_after_s": 2.0,
-                      "stall_grace_ms": int(wall * 1000 * opts.speed) - 60_000,
+                      "stall_grace_ms": max(0, int(wall * 1000 * opts.speed) - 60_000),
                       "ack_timeout_s": 5.0, "connect_timeout_s": 5.0},
         "gap_fill": {"history": 30},
         "clock": {"speed": opts.speed, "start_ms": sim.clock.start_ms,
@@ -138,7 +144,7 @@ def last_stored(db: Path, key: StreamKey) -> int | None:
 
 async def run_chaos(tmp: Path, opts: ChaosOptions) -> ChaosResult:
     venue = opts.venue
-    plan = FaultPlan.random(opts.seed, kinds="all", count=opts.faults,
+    plan = FaultPlan.random(opts.seed, kinds=opts.kinds, count=opts.faults,
                             window=(3.0, opts.day_wall_s * 0.85), venues=(venue,),
                             symbols=opts.symbols)
     keys = [StreamKey(venue, s, i) for s in opts.symbols for i in opts.intervals]
@@ -153,6 +159,9 @@ async def run_chaos(tmp: Path, opts: ChaosOptions) -> ChaosResult:
         # venue is confirmed over REST: the server gets room for both.
         extra = {"min_pushes_per_candle": 4,
                  "rest_weight_limit": {venue: int(2.4 * spec.rest_limits[0].limit)}}
+    if opts.mode == "rest":
+        # every close of every stream comes over REST, for both clients on one IP
+        extra["rest_weight_limit"] = {venue: int(2.4 * spec.rest_limits[0].limit)}
     async with Simulator(venues=(venue,), symbols=opts.symbols, intervals=opts.intervals,
                          speed=opts.speed, seed=opts.seed, history=1000,
                          faults=plan, **extra) as sim:
@@ -163,8 +172,9 @@ async def run_chaos(tmp: Path, opts: ChaosOptions) -> ChaosResult:
                           rest_url=sim.rest_base(venue), clock=sim.clock,
                           transport=TransportOptions(
                               backoff_initial_s=0.1, backoff_max_s=1.0, healthy_after_s=2.0,
-                              stall_grace_ms=int(1000 * opts.speed) - 60_000),
-                          gap_fill=GapFillOptions(history=30, retry_initial_s=0.2))
+                              stall_grace_ms=max(0, int(1000 * opts.speed) - 60_000)),
+                          gap_fill=GapFillOptions(history=30, retry_initial_s=0.2),
+                          mode=opts.mode)
         feed.on_closed(consumer)
         service = ServiceProcess(cfg, tmp / "service-1.log")
         kill_rc: int | None = None
