@@ -80,9 +80,9 @@ class GapFillOptions(Options):
     retry_max_s: float = Field(default=30.0, gt=0)
     #: failed REST attempts (after the source's own retries) before a fill gives up
     max_fetch_attempts: int = Field(default=5, ge=1)
-    #: a candle counts as closed only this long (venue ms) after its close time: if our clock
-    #: runs ahead of the exchange's, a fill must not take the exchange's still-forming candle
-    #: for a final one
+    #: a candle counts as closed only this long (venue ms, on the venue's estimated clock) after
+    #: its close time: a venue whose REST history lags a moment behind its WebSocket must not
+    #: hand out its still-forming candle as a final one
     close_margin_ms: int = Field(default=2_000, ge=0)
     #: a closed candle whose close time is more than this (venue ms) ahead of our clock cannot
     #: be real: it is rejected and counted (one such candle would make its stream wait forever)
@@ -90,6 +90,14 @@ class GapFillOptions(Options):
     #: closes held back per stream while a hole is filled; beyond this the newest are dropped
     #: (REST fetches them with the hole) so a long REST outage cannot grow memory without bound
     max_held: int = Field(default=10_000, ge=1)
+    #: ask the venue's REST server time (weight 1) this often, wall seconds, to keep the
+    #: venue's clock offset estimated (``core/venue_clock.py``); sooner while a new answer
+    #: disagrees with the last ones
+    server_time_every_s: float = Field(default=300.0, gt=0)
+    #: log a WARNING (at most every ``clock_warning_every_s``) when the host clock is surely
+    #: further than this from the venue's (venue ms; the estimate minus its uncertainty)
+    clock_offset_warn_ms: int = Field(default=1_000, ge=0)
+    clock_warning_every_s: float = Field(default=600.0, gt=0)
 
     def warmup(self, buffer_size: int) -> int:
         """Candles to fetch per stream at start."""
