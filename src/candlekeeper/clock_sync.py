@@ -3,10 +3,14 @@
 One small task per feed:
 
 * **REST server time** through the venue's shared :class:`RestClient` (so it counts against
-  the venue's weight budget like every other request; weight 1): twice at start (the first
-  answer may carry a connection set-up in its round trip, the second does not), then every
-  ``gap_fill.server_time_every_s`` (5 min), sooner while the venue clock says a disagreeing
-  answer waits for confirmation (a host clock step) or after a failure (the one backoff).
+  the venue's weight budget like every other request; weight 1; the round trip is timed from
+  when the budget lets the request go, not from a wait for it): twice at start (the first
+  answer may carry a connection set-up in its round trip, the second does not; fills wait for
+  the first, :meth:`ClockSync.ready`), then every
+  ``gap_fill.server_time_every_s`` (5 min), sooner (the one backoff) while the venue clock says
+  a disagreeing answer waits for confirmation (a host clock step), after a failure, or after an
+  answer that took more than :data:`SLOW_S` (it waited for the venue's weight budget, or the
+  network was slow: valid, but wide).
 * **WebSocket event times**, once per :data:`TICK_S` of wall time: the newest event time any
   stream of the feed received (``event_time()``, read from the per-stream counters the hot path
   already writes) against the base clock read *after* it — a lower bound on the offset. No
@@ -40,9 +44,9 @@ log = logging.getLogger(__name__)
 
 #: wall seconds between two looks at the newest WebSocket event time
 TICK_S = 1.0
-#: wall seconds ``start`` waits for the venue's server time before going on with the host
-#: clock (a venue that cannot answer must not hold the feed back)
-START_TIMEOUT_S = 5.0
+#: an answer that took longer than this (wall seconds from sending, after any wait for the
+#: venue's weight budget) is still valid but wide: it is asked again soon, and not announced
+SLOW_S = 1.0
 
 
 class ClockSync:
@@ -63,27 +67,32 @@ class ClockSync:
         self._limited = RateLimitedLog(log)
         self._warnings = RateLimitedLog(log, self.options.clock_warning_every_s)
         self._announced = False
+        #: set once fills may decide by this clock: a first answer came, or there is no REST,
+        #: or the venue failed to answer ``max_fetch_attempts`` times in a row
+        self._ready = asyncio.Event()
+        if rest is None:
+            self._ready.set()
+        #: the last answer took more than SLOW_S of wall time
+        self.last_slow = False
         #: server-time answers used, and requests that failed
         self.samples = 0
         self.failures = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
-        """Take the venue's time before anything decides by it (bounded by
-        :data:`START_TIMEOUT_S`), then keep it up to date in the background."""
-        if self._task is not None:
-            return
-        if self.rest is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(START_TIMEOUT_S):
-                    if await self.sample():
-                        await self.sample()
-            if not self.clock.synced:
-                self._limited.warning("start", "%s: no server time within %g s; deciding by the "
-                                      "host clock until the venue answers", self.venue,
-                                      START_TIMEOUT_S)
-        self._task = asyncio.get_running_loop().create_task(self._run(),
-                                                            name=f"clock:{self.venue}")
+        """Start asking (at once) and keep the clock up to date in the background. Does not
+        wait: what decides by the clock awaits :meth:`ready`."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(),
+                                                                name=f"clock:{self.venue}")
+
+    async def ready(self) -> None:
+        """Return once decisions may be taken by the clock: the venue's time is known, or the
+        feed has no REST, or the venue failed to answer ``gap_fill.max_fetch_attempts`` times
+        in a row (then the host clock is used, with a warning, until an answer comes). The gap
+        filler awaits it before each fill, so no REST row is judged final by the host clock."""
+        if not self._ready.is_set():
+            await self._ready.wait()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -99,10 +108,13 @@ class ClockSync:
             return False
         codec = self.rest.codec
         base = self.clock.base
+        sent: list[tuple[int, float]] = []  # (base ms, monotonic) when the request went out
         try:
-            sent = base.time_ms()
-            body = await self.rest.fetch(codec.server_time_request())
+            body = await self.rest.fetch(codec.server_time_request(), on_send=lambda: sent.append(
+                (base.time_ms(), time.monotonic())))
             received = base.time_ms()
+            assert sent, "RestClient.fetch answered without sending"
+            self.last_slow = time.monotonic() - sent[0][1] > SLOW_S
             server = codec.decode_server_time(body)
         except (CandlekeeperError, OSError, TimeoutError) as exc:
             self.failures += 1
@@ -111,7 +123,7 @@ class ClockSync:
             self._limited.warning("server_time", "%s: cannot read the venue's server time: %s",
                                   self.venue, exc)
             return False
-        if not self.clock.add_server_time(server, sent, received):
+        if not self.clock.add_server_time(server, sent[0][0], received):
             return False
         self.samples += 1
         self._report()
@@ -129,22 +141,37 @@ class ClockSync:
 
     async def _run(self) -> None:
         o = self.options
-        next_rest = time.monotonic() + (o.server_time_every_s if self.clock.synced else 0.0)
+        next_rest = time.monotonic()  # at once: two answers at start
         retries = backoff_delays(1.0, 2.0, o.server_time_every_s)
+        answers = failed = 0
         while True:
-            await asyncio.sleep(TICK_S)
+            now = time.monotonic()
+            if self.rest is not None and now >= next_rest:
+                if await self.sample():
+                    answers += 1
+                    failed = 0
+                    self._ready.set()
+                else:
+                    failed += 1
+                    if failed >= o.max_fetch_attempts and not self._ready.is_set():
+                        log.warning("%s: no server time after %d attempts; deciding by the host "
+                                    "clock until the venue answers", self.venue, failed)
+                        self._ready.set()
+                if answers == 1 and failed == 0:
+                    continue  # the second answer at start, on a connection now open
+                if failed == 0 and not self.clock.unsettled and not self.last_slow:
+                    retries = backoff_delays(1.0, 2.0, o.server_time_every_s)
+                    next_rest = time.monotonic() + o.server_time_every_s
+                else:
+                    next_rest = time.monotonic() + next(retries)
+            await asyncio.sleep(max(0.0, min(TICK_S, next_rest - time.monotonic()))
+                                if self.rest is not None else TICK_S)
             self.look_at_frames()
-            if self.rest is None or time.monotonic() < next_rest:
-                continue
-            ok = await self.sample()
-            if ok and not self.clock.unsettled:
-                retries = backoff_delays(1.0, 2.0, o.server_time_every_s)
-                next_rest = time.monotonic() + o.server_time_every_s
-            else:
-                next_rest = time.monotonic() + next(retries)
 
     # -- reporting ----------------------------------------------------------------------------
     def _report(self) -> None:
+        if self.last_slow:
+            return  # a wide answer: say nothing until a prompt one narrows the estimate
         est = self.clock.estimate()
         if not self._announced and est.source == "rest":
             self._announced = True

@@ -131,7 +131,8 @@ class CandleFeed:
                                      count_error=self.metrics.count_error)
         self.metrics.track_clock(venue, self.venue_clock, self.gap_fill.clock_offset_warn_ms)
         self.filler: GapFiller | None = (
-            GapFiller(source, self.clock, self.gap_fill, buffer_size=buffer_size)
+            GapFiller(source, self.clock, self.gap_fill, buffer_size=buffer_size,
+                      clock_ready=self._clock_sync.ready)
             if source is not None else None)
         resume = dict(wired.resume_from or {})
         for key, st in self._by_key().items():
@@ -183,7 +184,7 @@ class CandleFeed:
             return
         self._started = True
         await self.bus.start()
-        await self._clock_sync.start()  # the venue's time before any fill decides by it
+        await self._clock_sync.start()  # fills wait for the venue's time (ClockSync.ready)
         if self.filler is not None:
             await self.filler.start()  # warm-up / resume fills run while we connect
         self._task = asyncio.get_running_loop().create_task(self._pool.run(),

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import msgspec
@@ -140,9 +140,13 @@ class GapFiller:
     """Runs fills for the streams of one feed."""
 
     def __init__(self, source: HistorySource, clock: Clock,
-                 options: GapFillOptions | None = None, *, buffer_size: int = 500) -> None:
+                 options: GapFillOptions | None = None, *, buffer_size: int = 500,
+                 clock_ready: Callable[[], Awaitable[None]] | None = None) -> None:
         self.source = source
         self.clock = clock
+        #: awaited before every fill: the venue's clock is known (``ClockSync.ready``), so no
+        #: window end and no REST row is judged by a host clock that may be off
+        self._clock_ready = clock_ready
         self.options = options or GapFillOptions()
         #: candles of warm-up per stream (``options.history``, or the buffer size it defaults to)
         self.history = self.options.warmup(buffer_size)
@@ -232,6 +236,8 @@ class GapFiller:
         return (start, end) if start < end else None
 
     async def _fill(self, t: _Track, reason: str) -> None:
+        if self._clock_ready is not None:
+            await self._clock_ready()
         o = self.options
         fetch_failures = hole_attempts = 0
         delays = backoff_delays(o.retry_initial_s, 2.0, o.retry_max_s, jitter=0.2)

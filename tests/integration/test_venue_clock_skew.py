@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from candlekeeper import Candle, CandleFeed
+from candlekeeper.backfill.fetcher import KlineFetcher
 from candlekeeper.clock_sync import ClockSync
 from candlekeeper.core.intervals import next_open
 from candlekeeper.core.venue_clock import VenueClock
@@ -193,3 +194,64 @@ async def test_a_failing_server_time_is_one_line_and_a_counter(
     lines = [r for r in caplog.records if "cannot read the venue's server time" in r.message]
     assert len(lines) == 1 and lines[0].levelno == logging.WARNING
     assert "Traceback" not in caplog.text
+
+
+async def test_a_slow_answer_is_valid_but_asked_again_and_not_announced(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An answer held 1.2 s by the venue is a wide interval: used (it is still a valid bound),
+    but the clock sync says nothing about it and will ask again soon; the next prompt answer
+    narrows the estimate and is announced. A wait for the weight budget is not round trip."""
+    caplog.set_level(logging.INFO, logger="candlekeeper.clock_sync")
+    venue = VENUES[0]
+    async with Simulator(venues=(venue,), symbols=SYMBOLS, intervals=(INTERVAL,),
+                         history=5, clock_skew_s={venue: 15.0}) as sim:
+        feed = CandleFeed(venue, SYMBOLS, [INTERVAL], ws_url=sim.ws_base(venue),
+                          rest_url=sim.rest_base(venue), clock=sim.clock)
+        rest = feed._rest
+        assert rest is not None
+        clock = VenueClock(sim.clock)
+        sync = ClockSync(clock, venue, rest, event_time=lambda: None)
+        sim.inject(Fault(kind="rest_slow", params={"delay_s": 1.2}))
+        assert await sync.sample()
+        assert sync.last_slow and clock.synced
+        assert clock.estimate().uncertainty_ms is not None
+        assert clock.estimate().uncertainty_ms >= 500  # type: ignore[operator]
+        assert clock.decision_offset_ms <= 15_000
+        assert not [m for m in caplog.messages if "venue clock is" in m]
+        # a budget that makes the next request wait 1.5 s: the wait is not round trip
+        rest.budget.block(1.5)
+        assert await sync.sample()
+        assert not sync.last_slow
+        est = clock.estimate()
+        assert est.uncertainty_ms is not None and est.uncertainty_ms < 50
+        assert abs(est.offset_ms - 15_000) <= est.uncertainty_ms + 1
+        assert [m for m in caplog.messages if "venue clock is +15.0" in m]
+        await rest.close()
+
+
+@pytest.mark.parametrize("give_up", [False, True])
+async def test_fills_wait_for_the_venue_clock(give_up: bool,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """The venue's server time fails twice at start: no REST row is asked (nor judged final)
+    before the clock knows the venue's time — unless the venue failed to answer
+    ``max_fetch_attempts`` times in a row, when the fills go on by the host clock, said once."""
+    venue = VENUES[0]
+    attempts = 2 if give_up else 5
+    async with simulator(venue, -SKEW_MS) as sim:
+        sim.inject(Fault(kind="rest_5xx", count=2, params={"status": 503}))
+        feed = CandleFeed(venue, SYMBOLS, [INTERVAL], ws_url=sim.ws_base(venue),
+                          rest_url=sim.rest_base(venue), clock=sim.clock,
+                          gap_fill=GapFillOptions(history=10, max_fetch_attempts=attempts))
+        assert feed.filler is not None
+        fetcher = feed.filler.source
+        assert isinstance(fetcher, KlineFetcher)
+        sync = feed._clock_sync
+        async with feed:
+            async with asyncio.timeout(30):
+                while not (fetcher.stats.requests and feed.venue_clock.synced):
+                    if fetcher.stats.requests and not give_up:
+                        assert feed.venue_clock.synced, "a fill asked REST before the clock"
+                    await asyncio.sleep(0.01)
+        assert sync.failures == 2
+    said = [m for m in caplog.messages if "deciding by the host clock" in m]
+    assert len(said) == (1 if give_up else 0), said
