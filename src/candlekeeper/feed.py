@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from candlekeeper.backfill.fetcher import KlineFetcher
 from candlekeeper.backfill.http import RestClient
+from candlekeeper.clock_sync import ClockSync
 from candlekeeper.core.buffers import DEFAULT_CAPACITY, BufferSet, to_dataframe
 from candlekeeper.core.bus import EventBus, OverflowPolicy, Subscription
 from candlekeeper.core.candle import Candle
@@ -35,6 +36,7 @@ from candlekeeper.core.events import (
 from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.core.symbols import normalize_symbol
+from candlekeeper.core.venue_clock import VenueClock
 from candlekeeper.errors import ConfigError
 from candlekeeper.fallback import Fallback, say_budget
 from candlekeeper.feed_stream import StreamStats
@@ -101,11 +103,14 @@ class CandleFeed:
         self.ws_url = ws_url or (self.spec.ws_testnet_base if testnet else self.spec.ws_base)
         self.rest_url = rest_url or (self.spec.rest_testnet_base if testnet
                                      else self.spec.rest_base)
-        self.clock: Clock = clock or SystemClock()
+        #: venue time: ``clock`` (the host's) plus the venue's estimated offset, fed by
+        #: ``_clock_sync``; every decision below (closes, late closes, REST finality) uses it
+        self.venue_clock = VenueClock(clock or SystemClock())
+        self.clock: Clock = self.venue_clock
         wired = plumbing or FeedPlumbing()
         self.bus = wired.bus or EventBus()
         self._buffers = BufferSet(buffer_size)
-        self.metrics = wired.metrics or Metrics(now_ms=self.clock.time_ms)
+        self.metrics = wired.metrics or Metrics(now_ms=self.venue_clock.base.time_ms)
         self.metrics.track_bus(self.bus, venue)
         self.metrics.add_refresher(self._refresh_metrics)
         self.gap_fill = gap_fill or GapFillOptions()
@@ -125,8 +130,13 @@ class CandleFeed:
             self._rest = RestClient(self.history, self.rest_url)
             source = KlineFetcher(self.history, self._rest, clock=self.clock,
                                   close_margin_ms=self.gap_fill.close_margin_ms)
+        self._clock_sync = ClockSync(self.venue_clock, venue, self._rest,
+                                     event_time=self._newest_event_time, options=self.gap_fill,
+                                     count_error=self.metrics.count_error)
+        self.metrics.track_clock(venue, self.venue_clock, self.gap_fill.clock_offset_warn_ms)
         self.filler: GapFiller | None = (
-            GapFiller(source, self.clock, self.gap_fill, buffer_size=buffer_size)
+            GapFiller(source, self.clock, self.gap_fill, buffer_size=buffer_size,
+                      clock_ready=self._clock_sync.ready)
             if source is not None else None)
         resume = dict(wired.resume_from or {})
         for key, st in self._by_key().items():
@@ -177,6 +187,12 @@ class CandleFeed:
             st.metrics.set_state(status.state, status.detail, status.ts_ms)
         self.bus.publish(status)
 
+    def _newest_event_time(self) -> int | None:
+        """The newest venue event time any stream received (sampled by the clock sync once a
+        second: the hot path already writes it, so no clock is read per frame)."""
+        return max((t for st in self._streams.values()
+                    if (t := st.metrics.last_event_time_ms) is not None), default=None)
+
     def _hole(self, key: StreamKey) -> None:
         if self.filler is not None:
             self.filler.request(key, "hole")
@@ -188,6 +204,7 @@ class CandleFeed:
             return
         self._started = True
         await self.bus.start()
+        await self._clock_sync.start()  # fills wait for the venue's time (ClockSync.ready)
         if self.filler is not None:
             await self.filler.start()  # warm-up / resume fills run while we connect
         self.fallback.start()
@@ -211,6 +228,7 @@ class CandleFeed:
             self._task = None
         if self.filler is not None:
             await self.filler.stop()
+        await self._clock_sync.stop()
         if self._rest is not None:
             await self._rest.close()
         await self.bus.stop()

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import msgspec
@@ -82,9 +82,9 @@ class GapFillOptions(Options):
     retry_max_s: float = Field(default=30.0, gt=0)
     #: failed REST attempts (after the source's own retries) before a fill gives up
     max_fetch_attempts: int = Field(default=5, ge=1)
-    #: a candle counts as closed only this long (venue ms) after its close time: if our clock
-    #: runs ahead of the exchange's, a fill must not take the exchange's still-forming candle
-    #: for a final one
+    #: a candle counts as closed only this long (venue ms, on the venue's estimated clock) after
+    #: its close time: a venue whose REST history lags a moment behind its WebSocket must not
+    #: hand out its still-forming candle as a final one
     close_margin_ms: int = Field(default=2_000, ge=0)
     #: a closed candle whose close time is more than this (venue ms) ahead of our clock cannot
     #: be real: it is rejected and counted (one such candle would make its stream wait forever)
@@ -92,6 +92,14 @@ class GapFillOptions(Options):
     #: closes held back per stream while a hole is filled; beyond this the newest are dropped
     #: (REST fetches them with the hole) so a long REST outage cannot grow memory without bound
     max_held: int = Field(default=10_000, ge=1)
+    #: ask the venue's REST server time (weight 1) this often, wall seconds, to keep the
+    #: venue's clock offset estimated (``core/venue_clock.py``); sooner while a new answer
+    #: disagrees with the last ones
+    server_time_every_s: float = Field(default=300.0, gt=0)
+    #: log a WARNING (at most every ``clock_warning_every_s``) when the host clock is surely
+    #: further than this from the venue's (venue ms; the estimate minus its uncertainty)
+    clock_offset_warn_ms: int = Field(default=1_000, ge=0)
+    clock_warning_every_s: float = Field(default=600.0, gt=0)
 
     def warmup(self, buffer_size: int) -> int:
         """Candles to fetch per stream at start."""
@@ -143,9 +151,13 @@ class GapFiller:
     """Runs fills for the streams of one feed."""
 
     def __init__(self, source: HistorySource, clock: Clock,
-                 options: GapFillOptions | None = None, *, buffer_size: int = 500) -> None:
+                 options: GapFillOptions | None = None, *, buffer_size: int = 500,
+                 clock_ready: Callable[[], Awaitable[None]] | None = None) -> None:
         self.source = source
         self.clock = clock
+        #: awaited before every fill: the venue's clock is known (``ClockSync.ready``), so no
+        #: window end and no REST row is judged by a host clock that may be off
+        self._clock_ready = clock_ready
         self.options = options or GapFillOptions()
         #: candles of warm-up per stream (``options.history``, or the buffer size it defaults to)
         self.history = self.options.warmup(buffer_size)
@@ -291,6 +303,8 @@ class GapFiller:
         return (start, end) if start < end else None
 
     async def _fill(self, t: _Track, reason: str) -> None:
+        if self._clock_ready is not None:
+            await self._clock_ready()
         o = self.options
         fetch_failures = hole_attempts = 0
         delays = backoff_delays(o.retry_initial_s, 2.0, o.retry_max_s, jitter=0.2)

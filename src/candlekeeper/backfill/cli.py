@@ -26,9 +26,12 @@ from candlekeeper.backfill.fetcher import KlineFetcher
 from candlekeeper.backfill.http import RestClient
 from candlekeeper.backfill.planner import count_open_times
 from candlekeeper.backfill.runner import Backfiller, FillResult, StreamAudit
+from candlekeeper.clock_sync import ClockSync
 from candlekeeper.config import Config, FeedConfig, load_config
+from candlekeeper.core.clock import SystemClock
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.core.symbols import normalize_symbol
+from candlekeeper.core.venue_clock import VenueClock
 from candlekeeper.errors import CandlekeeperError, ConfigError
 from candlekeeper.observability.logging import configure as configure_logging
 from candlekeeper.sinks.sqlite import SQLiteSink
@@ -36,7 +39,7 @@ from candlekeeper.venues.registry import history_codec
 
 __all__ = ["backfill_command", "gaps_command", "parse_time"]
 
-#: the local clock may run ahead of the exchange's: a candle counts as closed 2 s after its close
+#: a candle counts as closed 2 s after its close on the venue's clock (its REST history may lag)
 CLOSE_MARGIN_MS = 2_000
 EXIT_GAPS, EXIT_UNFILLABLE = 1, 3
 
@@ -192,7 +195,10 @@ async def _engine(config: Config, venues: Sequence[str], weight_limit: int | Non
             client = RestClient(history_codec(feed.venue), feed.rest_base,
                                 weight_limit=weight_limit, window_s=window_s)
             clients[feed.venue] = client
-            fetchers[feed.venue] = KlineFetcher(client.codec, client,
+            # "is this row final" by the venue's clock, not the host's (issue 9)
+            clock = VenueClock(SystemClock())
+            await ClockSync(clock, feed.venue, client, event_time=lambda: None).sample()
+            fetchers[feed.venue] = KlineFetcher(client.codec, client, clock=clock,
                                                 close_margin_ms=CLOSE_MARGIN_MS)
         yield Backfiller(sink, fetchers, progress=progress), clients, feeds
     finally:

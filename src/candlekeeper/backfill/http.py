@@ -211,10 +211,15 @@ class RestClient:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         return self._session
 
-    async def fetch(self, request: RestRequest) -> bytes:
-        """Return the body of a successful answer, or raise :class:`RestError`."""
+    async def fetch(self, request: RestRequest, *,
+                    on_send: Callable[[], object] | None = None) -> bytes:
+        """Return the body of a successful answer, or raise :class:`RestError`. ``on_send`` is
+        called once the budgets let the request go, just before it is sent (a server-time
+        sample times its round trip from there, not from a wait for the budget)."""
         window = await self.budget.acquire(request.weight)
         extra_windows = [await b.acquire(request.weight) for _, b in self.extra_budgets]
+        if on_send is not None:
+            on_send()
         url = f"{self.base_url}{request.path}"
         params = {k: str(v) for k, v in request.params.items()}
         self.requests += 1

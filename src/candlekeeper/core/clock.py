@@ -12,7 +12,10 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    speed: float
+    @property
+    def speed(self) -> float:
+        """Venue time per wall second (1.0 unless a simulator accelerates time)."""
+        ...
 
     def time_ms(self) -> int:
         """Current venue time, Unix ms."""

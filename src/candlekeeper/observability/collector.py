@@ -39,6 +39,7 @@ class MetricsCollector(Collector):
         yield from self._connections()
         yield from self._buses()
         yield from self._sinks()
+        yield from self._clocks()
         errors = CounterMetricFamily("candlekeeper_errors", "Bad input and failures by kind",
                                      labels=["kind"])
         for kind, n in m.errors().items():
@@ -75,7 +76,7 @@ class MetricsCollector(Collector):
             backfilled.add_metric(lv, sm.backfilled)
             reconnects.add_metric(lv, sm.reconnects)
             stalls.add_metric(lv, sm.stalls)
-            lag_ms = sm.lag_ms(now)
+            lag_ms = sm.lag_ms(self._m.venue_ms(sm.key.venue, now))
             if lag_ms is not None:
                 lag.add_metric(lv, lag_ms / 1000.0)
             if sm.last_close_time_ms is not None:
@@ -91,6 +92,21 @@ class MetricsCollector(Collector):
         for (venue, interval), child in self._m.close_delay.items():
             delay.add_metric([venue, interval], child.cumulative(), child.sum)
         yield delay
+
+    def _clocks(self) -> Iterator[Any]:
+        offset = GaugeMetricFamily("candlekeeper_clock_offset_seconds",
+                                   "Venue clock minus host clock, estimated (+: the host is "
+                                   "behind)", labels=["venue"])
+        uncertainty = GaugeMetricFamily("candlekeeper_clock_offset_uncertainty_seconds",
+                                        "Half the REST round trip behind the clock offset",
+                                        labels=["venue"])
+        for row in self._m.clocks():
+            if row.source == "none":
+                continue  # nothing measured yet: no number rather than a made-up 0
+            offset.add_metric([row.venue], row.offset_ms / 1000.0)
+            if row.uncertainty_ms is not None:
+                uncertainty.add_metric([row.venue], row.uncertainty_ms / 1000.0)
+        yield from (offset, uncertainty)
 
     def _connections(self) -> Iterator[Any]:
         labels = ["venue", "connection"]

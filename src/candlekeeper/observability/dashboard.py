@@ -116,6 +116,11 @@ class Dashboard:
         text.append(f"  sink backlog {snap.sink_backlog:,}")
         text.append("  status ")
         text.append(status.value, style=_STATUS_STYLE[status])
+        for clock in snap.clocks:
+            if clock.source == "none":
+                continue
+            text.append(f"  clock {clock.venue} {clock.offset_ms / 1000:+.3f} s",
+                        style="yellow" if clock.warning else "")
         return text
 
     def summary_line(self, snap: HealthSnapshot, msgs_per_s: float | None = None) -> str:

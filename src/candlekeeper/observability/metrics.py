@@ -54,6 +54,9 @@ Metric names (labels in braces; ``stream`` labels = ``venue, symbol, interval``)
 ``candlekeeper_sink_journal_rows``             gauge      spilled to the journal, not yet written
 ``candlekeeper_sink_journal_bytes``            gauge      journal size {sink}
 ``candlekeeper_sink_oldest_pending_seconds``   gauge      age of the oldest unwritten row {sink}
+``candlekeeper_clock_offset_seconds``          gauge      venue clock - host clock, estimated
+                                                          {venue} (+: the host is behind)
+``candlekeeper_clock_offset_uncertainty_seconds`` gauge   half the REST round trip behind it
 ``candlekeeper_errors_total``                  counter    other bad input / failures {kind}
 =============================================  =========  =======================================
 """
@@ -75,12 +78,14 @@ from candlekeeper.core.events import (
     StreamStatus,
 )
 from candlekeeper.core.stream_key import StreamKey
+from candlekeeper.core.venue_clock import VenueClock
 from candlekeeper.observability.redact import redact_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from prometheus_client import CollectorRegistry
 
 from candlekeeper.observability.snapshot import (
+    ClockRow,
     ConnectionRow,
     HealthSnapshot,
     SinkRow,
@@ -274,6 +279,8 @@ class Metrics:
         self.close_delay: dict[tuple[str, str], HistogramChild] = {}
         self._errors: dict[str, int] = {}
         self._refreshers: list[Callable[[], None]] = []
+        #: each venue's clock and the offset (ms) beyond which it is worth a warning
+        self._clocks: dict[str, tuple[VenueClock, float]] = {}
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -323,6 +330,26 @@ class Metrics:
         """Export a sink writer's counters, e.g. ``track_sink("sqlite", lambda: w.stats)``."""
         self._sinks[name] = stats
 
+    def track_clock(self, venue: str, clock: VenueClock, warn_ms: float = 1_000.0) -> None:
+        """Export ``venue``'s clock offset; stream lags of ``venue`` are then in its time."""
+        self._clocks[venue] = (clock, warn_ms)
+
+    def venue_ms(self, venue: str, now_ms: int) -> int:
+        """``now_ms`` (host time, :attr:`now_ms`) as ``venue``'s clock reads it."""
+        tracked = self._clocks.get(venue)
+        return now_ms if tracked is None else now_ms + tracked[0].decision_offset_ms
+
+    def clocks(self) -> tuple[ClockRow, ...]:
+        rows: list[ClockRow] = []
+        for venue, (clock, warn_ms) in list(self._clocks.items()):
+            est = clock.estimate()
+            sure = abs(est.offset_ms) - (est.uncertainty_ms or 0.0)
+            rows.append(ClockRow(venue=venue, offset_ms=est.offset_ms,
+                                 uncertainty_ms=est.uncertainty_ms, source=est.source,
+                                 samples=est.rest_samples,
+                                 warning=est.source != "none" and sure > warn_ms))
+        return tuple(rows)
+
     # -- events ---------------------------------------------------------------------------
     def on_stream_status(self, status: StreamStatus) -> None:
         self.stream(status.key).set_state(status.state, status.detail, status.ts_ms)
@@ -366,7 +393,8 @@ class Metrics:
         """Everything the health endpoint and the dashboard show (a ``SnapshotProvider``)."""
         self.refresh()
         now = now_ms if now_ms is not None else self.now_ms()
-        streams = tuple(sm.row(now) for sm in self._streams.values())
+        streams = tuple(sm.row(self.venue_ms(sm.key.venue, now))
+                        for sm in self._streams.values())
         sinks = tuple(
             SinkRow(name=name, written=s.written, pending=s.pending, failures=s.failures,
                     retries=s.retries, dropped=s.dropped, last_error=s.last_error,
@@ -378,7 +406,8 @@ class Metrics:
             ts_ms=now,
             uptime_s=self.uptime_s(), streams=streams,
             connections=tuple(cm.row() for cm in self._connections.values()),
-            sinks=sinks, messages_total=sum(r.messages for r in streams))
+            sinks=sinks, messages_total=sum(r.messages for r in streams),
+            clocks=self.clocks())
 
     def exposition(self) -> bytes:
         """The Prometheus text format of this registry."""

@@ -64,6 +64,18 @@ class SinkRow(msgspec.Struct, frozen=True, kw_only=True):
     last_rejection: str | None = None  # "venue:symbol:interval:open_time: why" of the latest
 
 
+class ClockRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One venue's clock as candlekeeper estimates it (``core/venue_clock.py``)."""
+
+    venue: str
+    offset_ms: float  # venue clock minus host clock, best estimate (+: the host is behind)
+    uncertainty_ms: float | None = None  # half the REST round trip behind it; None: none yet
+    source: str = "none"  # "rest" (server time), "ws" (event times only) or "none"
+    samples: int = 0  # REST server-time answers in the estimator's window
+    #: surely beyond ``gap_fill.clock_offset_warn_ms`` (the estimate minus its uncertainty)
+    warning: bool = False
+
+
 class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     ts_ms: int
     uptime_s: float
@@ -72,6 +84,7 @@ class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     sinks: tuple[SinkRow, ...] = ()
     messages_total: int = 0  # all kline messages so far (the dashboard derives msgs/s)
     shard: str | None = None  # "K/N" when this instance ingests one shard of the symbols
+    clocks: tuple[ClockRow, ...] = ()  # each venue's clock offset from the host's
 
     @property
     def sink_backlog(self) -> int:

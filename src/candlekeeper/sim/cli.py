@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import signal
 import sys
 from pathlib import Path
@@ -43,6 +44,12 @@ async def _serve(sim: Simulator, duration: float | None) -> None:
             click.echo("to follow this accelerated time, give `candlekeeper run` the config "
                        f"clock: {{speed: {sim.clock.speed:g}, start_ms: {sim.clock.start_ms}, "
                        f"monotonic_origin: {sim.clock.monotonic_origin!r}}}")
+        for venue in sim.venues:
+            skew = sim.clock_skew_ms(venue)
+            if skew:
+                click.echo(f"{venue}: its clock runs {skew / 1000:+g} s from the clock above "
+                           f"(a host clock {abs(skew) / 1000:g} s "
+                           f"{'behind' if skew > 0 else 'ahead of'} the venue)")
         if len(sim.faults):
             kinds = ",".join(sorted(sim.faults.kinds()))
             last = sim.faults.faults[-1].at_s
@@ -95,6 +102,29 @@ def _ports(values: tuple[str, ...], venues: tuple[str, ...]) -> dict[str, int]:
     return out
 
 
+def _skews(values: tuple[str, ...], venues: tuple[str, ...]) -> dict[str, float]:
+    """``VENUE=±SECONDS`` pairs: each venue simulated here, each skew a finite number."""
+    out: dict[str, float] = {}
+    for item in values:
+        venue, sep, raw = item.partition("=")
+        venue, raw = venue.strip(), raw.strip()
+        if not sep or not venue or not raw:
+            _fail(f"--clock-skew {item!r}: expected VENUE=±SECONDS, e.g. {venues[0]}=+15")
+        if venue not in venues:
+            _fail(f"--clock-skew {item!r}: {venue!r} is not simulated here "
+                  f"(--venues {','.join(venues)})")
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds):
+            _fail(f"--clock-skew {item!r}: the skew must be a finite number of seconds")
+        if venue in out:
+            _fail(f"--clock-skew {item!r}: {venue} is given twice")
+        out[venue] = seconds
+    return out
+
+
 @click.command("simulate")
 @click.option("--venues", default=None, metavar="A,B",
               help="Comma-separated venue ids to simulate (default: every registered venue).")
@@ -120,18 +150,23 @@ def _ports(values: tuple[str, ...], venues: tuple[str, ...]) -> dict[str, int]:
               "docs/simulator.md.")
 @click.option("--lifetime", type=float, default=None,
               help="Connection lifetime in venue seconds (default: each venue's own).")
+@click.option("--clock-skew", "skews", multiple=True, metavar="VENUE=±SECONDS",
+              help="Run VENUE's clock this many venue seconds ahead (+) of or behind (-) the "
+              "simulator's clock, as a host clock that far off would see it (repeatable).")
 def simulate_command(venues: str | None, symbols: str | None, intervals: str, seed: int,
                      speed: float, replay: tuple[Path, ...], ports: tuple[str, ...],
                      history: int, host: str, duration: float | None, faults: str | None,
-                     lifetime: float | None) -> None:
+                     lifetime: float | None, skews: tuple[str, ...]) -> None:
     """Run a local exchange for the chosen venues (WebSocket + REST) until Ctrl-C."""
     chosen = _venues(venues)
     port_map = _ports(ports, chosen)
+    skew_map = _skews(skews, chosen)
     try:
         sim = Simulator(venues=chosen, symbols=_csv(symbols),
                         intervals=_csv(intervals) or [], seed=seed, speed=speed,
                         history=history, replay=list(replay) or None, host=host,
-                        ports=port_map, faults=faults, connection_lifetime_s=lifetime)
+                        ports=port_map, faults=faults, connection_lifetime_s=lifetime,
+                        clock_skew_s=skew_map or None)
         asyncio.run(_serve(sim, duration))
     except (CandlekeeperError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

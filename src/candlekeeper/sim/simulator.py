@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -75,6 +76,13 @@ class Simulator:
 
     ``faults`` is a plan (or a list of faults, or a ``--faults`` spec string) whose ``at_s``
     count wall seconds from :meth:`start`.
+
+    ``clock_skew_s`` (one value or ``{venue: seconds}``, venue seconds, either sign) runs a
+    venue's clock that far from :attr:`clock`: its market, its frames' event times and its
+    REST server time are on :meth:`venue_clock` = :attr:`clock` + skew, while a client keeps
+    using :attr:`clock`. That is what a host clock off by the skew looks like to a client (a
+    positive skew: the host is behind the venue). The truth (:meth:`closed_candles`) is in the
+    venue's own time.
     """
 
     def __init__(self, *, venues: Sequence[str] | None = None,
@@ -96,6 +104,7 @@ class Simulator:
                  ban_s: PerVenue[float] = None,
                  stale_last_push: PerVenue[bool] = None,
                  min_pushes_per_candle: int | None = None,
+                 clock_skew_s: PerVenue[float] = None,
                  faults: FaultsArg = None) -> None:
         known = simulated_venues()
         venues = known if venues is None else tuple(venues)
@@ -118,6 +127,13 @@ class Simulator:
         self.intervals = tuple(intervals)
         self.seed, self.history, self.host = seed, history, host
         self.clock = ScaledClock(start_time_ms, speed)
+        if isinstance(clock_skew_s, Mapping):
+            for v in clock_skew_s:
+                if v not in venues:
+                    raise ConfigError(f"clock_skew_s names venue {v!r}, which is not simulated "
+                                      f"here ({', '.join(venues)})")
+        self._venue_clocks = {v: skewed(self.clock, pick(clock_skew_s, v) or 0.0)
+                              for v in venues}
         self.replay = series
         self._servers: dict[str, VenueServer] = {}
         self._started = False
@@ -141,11 +157,12 @@ class Simulator:
             if min_pushes_per_candle is not None and pick(update_interval_s, venue) is None:
                 opts = msgspec.structs.replace(opts, update_interval_s=paced_cadence(
                     opts.update_interval_s, self.clock, self.intervals, min_pushes_per_candle))
-            market = Market(venue, symbols, intervals, seed=seed, start_ms=self.clock.start_ms,
-                            history=history, replay=series, pad=behaviour.price_pad,
-                            allowed_intervals=spec.intervals, ohlcv_only=behaviour.ohlcv_only,
-                            precision=behaviour.precision)
-            server = VenueServer(persona, market, self.clock, opts, host=host,
+            venue_clock = self._venue_clocks[venue]
+            market = Market(venue, symbols, intervals, seed=seed,
+                            start_ms=venue_clock.start_ms, history=history, replay=series,
+                            pad=behaviour.price_pad, allowed_intervals=spec.intervals,
+                            ohlcv_only=behaviour.ohlcv_only, precision=behaviour.precision)
+            server = VenueServer(persona, market, venue_clock, opts, host=host,
                                  port=(ports or {}).get(venue, 0) or 0, seed=seed)
             self._servers[venue] = server
             self._injectors[venue] = FaultInjector(server, self._fault_log, seed)
@@ -211,6 +228,16 @@ class Simulator:
     def rest_base(self, venue: str) -> str:
         return f"http://{self.host}:{self.port(venue)}"
 
+    # -- clocks -----------------------------------------------------------------------------
+    def venue_clock(self, venue: str) -> ScaledClock:
+        """``venue``'s own clock: :attr:`clock` plus its ``clock_skew_s``."""
+        self.server(venue)  # a clear error for a venue not simulated here
+        return self._venue_clocks[venue]
+
+    def clock_skew_ms(self, venue: str) -> int:
+        """How far ``venue``'s clock runs ahead of :attr:`clock` (negative: behind), in ms."""
+        return self.venue_clock(venue).start_ms - self.clock.start_ms
+
     # -- truth ------------------------------------------------------------------------------
     def market(self, venue: str) -> Market:
         return self.server(venue).market
@@ -224,12 +251,14 @@ class Simulator:
         ids are None); a venue without a closed flag has the *final* values here, which its last
         push may not have shown.
         """
-        now = self.clock.time_ms() if until_ms is None else until_ms
+        now = self.venue_clock(venue).time_ms() if until_ms is None else until_ms
         return self.market(venue).closed(symbol, interval, now)
 
-    def next_close_ms(self, interval: str) -> int:
-        """Venue time at which the current ``interval`` candle closes (for tests)."""
-        return next_open(align(self.clock.time_ms(), interval), interval)
+    def next_close_ms(self, interval: str, venue: str | None = None) -> int:
+        """Venue time at which the current ``interval`` candle closes (for tests): on
+        ``venue``'s own clock, or on :attr:`clock` when no venue is named."""
+        clock = self.clock if venue is None else self.venue_clock(venue)
+        return next_open(align(clock.time_ms(), interval), interval)
 
     # -- faults -----------------------------------------------------------------------------
     def inject(self, fault: Fault) -> int:
@@ -298,6 +327,18 @@ class Simulator:
     def __repr__(self) -> str:
         ports = {v: s.port for v, s in self._servers.items()}
         return f"Simulator(speed={self.clock.speed}, ports={ports}, t={time.time():.0f})"
+
+
+def skewed(clock: ScaledClock, skew_s: float) -> ScaledClock:
+    """``clock`` shifted by ``skew_s`` venue seconds (the same clock when 0): same speed, same
+    monotonic origin, so the two never drift apart."""
+    if not math.isfinite(skew_s):
+        raise ConfigError(f"a clock skew must be a finite number of seconds, got {skew_s}")
+    skew_ms = round(skew_s * 1000)
+    if skew_ms == 0:
+        return clock
+    return ScaledClock(clock.start_ms + skew_ms, clock.speed,
+                       monotonic_origin=clock.monotonic_origin)
 
 
 def _plan(faults: FaultsArg) -> FaultPlan:

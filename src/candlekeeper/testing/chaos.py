@@ -53,6 +53,10 @@ class ChaosOptions:
     kinds: str | tuple[str, ...] = "all"
     #: venue time per wall second; None: a venue day in ``day_wall_s``
     speed_x: float | None = None
+    #: run the venue's clock this many venue seconds ahead (+) of or behind (-) the host's:
+    #: the service and the consumer keep the simulator's unskewed clock, as a host clock off by
+    #: this much would (issue 9). The truth is in the venue's own time.
+    clock_skew_s: float = 0.0
 
     @property
     def speed(self) -> float:
@@ -164,7 +168,7 @@ async def run_chaos(tmp: Path, opts: ChaosOptions) -> ChaosResult:
         extra["rest_weight_limit"] = {venue: int(2.4 * spec.rest_limits[0].limit)}
     async with Simulator(venues=(venue,), symbols=opts.symbols, intervals=opts.intervals,
                          speed=opts.speed, seed=opts.seed, history=1000,
-                         faults=plan, **extra) as sim:
+                         clock_skew_s={venue: opts.clock_skew_s}, faults=plan, **extra) as sim:
         cfg = tmp / "service.yaml"
         cfg.write_text(json.dumps(service_config(sim, db, opts)))  # JSON is valid YAML
         consumer = Consumer()
