@@ -149,6 +149,7 @@ class StreamMetrics:
         "_close_delay",
         "backfilled",
         "closed",
+        "corrections",
         "detail",
         "key",
         "labels",
@@ -170,6 +171,8 @@ class StreamMetrics:
         self.closed = 0
         self.stored = 0
         self.backfilled = 0
+        #: closes emitted from REST that the venue's closing frame then corrected
+        self.corrections = 0
         #: exchange event time of the newest message (the feed writes it per frame; lag is
         #: derived from it when read, so the hot path never reads a clock)
         self.last_event_time_ms: int | None = None
