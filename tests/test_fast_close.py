@@ -12,11 +12,13 @@ from pydantic import ValidationError
 from candlekeeper import Candle, StreamKey
 from candlekeeper.core.buffers import RingBuffer
 from candlekeeper.core.bus import EventBus
+from candlekeeper.core.candle import CorrectedCandle
 from candlekeeper.core.events import CandleClosed, CandleCorrected
 from candlekeeper.fast_close import plan_fast, say_plan, weight_per_minute
 from candlekeeper.feed_stream import StreamStats
 from candlekeeper.gapfill import GapFillOptions
 from candlekeeper.observability.metrics import Metrics
+from candlekeeper.sinks.nats_schema import msg_id, parse_msg_id
 from candlekeeper.venues.registry import VENUES, get_spec
 
 MINUTE = 60_000
@@ -107,9 +109,12 @@ def test_a_closing_frame_that_differs_from_the_rest_close_is_a_correction() -> N
     assert closed == [fast]
     frame = candle(0)  # x:true, with the last trades REST had not shown yet
     st.deliver(frame)
-    assert corrected == [CandleCorrected(fast, frame)]
+    assert corrected == [CandleCorrected(fast, CorrectedCandle.replacing(frame))]
+    assert isinstance(corrected[0].candle, CorrectedCandle)
+    assert corrected[0].candle.same_values(frame)
     assert closed == [fast]  # not emitted twice: the series still has each open time once
-    assert st.buffer.latest() == [frame] and st.last_closed is frame
+    assert st.buffer.latest() == [corrected[0].candle]
+    assert st.last_closed is corrected[0].candle
     assert st.metrics.corrections == 1 and st.duplicates == 1
 
 
@@ -133,6 +138,20 @@ def test_an_older_close_is_corrected_in_the_buffer() -> None:
     st.seq.fill(rest, T0, T0 + 3 * MINUTE)
     late = candle(1, close="7.6000")
     st.deliver(late)  # LATE (older than the last emitted), still a correction
-    assert corrected == [CandleCorrected(rest[1], late)]
+    assert corrected == [CandleCorrected(rest[1], CorrectedCandle.replacing(late))]
     assert [c.close_str for c in st.buffer.latest()] == ["7.6170", "7.6000", "7.6170"]
     assert st.last_closed is rest[2] and closed == rest
+
+
+def test_a_correction_gets_its_own_nats_message_id() -> None:
+    """JetStream deduplicates by ``Nats-Msg-Id``: a correction must not carry the first
+    message's id (it would be dropped), and a resend of the same correction must carry the
+    same id (deduplicated like any resend)."""
+    first = candle(0, close="7.6100", source="rest", trade_ids=False)
+    fix = CorrectedCandle.replacing(candle(0))
+    assert msg_id(first) == f"{VENUES[0]}:BTCUSDT:1m:{T0}"
+    assert msg_id(fix).startswith(msg_id(first) + "~") and msg_id(fix) != msg_id(first)
+    assert msg_id(fix) == msg_id(CorrectedCandle.replacing(candle(0)))
+    assert msg_id(CorrectedCandle.replacing(candle(0, close="7.6171"))) != msg_id(fix)
+    assert parse_msg_id(msg_id(fix)) == parse_msg_id(msg_id(first)) == (first.key, T0)
+

@@ -13,7 +13,7 @@ import msgspec
 
 from candlekeeper.core.buffers import RingBuffer
 from candlekeeper.core.bus import EventBus
-from candlekeeper.core.candle import Candle
+from candlekeeper.core.candle import Candle, CorrectedCandle
 from candlekeeper.core.events import CandleClosed, CandleCorrected, CandleUpdate, StreamState
 from candlekeeper.core.sequence import Offer, StreamSequence
 from candlekeeper.core.stream_key import StreamKey
@@ -137,6 +137,7 @@ class StreamStats:
                 or previous.same_values(candle, trade_ids=False):
             return
         self.metrics.corrections += 1
+        candle = CorrectedCandle.replacing(candle)
         self.buffer.replace(candle)
         if self.last_closed is previous:
             self.last_closed = candle
