@@ -25,6 +25,7 @@ Metric names (labels in braces; ``stream`` labels = ``venue, symbol, interval``)
 ``candlekeeper_stream_candles_closed_total``   counter    CandleClosed events emitted {stream}
 ``candlekeeper_stream_candles_stored_total``   counter    closed candles handed to storage {stream}
 ``candlekeeper_stream_candles_backfilled_total`` counter  candles recovered over REST {stream}
+``candlekeeper_stream_corrections_total``      counter    REST closes a closing frame corrected
 ``candlekeeper_stream_lag_seconds``            gauge      now - event time of the last msg {stream}
 ``candlekeeper_stream_last_close_time_seconds`` gauge     close time of the last closed candle
 ``candlekeeper_stream_state``                  gauge      1 for the current state {stream,state}
@@ -228,7 +229,7 @@ class StreamMetrics:
             last_close_price=None if self.last_close_price is None
             else str(self.last_close_price),
             last_close_time_ms=self.last_close_time_ms, lag_ms=self.lag_ms(now_ms),
-            reconnects=self.reconnects, stalls=self.stalls)
+            reconnects=self.reconnects, stalls=self.stalls, corrections=self.corrections)
 
 
 class ConnectionMetrics:
