@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
+import queue
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from candlekeeper import Candle, CandleFeed, StreamKey
@@ -37,6 +40,8 @@ from candlekeeper.sim.profiles import DEFAULT_SYMBOLS
 from candlekeeper.venues.registry import VENUES, get_spec
 
 INTERVAL = "1m"
+#: this folder: a spawned child imports this module by name from it
+HERE = str(Path(__file__).resolve().parent)
 MODES = ("websocket", "rest")
 
 
@@ -132,14 +137,15 @@ async def measure(venue: str, mode: str, symbols: tuple[str, ...], venue_minutes
         job = Job(venue, mode, symbols, sim.ws_base(venue), sim.rest_base(venue),
                   sim.clock.start_ms, speed, sim.clock.monotonic_origin,
                   warmup_s=max(3.0, 90 / speed), window_s=window_s)
+        # the child imports this module by name: its folder must be on the path it inherits
+        if HERE not in sys.path:
+            sys.path.insert(0, HERE)
         ctx = mp.get_context("spawn")
         out = ctx.Queue()
         proc = ctx.Process(target=child, args=(job, out), daemon=True)
         proc.start()
-        loop = asyncio.get_running_loop()
         try:
-            got: dict[str, Any] = await loop.run_in_executor(
-                None, lambda: out.get(timeout=job.warmup_s + window_s + 120))
+            got = await _result(proc, out, job.warmup_s + window_s + 120)
         finally:
             proc.join(10)
             if proc.is_alive():
@@ -151,6 +157,20 @@ async def measure(venue: str, mode: str, symbols: tuple[str, ...], venue_minutes
                 or tc.volume_str != volume)
     return Cell(venue, mode, speed, len(symbols), got["cpu_s"], got["venue_h"],
                 got["requests"], len(got["closes"]), wrong)
+
+
+async def _result(proc: Any, out: Any, timeout_s: float) -> dict[str, Any]:
+    """The child's figures, or a clear error as soon as it died without them."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            got: dict[str, Any] = out.get_nowait()
+            return got
+        if not proc.is_alive() and proc.exitcode is not None:
+            raise RuntimeError(f"the measured feed's process exited ({proc.exitcode}) "
+                               "without its figures")
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"no figures from the measured feed within {timeout_s:.0f} s")
 
 
 def table(cells: list[Cell]) -> str:

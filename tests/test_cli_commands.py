@@ -33,6 +33,15 @@ def test_config_check_ok_and_unknown_key(tmp_path: Path) -> None:
     assert "sinks.sqlite.pth" in res.stderr and "did you mean 'path'" in res.stderr
     assert "'1s'" in res.stderr  # 1s is spot-only
     assert "Traceback" not in res.stderr
+    # -c/--config, as `run` takes it, works the same; the file given twice differently does not
+    good = tmp_path / "good.yaml"  # (write() reuses one file name: ``bad`` replaced it)
+    good.write_text("feeds:\n  - venue: binance-spot\n    symbols: [BTCUSDT]\n")
+    ok = run_cli("config", "check", "-c", str(good))
+    assert ok.returncode == 0 and "OK" in ok.stdout, ok.stderr
+    assert run_cli("config", "check", "--config", str(bad)).returncode == 2
+    twice = run_cli("config", "check", "-c", str(good), str(bad))
+    assert twice.returncode == 2 and "give the config file once" in twice.stderr
+    assert "Traceback" not in twice.stderr
 
 
 def test_run_with_bad_config_is_one_clear_error(tmp_path: Path) -> None:

@@ -54,7 +54,8 @@ class History:
         self.fail = 0
         self.missing: set[int] = set()
 
-    async def fetch(self, symbol: str, interval: str, start: int, end: int) -> list[Candle]:
+    async def fetch(self, symbol: str, interval: str, start: int, end: int, *,
+                    forming: object = None, margin_ms: int | None = None) -> list[Candle]:
         self.calls.append((start, end))
         if self.fail:
             self.fail -= 1

@@ -160,8 +160,13 @@ def config_group() -> None:
 
 @config_group.command("check")
 @click.argument("path", type=click.Path(path_type=Path), required=False)
-def config_check(path: Path | None) -> None:
+@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="The config file (as `run -c`); or give it as PATH.")
+def config_check(path: Path | None, config_path: Path | None) -> None:
     """Validate a config file (and CANDLEKEEPER__* environment overrides)."""
+    if path is not None and config_path is not None and path != config_path:
+        raise click.UsageError("give the config file once: as PATH or as -c/--config")
+    path = path or config_path
     problems = check_config(path)
     if problems:
         for line in problems:

@@ -37,6 +37,7 @@ from candlekeeper.core.intervals import ALL_INTERVALS, INTERVAL_MS
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.errors import ConfigError
+from candlekeeper.gapfill_options import ClosePolicy
 from candlekeeper.transport.options import TransportMode
 from candlekeeper.venues.contract import VenueSpec
 from candlekeeper.venues.registry import VENUES, get_spec
@@ -135,6 +136,9 @@ class FeedConfig(Section):
     #: ``websocket``, ``rest`` (poll every stream over REST) or ``auto`` (the WebSocket,
     #: falling back to polling while it is unavailable)
     transport: TransportMode = TransportMode.AUTO
+    #: ``flag`` (a close is emitted when the venue's stream says so) or ``fast`` (as soon as
+    #: the close time has passed, confirmed over REST, within ``gap_fill.fast_budget_share``)
+    close_policy: ClosePolicy = ClosePolicy.FLAG
 
     @model_validator(mode="before")
     @classmethod

@@ -28,6 +28,7 @@ from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock, SystemClock
 from candlekeeper.core.events import (
     CandleClosed,
+    CandleCorrected,
     CandleUpdate,
     ConnectionStatus,
     StreamState,
@@ -39,8 +40,10 @@ from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.core.venue_clock import VenueClock
 from candlekeeper.errors import ConfigError
 from candlekeeper.fallback import Fallback, say_budget
+from candlekeeper.fast_close import FastPlan, plan_fast, say_plan
 from candlekeeper.feed_stream import StreamStats
 from candlekeeper.gapfill import GapFiller, GapFillOptions, HistorySource
+from candlekeeper.gapfill_options import ClosePolicy
 from candlekeeper.observability.metrics import Metrics
 from candlekeeper.transport import ConnectionPool, SessionStats, TransportMode, TransportOptions
 from candlekeeper.venues.contract import HistoryCodec, StreamCodec
@@ -80,6 +83,7 @@ class CandleFeed:
                  transport: TransportOptions | None = None,
                  gap_fill: GapFillOptions | None = None,
                  mode: TransportMode | str = TransportMode.AUTO,
+                 close_policy: ClosePolicy | str = ClosePolicy.FLAG,
                  plumbing: FeedPlumbing | None = None) -> None:
         """The streams are ``symbols × intervals``, or exactly ``keys`` (each symbol with its
         own intervals: ``[StreamKey(venue, "BTCUSDT", "1m"), StreamKey(venue, "ETHUSDT",
@@ -92,6 +96,9 @@ class CandleFeed:
         missing candles are fetched and emitted before any newer one. ``mode``: ``websocket``,
         ``rest`` (every stream polled over REST just after each of its closes) or ``auto`` (the
         WebSocket, falling back to polling while it is unavailable; see ``fallback.py``).
+        ``close_policy``: ``flag`` (a close is emitted when the venue's stream says so) or
+        ``fast`` (as soon as the close time has passed, confirmed over REST, within the budget
+        share ``gap_fill.fast_budget_share``; see ``fast_close.py``).
         ``plumbing`` connects the feed to a service or a test (resume points, storage preload, a
         shared bus or metrics, another connector or history source).
         """
@@ -149,6 +156,13 @@ class CandleFeed:
                                   on_history=self._history_of(st))
         self.transport = transport or TransportOptions()
         self.mode = _mode(mode, self.filler is not None)
+        self.close_policy = ClosePolicy(close_policy)
+        self.fast_plan: FastPlan | None = None
+        if self.close_policy is ClosePolicy.FAST:
+            self.fast_plan = plan_fast(self.spec, self.keys, self.gap_fill)
+            if self.filler is not None:
+                for key in self.fast_plan.fast:
+                    self.filler.fast(key)
         self.fallback = Fallback(self.mode, self.keys, self.transport, poll=self._poll,
                                  show=self._show, now_ms=self.clock.time_ms)
         self._pool = ConnectionPool(self.codec, self.keys, _Listener(self), ws_base=self.ws_url,
@@ -210,6 +224,8 @@ class CandleFeed:
         self.fallback.start()
         if self.mode is TransportMode.REST:
             say_budget(self.venue, self.spec, self.keys)
+        elif self.fast_plan is not None:
+            say_plan(self.venue, self.fast_plan)
         if self.fallback.uses_websocket:
             self._task = asyncio.get_running_loop().create_task(self._pool.run(),
                                                                 name=f"pool:{self.venue}")
@@ -241,6 +257,16 @@ class CandleFeed:
         await self.stop()
 
     # -- consumer API -----------------------------------------------------------------------
+    def on_corrected(self, handler: Callable[[CandleCorrected], None], *,
+                     maxsize: int = 10_000, inline: bool = False) -> Subscription[Any]:
+        """Call ``handler(event)`` for each :class:`CandleCorrected`: a close emitted from REST
+        (a fast close, or a late one) that the venue's closing frame then contradicted.
+        ``event.candle`` replaces ``event.previous``; ``latest()`` already holds it. Never
+        dropped (the policy blocks, as ``on_closed``'s does)."""
+        return self.bus.subscribe(CandleCorrected, handler, maxsize=maxsize,
+                                  policy=OverflowPolicy.BLOCK, inline=inline,
+                                  name=_name(handler))
+
     def on_closed(self, handler: CandleHandler, *, maxsize: int = 100_000,
                   policy: OverflowPolicy = OverflowPolicy.BLOCK,
                   inline: bool = False) -> Subscription[Any]:

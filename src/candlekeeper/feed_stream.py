@@ -13,8 +13,8 @@ import msgspec
 
 from candlekeeper.core.buffers import RingBuffer
 from candlekeeper.core.bus import EventBus
-from candlekeeper.core.candle import Candle
-from candlekeeper.core.events import CandleClosed, CandleUpdate, StreamState
+from candlekeeper.core.candle import Candle, CorrectedCandle
+from candlekeeper.core.events import CandleClosed, CandleCorrected, CandleUpdate, StreamState
 from candlekeeper.core.sequence import Offer, StreamSequence
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.observability.metrics import StreamMetrics
@@ -33,9 +33,9 @@ class StreamStats:
     :class:`Metrics`).
     """
 
-    __slots__ = ("_closed_subs", "_on_hole", "_on_rejected", "_pressure", "_update_subs",
-                 "buffer", "forming", "future_tolerance_ms", "infer_close", "key", "last_closed",
-                 "metrics", "now_ms", "seq")
+    __slots__ = ("_closed_subs", "_corrected_subs", "_on_hole", "_on_rejected", "_pressure",
+                 "_update_subs", "buffer", "forming", "future_tolerance_ms", "infer_close", "key",
+                 "last_closed", "metrics", "now_ms", "seq")
 
     def __init__(self, key: StreamKey, metrics: StreamMetrics, buffer: RingBuffer, bus: EventBus,
                  now_ms: Callable[[], int], on_hole: Callable[[StreamKey], None], *,
@@ -59,6 +59,7 @@ class StreamStats:
         self._on_rejected = on_rejected
         self._update_subs = bus.subscribers(CandleUpdate)
         self._closed_subs = bus.subscribers(CandleClosed)
+        self._corrected_subs = bus.subscribers(CandleCorrected)
         self._pressure = bus.pressure_flag
 
     @property
@@ -89,8 +90,11 @@ class StreamStats:
         if candle.closed:
             if self._from_the_future(candle, candle.close_time):
                 return self._pressure.on
-            if self.seq.offer(candle) is Offer.HELD:
+            offer = self.seq.offer(candle)
+            if offer is Offer.HELD:
                 self._on_hole(self.key)
+            elif offer is not Offer.EMITTED:
+                self._recheck(candle)
         elif self.infer_close:
             self._infer(candle)
         return self._pressure.on
@@ -124,6 +128,28 @@ class StreamStats:
                     self._on_hole(self.key)
         elif candle.open_time == forming.open_time:
             self.forming = candle
+
+    def _recheck(self, candle: Candle) -> None:
+        """The venue's closing frame for a candle already emitted: if that one came from REST
+        (a fast close, a late close) with other values, the frame corrects it."""
+        previous = self._emitted(candle.open_time)
+        if previous is None or previous.source != "rest" \
+                or previous.same_values(candle, trade_ids=False):
+            return
+        self.metrics.corrections += 1
+        candle = CorrectedCandle.replacing(candle)
+        self.buffer.replace(candle)
+        if self.last_closed is previous:
+            self.last_closed = candle
+        event = CandleCorrected(previous, candle)
+        for sub in self._corrected_subs:
+            sub.offer(event)
+
+    def _emitted(self, open_time: int) -> Candle | None:
+        last = self.last_closed
+        if last is not None and last.open_time == open_time:
+            return last
+        return self.buffer.find(open_time)
 
     def _emit(self, candle: Candle) -> None:
         """The sequence decided: this is the next closed candle of the stream."""

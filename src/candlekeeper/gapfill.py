@@ -27,17 +27,17 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import msgspec
-from pydantic import Field
 
 from candlekeeper.core.backoff import backoff_delays
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock
-from candlekeeper.core.intervals import align, close_time, nominal_ms, prev_open
-from candlekeeper.core.options import Options
+from candlekeeper.core.intervals import align, close_time, next_open, nominal_ms, prev_open
 from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.core.sequence import StreamSequence
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import CandlekeeperError
+from candlekeeper.gapfill_options import MAX_WARMUP_HISTORY as MAX_WARMUP_HISTORY
+from candlekeeper.gapfill_options import GapFillOptions as GapFillOptions
 
 log = logging.getLogger(__name__)
 
@@ -46,64 +46,12 @@ class HistorySource(Protocol):
     """Closed candles over REST (implemented by ``KlineFetcher``)."""
 
     async def fetch(self, symbol: str, interval: str, start: int, end: int, *,
-                    forming: Callable[[Candle], None] | None = None) -> list[Candle]:
+                    forming: Callable[[Candle], None] | None = None,
+                    margin_ms: int | None = None) -> list[Candle]:
         """Every closed candle with ``start <= open_time < end``, ascending; with ``forming``,
-        the venue's forming candle (if it returns one) is handed to it (REST polling)."""
+        the venue's forming candle (if it returns one) is handed to it (REST polling).
+        ``margin_ms``: how long after its close a row counts as final (a fast close)."""
         ...
-
-
-#: ``history`` cap: warm-up runs inside the event loop; 100,000 1m candles are ~70 days, 67
-#: requests of 1,500 rows. Deeper history is what ``candlekeeper backfill`` is for.
-MAX_WARMUP_HISTORY = 100_000
-
-
-class GapFillOptions(Options):
-    """How a feed keeps its series whole: the library's ``CandleFeed(gap_fill=...)`` and the
-    service config's ``gap_fill:`` section are this one model. Times named ``_ms`` are venue
-    time."""
-
-    #: fetch missed candles over REST at all (off: the WebSocket alone, holes stay holes)
-    enabled: bool = True
-    #: candles fetched per stream at start when there is no resume point (0 = none);
-    #: None = the feed's ring-buffer size
-    history: int | None = Field(default=None, ge=0, le=MAX_WARMUP_HISTORY)
-    #: also emit those warm-up candles as ``CandleClosed`` to consumers (off: they fill
-    #: ``latest()`` only, so a strategy never mistakes history for live closes). The service
-    #: stores warm-up history either way.
-    emit_history: bool = False
-    #: confirm a close over REST when its closing frame is this late (venue ms) ...
-    close_grace_ms: int = Field(default=3_000, ge=0)
-    #: ... but never sooner than this many wall seconds after the close (network jitter)
-    close_grace_wall_s: float = Field(default=0.5, ge=0)
-    #: fills that leave a hole open (REST lagging) before the hole is skipped and reported
-    max_hole_attempts: int = Field(default=5, ge=1)
-    #: first wait between attempts (the one backoff: doubles, jittered, capped at retry_max_s)
-    retry_initial_s: float = Field(default=0.5, gt=0)
-    retry_max_s: float = Field(default=30.0, gt=0)
-    #: failed REST attempts (after the source's own retries) before a fill gives up
-    max_fetch_attempts: int = Field(default=5, ge=1)
-    #: a candle counts as closed only this long (venue ms, on the venue's estimated clock) after
-    #: its close time: a venue whose REST history lags a moment behind its WebSocket must not
-    #: hand out its still-forming candle as a final one
-    close_margin_ms: int = Field(default=2_000, ge=0)
-    #: a closed candle whose close time is more than this (venue ms) ahead of our clock cannot
-    #: be real: it is rejected and counted (one such candle would make its stream wait forever)
-    future_tolerance_ms: int = Field(default=60_000, ge=0)
-    #: closes held back per stream while a hole is filled; beyond this the newest are dropped
-    #: (REST fetches them with the hole) so a long REST outage cannot grow memory without bound
-    max_held: int = Field(default=10_000, ge=1)
-    #: ask the venue's REST server time (weight 1) this often, wall seconds, to keep the
-    #: venue's clock offset estimated (``core/venue_clock.py``); sooner while a new answer
-    #: disagrees with the last ones
-    server_time_every_s: float = Field(default=300.0, gt=0)
-    #: log a WARNING (at most every ``clock_warning_every_s``) when the host clock is surely
-    #: further than this from the venue's (venue ms; the estimate minus its uncertainty)
-    clock_offset_warn_ms: int = Field(default=1_000, ge=0)
-    clock_warning_every_s: float = Field(default=600.0, gt=0)
-
-    def warmup(self, buffer_size: int) -> int:
-        """Candles to fetch per stream at start."""
-        return buffer_size if self.history is None else self.history
 
 
 class FillStats(msgspec.Struct, kw_only=True):
@@ -120,16 +68,20 @@ class FillStats(msgspec.Struct, kw_only=True):
     #: REST polls requested (one per polled stream per close), and streams polled now
     polls: int = 0
     polled_streams: int = 0
+    #: fast closes asked over REST (``close_policy: fast``), and streams that have them
+    fast_closes: int = 0
+    fast_streams: int = 0
 
 
 class _Track:
     """Fill bookkeeping of one stream."""
 
-    __slots__ = ("backoff_s", "emit_history", "interrupted", "key", "next_check", "on_forming",
-                 "on_history", "polled", "polled_through", "seq", "task", "want_again")
+    __slots__ = ("backoff_s", "emit_history", "fast", "interrupted", "key", "margin_ms",
+                 "next_check", "on_forming", "on_history", "polled", "polled_through", "seq",
+                 "task", "want_again")
 
     def __init__(self, key: StreamKey, seq: StreamSequence, emit_history: bool,
-                 on_history: Callable[[list[Candle]], object]) -> None:
+                 on_history: Callable[[list[Candle]], object], margin_ms: int) -> None:
         self.key = key
         self.seq = seq
         self.emit_history = emit_history
@@ -145,6 +97,10 @@ class _Track:
         self.polled_through = -1
         #: where a poll's forming candle goes (a live update), if anywhere
         self.on_forming: Callable[[Candle], None] | None = None
+        #: fast closes: each close is asked over REST ``margin_ms`` after it
+        self.fast = False
+        #: venue ms after its close time from which a REST row of this stream is final
+        self.margin_ms = margin_ms
 
 
 class GapFiller:
@@ -174,7 +130,7 @@ class GapFiller:
         """Register a stream. ``resume``: its sequence is anchored at the last stored candle
         and everything after it must be emitted."""
         emit = resume or self.options.emit_history
-        self._tracks[key] = _Track(key, seq, emit, on_history)
+        self._tracks[key] = _Track(key, seq, emit, on_history, self.options.close_margin_ms)
         if not seq.anchored and self.history > 0:
             seq.wait_for_anchor = True  # live closes wait for the warm-up to come first
 
@@ -231,31 +187,46 @@ class GapFiller:
         t = self._tracks.get(key)
         return t is not None and t.polled
 
+    def fast(self, key: StreamKey) -> None:
+        """Give ``key`` fast closes: each close is asked over REST ``fast_margin_ms`` after its
+        close time (venue time) and REST's rows count as final from then on, unless the
+        stream's own closing frame came first (then nothing is asked)."""
+        t = self._tracks.get(key)
+        if t is None or t.fast:
+            return
+        t.fast = True
+        t.margin_ms = self.options.fast_margin_ms
+        self.stats.fast_streams += 1
+
     async def _poll_closes(self) -> None:
-        """Request a fill for every polled stream whose candle became final since it was last
-        polled. Scans rather than keeps a heap: a scan of thousands of streams is well under a
-        millisecond, and a stream's next due time moves whenever its sequence does."""
-        margin = self.options.close_margin_ms
+        """Request a fill for every polled or fast stream whose candle became final since it
+        was last looked at, then sleep until the next one is due (at most a quarter second:
+        the venue clock's estimate may move). Scans rather than keeps a heap: a scan of
+        thousands of streams is well under a millisecond, and a stream's next due time moves
+        whenever its sequence does."""
         while self._running:
-            now = self.clock.time_ms() - margin
+            now = self.clock.time_ms()
+            due = now + 60_000
             for t in self._tracks.values():
-                if not t.polled:
+                if not (t.polled or t.fast):
                     continue
-                first_open = align(now, t.key.interval)  # the first candle not final yet
+                first_open = align(now - t.margin_ms, t.key.interval)  # first not final yet
                 if first_open > t.polled_through:
                     t.polled_through = first_open
-                    self.stats.polls += 1
-                    self.request(t.key, "poll")
+                    if t.polled:
+                        self.stats.polls += 1
+                        self.request(t.key, "poll")
+                    elif t.seq.anchored and t.seq.expected is not None \
+                            and t.seq.expected < first_open:
+                        # the stream's own closing frame has not come yet: ask REST
+                        self.stats.fast_closes += 1
+                        self.request(t.key, "fast close")
+                due = min(due, next_open(first_open, t.key.interval) + t.margin_ms)
             self._poke.clear()
+            wait = max(0.0, self.clock.wall_seconds(due - self.clock.time_ms()))
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._poll_period()):
+                async with asyncio.timeout(min(0.25, wait) + 0.001):
                     await self._poke.wait()
-
-    def _poll_period(self) -> float:
-        """A small fraction of the shortest polled candle, in wall time (at most 0.25 s)."""
-        shortest = min((nominal_ms(t.key.interval) for t in self._tracks.values() if t.polled),
-                       default=60_000)
-        return max(0.005, min(0.25, self.clock.wall_seconds(shortest) / 20))
 
     # -- triggers -------------------------------------------------------------------------
     def request(self, key: StreamKey, reason: str) -> None:
@@ -292,7 +263,7 @@ class GapFiller:
     # -- the fill -------------------------------------------------------------------------
     def _window(self, t: _Track) -> tuple[int, int] | None:
         # the forming candle is excluded (with a margin for a clock ahead of the venue's)
-        end = align(self.clock.time_ms() - self.options.close_margin_ms, t.key.interval)
+        end = align(self.clock.time_ms() - t.margin_ms, t.key.interval)
         if t.seq.anchored:
             start = t.seq.expected
             assert start is not None
@@ -315,12 +286,9 @@ class GapFiller:
             if window is not None:
                 start, end = window
                 try:
-                    if t.on_forming is not None:
-                        candles = await self.source.fetch(t.key.symbol, t.key.interval, start,
-                                                          end, forming=t.on_forming)
-                    else:
-                        candles = await self.source.fetch(t.key.symbol, t.key.interval, start,
-                                                          end)
+                    candles = await self.source.fetch(t.key.symbol, t.key.interval, start,
+                                                      end, forming=t.on_forming,
+                                                      margin_ms=t.margin_ms)
                 except (CandlekeeperError, OSError, TimeoutError) as exc:
                     self.stats.failures += 1
                     fetch_failures += 1
@@ -347,7 +315,7 @@ class GapFiller:
                 self._drop_impossible(t)
             if t.seq.has_hole:
                 first_held = min(t.seq.held)
-                ready_at = close_time(first_held, t.key.interval) + o.close_margin_ms + 1
+                ready_at = close_time(first_held, t.key.interval) + t.margin_ms + 1
                 wait_ms = ready_at - self.clock.time_ms()
                 if wait_ms > 0:
                     # REST may not be asked for the held candle before the close margin has

@@ -23,6 +23,7 @@ from candlekeeper.config import Config, FeedConfig, NatsSinkConfig, PostgresSink
 from candlekeeper.core.backoff import backoff_delays
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock, ScaledClock, SystemClock
+from candlekeeper.core.events import CandleCorrected
 from candlekeeper.core.shard import Shard
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import CandlekeeperError, RestError
@@ -189,12 +190,14 @@ class Service:
                               rest_url=feed_cfg.rest_base,
                               buffer_size=self.config.buffer_size, clock=self.clock,
                               transport=self.config.transport, gap_fill=self.config.gap_fill,
-                              mode=feed_cfg.transport,
+                              mode=feed_cfg.transport, close_policy=feed_cfg.close_policy,
                               plumbing=FeedPlumbing(resume_from=resume, preload=preload,
                                                     metrics=self.metrics))
             if self.writers:
                 store = self._storer(feed)
                 feed.on_closed(store, inline=True)
+                # a correction replaces the stored row (every sink writes by natural key)
+                feed.on_corrected(self._corrector(), inline=True)
                 # warm-up history is stored too (it is not emitted to consumers by default)
                 feed.on_history(_each(store))
             self.feeds.append(feed)
@@ -237,6 +240,17 @@ class Service:
             metrics[candle.key].stored += 1
 
         return store
+
+    def _corrector(self) -> Callable[[CandleCorrected], None]:
+        """Inline correction handler: the corrected candle to every writer (not counted as
+        stored again: the row exists, its values change)."""
+        writers = list(self.writers.values())
+
+        def correct(event: CandleCorrected) -> None:
+            for writer in writers:
+                writer.submit(event.candle)
+
+        return correct
 
     async def _start_http(self) -> None:
         http = self.config.observability.http

@@ -7,6 +7,7 @@ timing thresholds: those belong to ``make bench`` on a quiet machine, not to CI.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import math
 import sys
@@ -86,3 +87,35 @@ def test_latency_percentiles_by_rank(common: ModuleType) -> None:
     lat = common.latency([float(x) for x in range(1, 101)])
     assert (lat.n, lat.p50, lat.p99, lat.max) == (100, 50.0, 99.0, 100.0)
     assert common.latency([]) is None
+
+
+def test_close_delay_benchmark_runs_every_cell_and_finds_nothing_wrong() -> None:
+    """``benchmarks/close_delay.py`` at x60: every (venue, policy, host clock) cell closes
+    candles, none wrong or missing, fast cells on venues with a closed flag mostly via REST."""
+    bench = _load("close_delay")
+    opts = bench.Options(symbols=2, minutes=3.0, speed=60.0, settle_s=40.0)
+    cells = asyncio.run(bench.run(opts))
+    assert len(cells) == len(opts.venues) * len(opts.conditions)
+    for c in cells:
+        label = (c.venue, c.condition.close_policy, c.condition.label)
+        assert len(c.delays_s) >= 2 * 2, label
+        assert c.wrong == 0 and c.missing == 0, label
+    table = bench.table(cells)
+    assert table.count("\n") == len(cells) + 1 and "| fast |" in table
+
+
+def test_rest_mode_benchmark_measures_both_modes() -> None:
+    """``benchmarks/rest_mode.py`` for one venue, briefly: the feed in a child process, its CPU
+    and REST requests counted, every close equal to the truth; REST mode polls once a close."""
+    bench = _load("rest_mode")
+    venue = bench.VENUES[0]
+    symbols = tuple(bench.DEFAULT_SYMBOLS[:3])
+    cells = [asyncio.run(bench.measure(venue, mode, symbols, 6.0, 60.0))
+             for mode in bench.MODES]
+    for c in cells:
+        assert c.closes >= 3 * 4 and c.wrong == 0, c
+        assert c.cpu_s > 0 and c.venue_h > 0
+    ws, rest = cells
+    assert rest.requests_per_stream_hour >= 50  # one poll per 1m close (60/h), give or take
+    assert ws.requests_per_stream_hour < rest.requests_per_stream_hour
+    assert "| rest |" in bench.table(cells)

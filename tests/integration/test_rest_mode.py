@@ -58,15 +58,17 @@ async def test_rest_mode_stores_exactly_the_truth(tmp_path: Path, venue: str) ->
 
 async def test_rest_mode_chaos_with_a_kill_9_for_every_venue(tmp_path: Path) -> None:
     """Every REST fault kind (429, 418 bans, 5xx, timeouts, slow answers) and a ``kill -9`` of
-    the service, for every registered venue at once (they are independent simulators and
+    the service, with the host clock 15 s ahead of or behind the venue's, for every registered
+    venue at once (they are independent simulators and
     services; polling is mostly waiting, so running them side by side costs little)."""
     keys_of = {v: [StreamKey(v, s, i) for s in SYMBOLS[:10] for i in ("1m", "5m", "15m")]
                for v in VENUES}
     runs = {v: ChaosOptions(venue=v, mode="rest", kinds=REST_KINDS, faults=24, seed=11,
                             day_wall_s=60.0, kill_at_s=25.0, restart_after_s=3.0,
                             settle_s=60.0, symbols=tuple(SYMBOLS[:10]),
-                            speed_x=rest_speed(v, keys_of[v], clients=2))
-            for v in VENUES}
+                            speed_x=rest_speed(v, keys_of[v], clients=2),
+                            clock_skew_s=15.0 if i % 2 else -15.0)
+            for i, v in enumerate(VENUES)}
     for v in VENUES:
         (tmp_path / v).mkdir()
     results = await asyncio.gather(*(run_chaos(tmp_path / v, opts) for v, opts in runs.items()))

@@ -27,11 +27,12 @@ VENUE = "binance-usdm"
 
 
 def service_config(sim: Simulator, db: Path, venues: dict[str, list[str]],
-                   intervals: tuple[str, ...] = INTERVALS, transport: str = "auto") -> Config:
+                   intervals: tuple[str, ...] = INTERVALS, transport: str = "auto",
+                   close_policy: str = "flag") -> Config:
     return Config.from_dict({
         "feeds": [{"venue": v, "symbols": syms, "intervals": list(intervals),
                    "ws_url": sim.ws_base(v), "rest_url": sim.rest_base(v),
-                   "transport": transport}
+                   "transport": transport, "close_policy": close_policy}
                   for v, syms in venues.items()],
         "sinks": {"sqlite": {"path": str(db), "flush_interval_s": 0.1}},
         "observability": {"http": {"enabled": False}, "dashboard": False},

@@ -90,14 +90,16 @@ class KlineFetcher:
         #: two when a local clock may run ahead of the exchange's
         self.close_margin_ms = close_margin_ms
 
-    def now_ms(self) -> int:
-        """Venue time minus the close margin: candles closing before it are final."""
-        return self.clock.time_ms() - self.close_margin_ms
+    def now_ms(self, margin_ms: int | None = None) -> int:
+        """Venue time minus the close margin (``margin_ms``, else the fetcher's own): candles
+        closing before it are final."""
+        return self.clock.time_ms() - (self.close_margin_ms if margin_ms is None else margin_ms)
 
-    def closed_end(self, interval: str, end: int | None = None) -> int:
+    def closed_end(self, interval: str, end: int | None = None,
+                   margin_ms: int | None = None) -> int:
         """Open time of the candle still forming now (capped at ``end``): the exclusive end of
         everything that can be fetched."""
-        limit = align(self.now_ms(), interval)
+        limit = align(self.now_ms(margin_ms), interval)
         return limit if end is None else min(end, limit)
 
     async def first_open_time(self, symbol: str, interval: str, start: int,
@@ -111,7 +113,8 @@ class KlineFetcher:
         return page.last_open
 
     async def fetch(self, symbol: str, interval: str, start: int, end: int, *,
-                    forming: Callable[[Candle], None] | None = None) -> list[Candle]:
+                    forming: Callable[[Candle], None] | None = None,
+                    margin_ms: int | None = None) -> list[Candle]:
         """Every CLOSED candle with ``start <= open_time < end`` (ms), ascending, unique,
         ``source="rest"``, ``closed=True``. Candles the venue does not have (before listing, a
         hole in its history, not closed yet) are simply absent; a page that cannot be fetched
@@ -119,12 +122,14 @@ class KlineFetcher:
 
         ``forming``: the request also covers the candle still forming (in the same page, at
         no extra request), and if the venue returns it, it is handed to ``forming``
-        (``closed=False``) — what REST polling offers as a live update."""
+        (``closed=False``) — what REST polling offers as a live update. ``margin_ms``: how
+        long after its close time a row counts as final (default: the fetcher's
+        ``close_margin_ms``; a fast close asks sooner)."""
         spec = self.codec.spec
         if interval not in spec.intervals:
             raise ConfigError(f"{spec.id} has no interval {interval!r}")
         # nothing at or after the forming candle can be closed yet
-        end = self.closed_end(interval, end)
+        end = self.closed_end(interval, end, margin_ms)
         if forming is not None:
             end = next_open(end, interval)  # one page longer: the forming candle comes along
         count = count_open_times(start, end, interval)
@@ -135,7 +140,7 @@ class KlineFetcher:
         # starts before the listing ("everything since 0"), and one cheap probe (limit 1, the
         # lowest weight) finds the first candle the venue has, instead of thousands of empty
         # pages. A range that starts inside the series costs nothing extra.
-        first = await self._window(symbol, interval, *windows[0], forming)
+        first = await self._window(symbol, interval, *windows[0], forming, margin_ms)
         windows = windows[1:]
         if not first and windows:
             probe = await self._page(symbol, interval, windows[0][0], end, 1)
@@ -143,7 +148,8 @@ class KlineFetcher:
                 return []
             count = count_open_times(probe.last_open, end, interval)
             windows = pages(probe.last_open, end, interval, optimal_limit(spec, count))
-        tasks = [asyncio.create_task(self._window(symbol, interval, ws, we, forming))
+        tasks = [asyncio.create_task(self._window(symbol, interval, ws, we, forming,
+                                                   margin_ms))
                  for ws, we in windows]
         try:
             results = [first, *await asyncio.gather(*tasks)]
@@ -157,14 +163,15 @@ class KlineFetcher:
         return out
 
     async def _window(self, symbol: str, interval: str, ws: int, we: int,
-                      forming: Callable[[Candle], None] | None = None) -> list[Candle]:
+                      forming: Callable[[Candle], None] | None = None,
+                      margin_ms: int | None = None) -> list[Candle]:
         """One window, continued while the venue answers with fewer rows than asked."""
         out: list[Candle] = []
         cursor = ws
         while cursor < we:
             want = count_open_times(cursor, we, interval)
             limit = min(want, self.codec.spec.rest_max_limit)
-            rows = await self._page(symbol, interval, cursor, we, limit, forming)
+            rows = await self._page(symbol, interval, cursor, we, limit, forming, margin_ms)
             if not rows:
                 break
             out.extend(rows.candles)
@@ -174,7 +181,8 @@ class KlineFetcher:
         return out
 
     async def _page(self, symbol: str, interval: str, ws: int, we: int,
-                    limit: int, forming: Callable[[Candle], None] | None = None) -> _Page:
+                    limit: int, forming: Callable[[Candle], None] | None = None,
+                    margin_ms: int | None = None) -> _Page:
         request = self.codec.klines_request(symbol, interval, start_time=ws, end_time=we - 1,
                                             limit=limit)
         stats = self.stats
@@ -189,7 +197,7 @@ class KlineFetcher:
                     body = await self.client.fetch(request)
                     stats.weight_used += request.weight
                     raw = self.codec.decode_klines(body, symbol, interval)
-                    return self._select(raw, interval, ws, we, limit, forming)
+                    return self._select(raw, interval, ws, we, limit, forming, margin_ms)
                 except RestError as exc:
                     stats.errors += 1
                     if exc.status is not None and exc.kind not in _IP_WIDE:
@@ -219,10 +227,11 @@ class KlineFetcher:
                 await asyncio.sleep(delay)
 
     def _select(self, raw: list[Candle], interval: str, ws: int, we: int, limit: int,
-                forming: Callable[[Candle], None] | None = None) -> _Page:
+                forming: Callable[[Candle], None] | None = None,
+                margin_ms: int | None = None) -> _Page:
         """Keep the closed rows of the window, ascending and unique (sorted here rather than
         trusted: dropping an out-of-order row would lose a candle silently)."""
-        now = self.now_ms()
+        now = self.now_ms(margin_ms)
         keep: list[Candle] = []
         last: int | None = None
         for c in sorted(raw, key=_open_time):

@@ -49,6 +49,30 @@ class RingBuffer:
             self._items = deque(ordered[-self.capacity:], maxlen=self.capacity)
             return len(self._items) - before
 
+    def find(self, open_time: int) -> Candle | None:
+        """The buffered candle that opens at ``open_time`` (newest first: a correction is
+        almost always for one of the last few)."""
+        with self._lock:
+            for c in reversed(self._items):
+                if c.open_time == open_time:
+                    return c
+                if c.open_time < open_time:
+                    return None
+        return None
+
+    def replace(self, candle: Candle) -> bool:
+        """Put ``candle`` in place of the buffered one with its open time (a correction);
+        False when that one is no longer buffered."""
+        with self._lock:
+            for i in range(len(self._items) - 1, -1, -1):
+                t = self._items[i].open_time
+                if t == candle.open_time:
+                    self._items[i] = candle
+                    return True
+                if t < candle.open_time:
+                    return False
+        return False
+
     def latest(self, n: int | None = None) -> list[Candle]:
         """The newest ``n`` candles (all if ``None``), oldest first."""
         with self._lock:

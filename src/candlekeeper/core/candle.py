@@ -147,3 +147,14 @@ class Candle(msgspec.Struct, frozen=True, gc=False):
                                    and self.last_trade_id == other.last_trade_id))
             and self.closed == other.closed
         )
+
+
+class CorrectedCandle(Candle, frozen=True, gc=False):
+    """A closed candle that replaces one emitted before for the same key and open time (the
+    ``candle`` of a ``CandleCorrected``). A plain ``Candle`` in every respect; the type tells a
+    sink that deduplicates by natural key (NATS JetStream) to let it through."""
+
+    @classmethod
+    def replacing(cls, candle: Candle) -> CorrectedCandle:
+        return cls(**msgspec.structs.asdict(candle))
+

@@ -15,6 +15,7 @@ import enum
 
 import msgspec
 
+from candlekeeper.core.candle import Candle
 from candlekeeper.core.stream_key import StreamKey
 
 
@@ -25,6 +26,17 @@ class CandleUpdate:
 class CandleClosed:
     """Topic: each closed candle, exactly once per key, in open-time order per stream.
     Payload: the ``Candle``."""
+
+
+class CandleCorrected(msgspec.Struct, frozen=True):
+    """A closed candle already emitted from REST (a fast close, or a late close confirmed over
+    REST) that the venue's own closing frame then contradicted: ``candle`` (the frame's values)
+    replaces ``previous`` for the same key and open time. Sinks store it over the old row; the
+    series still has each open time once. Counted (``candlekeeper_stream_corrections_total``).
+    """
+
+    previous: Candle
+    candle: Candle
 
 
 class StreamState(enum.StrEnum):

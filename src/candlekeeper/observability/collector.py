@@ -57,6 +57,8 @@ class MetricsCollector(Collector):
         stored = counter("candlekeeper_stream_candles_stored", "Closed candles handed to storage")
         backfilled = counter("candlekeeper_stream_candles_backfilled",
                              "Candles recovered over REST")
+        corrections = counter("candlekeeper_stream_corrections",
+                              "Closes from REST that the venue's closing frame corrected")
         reconnects = counter("candlekeeper_stream_reconnects",
                              "Times the stream lost its connection")
         stalls = counter("candlekeeper_stream_stalls", "Watchdog STALLED/SILENT flags")
@@ -74,6 +76,7 @@ class MetricsCollector(Collector):
             closed.add_metric(lv, sm.closed)
             stored.add_metric(lv, sm.stored)
             backfilled.add_metric(lv, sm.backfilled)
+            corrections.add_metric(lv, sm.corrections)
             reconnects.add_metric(lv, sm.reconnects)
             stalls.add_metric(lv, sm.stalls)
             lag_ms = sm.lag_ms(self._m.venue_ms(sm.key.venue, now))
@@ -83,8 +86,8 @@ class MetricsCollector(Collector):
                 last_close.add_metric(lv, sm.last_close_time_ms / 1000.0)
             for st in StreamState:
                 state.add_metric([*lv, st.value], 1.0 if sm.state is st else 0.0)
-        yield from (messages, closed, stored, backfilled, reconnects, stalls, lag, last_close,
-                    state)
+        yield from (messages, closed, stored, backfilled, corrections, reconnects, stalls, lag,
+                    last_close, state)
         delay = HistogramMetricFamily(
             "candlekeeper_close_delay_seconds",
             "Venue time from a candle's close to its CandleClosed event",

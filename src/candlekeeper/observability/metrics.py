@@ -25,6 +25,7 @@ Metric names (labels in braces; ``stream`` labels = ``venue, symbol, interval``)
 ``candlekeeper_stream_candles_closed_total``   counter    CandleClosed events emitted {stream}
 ``candlekeeper_stream_candles_stored_total``   counter    closed candles handed to storage {stream}
 ``candlekeeper_stream_candles_backfilled_total`` counter  candles recovered over REST {stream}
+``candlekeeper_stream_corrections_total``      counter    REST closes a closing frame corrected
 ``candlekeeper_stream_lag_seconds``            gauge      now - event time of the last msg {stream}
 ``candlekeeper_stream_last_close_time_seconds`` gauge     close time of the last closed candle
 ``candlekeeper_stream_state``                  gauge      1 for the current state {stream,state}
@@ -149,6 +150,7 @@ class StreamMetrics:
         "_close_delay",
         "backfilled",
         "closed",
+        "corrections",
         "detail",
         "key",
         "labels",
@@ -170,6 +172,8 @@ class StreamMetrics:
         self.closed = 0
         self.stored = 0
         self.backfilled = 0
+        #: closes emitted from REST that the venue's closing frame then corrected
+        self.corrections = 0
         #: exchange event time of the newest message (the feed writes it per frame; lag is
         #: derived from it when read, so the hot path never reads a clock)
         self.last_event_time_ms: int | None = None
@@ -225,7 +229,7 @@ class StreamMetrics:
             last_close_price=None if self.last_close_price is None
             else str(self.last_close_price),
             last_close_time_ms=self.last_close_time_ms, lag_ms=self.lag_ms(now_ms),
-            reconnects=self.reconnects, stalls=self.stalls)
+            reconnects=self.reconnects, stalls=self.stalls, corrections=self.corrections)
 
 
 class ConnectionMetrics:

@@ -38,6 +38,7 @@ class StreamRow(msgspec.Struct, frozen=True, kw_only=True):
     lag_ms: int | None = None  # receive time - exchange event time of the last message
     reconnects: int = 0  # times this stream lost its connection
     stalls: int = 0  # times the watchdog flagged it STALLED or SILENT
+    corrections: int = 0  # closes from REST that the venue's closing frame corrected
 
 
 class ConnectionRow(msgspec.Struct, frozen=True, kw_only=True):

@@ -215,7 +215,8 @@ class Market:
                  replay: Sequence[ReplaySeries] = (), pad: int | None = None,
                  allowed_intervals: Sequence[str] | None = None,
                  ohlcv_only: bool = False,
-                 precision: Mapping[str, tuple[int, int]] | None = None) -> None:
+                 precision: Mapping[str, tuple[int, int]] | None = None,
+                 rest_lag_ms: int = 0) -> None:
         if not intervals:
             raise ConfigError("the simulator needs at least one interval")
         allowed = set(allowed_intervals or INTERVAL_MS)
@@ -230,6 +231,9 @@ class Market:
         self.venue, self.intervals, self.start_ms, self.history = venue, chain, start_ms, history
         self.pad = pad
         self.ohlcv_only = ohlcv_only
+        #: REST answers as the market stood this long before (venue ms): a candle shows its
+        #: final values over REST only ``rest_lag_ms`` after its close
+        self.rest_lag_ms = rest_lag_ms
         self.precision = dict(precision or {})
         self._sources: dict[str, _Source] = {}
         for series in replay:
@@ -330,7 +334,9 @@ class Market:
     def klines(self, symbol: str, interval: str, now_ms: int, *, start: int | None,
                end: int | None, limit: int) -> list[Candle]:
         """A REST page with the semantics of protocols.md §B.4 (the forming candle is the last
-        row when it is in range, as on the real API)."""
+        row when it is in range, as on the real API), as the market stood ``rest_lag_ms``
+        before ``now_ms``."""
+        now_ms -= self.rest_lag_ms
         src = self._sources[symbol]
         lo = self.listing_time(symbol, interval)
         cur = align(now_ms, interval)

@@ -46,6 +46,7 @@ class VenueOptions(msgspec.Struct, frozen=True, kw_only=True):
     rest_limits: tuple[RestWindow, ...]
     ban_s: float
     close_delay_s: tuple[float, float]
+    rest_final_delay_ms: int
     stale_last_push: bool
     legacy_routes_push_klines: bool
     slow_consumer_bytes: int = SLOW_CONSUMER_BYTES
@@ -56,6 +57,8 @@ class VenueOptions(msgspec.Struct, frozen=True, kw_only=True):
         lo, hi = self.close_delay_s
         if not 0 <= lo <= hi:
             raise ConfigError(f"bad close_delay_s {self.close_delay_s}: expected 0 <= lo <= hi")
+        if self.rest_final_delay_ms < 0:
+            raise ConfigError(f"bad rest_final_delay_ms {self.rest_final_delay_ms}: expected >= 0")
         if not self.rest_limits:
             raise ConfigError("a simulated venue needs at least one REST window")
 
@@ -73,6 +76,7 @@ def defaults(spec: VenueSpec, behaviour: Behaviour) -> VenueOptions:
         rest_limits=spec.rest_limits,
         ban_s=behaviour.ban_s,
         close_delay_s=behaviour.close_delay_s,
+        rest_final_delay_ms=behaviour.rest_final_delay_ms,
         stale_last_push=behaviour.stale_last_push,
         legacy_routes_push_klines=behaviour.legacy_routes_push_klines)
 

@@ -53,6 +53,10 @@ class Behaviour(msgspec.Struct, frozen=True, kw_only=True):
     #: a venue with a closed flag: wall seconds (lo, hi) between a candle's close and its
     #: closing frame, fixed per candle by the seed
     close_delay_s: tuple[float, float]
+    #: venue ms after a candle's close before REST shows its final values: until then REST
+    #: answers as the market stood this long ago (the candle still forming, missing its last
+    #: trades), as a venue whose REST view lags its matching engine does
+    rest_final_delay_ms: int
     #: a venue without a closed flag pushing on a fixed wall-clock tick: True reproduces the
     #: last push of a candle predating its close; False also pushes the final values at the
     #: close (kinder than such a venue)

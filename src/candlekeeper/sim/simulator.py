@@ -66,7 +66,7 @@ class Simulator:
     Per-venue knobs (``update_interval_s``, ``ping_interval_s``, ``pong_timeout_s``,
     ``control_rate``, ``max_streams``, ``connection_lifetime_s`` (venue seconds),
     ``rest_weight_limit`` / ``rest_window_s`` (the venue's first REST window; other windows keep
-    their proportions), ``ban_s``, ``close_delay_s``, ``stale_last_push``,
+    their proportions), ``ban_s``, ``close_delay_s``, ``rest_final_delay_ms``, ``stale_last_push``,
     ``legacy_routes_push_klines``) take one value for every venue or a ``{venue: value}``
     mapping. Their defaults are the venue's documented facts (its ``VenueSpec``) and its
     personality's choices (``Behaviour``); see docs/simulator.md. ``min_pushes_per_candle``
@@ -94,6 +94,7 @@ class Simulator:
                  legacy_routes_push_klines: PerVenue[bool] = None,
                  update_interval_s: PerVenue[float] = None,
                  close_delay_s: PerVenue[tuple[float, float]] = None,
+                 rest_final_delay_ms: PerVenue[int] = None,
                  ping_interval_s: PerVenue[float] = None,
                  pong_timeout_s: PerVenue[float] = None,
                  control_rate: PerVenue[float] = None,
@@ -147,7 +148,8 @@ class Simulator:
             "pong_timeout_s": pong_timeout_s, "control_rate": control_rate,
             "max_streams": max_streams, "connection_lifetime_s": connection_lifetime_s,
             "rest_weight_limit": rest_weight_limit, "rest_window_s": rest_window_s,
-            "ban_s": ban_s, "close_delay_s": close_delay_s, "stale_last_push": stale_last_push,
+            "ban_s": ban_s, "close_delay_s": close_delay_s,
+            "rest_final_delay_ms": rest_final_delay_ms, "stale_last_push": stale_last_push,
             "legacy_routes_push_klines": legacy_routes_push_klines,
         }
         for venue in self.venues:
@@ -161,7 +163,8 @@ class Simulator:
             market = Market(venue, symbols, intervals, seed=seed,
                             start_ms=venue_clock.start_ms, history=history, replay=series,
                             pad=behaviour.price_pad, allowed_intervals=spec.intervals,
-                            ohlcv_only=behaviour.ohlcv_only, precision=behaviour.precision)
+                            ohlcv_only=behaviour.ohlcv_only, precision=behaviour.precision,
+                            rest_lag_ms=opts.rest_final_delay_ms)
             server = VenueServer(persona, market, venue_clock, opts, host=host,
                                  port=(ports or {}).get(venue, 0) or 0, seed=seed)
             self._servers[venue] = server

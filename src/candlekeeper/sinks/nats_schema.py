@@ -24,12 +24,13 @@ consumer should reject a ``v`` it does not know (:func:`decode_candle` does).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Final
 
 import msgspec
 
-from candlekeeper.core.candle import Candle, Source
+from candlekeeper.core.candle import Candle, CorrectedCandle, Source
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import DecodeError
 
@@ -109,13 +110,23 @@ def subject_for(prefix: str, key: StreamKey) -> str:
 
 
 def msg_id(candle: Candle) -> str:
-    """The JetStream deduplication id: the raw natural key ``venue:symbol:interval:open_time``."""
-    return f"{candle.venue}:{candle.symbol}:{candle.interval}:{candle.open_time}"
+    """The JetStream deduplication id: the raw natural key ``venue:symbol:interval:open_time``;
+    a correction (:class:`CorrectedCandle`) adds ``~`` and a digest of its market values, so
+    JetStream keeps it (a later message for the same key replaces the first) while a resend of
+    the same correction is still deduplicated."""
+    key = f"{candle.venue}:{candle.symbol}:{candle.interval}:{candle.open_time}"
+    if isinstance(candle, CorrectedCandle):
+        values = "|".join(str(v) for v in (candle.open, candle.high, candle.low, candle.close,
+                                           candle.volume))
+        return f"{key}~{hashlib.blake2s(values.encode(), digest_size=6).hexdigest()}"
+    return key
 
 
 def parse_msg_id(text: str) -> tuple[StreamKey, int]:
-    """Inverse of :func:`msg_id`; ``ValueError`` unless it is ``venue:symbol:interval:<int>``."""
+    """Inverse of :func:`msg_id` (a correction's digest dropped); ``ValueError`` unless it is
+    ``venue:symbol:interval:<int>[~digest]``."""
     head, sep, open_time = text.rpartition(":")
+    open_time = open_time.partition("~")[0]
     parts = head.split(":")
     if not sep or len(parts) != 3 or not open_time.lstrip("-").isdigit():
         raise ValueError(f"not a candle message id: {text!r}")
