@@ -246,7 +246,7 @@ class KlineFetcher:
                                       c.venue, c.symbol, interval, problem)
                 continue
             last = t
-            if c.close_time >= now:
+            if c.close_time >= now or not c.closed:  # by the clock, or the venue says so
                 self.stats.forming_dropped += 1
                 if forming is not None:
                     forming(msgspec.structs.replace(c, closed=False, source="rest"))

@@ -296,7 +296,8 @@ class HistoryCodec(Protocol):
     def decode_klines(self, body: bytes, symbol: str, interval: str) -> list[Candle]:
         """Rows of a klines answer as ``closed=True``, ``source="rest"`` candles, ascending and
         unique by open time. The forming candle may be among them: the fetcher drops it by the
-        clock. Raises ``DecodeError`` for a body that is not the documented shape."""
+        clock, and also drops any row decoded ``closed=False`` (a venue whose rows say they are
+        not final yet). Raises ``DecodeError`` for a body that is not the documented shape."""
         ...
 
     def server_time_request(self) -> RestRequest: ...
