@@ -12,6 +12,8 @@ import json
 import re
 from pathlib import Path
 
+import msgspec
+
 from candlekeeper.core.candle import Candle
 from candlekeeper.venues.checks import snippet
 from candlekeeper.venues.contract import (
@@ -145,6 +147,29 @@ def _rest(venue: str, directory: Path) -> list[RestSample]:
                        "BTC-USDT", "1h", spot, 4)]
 
 
+def _rows_as_push(venue: str, directory: Path) -> list[WsSample]:
+    """The real REST rows as the WebSocket carries them: the same nine strings per row (§E.3,
+    §E.7), several rows in one ``data`` array, newest first as REST lists them. Not captured
+    frames, but real values in a real frame shape: every row must decode, oldest first."""
+    out: list[WsSample] = []
+    for sample in _rest(venue, directory):
+        rows = json.loads(sample.body)["data"]
+        channel = "candle1m" if sample.interval == "1m" else "candle1H"
+        inst = "BTC-USDT-SWAP" if venue == "okx-swap" else "BTC-USDT"
+        frame = json.dumps({"arg": {"channel": channel, "instId": inst}, "data": rows},
+                           separators=(",", ":"))
+        expect = tuple(
+            Candle.of(venue, "BTCUSDT", sample.interval, int(r[0]),
+                      int(r[0]) + (60_000 if sample.interval == "1m" else 3_600_000) - 1,
+                      r[1], r[2], r[3], r[4], r[6] if venue == "okx-swap" else r[5],
+                      closed=r[8] == "1", source="ws")
+            for r in reversed(rows))
+        assert expect[0].same_values(msgspec.structs.replace(sample.first, source="ws"))
+        out.append(WsSample(f"{sample.source} rows as one push", frame, expect))
+    return out
+
+
 def samples(venue: str, directory: Path) -> Samples:
     ws = _swap_ws(directory) if venue == "okx-swap" else _spot_ws(directory)
+    ws += _rows_as_push(venue, directory)
     return Samples(ws=tuple(ws + _control_ws(directory)), rest=tuple(_rest(venue, directory)))
