@@ -114,8 +114,8 @@ class KlineFetcher:
     async def _earliest(self, symbol: str, interval: str, start: int, end: int) -> int | None:
         """Open time of the venue's first candle in ``[start, end)``, with ``limit=1`` requests.
 
-        A venue answers a ``limit=1`` request over a range with its oldest row (Binance) or its
-        newest (OKX, whose pages count back from their end): the answer is checked with one
+        A venue answers a ``limit=1`` request over a range with its oldest row, or with its
+        newest (a venue whose pages count back from their end): the answer is checked with one
         more request over what precedes it (empty on an oldest-first venue: two requests in
         all), and on a newest-first venue a bisection finds the first candle in about
         log2(candles in the range) requests."""
