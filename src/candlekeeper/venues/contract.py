@@ -160,9 +160,9 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     """A venue's application-level keep-alive, sent by the client as a text frame.
 
     ``every_s``: send it this often. ``idle_only``: send it only after ``every_s`` without any
-    frame from the venue (a venue that says "if no data within 30 s, send ping"); otherwise on a
-    fixed period (every 20 s, say). The answer decodes to :class:`Pong`; none within ``timeout_s`` of a
-    ping means the connection is dead and it is replaced.
+    frame from the venue (a venue that says "if no data within 30 s, send ping"); otherwise on
+    a fixed period (every 20 s, say). The answer decodes to :class:`Pong`; none within
+    ``timeout_s`` of a ping means the connection is dead and it is replaced.
     """
 
     payload: str

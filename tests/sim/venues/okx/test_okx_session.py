@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from candlekeeper.sim.venues.okx.session import OkxFraming, OkxSession
 from candlekeeper.sim.framing import frame_body
+from candlekeeper.sim.venues.okx.session import OkxFraming, OkxSession
 
 VALID = {"candle1m:BTC-USDT-SWAP", "candle1m:ETH-USDT-SWAP", "candle1Dutc:BTC-USDT-SWAP"}
 
