@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 
 from candlekeeper import Candle, CandleFeed, StreamKey
@@ -205,6 +206,36 @@ async def test_warm_up_fills_the_buffer_before_the_first_live_close(rig: list[Ri
     peer.send(frame(60))
     await until(lambda: r.indices() == [60])
     assert len(r.feed.latest("BTCUSDT", "1m", 500)) == 51
+
+
+async def test_a_row_past_the_window_is_not_history_and_then_a_close(rig: list[Rig]) -> None:
+    """A REST answer may carry a row past the window (a poll asks for the forming candle too,
+    and it can become final while the request is under way). Such a row is neither warm-up
+    history nor emitted by that fill; the next fill emits it, once. (It used to reach the
+    history handlers, so the service stored it as history and again as a close.)"""
+    r = Rig(gap_fill=GapFillOptions(history=5, close_grace_wall_s=0.0))
+    rig.append(r)
+    history: list[Candle] = []
+    r.feed.on_history(history.extend)
+    fetch = r.history.fetch
+
+    async def one_row_too_many(symbol: str, interval: str, start: int, end: int, *,
+                               forming: object = None,
+                               margin_ms: int | None = None) -> list[Candle]:
+        rows = await fetch(symbol, interval, start, end)
+        extra = truth((end - T0) // M)
+        return [*rows, msgspec.structs.replace(extra, source="rest")]
+
+    r.history.fetch = one_row_too_many  # type: ignore[method-assign]
+    r.at(10)
+    await r.feed.start()
+    peer = await r.peer()
+    await until(lambda: len(r.feed.latest("BTCUSDT", "1m")) == 5)
+    assert [(c.open_time - T0) // M for c in history] == [5, 6, 7, 8, 9]
+    r.at(11)
+    peer.send(frame(10))
+    await until(lambda: r.indices() == [10])
+    assert [(c.open_time - T0) // M for c in history] == [5, 6, 7, 8, 9]
 
 
 async def test_resume_emits_everything_after_the_last_stored_candle(rig: list[Rig]) -> None:

@@ -299,6 +299,11 @@ class GapFiller:
                         return
                     await asyncio.sleep(next(delays))
                     continue
+                # Only the window: a row that became final while the request was under way
+                # (the forming candle a poll asked for along) is past ``end``; the sequence
+                # would ignore it, so it must not reach the history handlers either, or it is
+                # stored as history now and emitted by the next fill (one candle twice).
+                candles = [c for c in candles if start <= c.open_time < end]
                 self.stats.fills += 1
                 self.stats.rest_candles += len(candles)
                 emit = t.emit_history or t.seq.anchored

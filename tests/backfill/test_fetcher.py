@@ -30,7 +30,10 @@ def client_for(sim: Simulator, venue: str) -> RestClient:
 async def sim() -> Simulator:  # type: ignore[misc]
     async with Simulator(venues=(USDM, SPOT), symbols=["BTCUSDT", "ETHUSDT"],
                          intervals=("1m", "1h", "1d"), start_time_ms=T0, history=HISTORY,
-                         rest_window_s=ONE_WINDOW) as s:
+                         rest_window_s=ONE_WINDOW,
+                         # pagination, not REST finality: these fetchers take a candle as
+                         # final at its close (margin 0), so REST must show it final then
+                         rest_final_delay_ms=0) as s:
         yield s
 
 
