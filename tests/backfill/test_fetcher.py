@@ -90,11 +90,12 @@ async def test_spot_pages_at_its_maximum_and_daily_candles(sim: Simulator) -> No
         days = await fetcher.fetch("BTCUSDT", "1d", 0, 2**62)
     truth = sim.closed_candles(SPOT, "BTCUSDT", "1m")
     assert [rest_fields(c) for c in got] == [rest_fields(c) for c in truth]
-    # "since 0": the first window is empty, a probe finds the first candle, then 3200 1m
-    # candles in pages of 1000; the days (2556 since 2017, the simulator's floor): empty first
-    # window, probe, three pages
-    assert fetcher.stats.requests == (1 + 1 + 4) + (1 + 1 + 3)
-    assert fetcher.stats.weight_used == 2 * 11 == client.last_used_weight
+    # "since 0": the first window is empty, a probe finds the first candle (and one more
+    # request checks that nothing precedes it: a venue may answer a range's newest row), then
+    # 3200 1m candles in pages of 1000; the days (2556 since 2017, the simulator's floor): empty
+    # first window, probe and check, three pages
+    assert fetcher.stats.requests == (1 + 2 + 4) + (1 + 2 + 3)
+    assert fetcher.stats.weight_used == 2 * 13 == client.last_used_weight
     assert [c.open_time for c in days] == [
         c.open_time for c in sim.closed_candles(SPOT, "BTCUSDT", "1d")]
 
@@ -108,8 +109,9 @@ async def test_concurrent_callers_share_one_client_and_get_their_own_series(
                                         fetcher.fetch("ETHUSDT", "1m", 0, 2**62))
     assert {c.symbol for c in btc} == {"BTCUSDT"} and {c.symbol for c in eth} == {"ETHUSDT"}
     assert len(btc) == len(eth) == HISTORY
-    # per symbol: an empty first window (weight 2), a probe (limit 1, weight 1), 7 pages of 499
-    assert client.last_used_weight == fetcher.stats.weight_used == 2 * (2 + 1 + 2 * 7)
+    # per symbol: an empty first window (weight 2), a probe and its check (limit 1, weight 1
+    # each), 7 pages of 499
+    assert client.last_used_weight == fetcher.stats.weight_used == 2 * (2 + 1 + 1 + 2 * 7)
 
 
 async def test_bad_requests_fail_clearly(sim: Simulator) -> None:

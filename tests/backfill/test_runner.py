@@ -84,8 +84,9 @@ async def test_fill_resumes_from_storage_and_skips_what_predates_the_listing(
     assert stored_equals_truth(sim, sink, BTC, start) == HISTORY
     assert stored_equals_truth(sim, sink, ETH, start) == HISTORY
     assert progress.done == progress.planned and progress.fetched[ETH] == HISTORY
-    # BTC: a probe, then pages of 499 around the stored middle; ETH: a probe and 5 pages
-    assert fetcher.stats.requests - requests_before == (1 + 2 + 3) + (1 + 5)
+    # BTC: a probe and its check, then pages of 499 around the stored middle; ETH: a probe,
+    # its check and 5 pages
+    assert fetcher.stats.requests - requests_before == (2 + 2 + 3) + (2 + 5)
     # a second run finds nothing to do but the pre-listing range, and asks for nothing else
     again = await eng.fill(BTC, start)
     assert again.fetched == 0 and again.unfillable == [(start, listing)]

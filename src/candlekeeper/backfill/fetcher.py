@@ -109,8 +109,32 @@ class KlineFetcher:
         end = self.closed_end(interval, end)
         if count_open_times(start, end, interval) == 0:
             return None
-        page = await self._page(symbol, interval, first_open(start, interval), end, 1)
-        return page.last_open
+        return await self._earliest(symbol, interval, first_open(start, interval), end)
+
+    async def _earliest(self, symbol: str, interval: str, start: int, end: int) -> int | None:
+        """Open time of the venue's first candle in ``[start, end)``, with ``limit=1`` requests.
+
+        A venue answers a ``limit=1`` request over a range with its oldest row, or with its
+        newest (a venue whose pages count back from their end): the answer is checked with one
+        more request over what precedes it (empty on an oldest-first venue: two requests in
+        all), and on a newest-first venue a bisection finds the first candle in about
+        log2(candles in the range) requests."""
+        hi = (await self._page(symbol, interval, start, end, 1)).last_open
+        if hi is None or hi <= start:
+            return hi
+        found = (await self._page(symbol, interval, start, hi, 1)).last_open
+        if found is None:
+            return hi
+        lo, hi = start, found
+        while lo < hi:  # the first candle is in [lo, hi], and hi is one
+            half = max(1, count_open_times(lo, hi, interval) // 2)
+            mid = pages(lo, hi, interval, half)[0][1]
+            found = (await self._page(symbol, interval, lo, mid, 1)).last_open
+            if found is None:
+                lo = mid
+            else:
+                hi = found
+        return hi
 
     async def fetch(self, symbol: str, interval: str, start: int, end: int, *,
                     forming: Callable[[Candle], None] | None = None,
@@ -143,11 +167,11 @@ class KlineFetcher:
         first = await self._window(symbol, interval, *windows[0], forming, margin_ms)
         windows = windows[1:]
         if not first and windows:
-            probe = await self._page(symbol, interval, windows[0][0], end, 1)
-            if probe.last_open is None:
+            first_open_time = await self._earliest(symbol, interval, windows[0][0], end)
+            if first_open_time is None:
                 return []
-            count = count_open_times(probe.last_open, end, interval)
-            windows = pages(probe.last_open, end, interval, optimal_limit(spec, count))
+            count = count_open_times(first_open_time, end, interval)
+            windows = pages(first_open_time, end, interval, optimal_limit(spec, count))
         tasks = [asyncio.create_task(self._window(symbol, interval, ws, we, forming,
                                                    margin_ms))
                  for ws, we in windows]
@@ -246,7 +270,7 @@ class KlineFetcher:
                                       c.venue, c.symbol, interval, problem)
                 continue
             last = t
-            if c.close_time >= now:
+            if c.close_time >= now or not c.closed:  # by the clock, or the venue says so
                 self.stats.forming_dropped += 1
                 if forming is not None:
                     forming(msgspec.structs.replace(c, closed=False, source="rest"))

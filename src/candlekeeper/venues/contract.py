@@ -160,9 +160,9 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     """A venue's application-level keep-alive, sent by the client as a text frame.
 
     ``every_s``: send it this often. ``idle_only``: send it only after ``every_s`` without any
-    frame from the venue (OKX: "if no data within 30 s, send ping"); otherwise on a fixed period
-    (Bybit: every 20 s). The answer decodes to :class:`Pong`; none within ``timeout_s`` of a
-    ping means the connection is dead and it is replaced.
+    frame from the venue (a venue that says "if no data within 30 s, send ping"); otherwise on
+    a fixed period (every 20 s, say). The answer decodes to :class:`Pong`; none within
+    ``timeout_s`` of a ping means the connection is dead and it is replaced.
     """
 
     payload: str
@@ -296,7 +296,8 @@ class HistoryCodec(Protocol):
     def decode_klines(self, body: bytes, symbol: str, interval: str) -> list[Candle]:
         """Rows of a klines answer as ``closed=True``, ``source="rest"`` candles, ascending and
         unique by open time. The forming candle may be among them: the fetcher drops it by the
-        clock. Raises ``DecodeError`` for a body that is not the documented shape."""
+        clock, and also drops any row decoded ``closed=False`` (a venue whose rows say they are
+        not final yet). Raises ``DecodeError`` for a body that is not the documented shape."""
         ...
 
     def server_time_request(self) -> RestRequest: ...
