@@ -161,7 +161,7 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
 
     ``every_s``: send it this often. ``idle_only``: send it only after ``every_s`` without any
     frame from the venue (OKX: "if no data within 30 s, send ping"); otherwise on a fixed period
-    (Bybit: every 20 s). The answer decodes to :class:`Pong`; none within ``timeout_s`` of a
+    (a JSON ping every 20 s). The answer decodes to :class:`Pong`; none within ``timeout_s`` of a
     ping means the connection is dead and it is replaced.
     """
 

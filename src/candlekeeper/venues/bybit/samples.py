@@ -81,6 +81,8 @@ def _ws(venue: str, directory: Path) -> list[WsSample]:
     out.append(WsSample(f"{DOCS_WS} 1) kline push, as laid out in the doc", block,
                         (doc_candle,)))
     out.append(WsSample(f"{DOCS_WS} 1) kline push, as bytes", block.encode(), (doc_candle,)))
+    out.append(WsSample(f"{DOCS_WS} 1) kline push, on one line (as sent)",
+                        json.dumps(json.loads(block), separators=(",", ":")), (doc_candle,)))
     acks: list[tuple[str, Message]] = [
         ("subscribe ack, Private tab", Ack(None)),
         ('subscribe ack, "Public Spot" tab', Ack(10001)),

@@ -45,6 +45,30 @@ class KlinePush(msgspec.Struct, gc=False):
     type: str
 
 
+class KlineIn(msgspec.Struct, gc=False):
+    """What the client reads of a :class:`Kline`: the candle itself. ``turnover`` and
+    ``timestamp`` are not kept, so they are not decoded either: a change in their type (or a
+    damaged value) cannot cost us the candle."""
+
+    start: int
+    end: int
+    interval: str
+    open: str
+    close: str
+    high: str
+    low: str
+    volume: str
+    confirm: bool
+
+
+class KlinePushIn(msgspec.Struct, gc=False):
+    """A push as the client decodes it (``type`` is always ``snapshot`` and unused)."""
+
+    topic: str
+    data: list[KlineIn]
+    ts: int
+
+
 class Request(msgspec.Struct, omit_defaults=True):
     """Client -> server: ``{"req_id":"7","op":"subscribe","args":["kline.1.BTCUSDT"]}``.
     ``req_id`` is optional; ccxt sends it as a number, the docs as a string."""

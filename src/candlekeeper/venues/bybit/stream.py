@@ -22,7 +22,7 @@ carries no quote volume (see docs/venues.md).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -87,7 +87,7 @@ def parse_topic(name: str) -> tuple[str, str] | None:
         return None
 
 
-def kline_to_candle(venue: str, key: StreamKey, k: schemas.Kline, ts: int) -> Candle:
+def kline_to_candle(venue: str, key: StreamKey, k: schemas.KlineIn, ts: int) -> Candle:
     """Wire kline -> ``Candle``; ``end`` is kept as the close time so ``candle_problem`` checks
     it. Bybit sends no trade count, taker volumes or trade ids."""
     return Candle(venue, key.symbol, key.interval, k.start, k.end, k.open, k.high, k.low,
@@ -123,7 +123,7 @@ class BybitStreamCodec:
     def __init__(self, spec: VenueSpec) -> None:
         self.spec = spec
         self.venue = spec.id
-        self._push = msgspec.json.Decoder(schemas.KlinePush)
+        self._push = msgspec.json.Decoder(schemas.KlinePushIn)
         self._any = msgspec.json.Decoder()
         self._encoder = msgspec.json.Encoder()
         self._intervals = frozenset(spec.intervals)
@@ -181,7 +181,7 @@ class BybitStreamCodec:
                 self._topics[name] = key
         return key
 
-    def _candles(self, key: StreamKey, klines: Sequence[schemas.Kline], ts: int,
+    def _candles(self, key: StreamKey, klines: Sequence[schemas.KlineIn], ts: int,
                  frame: Frame) -> Message | list[Message]:
         """Every candle of a push, oldest first; a bad one is ``Malformed`` (with its stream
         key, so the feed fetches it over REST), the others still count."""
@@ -225,13 +225,38 @@ class BybitStreamCodec:
         name = obj.get("topic")
         if isinstance(name, str):
             if name.startswith(KLINE_PREFIX):
-                key = self._route(name)
-                return Malformed(f"bad kline push on {name[:60]!r}", snippet(frame), key)
+                return self._odd_push(obj, name, frame)
             return Ignored(name[:60])
         if success is True:
             return Ignored(f"op {str(op)[:30]}")
         return Malformed("unknown frame", snippet(frame))
 
 
-def _start(k: schemas.Kline) -> int:
+    def _odd_push(self, obj: dict[str, Any], name: str, frame: Frame) -> Message | list[Message]:
+        """A kline push the typed decoder refused (a wrong type somewhere): each candle of
+        ``data`` is read on its own, so one bad candle does not hide the others."""
+        key = self._route(name)
+        if key is None:
+            return Malformed(f"unroutable kline topic {name[:60]!r}", snippet(frame))
+        rows = obj.get("data")
+        if not isinstance(rows, list) or not rows:
+            return Malformed("kline push without candles", snippet(frame), key)
+        if len(rows) > MAX_CANDLES_PER_PUSH:
+            return Malformed(f"push with {len(rows)} candles", snippet(frame), key)
+        ts = obj.get("ts")
+        ts = ts if isinstance(ts, int) and not isinstance(ts, bool) and 0 <= ts < 1 << 62 else 0
+        good: list[schemas.KlineIn] = []
+        bad: list[Message] = []
+        for row in rows:
+            try:
+                good.append(msgspec.convert(row, schemas.KlineIn))
+            except msgspec.ValidationError as exc:
+                bad.append(Malformed(f"bad kline: {exc}"[:200], snippet(frame), key))
+        if not good:
+            return bad[0] if len(bad) == 1 else bad
+        out = self._candles(key, good, ts, frame)
+        return [*bad, *(out if isinstance(out, list) else [out])]
+
+
+def _start(k: schemas.KlineIn) -> int:
     return k.start
