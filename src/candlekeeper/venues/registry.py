@@ -18,6 +18,7 @@ from candlekeeper.venues.contract import HistoryCodec, StreamCodec, Venue, Venue
 PACKAGES: Final[tuple[str, ...]] = (
     "binance",
     "bingx",
+    "bybit",
 )
 
 
