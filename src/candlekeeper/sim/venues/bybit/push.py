@@ -9,7 +9,8 @@ wake-up, writes what is due:
   fixed per candle by the seed) after the candle's close in venue time, capped at a quarter of
   the candle's wall duration (see ``sim.venues.binance.push`` for why). Per topic, closing
   frames go out in open-time order and no frame of the next candle precedes them;
-* on about half the closes (by the seed), the closing frame also carries the next candle as it
+* on every other close (candles whose index since the epoch is even: :func:`pairs_next`), the
+  closing frame also carries the next candle as it
   stands, in the same ``data`` array: "Bybit can ship the closing bar and the newly opened one
   together" (§D.3 [!]). A client that reads only ``data[0]`` loses nothing it cannot get from
   the next push, but one that stops at the first candle misses the array's point.
@@ -26,7 +27,7 @@ from collections import deque
 
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import ScaledClock
-from candlekeeper.core.intervals import align, next_open, prev_open
+from candlekeeper.core.intervals import INTERVAL_MS, align, next_open, prev_open
 from candlekeeper.sim.framing import text_frame
 from candlekeeper.sim.market import Market
 from candlekeeper.sim.personality import FrameSink
@@ -34,6 +35,12 @@ from candlekeeper.sim.pump import pump
 from candlekeeper.sim.venues.bybit.session import push_payload
 from candlekeeper.sim.walk import key_of, mix
 from candlekeeper.venues.bybit.stream import parse_topic
+
+
+def pairs_next(final: Candle) -> bool:
+    """Does the closing frame of ``final`` also carry the next candle? Every other candle, so
+    both shapes occur on every stream, predictably."""
+    return (final.open_time // INTERVAL_MS[final.interval]) % 2 == 0
 
 
 class TopicState:
@@ -58,7 +65,6 @@ class BybitPusher:
         self.cadence_s = cadence_s
         self.close_delay_s = close_delay_s
         self._key = key_of(seed, market.venue, "close-delay")
-        self._pair_key = key_of(seed, market.venue, "close-pair")
         self.topics: dict[str, TopicState] = {}
         self._next_cadence = 0.0
         self._wake = asyncio.Event()
@@ -106,13 +112,11 @@ class BybitPusher:
             st.last_deadline = deadline
         return st
 
-    def _u(self, key: int, st: TopicState, open_time: int) -> float:
-        return mix(key ^ key_of(st.name, open_time)) / float(1 << 64)
-
     def _delay(self, st: TopicState, open_time: int) -> float:
         lo, hi = self.close_delay_s
+        u = mix(self._key ^ key_of(st.name, open_time)) / float(1 << 64)
         cap = self.clock.wall_seconds(next_open(open_time, st.interval) - open_time) / 4
-        return min(lo + (hi - lo) * self._u(self._key, st, open_time), cap)
+        return min(lo + (hi - lo) * u, cap)
 
     # -- scheduling -------------------------------------------------------------------------
     def step(self, now_mono: float) -> None:
@@ -126,7 +130,7 @@ class BybitPusher:
             while st.pending and st.pending[0][0] <= now_mono:
                 _, final = st.pending.popleft()
                 candles = [final]
-                if not st.pending and self._u(self._pair_key, st, final.open_time) < 0.5:
+                if not st.pending and pairs_next(final):
                     nxt = self.market.forming(st.symbol, st.interval, venue_now)
                     if nxt is not None and nxt.open_time == st.cur:
                         candles.append(nxt)
