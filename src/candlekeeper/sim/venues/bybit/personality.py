@@ -15,7 +15,7 @@ window) come from the venue's ``VenueSpec``; simulator choices are :data:`BEHAVI
 * Bybit publishes OHLCV plus turnover: the truth keeps OHLCV only (``ohlcv_only``), and the
   turnover on the wire is synthesised as ``volume × close`` (docs/venues.md);
 * Bybit's own decimals where a real source shows them: BTCUSDT linear tick 0.10 / step 0.001
-  (instruments-info doc), spot tick 0.01 / base precision 0.000001.
+  (instruments-info doc), spot tick 0.1 / base precision 0.000001 (same doc).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ LINEAR_BEHAVIOUR = Behaviour(
     rest_final_delay_ms=100, stale_last_push=False, legacy_routes_push_klines=False,
     price_pad=None, ohlcv_only=True,
     precision={"BTCUSDT": (1, 3)})
-SPOT_BEHAVIOUR = msgspec.structs.replace(LINEAR_BEHAVIOUR, precision={"BTCUSDT": (2, 6)})
+SPOT_BEHAVIOUR = msgspec.structs.replace(LINEAR_BEHAVIOUR, precision={"BTCUSDT": (1, 6)})
 #: "Spot can input up to 10 args for each subscription request"
 SPOT_MAX_ARGS = 10
 
