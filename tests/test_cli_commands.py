@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from candlekeeper.venues.registry import VENUES
+
 CLI = [sys.executable, "-m", "candlekeeper"]
 
 
@@ -100,7 +102,7 @@ def test_demo_stops_cleanly_on_sigint_and_sigterm(tmp_path: Path) -> None:
         rows = sqlite3.connect(db).execute(
             "SELECT venue, symbol, interval, COUNT(*), COUNT(DISTINCT open_time) FROM candles "
             "GROUP BY venue, symbol, interval").fetchall()
-        assert len(rows) == 3 * 3 * 3  # 3 venues x 3 symbols x (1m, 5m, 15m)
+        assert len(rows) == len(VENUES) * 3 * 3  # every venue x 3 symbols x (1m, 5m, 15m)
         assert all(total == distinct for *_, total, distinct in rows)
         assert sum(total for *_, total, _ in rows) >= 50
 
