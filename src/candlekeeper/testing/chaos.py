@@ -154,18 +154,17 @@ async def run_chaos(tmp: Path, opts: ChaosOptions) -> ChaosResult:
     keys = [StreamKey(venue, s, i) for s in opts.symbols for i in opts.intervals]
     db = tmp / "chaos.sqlite"
     logs: list[str] = []
-    extra: dict[str, Any] = {}
     spec = get_spec(venue)
+    # Two clients (the service and the consumer) share the simulator's one IP, each with its
+    # own REST budget of the venue's real limit (polling after a broken WebSocket, every close
+    # of a venue without a closed flag, every close in REST mode): the server gets room for
+    # both. A venue that bans at the first request over its limit would otherwise ban the test
+    # harness itself, which no single real client of it would provoke.
+    extra: dict[str, Any] = {"rest_weight_limit": {venue: int(2.4 * spec.rest_limits[0].limit)}}
     if not spec.closed_flag:
         # A venue without a closed flag pushes on a wall-clock cadence: at this speed it must
-        # push faster. Two clients (the service and the consumer) share the simulator's one IP,
-        # each with its own REST budget of the venue's real limit, and every close of such a
-        # venue is confirmed over REST: the server gets room for both.
-        extra = {"min_pushes_per_candle": 4,
-                 "rest_weight_limit": {venue: int(2.4 * spec.rest_limits[0].limit)}}
-    if opts.mode == "rest":
-        # every close of every stream comes over REST, for both clients on one IP
-        extra["rest_weight_limit"] = {venue: int(2.4 * spec.rest_limits[0].limit)}
+        # push faster.
+        extra["min_pushes_per_candle"] = 4
     async with Simulator(venues=(venue,), symbols=opts.symbols, intervals=opts.intervals,
                          speed=opts.speed, seed=opts.seed, history=1000,
                          clock_skew_s={venue: opts.clock_skew_s}, faults=plan, **extra) as sim:

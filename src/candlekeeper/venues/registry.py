@@ -19,6 +19,7 @@ PACKAGES: Final[tuple[str, ...]] = (
     "binance",
     "bingx",
     "okx",
+    "bybit",
 )
 
 
