@@ -56,6 +56,8 @@ class Connection:
         #: set by :meth:`request_close`; the connection's handler then runs :meth:`close`
         self.close_requested = asyncio.Event()
         self._close_code, self._close_message = 1000, b""
+        #: monotonic time of the last frame written (a venue's idle rule counts from it)
+        self.last_sent = time.monotonic()
         self._disconnects = disconnects  # the venue's counter, by reason
 
     @property
@@ -71,6 +73,7 @@ class Connection:
         if self.closed or self.transport.is_closing():
             return
         self.transport.write(data)
+        self.last_sent = time.monotonic()
         if self.transport.get_write_buffer_size() > self.slow_limit:
             self.request_close("slow_consumer")
 

@@ -47,6 +47,9 @@ class VenueOptions(msgspec.Struct, frozen=True, kw_only=True):
     ban_s: float
     close_delay_s: tuple[float, float]
     rest_final_delay_ms: int
+    #: wall seconds without a frame from the server before it closes the connection (None:
+    #: never); the code and reason are the personality's (``Behaviour.idle_close``)
+    idle_close_s: float | None
     stale_last_push: bool
     legacy_routes_push_klines: bool
     slow_consumer_bytes: int = SLOW_CONSUMER_BYTES
@@ -57,6 +60,8 @@ class VenueOptions(msgspec.Struct, frozen=True, kw_only=True):
         lo, hi = self.close_delay_s
         if not 0 <= lo <= hi:
             raise ConfigError(f"bad close_delay_s {self.close_delay_s}: expected 0 <= lo <= hi")
+        if self.idle_close_s is not None and not self.idle_close_s > 0:
+            raise ConfigError(f"bad idle_close_s {self.idle_close_s}: expected > 0")
         if self.rest_final_delay_ms < 0:
             raise ConfigError(f"bad rest_final_delay_ms {self.rest_final_delay_ms}: expected >= 0")
         if not self.rest_limits:
@@ -77,6 +82,7 @@ def defaults(spec: VenueSpec, behaviour: Behaviour) -> VenueOptions:
         ban_s=behaviour.ban_s,
         close_delay_s=behaviour.close_delay_s,
         rest_final_delay_ms=behaviour.rest_final_delay_ms,
+        idle_close_s=None if behaviour.idle_close is None else behaviour.idle_close.seconds,
         stale_last_push=behaviour.stale_last_push,
         legacy_routes_push_klines=behaviour.legacy_routes_push_klines)
 

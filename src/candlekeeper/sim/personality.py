@@ -36,6 +36,15 @@ if TYPE_CHECKING:
     from candlekeeper.venues.contract import VenueSpec
 
 
+class IdleClose(NamedTuple):
+    """A venue's rule for connections it has sent nothing on: after ``seconds`` (wall), it
+    closes them with ``code`` and ``reason``."""
+
+    seconds: float
+    code: int
+    reason: str
+
+
 class Behaviour(msgspec.Struct, frozen=True, kw_only=True):
     """Simulator-only knobs of a personality: how the simulated exchange behaves where the
     venue documents nothing, or where the simulator must choose. Like ``VenueSpec``, nothing has
@@ -57,6 +66,10 @@ class Behaviour(msgspec.Struct, frozen=True, kw_only=True):
     #: answers as the market stood this long ago (the candle still forming, missing its last
     #: trades), as a venue whose REST view lags its matching engine does
     rest_final_delay_ms: int
+    #: close a connection the server has sent nothing on (no push, no pong) for this many wall
+    #: seconds, with this close code and reason (OKX: 30 s, 4004 "No data received in 30s";
+    #: Bybit: 10 min); None: the venue documents no such rule
+    idle_close: IdleClose | None
     #: a venue without a closed flag pushing on a fixed wall-clock tick: True reproduces the
     #: last push of a candle predating its close; False also pushes the final values at the
     #: close (kinder than such a venue)

@@ -238,10 +238,18 @@ class VenueServer:
             self.clock.wall_deadline(
                 self.clock.time_ms() + int(opts.connection_lifetime_s * 1000)))
         next_ping = time.monotonic() + interval
+        rule = self.personality.behaviour.idle_close
+        idle_s = opts.idle_close_s if opts.idle_close_s is not None else math.inf
         while not conn.closed:
             now = time.monotonic()
             if now >= lifetime_end:
                 conn.request_close("lifetime")
+                return
+            if now - conn.last_sent >= idle_s:
+                # the venue's rule for a connection it has had nothing to send on (a quiet
+                # subscription whose client never pings)
+                conn.request_close("idle", code=rule.code if rule else 1000,
+                                   message=rule.reason if rule else "idle")
                 return
             oldest = min(conn.outstanding.values(), default=None)
             if oldest is not None and now - oldest >= opts.pong_timeout_s:
@@ -261,7 +269,7 @@ class VenueServer:
                         await conn.ws.ping(payload)
                 next_ping = now + interval
                 continue
-            wake = min(next_ping, lifetime_end,
+            wake = min(next_ping, lifetime_end, conn.last_sent + idle_s,
                        (oldest + opts.pong_timeout_s) if oldest is not None else next_ping)
             await asyncio.sleep(max(0.0, wake - now) if wake != math.inf else 3600.0)
 

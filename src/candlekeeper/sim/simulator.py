@@ -66,13 +66,13 @@ class Simulator:
     Per-venue knobs (``update_interval_s``, ``ping_interval_s``, ``pong_timeout_s``,
     ``control_rate``, ``max_streams``, ``connection_lifetime_s`` (venue seconds),
     ``rest_weight_limit`` / ``rest_window_s`` (the venue's first REST window; other windows keep
-    their proportions), ``ban_s``, ``close_delay_s``, ``rest_final_delay_ms``, ``stale_last_push``,
-    ``legacy_routes_push_klines``) take one value for every venue or a ``{venue: value}``
-    mapping. Their defaults are the venue's documented facts (its ``VenueSpec``) and its
-    personality's choices (``Behaviour``); see docs/simulator.md. ``min_pushes_per_candle``
-    (None: off) speeds up a venue's default push cadence so that every candle of the shortest
-    interval gets at least that many pushes at this ``speed`` (``options.paced_cadence``); an
-    explicit ``update_interval_s`` always wins.
+    their proportions), ``ban_s``, ``close_delay_s``, ``rest_final_delay_ms``, ``idle_close_s``,
+    ``stale_last_push``, ``legacy_routes_push_klines``) take one value for every venue or a
+    ``{venue: value}`` mapping. Their defaults are the venue's documented facts (its
+    ``VenueSpec``) and its personality's choices (``Behaviour``); see docs/simulator.md.
+    ``min_pushes_per_candle`` (None: off) speeds up a venue's default push cadence so that
+    every candle of the shortest interval gets at least that many pushes at this ``speed``
+    (``options.paced_cadence``); an explicit ``update_interval_s`` always wins.
 
     ``faults`` is a plan (or a list of faults, or a ``--faults`` spec string) whose ``at_s``
     count wall seconds from :meth:`start`.
@@ -95,6 +95,7 @@ class Simulator:
                  update_interval_s: PerVenue[float] = None,
                  close_delay_s: PerVenue[tuple[float, float]] = None,
                  rest_final_delay_ms: PerVenue[int] = None,
+                 idle_close_s: PerVenue[float] = None,
                  ping_interval_s: PerVenue[float] = None,
                  pong_timeout_s: PerVenue[float] = None,
                  control_rate: PerVenue[float] = None,
@@ -149,7 +150,8 @@ class Simulator:
             "max_streams": max_streams, "connection_lifetime_s": connection_lifetime_s,
             "rest_weight_limit": rest_weight_limit, "rest_window_s": rest_window_s,
             "ban_s": ban_s, "close_delay_s": close_delay_s,
-            "rest_final_delay_ms": rest_final_delay_ms, "stale_last_push": stale_last_push,
+            "rest_final_delay_ms": rest_final_delay_ms, "idle_close_s": idle_close_s,
+            "stale_last_push": stale_last_push,
             "legacy_routes_push_klines": legacy_routes_push_klines,
         }
         for venue in self.venues:

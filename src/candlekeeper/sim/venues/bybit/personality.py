@@ -30,7 +30,14 @@ from candlekeeper.core.clock import ScaledClock
 from candlekeeper.sim.framing import Framing, TextFraming
 from candlekeeper.sim.market import Market
 from candlekeeper.sim.options import VenueOptions
-from candlekeeper.sim.personality import Behaviour, FirehoseFrames, Session, VenuePusher, WsPath
+from candlekeeper.sim.personality import (
+    Behaviour,
+    FirehoseFrames,
+    IdleClose,
+    Session,
+    VenuePusher,
+    WsPath,
+)
 from candlekeeper.sim.rest import RestApp
 from candlekeeper.sim.venues.bybit.push import BybitPusher
 from candlekeeper.sim.venues.bybit.rest import BybitRest, IpLimiter, IpPolicy
@@ -41,6 +48,7 @@ from candlekeeper.venues.contract import VenueSpec
 
 LINEAR_BEHAVIOUR = Behaviour(
     pong_timeout_s=600.0, ban_s=BAN_S, enforces_control_rate=False, close_delay_s=(0.1, 1.0),
+    idle_close=IdleClose(600.0, 1000, "idle"),
     rest_final_delay_ms=100, stale_last_push=False, legacy_routes_push_klines=False,
     price_pad=None, ohlcv_only=True,
     precision={"BTCUSDT": (1, 3)})

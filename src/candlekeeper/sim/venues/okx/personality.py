@@ -31,7 +31,14 @@ from candlekeeper.core.clock import ScaledClock
 from candlekeeper.sim.framing import Framing
 from candlekeeper.sim.market import Market
 from candlekeeper.sim.options import VenueOptions
-from candlekeeper.sim.personality import Behaviour, FirehoseFrames, Session, VenuePusher, WsPath
+from candlekeeper.sim.personality import (
+    Behaviour,
+    FirehoseFrames,
+    IdleClose,
+    Session,
+    VenuePusher,
+    WsPath,
+)
 from candlekeeper.sim.rest import RestApp
 from candlekeeper.sim.venues.okx import session as okx
 from candlekeeper.sim.venues.okx.push import OkxPusher
@@ -47,6 +54,7 @@ from candlekeeper.venues.okx.endpoints import INST_TYPE, WS_INVALID_REQUEST, WS_
 
 SWAP_BEHAVIOUR = Behaviour(
     pong_timeout_s=30.0, ban_s=0.0, enforces_control_rate=False, close_delay_s=(0.2, 1.0),
+    idle_close=IdleClose(30.0, 4004, "No data received in 30s"),
     rest_final_delay_ms=100, stale_last_push=False, legacy_routes_push_klines=False,
     price_pad=None, ohlcv_only=True, precision={"BTCUSDT": (1, 4)})
 SPOT_BEHAVIOUR = msgspec.structs.replace(SWAP_BEHAVIOUR, precision={"BTCUSDT": (1, 8)})
