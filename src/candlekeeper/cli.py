@@ -101,7 +101,7 @@ DEMO_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT"
 @click.option("--speed", type=FiniteFloat(min=0, min_open=True, max=MAX_DEMO_SPEED), default=60.0,
               show_default=True,
               help="Simulated market time per wall second (60 = one 1m candle per second).")
-@click.option("--symbols", "n_symbols", type=click.IntRange(1, len(DEMO_SYMBOLS)), default=8,
+@click.option("--symbols", "n_symbols", type=click.IntRange(1, len(DEMO_SYMBOLS)), default=3,
               show_default=True, help="How many symbols per venue.")
 @click.option("--db", type=click.Path(path_type=Path, dir_okay=False),
               default=Path("candlekeeper-demo.sqlite"), show_default=True,
