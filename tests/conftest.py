@@ -46,3 +46,20 @@ def nats() -> Iterator[NatsServer]:
         yield server
     finally:
         server.close()
+
+
+#: test files whose tests run longest (accelerated venue days, several venue minutes each); they
+#: go first so that ``pytest -n N --dist load`` spreads them over the workers from the start
+#: instead of leaving one worker to run them in a row at the end. Mostly waiting, not CPU.
+LONG_FIRST = ("test_chaos.py", "test_rest_mode.py", "test_fast_close_e2e.py",
+              "test_accelerated_health.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        if name in LONG_FIRST:
+            return LONG_FIRST.index(name)
+        return len(LONG_FIRST) + (0 if item.get_closest_marker("integration") else 1)
+
+    items.sort(key=rank)  # stable: the order within a rank is kept
