@@ -22,11 +22,11 @@ demo: $(STAMP)
 ## the full suite: lint, strict typing, every test (CI runs exactly this); PostgreSQL and
 ## nats-server are installed from Debian's packages if missing (tests run private instances)
 test: $(STAMP) lint services
-	$(BIN)/pytest -q -p no:cacheprovider -n 4 --dist load $(ARGS)
+	$(BIN)/pytest -q -p no:cacheprovider -n 4 --dist worksteal $(ARGS)
 
 ## the fast loop: everything but the end-to-end tests over real sockets (no lint)
 unit: $(STAMP)
-	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist load -m "not integration" $(ARGS)
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist worksteal -m "not integration" $(ARGS)
 
 services:
 	./scripts/install-test-services.sh

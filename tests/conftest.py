@@ -48,18 +48,27 @@ def nats() -> Iterator[NatsServer]:
         server.close()
 
 
-#: test files whose tests run longest (accelerated venue days, several venue minutes each); they
-#: go first so that ``pytest -n N --dist load`` spreads them over the workers from the start
-#: instead of leaving one worker to run them in a row at the end. Mostly waiting, not CPU.
-LONG_FIRST = ("test_chaos.py", "test_rest_mode.py", "test_fast_close_e2e.py",
-              "test_accelerated_health.py")
+#: test files whose tests run longest, longest first (accelerated venue days, several venue
+#: minutes each; mostly waiting, not CPU). xdist hands each worker a contiguous slice of the
+#: collection first: these are dealt out so that every slice starts with its share of each kind,
+#: instead of one worker running all the chaos days in a row while the machine idles.
+LONG = ("test_chaos.py", "test_rest_mode.py", "test_fast_close_e2e.py",
+        "test_accelerated_health.py")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        name = item.path.name
-        if name in LONG_FIRST:
-            return LONG_FIRST.index(name)
-        return len(LONG_FIRST) + (0 if item.get_closest_marker("integration") else 1)
-
-    items.sort(key=rank)  # stable: the order within a rank is kept
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    long = sorted((it for it in items if it.path.name in LONG),
+                  key=lambda it: LONG.index(it.path.name))
+    if not long:
+        return
+    workers = config.getoption("numprocesses", None)
+    lanes = workers if isinstance(workers, int) and workers > 1 else 4
+    # deal the long tests like cards: lane j gets the j-th, (j+lanes)-th, ... of them
+    dealt = [it for lane in range(lanes) for it in long[lane::lanes]]
+    rest = [it for it in items if it.path.name not in LONG]
+    step = len(rest) / len(dealt)
+    spread: list[pytest.Item] = []
+    for i, item in enumerate(dealt):  # each long test heads an equal slice of the others
+        spread.append(item)
+        spread.extend(rest[round(i * step):round((i + 1) * step)])
+    items[:] = spread
