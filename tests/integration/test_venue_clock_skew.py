@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 import statistics
 from dataclasses import dataclass, field
 
@@ -147,8 +148,14 @@ async def test_a_host_clock_15_s_off_changes_nothing(venue: str,
             assert r.lags_ms and all(-1_000 <= lag <= 10_000 for lag in r.lags_ms), \
                 (label, r.lags_ms)
     warnings = [m for m in caplog.messages if "the host clock is" in m]
-    assert any("15.0" in m and "behind the venue's" in m for m in warnings), warnings
-    assert any("ahead of the venue's" in m for m in warnings), warnings
+    # "... is 15.164 s behind the venue's (±0.188 s, ...)": the truth (15 s) within the
+    # stated uncertainty (a loaded machine widens it; the figure is not always 15.0)
+    said = [re.search(r"is ([\d.]+) s (behind|ahead of) the venue's \(±([\d.]+) s", m)
+            for m in warnings]
+    found = {m.group(2): (float(m.group(1)), float(m.group(3))) for m in said if m}
+    assert set(found) == {"behind", "ahead of"}, warnings
+    for value, uncertainty in found.values():
+        assert abs(value - SKEW_MS / 1000) <= uncertainty + 0.002, warnings
     assert len(warnings) == 2, warnings  # one line per skewed feed, none for the level one
 
 
@@ -188,9 +195,13 @@ async def test_a_failing_server_time_is_one_line_and_a_counter(
         sim.inject(Fault(kind="rest_5xx", params={"status": 503}))
         assert not await sync.sample()
         assert (sync.failures, errors, clock.synced) == (1, ["server_time"], False)
-        assert clock.time_ms() - sim.clock.time_ms() in (0, 1)  # still the host clock
+        before = sim.clock.time_ms()
+        reading = clock.time_ms()
+        assert before <= reading <= sim.clock.time_ms()  # still the host clock (race-free)
         assert await sync.sample()
-        assert clock.synced and abs(clock.offset_ms - SKEW_MS) < WALL_RTT_S * 1000 * SPEED
+        est = clock.estimate()  # within its own uncertainty (a loaded machine widens it)
+        assert clock.synced and est.uncertainty_ms is not None
+        assert abs(est.offset_ms - SKEW_MS) <= est.uncertainty_ms + 2
         await feed._rest.close()
     lines = [r for r in caplog.records if "cannot read the venue's server time" in r.message]
     assert len(lines) == 1 and lines[0].levelno == logging.WARNING

@@ -67,8 +67,8 @@ class Behaviour(msgspec.Struct, frozen=True, kw_only=True):
     #: trades), as a venue whose REST view lags its matching engine does
     rest_final_delay_ms: int
     #: close a connection the server has sent nothing on (no push, no pong) for this many wall
-    #: seconds, with this close code and reason (OKX: 30 s, 4004 "No data received in 30s";
-    #: Bybit: 10 min); None: the venue documents no such rule
+    #: seconds, with this close code and reason (a venue that documents such a rule, e.g. 30 s
+    #: and its own close code); None: the venue documents none
     idle_close: IdleClose | None
     #: a venue without a closed flag pushing on a fixed wall-clock tick: True reproduces the
     #: last push of a candle predating its close; False also pushes the final values at the
