@@ -31,7 +31,12 @@ from aiohttp import WSMsgType, web
 
 from candlekeeper.core.clock import ScaledClock
 from candlekeeper.errors import ConfigError
-from candlekeeper.sim.connection import CLOSE_TIMEOUT_S, Connection, RateLimiter
+from candlekeeper.sim.connection import (
+    CLOSE_TIMEOUT_S,
+    Connection,
+    HandshakeLimiter,
+    RateLimiter,
+)
 from candlekeeper.sim.firehose import FirehoseResult, firehose_params, run_firehose
 from candlekeeper.sim.market import Market
 from candlekeeper.sim.options import VenueOptions
@@ -53,6 +58,8 @@ class VenueStats(msgspec.Struct):
     error_frames: int = 0
     pings_sent: int = 0
     internal_errors: int = 0
+    #: handshakes refused for exceeding the venue's connection-rate limit
+    handshakes_refused: int = 0
     disconnects: dict[str, int] = msgspec.field(default_factory=dict)
     faults: dict[str, int] = msgspec.field(default_factory=dict)  # effects applied, by kind
     rest: RestStats = msgspec.field(default_factory=RestStats)
@@ -75,6 +82,8 @@ class VenueServer:
         self.firehose_frames = 0
         #: a ``refuse`` fault: WebSocket handshakes get this HTTP status until this moment
         self._refuse: tuple[int, float] | None = None
+        self._handshakes = HandshakeLimiter(
+            tuple((w.seconds, w.limit) for w in opts.connect_limits))
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -115,6 +124,9 @@ class VenueServer:
                 # what a blocking proxy or a geo-fence answers (451: unavailable for legal
                 # reasons, 403: forbidden); the client must not retry itself to death
                 return web.Response(status=refused[0], text="refused")
+            if not self._handshakes.allow(request.remote or "", time.monotonic()):
+                self.stats.handshakes_refused += 1
+                return web.Response(status=429, text="Too Many Requests")
             info = self.personality.parse_ws_path(request.path, request.query, self.opts)
             if info is None:
                 return web.json_response({"code": -1, "msg": "Not found."}, status=404)
