@@ -180,7 +180,7 @@ class Personality(Protocol):
 
     def stream_name(self, symbol: str, interval: str) -> str: ...
 
-    def new_session(self, is_valid: Callable[[str], bool], *, combined: bool,
+    def new_session(self, is_valid: Callable[[str], bool], *, path: WsPath,
                     max_streams: int, now_ms: Callable[[], int]) -> Session: ...
 
     def is_pong(self, text: str) -> bool:

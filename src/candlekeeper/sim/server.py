@@ -40,7 +40,7 @@ from candlekeeper.sim.connection import (
 from candlekeeper.sim.firehose import FirehoseResult, firehose_params, run_firehose
 from candlekeeper.sim.market import Market
 from candlekeeper.sim.options import VenueOptions
-from candlekeeper.sim.personality import Personality
+from candlekeeper.sim.personality import Personality, WsPath
 from candlekeeper.sim.rest import RestStats
 
 __all__ = ["Connection", "FirehoseResult", "VenueServer", "VenueStats"]
@@ -130,8 +130,7 @@ class VenueServer:
             info = self.personality.parse_ws_path(request.path, request.query, self.opts)
             if info is None:
                 return web.json_response({"code": -1, "msg": "Not found."}, status=404)
-            return await self._websocket(request, info.combined, info.pushes_klines,
-                                         info.streams)
+            return await self._websocket(request, info)
         if self.rest.handles(request.path):
             return await self.rest.handle(request)
         return web.json_response({"code": -1, "msg": "Not found."}, status=404)
@@ -145,13 +144,12 @@ class VenueServer:
         return parsed is not None and self.market.has_stream(*parsed)
 
     # -- WebSocket --------------------------------------------------------------------------
-    async def _websocket(self, request: web.Request, combined: bool, pushes: bool,
-                         streams: tuple[str, ...]) -> web.StreamResponse:
+    async def _websocket(self, request: web.Request, path: WsPath) -> web.StreamResponse:
         persona = self.personality
-        session = persona.new_session(self.valid_stream, combined=combined,
+        session = persona.new_session(self.valid_stream, path=path,
                                       max_streams=self.opts.max_streams,
                                       now_ms=self.clock.time_ms)
-        opened = session.open_with(streams)
+        opened = session.open_with(path.streams)
         if isinstance(opened, str):
             return web.Response(status=400, body=persona.handshake_error(opened),
                                 content_type="application/json")
@@ -163,7 +161,8 @@ class VenueServer:
         await ws.prepare(request)
         transport = request.transport
         assert transport is not None
-        conn = Connection(ws, transport, session, pushes, self.opts.slow_consumer_bytes,
+        conn = Connection(ws, transport, session, path.pushes_klines,
+                          self.opts.slow_consumer_bytes,
                           self.stats.disconnects, persona.framing)
         self.connections[conn.id] = conn
         self.stats.connections_total += 1

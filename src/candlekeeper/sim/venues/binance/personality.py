@@ -82,9 +82,9 @@ class BinancePersonality:
     def stream_name(self, symbol: str, interval: str) -> str:
         return f"{symbol.lower()}@kline_{interval}"
 
-    def new_session(self, is_valid: Callable[[str], bool], *, combined: bool,
+    def new_session(self, is_valid: Callable[[str], bool], *, path: WsPath,
                     max_streams: int, now_ms: Callable[[], int]) -> Session:
-        return WsSession(is_valid, combined=combined, max_streams=max_streams,
+        return WsSession(is_valid, combined=path.combined, max_streams=max_streams,
                          string_ids=self.flavour.string_ids)
 
     def is_pong(self, text: str) -> bool:

@@ -62,7 +62,7 @@ class BingxPersonality:
     def stream_name(self, symbol: str, interval: str) -> str:
         return bx.data_type(symbol, interval)
 
-    def new_session(self, is_valid: Callable[[str], bool], *, combined: bool,
+    def new_session(self, is_valid: Callable[[str], bool], *, path: WsPath,
                     max_streams: int, now_ms: Callable[[], int]) -> Session:
         return bx.BingxSession(is_valid, max_streams=max_streams, now_ms=now_ms)
 

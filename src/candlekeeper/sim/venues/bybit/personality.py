@@ -81,7 +81,7 @@ class BybitPersonality:
     def stream_name(self, symbol: str, interval: str) -> str:
         return topic(symbol, interval)
 
-    def new_session(self, is_valid: Callable[[str], bool], *, combined: bool,
+    def new_session(self, is_valid: Callable[[str], bool], *, path: WsPath,
                     max_streams: int, now_ms: Callable[[], int]) -> Session:
         return BybitSession(is_valid, spot=self.spot, max_streams=max_streams,
                             max_args_per_request=SPOT_MAX_ARGS if self.spot else None)

@@ -73,10 +73,16 @@ class OkxPersonality:
         self.swap = INST_TYPE[spec.id] == "SWAP"
         self.behaviour = behaviour or (SWAP_BEHAVIOUR if self.swap else SPOT_BEHAVIOUR)
         self.ws_path = urlsplit(spec.ws_base).path.rstrip("/")  # "/ws/v5/business"
+        #: the public path, where candles were until 2023: it connects, but a candle channel
+        #: there is refused with 60018 (§E.1)
+        self.public_path = self.ws_path.rsplit("/", 1)[0] + "/public"
 
     def parse_ws_path(self, path: str, query: Mapping[str, str],
                       opts: VenueOptions) -> WsPath | None:
-        return WsPath(False, True, ()) if path.rstrip("/") == self.ws_path else None
+        path = path.rstrip("/")
+        if path == self.ws_path:
+            return WsPath(False, True, ())
+        return WsPath(False, False, ()) if path == self.public_path else None
 
     def parse_stream(self, name: str) -> tuple[str, str] | None:
         return okx.parse_stream(self.spec.id, name)
@@ -84,8 +90,10 @@ class OkxPersonality:
     def stream_name(self, symbol: str, interval: str) -> str:
         return okx.stream_name(self.spec.id, symbol, interval)
 
-    def new_session(self, is_valid: Callable[[str], bool], *, combined: bool,
+    def new_session(self, is_valid: Callable[[str], bool], *, path: WsPath,
                     max_streams: int, now_ms: Callable[[], int]) -> Session:
+        if not path.pushes_klines:  # on the public path no candle channel exists
+            return okx.OkxSession(lambda _: False, max_streams=max_streams)
         return okx.OkxSession(is_valid, max_streams=max_streams)
 
     def is_pong(self, text: str) -> bool:
