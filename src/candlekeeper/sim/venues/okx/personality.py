@@ -10,7 +10,7 @@ Facts (cadence, intervals, channel cap, REST limits) come from the venue's ``Ven
   ``rest_418`` fault;
 * the ``confirm`` "1" push goes out 0.2-1 s after the close (undocumented, §H);
 * OKX publishes OHLCV plus volumes in contracts / base / quote, no trade counts or taker volumes:
-  the truth is OHLCV (``ohlcv_only``); the quote volume on the wire is volume x close;
+  the truth is OHLCV plus the quote volume (``published_extras``), sent as ``volCcyQuote``;
 * BTC-USDT prints prices with one decimal (tickSz 0.1, both instruments), base volumes with 4
   decimals on the swap (volCcy "13.3007") and 8 on spot ("942.87870026"), as the samples show.
 
@@ -56,7 +56,7 @@ SWAP_BEHAVIOUR = Behaviour(
     pong_timeout_s=30.0, ban_s=0.0, enforces_control_rate=False, close_delay_s=(0.2, 1.0),
     idle_close=IdleClose(30.0, 4004, "No data received in 30s"),
     rest_final_delay_ms=100, stale_last_push=False, legacy_routes_push_klines=False,
-    price_pad=None, ohlcv_only=True, precision={"BTCUSDT": (1, 4)})
+    price_pad=None, published_extras=("quote_volume_str",), precision={"BTCUSDT": (1, 4)})
 SPOT_BEHAVIOUR = msgspec.structs.replace(SWAP_BEHAVIOUR, precision={"BTCUSDT": (1, 8)})
 
 
