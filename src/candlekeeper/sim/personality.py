@@ -80,7 +80,7 @@ class Behaviour(msgspec.Struct, frozen=True, kw_only=True):
     price_pad: int | None
     #: the candle fields beyond open/high/low/close/volume the venue publishes (e.g.
     #: ``("quote_volume_str",)``); the others — trade counts, quote and taker volumes, trade ids
-    #: — are dropped from the truth too. None: every field (Binance's full set)
+    #: — are dropped from the truth too. None: every field
     published_extras: tuple[str, ...] | None
     #: the venue's own (price, quantity) decimals per canonical symbol where a real source shows
     #: them; other symbols use the shared profile table (``sim.profiles``)

@@ -35,8 +35,7 @@ RestRecorder = Callable[[str, int, str, "str | None", str], None]
 class RestDialect(Protocol):
     """The venue's own headers and bodies for a faulted answer (``RestService`` provides it)."""
 
-    #: the HTTP status of an IP ban (the ``rest_418`` fault): 418 on Binance and BingX, 403 on
-    #: Bybit
+    #: the HTTP status of an IP ban (the ``rest_418`` fault): the venue's own (418, 403, ...)
     @property
     def ban_status(self) -> int: ...
 
