@@ -449,3 +449,29 @@ async def test_a_resume_asks_first_and_by_gap_size(rig: list[Rig]) -> None:
     await until(lambda: r.indices() == list(range(51, 63)))
     assert LIVE in gated.priorities[1:]
     assert warm_up(M) not in gated.priorities  # a resumed stream has its history stored
+
+
+async def test_a_restart_short_of_its_warm_up_fetches_the_rest_behind_storage(
+        rig: list[Rig]) -> None:
+    """The last run stored 5 candles (45..49) before it was stopped, its warm-up unfinished:
+    the restart resumes after 49 and fetches the missing 45 candles behind 45, at warm-up
+    priority, to the history handlers (storage), none as a close."""
+    stored = [truth(i) for i in range(45, 50)]
+    r = Rig(gap_fill=GapFillOptions(history=50, close_grace_wall_s=0.0, retry_initial_s=0.01,
+                                    retry_max_s=0.05),
+            resume_from={KEY: T0 + 49 * M}, preload={KEY: stored})
+    rig.append(r)
+    gated = GatedHistory(r.clock)
+    gated.release.set()
+    assert r.feed.filler is not None
+    r.feed.filler.source = gated
+    history: list[Candle] = []
+    r.feed.on_history(history.extend)
+    r.at(60)
+    await r.feed.start()
+    await r.peer()
+    await until(lambda: r.indices() == list(range(50, 60)) and len(history) == 45)
+    assert [(c.open_time - T0) // M for c in history] == list(range(0, 45))
+    assert sorted(gated.priorities, key=str) == sorted([resume(10), warm_up(M)], key=str)
+    window = r.feed.latest("BTCUSDT", "1m", 500)
+    assert [(c.open_time - T0) // M for c in window] == list(range(0, 60))

@@ -147,13 +147,15 @@ class CandleFeed:
             if source is not None else None)
         resume = dict(wired.resume_from or {})
         for key, st in self._by_key().items():
-            if wired.preload and key in wired.preload:
-                st.buffer.extend(list(wired.preload[key]))
+            held = list(wired.preload[key]) if wired.preload and key in wired.preload else []
+            if held:
+                st.buffer.extend(held)
             if key in resume:
-                st.seq.last = resume[key]
+                st.seq.last = st.seq.first = resume[key]
             if self.filler is not None:
                 self.filler.track(key, st.seq, resume=key in resume,
-                                  on_history=self._history_of(st))
+                                  on_history=self._history_of(st),
+                                  stored=(held[0].open_time, len(held)) if held else None)
         self.transport = transport or TransportOptions()
         self.mode = _mode(mode, self.filler is not None)
         self.close_policy = ClosePolicy(close_policy)

@@ -91,7 +91,7 @@ class _Track:
 
     __slots__ = ("backoff_s", "emit_history", "fast", "interrupted", "key", "margin_ms",
                  "next_check", "on_forming", "on_history", "polled", "polled_through", "seq",
-                 "task", "want_again", "warm", "warm_task")
+                 "task", "want_again", "warm", "warm_count", "warm_task", "warm_until")
 
     def __init__(self, key: StreamKey, seq: StreamSequence, emit_history: bool,
                  on_history: Callable[[list[Candle]], object], margin_ms: int) -> None:
@@ -117,6 +117,10 @@ class _Track:
         #: nothing stored: live closes go out at once, the warm-up history is fetched behind
         self.warm = False
         self.warm_task: asyncio.Task[None] | None = None
+        #: a resumed stream short of its warm-up: history goes behind this open time (the
+        #: oldest stored candle), this many candles; None/0: the warm-up's own defaults
+        self.warm_until: int | None = None
+        self.warm_count = 0
 
 
 class GapFiller:
@@ -142,11 +146,18 @@ class GapFiller:
         self._limited = RateLimitedLog(log)
 
     def track(self, key: StreamKey, seq: StreamSequence, *, resume: bool,
-              on_history: Callable[[list[Candle]], object]) -> None:
+              on_history: Callable[[list[Candle]], object],
+              stored: tuple[int, int] | None = None) -> None:
         """Register a stream. ``resume``: its sequence is anchored at the last stored candle
-        and everything after it must be emitted."""
+        and everything after it must be emitted. ``stored``: the oldest stored candle's open
+        time and how many are stored, when fewer than the warm-up wants (the last run was
+        stopped before its warm-up finished): the rest is fetched behind them."""
         emit = resume or self.options.emit_history
         t = self._tracks[key] = _Track(key, seq, emit, on_history, self.options.close_margin_ms)
+        if stored is not None and seq.anchored and not self.options.emit_history:
+            oldest, count = stored
+            if 0 < count < self.history:
+                t.warm, t.warm_until, t.warm_count = True, oldest, self.history - count
         if not seq.anchored and self.history > 0:
             if emit:
                 seq.wait_for_anchor = True  # history replayed in order: live closes wait
@@ -162,7 +173,7 @@ class GapFiller:
         for t in self._tracks.values():
             if t.warm:
                 t.warm_task = loop.create_task(self._warm(t), name=f"gapfill:warm:{t.key}")
-            elif t.seq.anchored or self.history > 0:
+            if t.seq.anchored or (self.history > 0 and not t.warm):
                 self.request(t.key, "start")
         self._watch = loop.create_task(self._watch_late_closes(), name="gapfill:watch")
         self._poller = loop.create_task(self._poll_closes(), name="gapfill:poll")
@@ -407,10 +418,14 @@ class GapFiller:
         while self._running:
             if self._clock_ready is not None:
                 await self._clock_ready()
-            end = seq.first if seq.anchored else align(self.clock.time_ms() - t.margin_ms,
-                                                       interval)
+            if t.warm_until is not None:
+                end = t.warm_until
+            elif seq.anchored:
+                end = seq.first
+            else:
+                end = align(self.clock.time_ms() - t.margin_ms, interval)
             if lo is None:
-                lo = history_start(end, interval, self.history)
+                lo = history_start(end, interval, t.warm_count or self.history)
             start = lo if covered is None else covered
             if start < end:
                 try:
@@ -437,8 +452,9 @@ class GapFiller:
                 if seq.has_hole:  # a close held meanwhile (an inferred one): confirm it
                     self.request(t.key, "hole")
                 return
-            if covered is not None and covered >= seq.first:
-                self._hand_on(t, [c for c in pending if c.open_time < seq.first])
+            until = seq.first if t.warm_until is None else t.warm_until
+            if covered is not None and covered >= until:
+                self._hand_on(t, [c for c in pending if c.open_time < until])
                 return
 
     def _hand_on(self, t: _Track, candles: list[Candle]) -> None:

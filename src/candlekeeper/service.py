@@ -275,9 +275,15 @@ class Service:
     def snapshot(self) -> HealthSnapshot:
         """What ``/health`` and the dashboard show (venue time from the service clock)."""
         snap = self.metrics.snapshot(self.clock.time_ms())
+        snap = msgspec.structs.replace(snap, warming=self.warming)
         if self.shard is not None:
             snap = msgspec.structs.replace(snap, shard=str(self.shard))
         return snap
+
+    @property
+    def warming(self) -> int:
+        """Streams still fetching warm-up history behind their live closes."""
+        return sum(f.filler.warming for f in self.feeds if f.filler is not None)
 
     async def run(self, stop: asyncio.Event) -> ServiceReport:
         """Run until ``stop`` is set; always shuts down cleanly and returns the statistics."""

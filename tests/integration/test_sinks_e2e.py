@@ -94,8 +94,8 @@ async def test_three_sinks_survive_database_and_bus_restarts(
         assert service.writers["nats"].stats.pending > 0
         await asyncio.to_thread(nats.start)
         await grows("nats", 20)
-        async with asyncio.timeout(60):  # let every writer drain its backlog
-            while any(w.stats.pending for w in service.writers.values()):
+        async with asyncio.timeout(60):  # every warm-up done, every writer's backlog drained
+            while service.warming or any(w.stats.pending for w in service.writers.values()):
                 await asyncio.sleep(0.1)
         stop.set()
         report = await asyncio.wait_for(task, 60)

@@ -86,6 +86,8 @@ class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     messages_total: int = 0  # all kline messages so far (the dashboard derives msgs/s)
     shard: str | None = None  # "K/N" when this instance ingests one shard of the symbols
     clocks: tuple[ClockRow, ...] = ()  # each venue's clock offset from the host's
+    #: streams still fetching their warm-up history behind their live closes (informational)
+    warming: int = 0
 
     @property
     def sink_backlog(self) -> int:
