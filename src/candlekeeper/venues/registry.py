@@ -63,6 +63,12 @@ def stream_codec(venue_id: str) -> StreamCodec:
     return v.stream_codec(v.spec)
 
 
+def canonical_symbol(venue_id: str, text: str) -> str:
+    """What a user wrote (``BTC-USDT``, ``BTC/USDT:USDT``, ...) as the venue's canonical symbol;
+    ``ConfigError`` for a malformed one."""
+    return venue(venue_id).canonical_symbol(text)
+
+
 def history_codec(venue_id: str) -> HistoryCodec:
     v = venue(venue_id)
     return v.history_codec(v.spec)
