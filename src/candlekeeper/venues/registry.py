@@ -20,6 +20,7 @@ PACKAGES: Final[tuple[str, ...]] = (
     "bingx",
     "okx",
     "bybit",
+    "hyperliquid",
 )
 
 

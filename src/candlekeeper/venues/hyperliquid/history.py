@@ -215,10 +215,9 @@ class HyperliquidHistoryCodec:
 
 
 def _nth_open(start: int, interval: str, n: int) -> int:
-    """Open time of the ``n``-th candle opening at or after ``start``."""
+    """Open time of the ``n``-th candle from the one containing ``start`` (Hyperliquid
+    answers that one too)."""
     t = align(start, interval)
-    if t < start:
-        t = next_open(t, interval)
     if interval in FIXED_MS:
         return t + (n - 1) * FIXED_MS[interval]
     for _ in range(n - 1):  # calendar months

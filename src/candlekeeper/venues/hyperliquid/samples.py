@@ -68,13 +68,26 @@ def _ws(venue: str, directory: Path) -> list[WsSample]:
     parse = frame('{"channel":"error","data":"Error parsing')
     expect: Message = ErrorReply(None, 0, json.loads(parse)["data"][:300])
     out.append(WsSample(f"{PROBE_WS} parse error", parse, (expect,)))
+
+    # The SDK routes WebSocket candles and candleSnapshot rows alike (one shape, §F.3): each
+    # real 2023 row, wrapped in the push envelope, is a real-valued push
+    for i, row in enumerate(json.loads(_cassette_rows(directory))):
+        c = Candle.of(venue, "KPEPE", row["i"], row["t"], row["T"], row["o"], row["h"],
+                      row["l"], row["c"], row["v"])
+        out.append(WsSample(f"{CASSETTE} row {i + 1} in a push envelope",
+                            json.dumps({"channel": "candle", "data": row}), (c,)))
     return out
 
 
-def _rest(venue: str, directory: Path) -> list[RestSample]:
+def _cassette_rows(directory: Path) -> str:
+    """The cassette's candleSnapshot response: a YAML single-quoted one-line string."""
     text = _body((directory / CASSETTE).read_text())
     line = next(ln for ln in text.splitlines() if ln.strip().startswith("string: '[{"))
-    body = line.strip().removeprefix("string: '").removesuffix("'").replace("''", "'")
+    return line.strip().removeprefix("string: '").removesuffix("'").replace("''", "'")
+
+
+def _rest(venue: str, directory: Path) -> list[RestSample]:
+    body = _cassette_rows(directory)
     first = Candle.of(venue, "KPEPE", "1h", 1684699200000, 1684702799999, "0.001601",
                       "0.001616", "0.001601", "0.001604", "520665683.0", closed=True,
                       source="rest")
