@@ -135,7 +135,8 @@ class CandleFeed:
         if source is None and self.gap_fill.enabled:
             self._rest = RestClient(self.history, self.rest_url)
             source = KlineFetcher(self.history, self._rest, clock=self.clock,
-                                  close_margin_ms=self.gap_fill.close_margin_ms)
+                                  close_margin_ms=self.gap_fill.close_margin_ms,
+                                  count_error=self.metrics.count_error)
         self._clock_sync = ClockSync(self.venue_clock, venue, self._rest,
                                      event_time=self._newest_event_time, options=self.gap_fill,
                                      count_error=self.metrics.count_error)
