@@ -121,6 +121,7 @@ class KlineFetcher:
         """Open time of the venue's first closed candle in ``[start, end)``, or None: one
         request of the lowest weight (``limit=1``). Used to skip what predates a listing."""
         end = self.closed_end(interval, end)
+        start = self._within_history(symbol, interval, start, end)
         if count_open_times(start, end, interval) == 0:
             return None
         return await self._earliest(symbol, interval, first_open(start, interval), end)

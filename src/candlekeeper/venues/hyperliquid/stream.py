@@ -240,6 +240,8 @@ class HyperliquidStreamCodec:
         if not good:
             return bad[0] if len(bad) == 1 else bad
         out = self._candles(good, frame)
+        if not bad:
+            return out
         return [*bad, *(out if isinstance(out, list) else [out])]
 
 
