@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from candlekeeper import StreamKey, StreamState
+from candlekeeper.core.intervals import MINUTE, nominal_ms
 from candlekeeper.fallback import poll_budget
 from candlekeeper.service import Service
 from candlekeeper.sim import Simulator
@@ -44,11 +45,16 @@ async def test_rest_mode_stores_exactly_the_truth(tmp_path: Path, venue: str) ->
     symbols = list(SYMBOLS[:6])
     keys = [StreamKey(venue, s, i) for s in symbols for i in INTERVALS]
     db = tmp_path / "candles.sqlite"
+    speed = rest_speed(venue, keys)
+    # 90 closes, or what 80 s of this clock make on a venue whose budget slows the clock down
+    per_s = speed / 60 * sum(MINUTE / nominal_ms(k.interval) for k in keys)
+    closes = min(90, int(per_s * 80))
     async with Simulator(venues=(venue,), symbols=symbols, intervals=INTERVALS,
-                         speed=rest_speed(venue, keys), seed=5) as sim:
+                         speed=speed, seed=5) as sim:
         service = Service(service_config(sim, db, {venue: symbols}, transport="rest"),
                           clock=sim.clock)
-        report = await run_until(service, lambda: closed_total(service) >= 90, timeout=120)
+        report = await run_until(service, lambda: closed_total(service) >= closes,
+                                 timeout=120)
         assert sim.stats()[venue].connections_total == 0  # not one WebSocket
     assert set(report.final_states.values()) == {"polling"}
     assert report.writers["sqlite"].dropped == 0
