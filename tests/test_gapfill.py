@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from candlekeeper import Candle, CandleFeed, StreamKey
+from candlekeeper.backfill.slots import LIVE, resume, warm_up
 from candlekeeper.errors import RestError
 from candlekeeper.feed import FeedPlumbing
 from candlekeeper.gapfill import GapFillOptions
@@ -56,7 +57,8 @@ class History:
         self.missing: set[int] = set()
 
     async def fetch(self, symbol: str, interval: str, start: int, end: int, *,
-                    forming: object = None, margin_ms: int | None = None) -> list[Candle]:
+                    forming: object = None, margin_ms: int | None = None,
+                    priority: object = None) -> list[Candle]:
         self.calls.append((start, end))
         if self.fail:
             self.fail -= 1
@@ -220,8 +222,8 @@ async def test_a_row_past_the_window_is_not_history_and_then_a_close(rig: list[R
     fetch = r.history.fetch
 
     async def one_row_too_many(symbol: str, interval: str, start: int, end: int, *,
-                               forming: object = None,
-                               margin_ms: int | None = None) -> list[Candle]:
+                               forming: object = None, margin_ms: int | None = None,
+                               priority: object = None) -> list[Candle]:
         rows = await fetch(symbol, interval, start, end)
         extra = truth((end - T0) // M)
         return [*rows, msgspec.structs.replace(extra, source="rest")]
@@ -348,3 +350,102 @@ async def test_an_off_grid_close_is_not_emitted_as_an_extra_row(rig: list[Rig]) 
     await until(lambda: r.indices() == [0, 1])
     assert [c.open_time for c in r.closed] == [T0, T0 + M]
     assert r.closed[1].source == "rest"
+
+
+class GatedHistory(History):
+    """History whose warm-up requests (the lowest priority) wait for ``release``; every call's
+    priority is recorded."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.release = asyncio.Event()
+        self.priorities: list[object] = []
+
+    async def fetch(self, symbol: str, interval: str, start: int, end: int, *,
+                    forming: object = None, margin_ms: int | None = None,
+                    priority: object = None) -> list[Candle]:
+        self.priorities.append(priority)
+        if priority == warm_up(M):
+            await self.release.wait()
+        return await super().fetch(symbol, interval, start, end, forming=forming,
+                                   margin_ms=margin_ms)
+
+
+def gated_rig(history: int) -> tuple[Rig, GatedHistory]:
+    r = Rig(gap_fill=GapFillOptions(history=history, close_grace_wall_s=0.0,
+                                    retry_initial_s=0.01, retry_max_s=0.05))
+    gated = GatedHistory(r.clock)
+    assert r.feed.filler is not None
+    r.feed.filler.source = gated
+    return r, gated
+
+
+async def test_live_closes_do_not_wait_for_the_warm_up(rig: list[Rig]) -> None:
+    """Nothing stored: the first live close goes out at once; the warm-up history arrives
+    behind it, in the buffer and the history handlers, never as a close."""
+    r, gated = gated_rig(history=50)
+    rig.append(r)
+    history: list[Candle] = []
+    r.feed.on_history(history.extend)
+    r.at(60)
+    await r.feed.start()
+    peer = await r.peer()
+    await until(lambda: gated.priorities == [warm_up(M)])  # the warm-up is under way
+    r.at(61)
+    peer.send(frame(60))
+    await until(lambda: r.indices() == [60])  # emitted while the warm-up is still blocked
+    assert history == []
+    gated.release.set()
+    await until(lambda: len(history) == 50)
+    assert [(c.open_time - T0) // M for c in history] == list(range(10, 60))
+    window = r.feed.latest("BTCUSDT", "1m", 500)
+    assert [(c.open_time - T0) // M for c in window] == list(range(10, 61))
+    r.at(62)
+    peer.send(frame(61))
+    await until(lambda: r.indices() == [60, 61])
+    assert r.feed.filler is not None and r.feed.filler.stats.warmups == 1
+
+
+async def test_a_first_close_after_the_fetched_range_gets_the_stretch_between(
+        rig: list[Rig]) -> None:
+    """The warm-up asked for history up to the candle forming at start (60); the WebSocket's
+    first close came three candles later (63): history fills 60..62 too, none is a close."""
+    r, gated = gated_rig(history=20)
+    rig.append(r)
+    history: list[Candle] = []
+    r.feed.on_history(history.extend)
+    r.at(60)
+    await r.feed.start()
+    peer = await r.peer()
+    await until(lambda: gated.priorities == [warm_up(M)])
+    r.at(64)
+    peer.send(frame(63))
+    await until(lambda: r.indices() == [63])
+    gated.release.set()
+    await until(lambda: len(history) == 23)
+    assert [(c.open_time - T0) // M for c in history] == list(range(40, 63))
+    assert r.indices() == [63]
+    window = r.feed.latest("BTCUSDT", "1m", 500)
+    assert [(c.open_time - T0) // M for c in window] == list(range(40, 64))
+
+
+async def test_a_resume_asks_first_and_by_gap_size(rig: list[Rig]) -> None:
+    """A stream resuming from storage fills its gap at resume priority (its gap size as the
+    rank), before anything lets its live closes out; holes are LIVE."""
+    r = Rig(gap_fill=GapFillOptions(history=50, close_grace_wall_s=0.0, retry_initial_s=0.01,
+                                    retry_max_s=0.05),
+            resume_from={KEY: T0 + 50 * M})
+    rig.append(r)
+    gated = GatedHistory(r.clock)
+    assert r.feed.filler is not None
+    r.feed.filler.source = gated
+    r.at(60)
+    await r.feed.start()
+    peer = await r.peer()
+    await until(lambda: r.indices() == list(range(51, 60)))
+    assert gated.priorities[0] == resume(9)
+    r.at(63)
+    peer.send(frame(62))  # 60 and 61 never came: a hole, filled at LIVE priority
+    await until(lambda: r.indices() == list(range(51, 63)))
+    assert LIVE in gated.priorities[1:]
+    assert warm_up(M) not in gated.priorities  # a resumed stream has its history stored

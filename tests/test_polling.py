@@ -50,7 +50,8 @@ class History:
         self.calls: list[tuple[int, int, bool]] = []
 
     async def fetch(self, symbol: str, interval: str, start: int, end: int, *,
-                    forming: object = None, margin_ms: int | None = None) -> list[Candle]:
+                    forming: object = None, margin_ms: int | None = None,
+                    priority: object = None) -> list[Candle]:
         self.calls.append((start, end, forming is not None))
         out = []
         t = start

@@ -3,8 +3,15 @@ closes — the asynchronous side of :class:`~candlekeeper.core.sequence.StreamSe
 
 A stream asks for a *fill* whenever it may be behind the exchange:
 
-* at start: warm-up (the ring buffer from REST) or resume (everything after the last candle in
-  storage, after a restart or a ``kill -9``);
+* at start: resume (everything after the last candle in storage, after a restart or a
+  ``kill -9``): live closes wait until the gap to storage is closed;
+* at start, a stream with nothing stored: **live first**. Its first close (WebSocket, or the
+  newest final row of a REST poll) anchors it and is emitted at once; the warm-up history (the
+  ring buffer's worth) is fetched *behind* it at the lowest priority and goes to the buffer and
+  the history handlers (storage), never to ``on_close``. A universe of thousands of streams
+  takes minutes to warm up inside a venue's REST budget; its live closes do not wait for that.
+  With ``emit_history`` (history replayed to consumers in order) the old way stays: live
+  closes wait for the warm-up;
 * after a break: the transport reported the stream DISCONNECTED, STALLED or SILENT and it is
   LIVE again;
 * on a hole: a WebSocket close skipped ahead (it is held, not emitted, until the fill);
@@ -14,7 +21,8 @@ A fill fetches every closed candle from the next expected open time up to the fo
 over REST and merges it into the sequence, which emits one ordered series. One fill runs per
 stream at a time (a request during a fill makes it run once more); REST concurrency and the
 rate-limit budget are the history source's business (:class:`~candlekeeper.backfill.fetcher.
-KlineFetcher`).
+KlineFetcher`), which serves fills by priority (``backfill.slots``): the live guarantee first,
+then resumes (smallest gaps first), then warm-up history (shortest intervals first).
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from typing import Protocol
 
 import msgspec
 
+from candlekeeper.backfill.planner import count_open_times
+from candlekeeper.backfill.slots import LIVE, Priority, resume, warm_up
 from candlekeeper.core.backoff import backoff_delays
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock
@@ -47,10 +57,11 @@ class HistorySource(Protocol):
 
     async def fetch(self, symbol: str, interval: str, start: int, end: int, *,
                     forming: Callable[[Candle], None] | None = None,
-                    margin_ms: int | None = None) -> list[Candle]:
+                    margin_ms: int | None = None, priority: Priority = LIVE) -> list[Candle]:
         """Every closed candle with ``start <= open_time < end``, ascending; with ``forming``,
         the venue's forming candle (if it returns one) is handed to it (REST polling).
-        ``margin_ms``: how long after its close a row counts as final (a fast close)."""
+        ``margin_ms``: how long after its close a row counts as final (a fast close).
+        ``priority``: the fetch's place in the queue (``backfill.slots``)."""
         ...
 
 
@@ -71,6 +82,8 @@ class FillStats(msgspec.Struct, kw_only=True):
     #: fast closes asked over REST (``close_policy: fast``), and streams that have them
     fast_closes: int = 0
     fast_streams: int = 0
+    #: warm-up history fetches made behind live streams (streams with nothing stored)
+    warmups: int = 0
 
 
 class _Track:
@@ -78,7 +91,7 @@ class _Track:
 
     __slots__ = ("backoff_s", "emit_history", "fast", "interrupted", "key", "margin_ms",
                  "next_check", "on_forming", "on_history", "polled", "polled_through", "seq",
-                 "task", "want_again")
+                 "task", "want_again", "warm", "warm_task")
 
     def __init__(self, key: StreamKey, seq: StreamSequence, emit_history: bool,
                  on_history: Callable[[list[Candle]], object], margin_ms: int) -> None:
@@ -101,6 +114,9 @@ class _Track:
         self.fast = False
         #: venue ms after its close time from which a REST row of this stream is final
         self.margin_ms = margin_ms
+        #: nothing stored: live closes go out at once, the warm-up history is fetched behind
+        self.warm = False
+        self.warm_task: asyncio.Task[None] | None = None
 
 
 class GapFiller:
@@ -130,25 +146,31 @@ class GapFiller:
         """Register a stream. ``resume``: its sequence is anchored at the last stored candle
         and everything after it must be emitted."""
         emit = resume or self.options.emit_history
-        self._tracks[key] = _Track(key, seq, emit, on_history, self.options.close_margin_ms)
+        t = self._tracks[key] = _Track(key, seq, emit, on_history, self.options.close_margin_ms)
         if not seq.anchored and self.history > 0:
-            seq.wait_for_anchor = True  # live closes wait for the warm-up to come first
+            if emit:
+                seq.wait_for_anchor = True  # history replayed in order: live closes wait
+            else:
+                t.warm = True  # live first, history behind
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
         if self._running:
             return
         self._running = True
-        for t in self._tracks.values():
-            if t.seq.anchored or self.history > 0:
-                self.request(t.key, "start")
         loop = asyncio.get_running_loop()
+        for t in self._tracks.values():
+            if t.warm:
+                t.warm_task = loop.create_task(self._warm(t), name=f"gapfill:warm:{t.key}")
+            elif t.seq.anchored or self.history > 0:
+                self.request(t.key, "start")
         self._watch = loop.create_task(self._watch_late_closes(), name="gapfill:watch")
         self._poller = loop.create_task(self._poll_closes(), name="gapfill:poll")
 
     async def stop(self) -> None:
         self._running = False
         tasks = [t.task for t in self._tracks.values() if t.task is not None]
+        tasks += [t.warm_task for t in self._tracks.values() if t.warm_task is not None]
         if self._watch is not None:
             tasks.append(self._watch)
         if self._poller is not None:
@@ -160,7 +182,7 @@ class GapFiller:
                 await task
         self._watch = self._poller = None
         for t in self._tracks.values():
-            t.task = None
+            t.task = t.warm_task = None
 
     # -- REST polling ---------------------------------------------------------------------
     def poll(self, key: StreamKey, on: bool = True, *,
@@ -261,17 +283,32 @@ class GapFiller:
             self.request(key, "break")
 
     # -- the fill -------------------------------------------------------------------------
-    def _window(self, t: _Track) -> tuple[int, int] | None:
+    def _window(self, t: _Track) -> tuple[int, int, bool] | None:
+        """``(start, end, emit)`` of the next fill, or None when there is nothing to fetch."""
         # the forming candle is excluded (with a margin for a clock ahead of the venue's)
         end = align(self.clock.time_ms() - t.margin_ms, t.key.interval)
-        if t.seq.anchored:
-            start = t.seq.expected
+        seq = t.seq
+        if seq.anchored:
+            start, emit = seq.expected, True
             assert start is not None
+        elif seq.held:
+            start, emit = min(seq.held), True  # a close to confirm: it anchors the stream
+        elif t.warm:
+            if not t.polled:
+                return None  # the first live close anchors it; ``_warm`` fetches history
+            # a polled stream adopts the newest final candle (stored, not emitted, as a
+            # WebSocket stream's first close is the first to close after the start)
+            start, emit = prev_open(end, t.key.interval), False
         elif self.history > 0:
-            start = history_start(end, t.key.interval, self.history)
+            start, emit = history_start(end, t.key.interval, self.history), t.emit_history
         else:
             return None
-        return (start, end) if start < end else None
+        return (start, end, emit) if start < end else None
+
+    def _priority(self, t: _Track, reason: str, start: int, end: int) -> Priority:
+        if reason == "start" and t.seq.anchored:
+            return resume(count_open_times(start, end, t.key.interval))
+        return LIVE
 
     async def _fill(self, t: _Track, reason: str) -> None:
         if self._clock_ready is not None:
@@ -284,11 +321,11 @@ class GapFiller:
             progress_from = t.seq.last
             window = self._window(t)
             if window is not None:
-                start, end = window
+                start, end, emit = window
                 try:
-                    candles = await self.source.fetch(t.key.symbol, t.key.interval, start,
-                                                      end, forming=t.on_forming,
-                                                      margin_ms=t.margin_ms)
+                    candles = await self.source.fetch(
+                        t.key.symbol, t.key.interval, start, end, forming=t.on_forming,
+                        margin_ms=t.margin_ms, priority=self._priority(t, reason, start, end))
                 except (CandlekeeperError, OSError, TimeoutError) as exc:
                     self.stats.failures += 1
                     fetch_failures += 1
@@ -306,7 +343,6 @@ class GapFiller:
                 candles = [c for c in candles if start <= c.open_time < end]
                 self.stats.fills += 1
                 self.stats.rest_candles += len(candles)
-                emit = t.emit_history or t.seq.anchored
                 if not emit:
                     t.on_history(candles)
                 before = t.seq.unfillable
@@ -337,6 +373,59 @@ class GapFiller:
                 continue
             if not t.want_again:
                 return
+
+    async def _warm(self, t: _Track) -> None:
+        """The warm-up history of a stream with nothing stored, fetched behind its live closes.
+
+        Ends where the stream was anchored (its first close), or, while nothing anchored it
+        yet, at the forming candle — then this fill anchors it (adopted, not emitted), as a
+        warm-up always did. A first live close that lands after the fetched range while the
+        request was under way leaves a stretch between the two: the loop fetches that too. The
+        rows go to the buffer and the history handlers only; ``on_close`` never sees them."""
+        covered: int | None = None  # history delivered up to here (exclusive)
+        failures = 0
+        delays = backoff_delays(self.options.retry_initial_s, 2.0, self.options.retry_max_s,
+                                jitter=0.2)
+        interval = t.key.interval
+        while self._running:
+            if self._clock_ready is not None:
+                await self._clock_ready()
+            seq = t.seq
+            end = seq.first if seq.anchored else align(self.clock.time_ms() - t.margin_ms,
+                                                       interval)
+            start = history_start(end, interval, self.history) if covered is None else covered
+            if start >= end:
+                return
+            try:
+                candles = await self.source.fetch(t.key.symbol, interval, start, end,
+                                                  margin_ms=t.margin_ms,
+                                                  priority=warm_up(nominal_ms(interval)))
+            except (CandlekeeperError, OSError, TimeoutError) as exc:
+                self.stats.failures += 1
+                failures += 1
+                self._limited.error(f"warm:{t.key}", "%s: warm-up history failed: %s",
+                                    t.key, exc)
+                if failures >= self.options.max_fetch_attempts:
+                    log.error("%s: warm-up history unavailable (%s); the stream stays live "
+                              "without it", t.key, exc)
+                    return
+                await asyncio.sleep(next(delays))
+                continue
+            self.stats.fills += 1
+            self.stats.warmups += 1
+            if seq.anchored:  # a live close anchored it meanwhile: only what precedes it
+                candles = [c for c in candles if start <= c.open_time < min(end, seq.first)]
+                self.stats.rest_candles += len(candles)
+                t.on_history(candles)
+            else:
+                candles = [c for c in candles if start <= c.open_time < end]
+                self.stats.rest_candles += len(candles)
+                t.on_history(candles)
+                seq.fill(candles, start, end, emit=False)
+                if seq.has_hole:  # a close held meanwhile (an inferred one): confirm it
+                    self.request(t.key, "hole")
+                return
+            covered = end
 
     def _drop_impossible(self, t: _Track) -> None:
         """Held closes that cannot have happened yet (further ahead of the clock than

@@ -9,8 +9,9 @@ all go through this one class, so paging, weight and retry policy live in one pl
   page is also the cheapest. A page answered with fewer rows than asked is continued from its
   last row (a server may cap ``limit``), until the window is covered or the venue returns nothing.
 * **Budget.** All requests go through the venue's shared :class:`RestClient`, whose
-  :class:`WeightBudget` is per IP; a semaphore shared by all callers of this fetcher bounds the
-  requests in flight.
+  :class:`WeightBudget` is per IP; :class:`~candlekeeper.backfill.slots.PrioritySlots` shared by
+  all callers of this fetcher bound the requests in flight and hand a free slot to the most
+  urgent caller (a live hole before a resume, a resume before deep warm-up history).
 * **Retries.** What an error means is the venue's history codec's call (``RestError.kind``):
   rate limits and bans are waited out by the client for *every* caller (the venue's retry-after,
   or the ban's end); the venue's own trouble, timeouts, connection errors and undecodable bodies
@@ -40,6 +41,7 @@ import msgspec
 
 from candlekeeper.backfill.http import RestClient
 from candlekeeper.backfill.planner import count_open_times, first_open, optimal_limit, pages
+from candlekeeper.backfill.slots import LIVE, Priority, PrioritySlots
 from candlekeeper.core.backoff import backoff_delays
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock, SystemClock
@@ -93,7 +95,7 @@ class KlineFetcher:
         self.clock: Clock = clock or SystemClock()
         self.max_attempts = max_attempts
         self.stats = FetchStats()
-        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._slots = PrioritySlots(max_concurrency)
         self._backoff = (backoff_initial_s, backoff_max_s)
         self._limited = RateLimitedLog(log)
         #: a candle counts as closed only once ``close_margin_ms`` of venue time have passed
@@ -153,7 +155,7 @@ class KlineFetcher:
 
     async def fetch(self, symbol: str, interval: str, start: int, end: int, *,
                     forming: Callable[[Candle], None] | None = None,
-                    margin_ms: int | None = None) -> list[Candle]:
+                    margin_ms: int | None = None, priority: Priority = LIVE) -> list[Candle]:
         """Every CLOSED candle with ``start <= open_time < end`` (ms), ascending, unique,
         ``source="rest"``, ``closed=True``. Candles the venue does not have (before listing, a
         hole in its history, not closed yet) are simply absent; a page that cannot be fetched
@@ -163,7 +165,8 @@ class KlineFetcher:
         no extra request), and if the venue returns it, it is handed to ``forming``
         (``closed=False``) — what REST polling offers as a live update. ``margin_ms``: how
         long after its close time a row counts as final (default: the fetcher's
-        ``close_margin_ms``; a fast close asks sooner)."""
+        ``close_margin_ms``; a fast close asks sooner). ``priority``: this fetch's place in
+        the queue for request slots (:mod:`~candlekeeper.backfill.slots`)."""
         spec = self.codec.spec
         if interval not in spec.intervals:
             raise ConfigError(f"{spec.id} has no interval {interval!r}")
@@ -180,7 +183,7 @@ class KlineFetcher:
         # starts before the listing ("everything since 0"), and one cheap probe (limit 1, the
         # lowest weight) finds the first candle the venue has, instead of thousands of empty
         # pages. A range that starts inside the series costs nothing extra.
-        first = await self._window(symbol, interval, *windows[0], forming, margin_ms)
+        first = await self._window(symbol, interval, *windows[0], forming, margin_ms, priority)
         windows = windows[1:]
         if not first and windows:
             first_open_time = await self._earliest(symbol, interval, windows[0][0], end)
@@ -189,7 +192,7 @@ class KlineFetcher:
             count = count_open_times(first_open_time, end, interval)
             windows = pages(first_open_time, end, interval, optimal_limit(spec, count))
         tasks = [asyncio.create_task(self._window(symbol, interval, ws, we, forming,
-                                                   margin_ms))
+                                                   margin_ms, priority))
                  for ws, we in windows]
         try:
             results = [first, *await asyncio.gather(*tasks)]
@@ -236,14 +239,15 @@ class KlineFetcher:
 
     async def _window(self, symbol: str, interval: str, ws: int, we: int,
                       forming: Callable[[Candle], None] | None = None,
-                      margin_ms: int | None = None) -> list[Candle]:
+                      margin_ms: int | None = None, priority: Priority = LIVE) -> list[Candle]:
         """One window, continued while the venue answers with fewer rows than asked."""
         out: list[Candle] = []
         cursor = ws
         while cursor < we:
             want = count_open_times(cursor, we, interval)
             limit = min(want, self.codec.spec.rest_max_limit)
-            rows = await self._page(symbol, interval, cursor, we, limit, forming, margin_ms)
+            rows = await self._page(symbol, interval, cursor, we, limit, forming, margin_ms,
+                                    priority)
             if not rows:
                 break
             out.extend(rows.candles)
@@ -254,7 +258,7 @@ class KlineFetcher:
 
     async def _page(self, symbol: str, interval: str, ws: int, we: int,
                     limit: int, forming: Callable[[Candle], None] | None = None,
-                    margin_ms: int | None = None) -> _Page:
+                    margin_ms: int | None = None, priority: Priority = LIVE) -> _Page:
         request = self.codec.klines_request(symbol, interval, start_time=ws, end_time=we - 1,
                                             limit=limit)
         stats = self.stats
@@ -263,7 +267,7 @@ class KlineFetcher:
         delays = backoff_delays(initial, 2.0, cap, jitter=0.5)
         while True:
             attempt += 1
-            async with self._semaphore:
+            async with self._slots.take(priority):
                 stats.requests += 1
                 try:
                     body = await self.client.fetch(request)

@@ -36,7 +36,7 @@ class Offer(enum.Enum):
 class StreamSequence:
     """Closed-candle sequencing for one stream; ``emit`` receives candles in order."""
 
-    __slots__ = ("duplicates", "emit", "held", "interval", "last", "late", "max_held",
+    __slots__ = ("duplicates", "emit", "first", "held", "interval", "last", "late", "max_held",
                  "overflow", "prefer_rest", "unfillable", "wait_for_anchor")
 
     def __init__(self, interval: str, emit: Callable[[Candle], None], *,
@@ -46,6 +46,9 @@ class StreamSequence:
         self.emit = emit
         #: open time of the last emitted candle; -1 = not anchored yet
         self.last = -1 if last is None else last
+        #: open time of the candle that anchored the stream (the first emitted or adopted);
+        #: -1 while not anchored. A warm-up filling history *behind* live closes stops there.
+        self.first = self.last
         #: closes that arrived ahead of a hole, by open time
         self.held: dict[int, Candle] = {}
         #: hold even the first close until a fill anchors the stream (warm-up in flight)
@@ -140,6 +143,8 @@ class StreamSequence:
             if emit:
                 self._emit(c)
             else:
+                if self.last < 0:
+                    self.first = t
                 self.last = t
         self._release()
         return len(rest)
@@ -170,6 +175,8 @@ class StreamSequence:
             self.overflow += 1
 
     def _emit(self, candle: Candle) -> None:
+        if self.last < 0:
+            self.first = candle.open_time
         self.last = candle.open_time
         self.emit(candle)
 

@@ -139,3 +139,25 @@ class RateLimiter:
             times.popleft()
         times.append(now_s)
         return len(times) <= self.per_second
+
+
+class HandshakeLimiter:
+    """WebSocket handshakes per IP in sliding wall-clock windows (``VenueSpec.connect_limits``):
+    a handshake over any window is refused (and not counted)."""
+
+    def __init__(self, windows: tuple[tuple[float, int], ...]) -> None:
+        self.windows = windows
+        self._longest = max((s for s, _ in windows), default=0.0)
+        self._times: dict[str, deque[float]] = {}
+
+    def allow(self, ip: str, now_s: float) -> bool:
+        if not self.windows:
+            return True
+        times = self._times.setdefault(ip, deque())
+        while times and now_s - times[0] >= self._longest:
+            times.popleft()
+        for seconds, limit in self.windows:
+            if sum(1 for t in times if now_s - t < seconds) >= limit:
+                return False
+        times.append(now_s)
+        return True

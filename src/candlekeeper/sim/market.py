@@ -19,6 +19,7 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from decimal import ROUND_FLOOR, Decimal
+from typing import Final
 
 import msgspec
 
@@ -203,18 +204,24 @@ def _exp(x: Decimal) -> int:
     return e if isinstance(e, int) else 0
 
 
+#: the optional candle fields (beyond OHLCV) a venue may or may not publish
+_EXTRAS: Final = ("quote_volume_str", "trades", "taker_buy_base_volume_str",
+                  "taker_buy_quote_volume_str", "first_trade_id", "last_trade_id")
+
+
 class Market:
     """The market of one venue. ``pad``: print every decimal with exactly that many places (a
-    venue that pads its numbers). ``ohlcv_only`` (a venue publishing only OHLCV) drops what the
-    venue never publishes — trade counts, quote and taker volumes, trade ids — from every candle
-    it hands out, so the truth equals what a client can know. ``precision``: the venue's own
-    (price, quantity) decimals per symbol, overriding the shared profiles."""
+    venue that pads its numbers). ``published_extras`` (the fields beyond OHLCV a venue
+    publishes; None: all) drops what the venue never publishes — trade counts, quote and taker
+    volumes, trade ids — from every candle it hands out, so the truth equals what a client can
+    know. ``precision``: the venue's own (price, quantity) decimals per symbol, overriding the
+    shared profiles."""
 
     def __init__(self, venue: str, symbols: Sequence[str], intervals: Sequence[str], *,
                  seed: int = 1, start_ms: int, history: int = 1000,
                  replay: Sequence[ReplaySeries] = (), pad: int | None = None,
                  allowed_intervals: Sequence[str] | None = None,
-                 ohlcv_only: bool = False,
+                 published_extras: tuple[str, ...] | None = None,
                  precision: Mapping[str, tuple[int, int]] | None = None,
                  rest_lag_ms: int = 0) -> None:
         if not intervals:
@@ -230,7 +237,12 @@ class Market:
                                   "the simulator derives every interval from the finest one")
         self.venue, self.intervals, self.start_ms, self.history = venue, chain, start_ms, history
         self.pad = pad
-        self.ohlcv_only = ohlcv_only
+        #: the optional fields this venue never publishes, set to None on every candle
+        self._unpublished: dict[str, None] = {} if published_extras is None else {
+            f: None for f in _EXTRAS if f not in published_extras}
+        #: a venue publishing a quote volume for every candle, where a replayed series has none:
+        #: the truth gets volume x close, as the wire does
+        self._fill_quote = published_extras is not None and "quote_volume_str" in published_extras
         #: REST answers as the market stood this long before (venue ms): a candle shows its
         #: final values over REST only ``rest_lag_ms`` after its close
         self.rest_lag_ms = rest_lag_ms
@@ -285,12 +297,12 @@ class Market:
         return self._out(src.bar(interval, open_time))
 
     def _out(self, c: Candle | None) -> Candle | None:
-        if c is None or not self.ohlcv_only:
-            return c
-        return msgspec.structs.replace(c, quote_volume_str=None, trades=None,
-                                       taker_buy_base_volume_str=None,
-                                       taker_buy_quote_volume_str=None, first_trade_id=None,
-                                       last_trade_id=None)
+        if c is None:
+            return None
+        if self._fill_quote and c.quote_volume_str is None:
+            c = msgspec.structs.replace(c, quote_volume_str=format(
+                Decimal(c.volume_str) * Decimal(c.close_str), "f"))
+        return msgspec.structs.replace(c, **self._unpublished) if self._unpublished else c
 
     def forming(self, symbol: str, interval: str, now_ms: int) -> Candle | None:
         """The candle containing ``now_ms`` as it stands then; ``None`` before its first trade."""
@@ -368,6 +380,6 @@ class Market:
                     c = empty(self.venue, symbol, interval, t, prev.close, prev.volume * 0)
             if c is not None:
                 out.append(c)
-        if self.ohlcv_only:
+        if self._unpublished or self._fill_quote:
             return [c for c in map(self._out, out) if c is not None]
         return out

@@ -42,6 +42,8 @@ class VenueOptions(msgspec.Struct, frozen=True, kw_only=True):
     control_rate: float  # incoming messages per rolling second; inf: not enforced
     max_streams: int
     connection_lifetime_s: float | None  # venue seconds; None: never cut
+    #: per-IP WebSocket handshakes in wall-clock windows; a handshake over one gets HTTP 429
+    connect_limits: tuple[RestWindow, ...]
     #: per-IP REST budgets in wall-clock windows, the first one the venue's headline budget
     rest_limits: tuple[RestWindow, ...]
     ban_s: float
@@ -78,6 +80,7 @@ def defaults(spec: VenueSpec, behaviour: Behaviour) -> VenueOptions:
                       else math.inf),
         max_streams=spec.max_streams_per_connection,
         connection_lifetime_s=spec.connection_lifetime_s,
+        connect_limits=spec.connect_limits,
         rest_limits=spec.rest_limits,
         ban_s=behaviour.ban_s,
         close_delay_s=behaviour.close_delay_s,

@@ -78,9 +78,10 @@ class Behaviour(msgspec.Struct, frozen=True, kw_only=True):
     legacy_routes_push_klines: bool
     #: print every decimal with exactly this many places (None: the symbol's own decimals)
     price_pad: int | None
-    #: True when the venue publishes only open/high/low/close/volume: trade counts, quote and
-    #: taker volumes and trade ids are dropped from the truth too
-    ohlcv_only: bool
+    #: the candle fields beyond open/high/low/close/volume the venue publishes (e.g.
+    #: ``("quote_volume_str",)``); the others — trade counts, quote and taker volumes, trade ids
+    #: — are dropped from the truth too. None: every field
+    published_extras: tuple[str, ...] | None
     #: the venue's own (price, quantity) decimals per canonical symbol where a real source shows
     #: them; other symbols use the shared profile table (``sim.profiles``)
     precision: Mapping[str, tuple[int, int]]
@@ -184,7 +185,7 @@ class Personality(Protocol):
 
     def stream_name(self, symbol: str, interval: str) -> str: ...
 
-    def new_session(self, is_valid: Callable[[str], bool], *, combined: bool,
+    def new_session(self, is_valid: Callable[[str], bool], *, path: WsPath,
                     max_streams: int, now_ms: Callable[[], int]) -> Session: ...
 
     def is_pong(self, text: str) -> bool:

@@ -74,6 +74,11 @@ class RestPolicy(Protocol):
         """Charge ``weight`` to ``ip`` at wall time ``now`` (seconds)."""
         ...
 
+    @property
+    def ban_status(self) -> int:
+        """The HTTP status of an IP ban (``rest_faults.RestDialect.ban_status``)."""
+        ...
+
     def fault_headers(self, ip: str) -> dict[str, str]:
         """Rate-limit headers for an answer a fault produced (nothing is charged)."""
         ...
@@ -103,6 +108,10 @@ class RestApp:
         return path in self.routes
 
     # the fault injector's dialect (``rest_faults.RestDialect``): the venue's own
+    @property
+    def ban_status(self) -> int:
+        return self.policy.ban_status
+
     def fault_headers(self, ip: str) -> dict[str, str]:
         return self.policy.fault_headers(ip)
 

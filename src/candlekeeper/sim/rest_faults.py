@@ -35,6 +35,10 @@ RestRecorder = Callable[[str, int, str, "str | None", str], None]
 class RestDialect(Protocol):
     """The venue's own headers and bodies for a faulted answer (``RestService`` provides it)."""
 
+    #: the HTTP status of an IP ban (the ``rest_418`` fault): the venue's own (418, 403, ...)
+    @property
+    def ban_status(self) -> int: ...
+
     def fault_headers(self, ip: str) -> dict[str, str]: ...
 
     def fault_answer(self, status: int, retry_after_s: int) -> tuple[bytes, str]: ...
@@ -102,9 +106,11 @@ class RestFaults:
         headers = dialect.fault_headers(ip)
         if now < self.banned_until:
             wait = max(1, math.ceil(self.banned_until - now))
-            self._record("rest_418", self.ban_fault, path, symbol, f"418, Retry-After {wait}")
+            status = dialect.ban_status
+            self._record("rest_418", self.ban_fault, path, symbol,
+                         f"{status}, Retry-After {wait}")
             headers["Retry-After"] = str(wait)
-            return _answer(418, dialect.fault_answer(418, wait), headers)
+            return _answer(status, dialect.fault_answer(status, wait), headers)
         eff = self._pick(now, symbol)
         if eff is None:
             return None

@@ -31,11 +31,16 @@ from aiohttp import WSMsgType, web
 
 from candlekeeper.core.clock import ScaledClock
 from candlekeeper.errors import ConfigError
-from candlekeeper.sim.connection import CLOSE_TIMEOUT_S, Connection, RateLimiter
+from candlekeeper.sim.connection import (
+    CLOSE_TIMEOUT_S,
+    Connection,
+    HandshakeLimiter,
+    RateLimiter,
+)
 from candlekeeper.sim.firehose import FirehoseResult, firehose_params, run_firehose
 from candlekeeper.sim.market import Market
 from candlekeeper.sim.options import VenueOptions
-from candlekeeper.sim.personality import Personality
+from candlekeeper.sim.personality import Personality, WsPath
 from candlekeeper.sim.rest import RestStats
 
 __all__ = ["Connection", "FirehoseResult", "VenueServer", "VenueStats"]
@@ -53,6 +58,8 @@ class VenueStats(msgspec.Struct):
     error_frames: int = 0
     pings_sent: int = 0
     internal_errors: int = 0
+    #: handshakes refused for exceeding the venue's connection-rate limit
+    handshakes_refused: int = 0
     disconnects: dict[str, int] = msgspec.field(default_factory=dict)
     faults: dict[str, int] = msgspec.field(default_factory=dict)  # effects applied, by kind
     rest: RestStats = msgspec.field(default_factory=RestStats)
@@ -75,6 +82,8 @@ class VenueServer:
         self.firehose_frames = 0
         #: a ``refuse`` fault: WebSocket handshakes get this HTTP status until this moment
         self._refuse: tuple[int, float] | None = None
+        self._handshakes = HandshakeLimiter(
+            tuple((w.seconds, w.limit) for w in opts.connect_limits))
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -117,11 +126,13 @@ class VenueServer:
                 # what a blocking proxy or a geo-fence answers (451: unavailable for legal
                 # reasons, 403: forbidden); the client must not retry itself to death
                 return web.Response(status=refused[0], text="refused")
+            if not self._handshakes.allow(request.remote or "", time.monotonic()):
+                self.stats.handshakes_refused += 1
+                return web.Response(status=429, text="Too Many Requests")
             info = self.personality.parse_ws_path(request.path, request.query, self.opts)
             if info is None:
                 return web.json_response({"code": -1, "msg": "Not found."}, status=404)
-            return await self._websocket(request, info.combined, info.pushes_klines,
-                                         info.streams)
+            return await self._websocket(request, info)
         if self.rest.handles(request.path):
             return await self.rest.handle(request)
         return web.json_response({"code": -1, "msg": "Not found."}, status=404)
@@ -135,13 +146,12 @@ class VenueServer:
         return parsed is not None and self.market.has_stream(*parsed)
 
     # -- WebSocket --------------------------------------------------------------------------
-    async def _websocket(self, request: web.Request, combined: bool, pushes: bool,
-                         streams: tuple[str, ...]) -> web.StreamResponse:
+    async def _websocket(self, request: web.Request, path: WsPath) -> web.StreamResponse:
         persona = self.personality
-        session = persona.new_session(self.valid_stream, combined=combined,
+        session = persona.new_session(self.valid_stream, path=path,
                                       max_streams=self.opts.max_streams,
                                       now_ms=self.clock.time_ms)
-        opened = session.open_with(streams)
+        opened = session.open_with(path.streams)
         if isinstance(opened, str):
             return web.Response(status=400, body=persona.handshake_error(opened),
                                 content_type="application/json")
@@ -153,7 +163,8 @@ class VenueServer:
         await ws.prepare(request)
         transport = request.transport
         assert transport is not None
-        conn = Connection(ws, transport, session, pushes, self.opts.slow_consumer_bytes,
+        conn = Connection(ws, transport, session, path.pushes_klines,
+                          self.opts.slow_consumer_bytes,
                           self.stats.disconnects, persona.framing)
         self.connections[conn.id] = conn
         self.stats.connections_total += 1

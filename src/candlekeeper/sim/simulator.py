@@ -165,7 +165,8 @@ class Simulator:
             market = Market(venue, symbols, intervals, seed=seed,
                             start_ms=venue_clock.start_ms, history=history, replay=series,
                             pad=behaviour.price_pad, allowed_intervals=spec.intervals,
-                            ohlcv_only=behaviour.ohlcv_only, precision=behaviour.precision,
+                            published_extras=behaviour.published_extras,
+                            precision=behaviour.precision,
                             rest_lag_ms=opts.rest_final_delay_ms)
             server = VenueServer(persona, market, venue_clock, opts, host=host,
                                  port=(ports or {}).get(venue, 0) or 0, seed=seed)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Sequence
 
 from candlekeeper.core.clock import Clock, SystemClock
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import ConfigError
 from candlekeeper.transport.base import Connector
+from candlekeeper.transport.connect_gate import GatedConnector, gate_for
 from candlekeeper.transport.options import SessionStats, StreamListener, TransportOptions
 from candlekeeper.transport.session import Session
 from candlekeeper.venues.contract import StreamCodec
@@ -61,6 +63,9 @@ class ConnectionPool:
         if connector is None:
             from candlekeeper.transport.websocket import PicowsConnector
             connector = PicowsConnector(handshake_timeout_s=self.options.connect_timeout_s)
+        gate = gate_for(codec.spec)
+        if gate is not None:  # the venue limits handshakes per IP: every session asks the gate
+            connector = GatedConnector(connector, gate, time.monotonic)
         venue_limit = codec.spec.max_streams_per_connection
         limit = min(self.options.max_streams_per_connection or venue_limit, venue_limit)
         base = ws_base if ws_base is not None else codec.spec.ws_base

@@ -43,6 +43,7 @@ from candlekeeper.core.candle import Candle
 from candlekeeper.core.events import ConnectionState, StreamState
 from candlekeeper.transport.backoff import describe
 from candlekeeper.transport.base import Connection
+from candlekeeper.transport.connect_gate import connect_within
 from candlekeeper.transport.link import Link
 from candlekeeper.transport.watchdog import StreamSlot
 
@@ -184,7 +185,7 @@ class Rotation:
         self.deadline: float | None = None
         timeout = session.options.connect_timeout_s
         self.connecting: asyncio.Future[Connection] | None = asyncio.ensure_future(
-            asyncio.wait_for(session.connector.connect(session.url, self.new), timeout))
+            connect_within(session.connector, session.url, self.new, timeout))
         self.connecting.add_done_callback(lambda _: old.wake.set())
         log.info("%s: rotating (%s): opening a second connection", session.name, reason)
         session.emit_connection(ConnectionState.CONNECTED, f"rotating: {reason}")

@@ -33,6 +33,7 @@ from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.transport.backoff import Verdict, backoff_delays, classify, describe
 from candlekeeper.transport.base import ConnectError, Connection, ConnectionLost, Connector
+from candlekeeper.transport.connect_gate import connect_within
 from candlekeeper.transport.isolation import DropIsolation
 from candlekeeper.transport.keepalive import keep_alive
 from candlekeeper.transport.link import Link
@@ -158,7 +159,7 @@ class Session:
         raises when the connection fails or breaks."""
         timeout = self.options.connect_timeout_s
         self._connect_task = asyncio.ensure_future(
-            asyncio.wait_for(self.connector.connect(self.url, link), timeout))
+            connect_within(self.connector, self.url, link, timeout))
         try:
             conn = await self._connect_task
         except TimeoutError as exc:

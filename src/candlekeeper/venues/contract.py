@@ -62,6 +62,9 @@ class VenueSpec(msgspec.Struct, frozen=True, kw_only=True):
     control_messages_per_second: float
     #: the venue closes every connection after this long (venue seconds), None if undocumented
     connection_lifetime_s: float | None
+    #: the venue's limits on opening WebSocket connections per IP (at most ``limit`` handshakes
+    #: per ``seconds``); empty when the venue documents none
+    connect_limits: tuple[RestWindow, ...]
     #: how often the venue's server sends its own ping (protocol or in-band), None if never
     server_ping_interval_s: float | None
     #: how often the venue pushes the forming candle, in real milliseconds (its "update speed")

@@ -95,7 +95,8 @@ def test_confirm_true_is_the_close_and_every_candle_of_an_array_decodes() -> Non
     assert (first.open_time, first.closed) == (T, True)  # oldest first, whatever the order
     assert (second.open_time, second.closed, second.close_str) == (T + MINUTE, False, "16680")
     assert first.close_time == T + MINUTE - 1 and first.event_time == T + 61_000
-    assert first.quote_volume_str is None and first.source == "ws"
+    assert first.quote_volume_str == "34666.4005" and first.source == "ws"  # turnover
+    assert first.trades is None
     assert first.key == StreamKey("bybit-linear", "BTCUSDT", "1m")
 
 
@@ -224,3 +225,10 @@ def test_errors_are_classified_from_status_and_retcode(
 def test_success_is_retcode_zero_as_a_number_or_a_string() -> None:
     assert HIST.classify(200, {}, b'{"retCode":0,"retMsg":"OK","result":{}}', 0.0) is None
     assert HIST.classify(200, {}, b'{"retCode":"0","retMsg":""}', 0.0) is None
+
+
+def test_turnover_is_the_quote_volume_and_a_frame_without_it_still_decodes() -> None:
+    without = kline(T, confirm=True)
+    del without["turnover"]
+    out = LIN.decode(push(without))
+    assert isinstance(out, Candle) and out.closed and out.quote_volume_str is None

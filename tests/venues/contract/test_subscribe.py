@@ -18,7 +18,7 @@ import pytest
 
 from candlekeeper.core.events import StreamState
 from candlekeeper.core.stream_key import StreamKey
-from candlekeeper.sim.personality import Personality
+from candlekeeper.sim.personality import Personality, WsPath
 from candlekeeper.sim.venues import personality_for
 from candlekeeper.transport.memory import MemoryConnector, MemoryPeer
 from candlekeeper.transport.options import TransportOptions
@@ -37,7 +37,7 @@ def payload(persona: Personality, body: bytes) -> bytes:
 
 async def play_venue(peer: MemoryPeer, persona: Personality, valid: set[str],
                      pongs: list[str | bytes]) -> None:
-    session = persona.new_session(valid.__contains__, combined=True,
+    session = persona.new_session(valid.__contains__, path=WsPath(True, True, ()),
                                   max_streams=persona.spec.max_streams_per_connection,
                                   now_ms=lambda: 1_700_000_000_000)
     while not peer.closed:

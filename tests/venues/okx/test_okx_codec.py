@@ -63,7 +63,8 @@ def test_a_frame_with_several_rows_yields_every_candle_oldest_first() -> None:
     assert (new.open_time, new.closed, new.volume_str) == (1700000040000, False, "7")
     spot = SPOT.decode(_push("BTC-USDT", ROW_OLD))
     assert isinstance(spot, Candle) and spot.volume_str == "500"  # vol is base on spot
-    assert spot.quote_volume_str is None and spot.trades is None
+    assert spot.quote_volume_str == "10" and spot.trades is None  # volCcyQuote
+    assert old.quote_volume_str == "10" and new.quote_volume_str == "17.5"
 
 
 def test_bad_rows_are_malformed_with_their_stream_and_the_good_ones_still_count() -> None:

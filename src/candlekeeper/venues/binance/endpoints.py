@@ -40,6 +40,8 @@ BINANCE_USDM: Final = VenueSpec(
     max_streams_per_subscribe=200,
     control_messages_per_second=10,
     connection_lifetime_s=DAY_S,
+    # [!] the futures docs state none; the spot figure (A.5): 300 connections per 5 minutes
+    connect_limits=(RestWindow(300.0, 300),),
     server_ping_interval_s=180.0,
     update_cadence_ms=250,
     close_frame_max_delay_ms=2_000,
@@ -61,6 +63,7 @@ BINANCE_SPOT: Final = VenueSpec(
     max_streams_per_subscribe=200,
     control_messages_per_second=5,
     connection_lifetime_s=DAY_S,
+    connect_limits=(RestWindow(300.0, 300),),  # "300 connections per attempt every 5 minutes"
     server_ping_interval_s=20.0,
     update_cadence_ms=2000,
     close_frame_max_delay_ms=2_000,

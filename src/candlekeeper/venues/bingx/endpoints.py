@@ -50,6 +50,7 @@ BINGX_SWAP: Final = VenueSpec(
     max_streams_per_subscribe=1,
     control_messages_per_second=10,
     connection_lifetime_s=None,  # "we don't close user connections"
+    connect_limits=(),  # none documented
     server_ping_interval_s=5.0,
     update_cadence_ms=1000,
     close_frame_max_delay_ms=1_000,  # the next candle's first push, one tick later at most

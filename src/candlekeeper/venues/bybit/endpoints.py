@@ -62,7 +62,8 @@ def _spec(venue_id: str, market: str, max_streams_per_subscribe: int) -> VenueSp
         max_streams_per_subscribe=max_streams_per_subscribe,
         control_messages_per_second=10,
         connection_lifetime_s=None,  # none documented
-        server_ping_interval_s=None,  # the client pings (codec.heartbeat)
+        connect_limits=(RestWindow(300.0, 500),),  # "over 500 connections in 5 minutes" (D.6)
+    server_ping_interval_s=None,  # the client pings (codec.heartbeat)
         update_cadence_ms=1000,  # "1-60s"
         close_frame_max_delay_ms=3_000,  # undocumented; our allowance
         closed_flag=True,

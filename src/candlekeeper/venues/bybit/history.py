@@ -141,7 +141,8 @@ class BybitHistoryCodec:
             by_time[int(row[0])] = row
         return [
             Candle(venue, sym, interval, t, close_time(t, interval), r[1], r[2], r[3], r[4],
-                   r[5], None, None, None, None, None, None, True, None, "rest")
+                   r[5], r[6] if len(r) > 6 else None, None, None, None, None, None, True, None,
+                   "rest")
             for t, r in sorted(by_time.items())
         ]
 

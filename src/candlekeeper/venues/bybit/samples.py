@@ -77,7 +77,8 @@ def _ws(venue: str, directory: Path) -> list[WsSample]:
     docs = (directory / DOCS_WS).read_text()
     block = docs[docs.index("{", docs.index("## 1)")): docs.index("## 2)")].strip()
     doc_candle = Candle.of(venue, "BTCUSDT", "5m", 1672324800000, 1672325099999, "16649.5",
-                           "16677", "16608", "16677", "2.081", event_time=1672324988882)
+                           "16677", "16608", "16677", "2.081", "34666.4005",
+                           event_time=1672324988882)
     out.append(WsSample(f"{DOCS_WS} 1) kline push, as laid out in the doc", block,
                         (doc_candle,)))
     out.append(WsSample(f"{DOCS_WS} 1) kline push, as bytes", block.encode(), (doc_candle,)))
@@ -104,7 +105,8 @@ def _ws(venue: str, directory: Path) -> list[WsSample]:
 
     one = _objects(part("## parse_ws_ohlcv", "## handle_error"))[0]
     ccxt_candle = Candle.of(venue, "BTCUSDT", "1m", 1670363160000, 1670363219999, "16987.5",
-                            "16988", "16987.5", "16987.5", "23.511", event_time=1670363219614)
+                            "16988", "16987.5", "16987.5", "23.511", "399396.344",
+                            event_time=1670363219614)
     out.append(WsSample(f"{CCXT_WS} parse_ws_ohlcv object in a push",
                         _push("kline.1.BTCUSDT", [one], one["timestamp"]), (ccxt_candle,)))
     errors = part("## handle_error", "## handle_pong")
@@ -124,7 +126,8 @@ def _ws(venue: str, directory: Path) -> list[WsSample]:
     jk = (directory / JKORF_WS).read_text()
     array = json.loads(jk[jk.index("["): jk.index("]") + 1])
     jk_candle = Candle.of(venue, "BTCUSDT", "1m", 1658150220000, 1658150279999, "22212",
-                          "22214.5", "22212", "22214", "5.456", event_time=1658150224542)
+                          "22214.5", "22212", "22214", "5.456", "121193.36",
+                          event_time=1658150224542)
     out.append(WsSample(f"{JKORF_WS} KlineUpdate data array in a push",
                         _push("kline.1.BTCUSDT", array, 1658150224542), (jk_candle,)))
     # a frame carrying several candles (as reported on the hour): every one decodes, oldest
@@ -132,7 +135,8 @@ def _ws(venue: str, directory: Path) -> list[WsSample]:
     both = _push("kline.1.BTCUSDT", [one, *array], one["timestamp"])
     out.append(WsSample(f"{CCXT_WS} + {JKORF_WS}: two real candles in one data array", both, (
         Candle.of(venue, "BTCUSDT", "1m", 1658150220000, 1658150279999, "22212", "22214.5",
-                  "22212", "22214", "5.456", event_time=1670363219614), ccxt_candle)))
+                  "22212", "22214", "5.456", "121193.36", event_time=1670363219614),
+        ccxt_candle)))
     for line in jk.splitlines():
         if line.startswith("< "):
             out.append(WsSample(f"{JKORF_WS} ack", line[2:], (Ack("|1|"),)))
@@ -155,13 +159,14 @@ def _rest(venue: str, directory: Path) -> list[RestSample]:
     text = (directory / REST).read_text()
     doc = _objects(text[text.index("## 1)"):text.index("## 2)")])[0]
     first = Candle.of(venue, "BTCUSD", "1h", 1670601600000, 1670605199999, "17086.5", "17088",
-                      "16978", "17071.5", "6356", closed=True, source="rest")
+                      "16978", "17071.5", "6356", "0.37288112", closed=True, source="rest")
     out = [RestSample(f"{REST} 1) docs, newest first", json.dumps(doc).encode(), "BTCUSD",
                       "1h", first, 3)]
     line = next(ln for ln in text.splitlines() if ln.startswith("return {'retCode'"))
     hb = ast.literal_eval(line.removeprefix("return "))
     first = Candle.of(venue, "BTCUSDT", "1h", 1715162400000, 1715165999999, "62308.69",
-                      "62524.28", "62258.76", "62439.82", "421.80928", closed=True,
+                      "62524.28", "62258.76", "62439.82", "421.80928", "26322162.21650143",
+                      closed=True,
                       source="rest")
     out.append(RestSample(f"{REST} 2) hummingbot mock", json.dumps(hb).encode(), "BTCUSDT",
                           "1h", first, 5))

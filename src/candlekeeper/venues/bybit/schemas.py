@@ -46,9 +46,9 @@ class KlinePush(msgspec.Struct, gc=False):
 
 
 class KlineIn(msgspec.Struct, gc=False):
-    """What the client reads of a :class:`Kline`: the candle itself. ``turnover`` and
-    ``timestamp`` are not kept, so they are not decoded either: a change in their type (or a
-    damaged value) cannot cost us the candle."""
+    """What the client reads of a :class:`Kline`: the candle and its ``turnover`` (the quote
+    volume; optional, so a frame without it still decodes). ``timestamp`` (the last trade) is
+    not kept, so it is not decoded either: a change in its type cannot cost us the candle."""
 
     start: int
     end: int
@@ -59,6 +59,7 @@ class KlineIn(msgspec.Struct, gc=False):
     low: str
     volume: str
     confirm: bool
+    turnover: str | None = None
 
 
 class KlinePushIn(msgspec.Struct, gc=False):

@@ -15,8 +15,7 @@ markets, and ``{"pong": ms}`` seen by ccxt: all accepted); ``success: false`` is
 ``ret_msg`` is ``"pong"`` is a pong (older frames name the op in a ``request`` object). We
 send ``req_id`` as the decimal string of our integer id and read it back as that integer.
 
-``turnover`` (the quote volume) is not kept: the simulator's truth for a venue publishing OHLCV
-carries no quote volume (see docs/venues.md).
+``turnover`` is kept as the candle's quote volume (docs/venues.md).
 """
 
 from __future__ import annotations
@@ -89,9 +88,11 @@ def parse_topic(name: str) -> tuple[str, str] | None:
 
 def kline_to_candle(venue: str, key: StreamKey, k: schemas.KlineIn, ts: int) -> Candle:
     """Wire kline -> ``Candle``; ``end`` is kept as the close time so ``candle_problem`` checks
-    it. Bybit sends no trade count, taker volumes or trade ids."""
+    it; ``turnover`` is the quote volume. Bybit sends no trade count, taker volumes or trade
+    ids."""
     return Candle(venue, key.symbol, key.interval, k.start, k.end, k.open, k.high, k.low,
-                  k.close, k.volume, None, None, None, None, None, None, k.confirm, ts, "ws")
+                  k.close, k.volume, k.turnover, None, None, None, None, None, k.confirm, ts,
+                  "ws")
 
 
 def candle_to_kline(c: Candle, turnover: str, last_trade_ms: int) -> schemas.Kline:

@@ -149,8 +149,10 @@ class HyperliquidHistoryCodec:
                                   f"row in an answer for {sym} {interval}")
             if r.t < 0 or r.t > FAR_END_MS:
                 raise DecodeError(f"{self.venue} candleSnapshot: bad open time {r.t}")
+            if r.n < 0:
+                raise DecodeError(f"{self.venue} candleSnapshot: a negative trade count {r.n}")
             by_time[r.t] = Candle(venue, sym, interval, r.t, close_time(r.t, interval), r.o,
-                                  r.h, r.l, r.c, r.v, None, None, None, None, None, None, True,
+                                  r.h, r.l, r.c, r.v, None, r.n, None, None, None, None, True,
                                   None, "rest")
         return [by_time[t] for t in sorted(by_time)]
 

@@ -39,7 +39,7 @@ def _ws(venue: str, directory: Path) -> list[WsSample]:
     jk = _body((directory / JKORF_WS).read_text())
     push = jk[jk.index("{", jk.index("= ")):].strip()
     hype = Candle.of(venue, "HYPE", "1d", 1764806400000, 1764892799999, "34.668", "36.219",
-                     "34.251", "34.868", "3495670.8399999999")
+                     "34.251", "34.868", "3495670.8399999999", trades=102895)
     out.append(WsSample(f"{JKORF_WS} push, as laid out in the fixture", push, (hype,)))
     out.append(WsSample(f"{JKORF_WS} push, on one line (as sent)",
                         json.dumps(json.loads(push), separators=(",", ":")).encode(), (hype,)))
@@ -55,7 +55,7 @@ def _ws(venue: str, directory: Path) -> list[WsSample]:
         return next(ln for ln in frames if ln.startswith(start))
 
     btc = Candle.of(venue, "BTC", "1m", 1790232180000, 1790232239999, "84143.0", "84144.0",
-                    "84143.0", "84143.0", "14.27847")
+                    "84143.0", "84143.0", "14.27847", trades=114)
     out.append(WsSample(f"{PROBE_WS} BTC 1m push", frame('{"channel":"candle"'), (btc,)))
     acks = [ln for ln in frames if ln.startswith('{"channel":"subscriptionResponse"')]
     for i, ack in enumerate(acks):
@@ -73,7 +73,7 @@ def _ws(venue: str, directory: Path) -> list[WsSample]:
     # real 2023 row, wrapped in the push envelope, is a real-valued push
     for i, row in enumerate(json.loads(_cassette_rows(directory))):
         c = Candle.of(venue, "KPEPE", row["i"], row["t"], row["T"], row["o"], row["h"],
-                      row["l"], row["c"], row["v"])
+                      row["l"], row["c"], row["v"], trades=row["n"])
         out.append(WsSample(f"{CASSETTE} row {i + 1} in a push envelope",
                             json.dumps({"channel": "candle", "data": row}), (c,)))
     return out
@@ -89,8 +89,8 @@ def _cassette_rows(directory: Path) -> str:
 def _rest(venue: str, directory: Path) -> list[RestSample]:
     body = _cassette_rows(directory)
     first = Candle.of(venue, "KPEPE", "1h", 1684699200000, 1684702799999, "0.001601",
-                      "0.001616", "0.001601", "0.001604", "520665683.0", closed=True,
-                      source="rest")
+                      "0.001616", "0.001601", "0.001604", "520665683.0", trades=709,
+                      closed=True, source="rest")
     return [RestSample(f"{CASSETTE} candleSnapshot kPEPE 1h (ascending, both window ends "
                        "included)", body.encode(), "KPEPE", "1h", first, 24)]
 

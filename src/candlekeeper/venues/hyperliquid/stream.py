@@ -7,11 +7,11 @@ remembers which request id last subscribed each stream name and answers the ack 
 
 A push is ``{"channel":"candle","data":{...}}`` with ``data`` ONE object (the docs say an
 array; a list is accepted too, every candle of it decoded, oldest first). Prices and volume are
-strings, ``t``/``T``/``n`` numbers. **There is no closed flag**: every push is a forming candle
-(``closed=False``); the feed infers a close from the first push with a later ``t`` and confirms
-it over REST (``VenueSpec.closed_flag`` is False). Pushes come about once a second per stream,
-so each is checked with ``candle_problem``. ``n`` (trades) is not kept: the simulator's
-OHLCV-only truth has no trade count (docs/venues.md).
+strings, ``t``/``T``/``n`` numbers; ``n`` is the candle's trade count (``Candle.trades``).
+**There is no closed flag**: every push is a forming candle (``closed=False``); the feed infers
+a close from the first push with a later ``t`` and confirms it over REST
+(``VenueSpec.closed_flag`` is False). Pushes come about once a second per stream, so each is
+checked with ``candle_problem``.
 
 Control frames: ``{"channel":"pong"}`` answers our ``{"method":"ping"}``;
 ``{"channel":"error","data":"<text>"}`` is an :class:`ErrorReply` (no id, code 0), except
@@ -81,7 +81,7 @@ def wire_to_candle(venue: str, symbol: str, k: schemas.Candle) -> Candle:
     """Wire candle -> a forming ``Candle`` (the close time is ours; ``T`` is checked to equal
     it by the caller)."""
     return Candle(venue, symbol, k.i, k.t, close_time(k.t, k.i), k.o, k.h, k.l, k.c, k.v,
-                  None, None, None, None, None, None, False, None, "ws")
+                  None, k.n, None, None, None, None, False, None, "ws")
 
 
 def candle_to_wire(c: Candle, coin: str, trades: int) -> schemas.Candle:
@@ -173,6 +173,8 @@ class HyperliquidStreamCodec:
             problem = candle_problem(candle)
             if problem is None and candle.close_time != k.T:
                 problem = f"T {k.T} does not end the {k.i} candle opening at {k.t}"
+            if problem is None and k.n < 0:
+                problem = f"a negative trade count {k.n}"
             out.append(candle if problem is None
                        else Malformed(f"candle with {problem}", snippet(frame), key))
         if not out:

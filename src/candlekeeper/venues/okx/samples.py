@@ -62,7 +62,8 @@ def _swap_ws(directory: Path) -> list[WsSample]:
     line = next(x for x in _section(text, 1).splitlines() if x.startswith("// {"))
     frame = line.removeprefix("// ")
     push = Candle.of("okx-swap", "BTCUSDT", "1m", 1774964340000, 1774964399999, "66898.7",
-                     "66902.1", "66884.6", "66894.5", "13.3007", closed=False, source="ws")
+                     "66902.1", "66884.6", "66894.5", "13.3007", "889750.68514000", closed=False,
+                     source="ws")
     return [WsSample(f"{WS_CAPTURES} 1) BTC-USDT-SWAP candle1m push (volCcy is the base "
                      "volume)", frame, (push,))]
 
@@ -72,7 +73,8 @@ def _spot_ws(directory: Path) -> list[WsSample]:
     mock = _object_after(_section(text, 5), "data = ").replace("self.ex_trading_pair",
                                                               '"BTC-USDT"')
     closed = Candle.of("okx-spot", "BTCUSDT", "1h", 1705420800000, 1705424399999, "43253.6",
-                       "43440.2", "43000", "43250.9", "942.87870026", closed=True, source="ws")
+                       "43440.2", "43000", "43250.9", "942.87870026", "40743115.773175484",
+                       closed=True, source="ws")
     out = [WsSample(f"{WS_CAPTURES} 5) hummingbot candle1H mock, confirm 1", _json(mock),
                     (closed,))]
     docs = (directory / WS_DOCS).read_text()
@@ -133,16 +135,18 @@ def _rest(venue: str, directory: Path) -> list[RestSample]:
     text = (directory / REST_CANDLES).read_text()
     if venue == "okx-swap":
         nt = Candle.of(venue, "BTCUSDT", "1m", 1747093980000, 1747094039999, "102806",
-                       "102820.5", "102783.1", "102806.1", "71.6404", closed=True,
+                       "102820.5", "102783.1", "102806.1", "71.6404", "7364701.57952", closed=True,
                        source="rest")
         hb = Candle.of(venue, "BTCUSDT", "1h", 1718647200000, 1718650799999, "66602", "67320",
-                       "66543.3", "67087", "13459.959", closed=True, source="rest")
+                       "66543.3", "67087", "13459.959", "900743428.1363", closed=True,
+                       source="rest")
         return [RestSample(f"{REST_CANDLES} 1) nautilus 1m", _rest_body(_section(text, 1)),
                            "BTC-USDT-SWAP", "1m", nt, 2),
                 RestSample(f"{REST_CANDLES} 2) hummingbot 1H history-candles",
                            _rest_body(_section(text, 2)), "BTC/USDT:USDT", "1h", hb, 4)]
     spot = Candle.of(venue, "BTCUSDT", "1h", 1705420800000, 1705424399999, "43253.6",
-                     "43440.2", "43000", "43250.9", "942.87870026", closed=True, source="rest")
+                     "43440.2", "43000", "43250.9", "942.87870026", "40743115.773175484",
+                     closed=True, source="rest")
     return [RestSample(f"{REST_CANDLES} 3) hummingbot spot 1H", _rest_body(_section(text, 3)),
                        "BTC-USDT", "1h", spot, 4)]
 
@@ -161,7 +165,7 @@ def _rows_as_push(venue: str, directory: Path) -> list[WsSample]:
         expect = tuple(
             Candle.of(venue, "BTCUSDT", sample.interval, int(r[0]),
                       int(r[0]) + (60_000 if sample.interval == "1m" else 3_600_000) - 1,
-                      r[1], r[2], r[3], r[4], r[6] if venue == "okx-swap" else r[5],
+                      r[1], r[2], r[3], r[4], r[6] if venue == "okx-swap" else r[5], r[7],
                       closed=r[8] == "1", source="ws")
             for r in reversed(rows))
         assert expect[0].same_values(msgspec.structs.replace(sample.first, source="ws"))

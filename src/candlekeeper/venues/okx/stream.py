@@ -178,7 +178,8 @@ def row_to_candle(venue: str, symbol: str, interval: str, row: Sequence[str],
     t = int(row[schemas.TS])
     return Candle(venue, symbol, interval, t, close_time(t, interval), row[schemas.O],
                   row[schemas.H], row[schemas.L], row[schemas.C],
-                  row[base_volume_index(venue)], None, None, None, None, None, None,
+                  row[base_volume_index(venue)], row[schemas.VOL_CCY_QUOTE], None, None, None,
+                  None, None,
                   row[schemas.CONFIRM] == "1", None,
                   "rest" if source == "rest" else "ws")
 

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from candlekeeper.core.intervals import INTERVAL_MS, align
-from candlekeeper.sim import Simulator
+from candlekeeper.sim import Fault, Simulator
 from candlekeeper.sim.venues.bybit.rest import IpLimiter
 
 LINEAR, SPOT = "bybit-linear", "bybit-spot"
@@ -146,3 +146,12 @@ async def test_a_breach_over_http(http: aiohttp.ClientSession) -> None:
         assert statuses == [200, 200, 200, 403, 403]
         status, body = await get(http, sim, LINEAR, TIME)
         assert status == 403 and "access too frequent" in body
+
+
+async def test_the_ban_fault_answers_bybits_403_not_binances_418(http: aiohttp.ClientSession,
+                                                                  sim: Simulator) -> None:
+    sim.inject(Fault(kind="rest_418", venue=LINEAR, duration_s=1.0))
+    status, body = await get(http, sim, LINEAR, KLINE, category="linear", symbol="BTCUSDT",
+                             interval="1")
+    assert status == 403
+    assert isinstance(body, str) and "403 Forbidden" in body

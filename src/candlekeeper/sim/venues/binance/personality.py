@@ -54,7 +54,7 @@ USDM_BEHAVIOUR = Behaviour(
     pong_timeout_s=600.0, ban_s=120.0, enforces_control_rate=True, close_delay_s=(0.2, 2.0),
     idle_close=None,
     rest_final_delay_ms=100, stale_last_push=False, legacy_routes_push_klines=False,
-    price_pad=None, ohlcv_only=False,
+    price_pad=None, published_extras=None,
     precision={})
 SPOT_BEHAVIOUR = msgspec.structs.replace(USDM_BEHAVIOUR, pong_timeout_s=60.0, price_pad=8)
 
@@ -82,9 +82,9 @@ class BinancePersonality:
     def stream_name(self, symbol: str, interval: str) -> str:
         return f"{symbol.lower()}@kline_{interval}"
 
-    def new_session(self, is_valid: Callable[[str], bool], *, combined: bool,
+    def new_session(self, is_valid: Callable[[str], bool], *, path: WsPath,
                     max_streams: int, now_ms: Callable[[], int]) -> Session:
-        return WsSession(is_valid, combined=combined, max_streams=max_streams,
+        return WsSession(is_valid, combined=path.combined, max_streams=max_streams,
                          string_ids=self.flavour.string_ids)
 
     def is_pong(self, text: str) -> bool:

@@ -103,6 +103,8 @@ class WeightPolicy:
     errors.md bodies (-1003 for 429/418, -1000 for 500, -1008 for 503, -1007 for 504; 502 is
     the HTML page a proxy in front of the API returns)."""
 
+    ban_status = 418
+
     def __init__(self, limiter: WeightLimiter, wall: Callable[[], float] = time.time) -> None:
         self.limiter, self._wall = limiter, wall
 

@@ -36,7 +36,7 @@ BEHAVIOUR = Behaviour(
     pong_timeout_s=15.0, ban_s=300.0, enforces_control_rate=False, close_delay_s=(0.0, 0.0),
     idle_close=None,
     rest_final_delay_ms=100, stale_last_push=True, legacy_routes_push_klines=False,
-    price_pad=None, ohlcv_only=True,
+    price_pad=None, published_extras=(),
     precision={"BTCUSDT": (1, 4), "ETHUSDT": (2, 2)})
 
 
@@ -62,7 +62,7 @@ class BingxPersonality:
     def stream_name(self, symbol: str, interval: str) -> str:
         return bx.data_type(symbol, interval)
 
-    def new_session(self, is_valid: Callable[[str], bool], *, combined: bool,
+    def new_session(self, is_valid: Callable[[str], bool], *, path: WsPath,
                     max_streams: int, now_ms: Callable[[], int]) -> Session:
         return bx.BingxSession(is_valid, max_streams=max_streams, now_ms=now_ms)
 

@@ -146,6 +146,8 @@ def _rate_headers(remain: int, expire_ms: int) -> dict[str, str]:
 class RequestPolicy:
     """BingX's side of the REST dispatcher: every request counts 1 in every window."""
 
+    ban_status = 418
+
     def __init__(self, limiter: RequestLimiter, wall: Callable[[], float] = time.time) -> None:
         self.limiter, self._wall = limiter, wall
 

@@ -12,8 +12,8 @@ window) come from the venue's ``VenueSpec``; simulator choices are :data:`BEHAVI
 * no incoming-message limit is enforced (none is documented);
 * the ``confirm: true`` frame goes out 0.1-1.0 s after the close (undocumented; the spread
   exercises a client's patience without exceeding the spec's 3 s allowance);
-* Bybit publishes OHLCV plus turnover: the truth keeps OHLCV only (``ohlcv_only``), and the
-  turnover on the wire is synthesised as ``volume × close`` (docs/venues.md);
+* Bybit publishes OHLCV plus turnover: the truth keeps OHLCV and the quote volume
+  (``published_extras``), sent as ``turnover``;
 * Bybit's own decimals where a real source shows them: BTCUSDT linear tick 0.10 / step 0.001
   (instruments-info doc), spot tick 0.1 / base precision 0.000001 (same doc).
 """
@@ -50,7 +50,7 @@ LINEAR_BEHAVIOUR = Behaviour(
     pong_timeout_s=600.0, ban_s=BAN_S, enforces_control_rate=False, close_delay_s=(0.1, 1.0),
     idle_close=IdleClose(600.0, 1000, "idle"),
     rest_final_delay_ms=100, stale_last_push=False, legacy_routes_push_klines=False,
-    price_pad=None, ohlcv_only=True,
+    price_pad=None, published_extras=("quote_volume_str",),
     precision={"BTCUSDT": (1, 3)})
 SPOT_BEHAVIOUR = msgspec.structs.replace(LINEAR_BEHAVIOUR, precision={"BTCUSDT": (1, 6)})
 #: "Spot can input up to 10 args for each subscription request"
@@ -81,7 +81,7 @@ class BybitPersonality:
     def stream_name(self, symbol: str, interval: str) -> str:
         return topic(symbol, interval)
 
-    def new_session(self, is_valid: Callable[[str], bool], *, combined: bool,
+    def new_session(self, is_valid: Callable[[str], bool], *, path: WsPath,
                     max_streams: int, now_ms: Callable[[], int]) -> Session:
         return BybitSession(is_valid, spot=self.spot, max_streams=max_streams,
                             max_args_per_request=SPOT_MAX_ARGS if self.spot else None)

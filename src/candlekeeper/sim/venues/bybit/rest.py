@@ -101,6 +101,8 @@ class IpLimiter:
 class IpPolicy:
     """Bybit's side of the REST dispatcher: the IP limit and the error bodies."""
 
+    ban_status = 403  # "403, access too frequent" blocks the IP
+
     def __init__(self, limiter: IpLimiter, wall: Callable[[], float] = time.time) -> None:
         self.limiter, self._wall = limiter, wall
 

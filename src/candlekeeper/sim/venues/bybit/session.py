@@ -43,8 +43,10 @@ _conn_ids = itertools.count(1)
 
 
 def turnover(c: Candle) -> str:
-    """Quote volume as Bybit would print it: ``volume × close`` (the walk has no quote
-    volume per trade; README-more-venues.md suggests this synthesis), plain decimal text."""
+    """The candle's quote volume as Bybit prints it (the market gives every candle of a venue
+    publishing one a quote volume); volume x close for a candle made outside the market."""
+    if c.quote_volume_str is not None:
+        return c.quote_volume_str
     return format(Decimal(c.volume_str) * Decimal(c.close_str), "f")
 
 

@@ -17,8 +17,8 @@ Facts (cadence, limits, intervals, REST window, the 5,000-candle memory) come fr
   undocumented (§F.4 [!]), so the client's REST confirmation is always exercised;
 * REST shows a candle's final values 100 ms after its close;
 * no REST ban is documented: ``ban_s`` is the 60 s window the 429 lasts at most;
-* Hyperliquid publishes OHLCV and a trade count: the truth keeps OHLCV (``ohlcv_only``) and the
-  wire's ``n`` is synthesised (``push.trades``);
+* Hyperliquid publishes OHLCV and a trade count (``n``): the truth keeps those
+  (``published_extras``);
 * BTC's real decimals (``szDecimals`` 5, prices with one decimal, e.g. ``"84143.0"``).
 """
 
@@ -60,7 +60,7 @@ BEHAVIOUR = Behaviour(
     pong_timeout_s=IDLE_CLOSE_S, ban_s=60.0, enforces_control_rate=False,
     close_delay_s=(0.0, 0.0), idle_close=IdleClose(IDLE_CLOSE_S, 1001, "idle"),
     rest_final_delay_ms=100, stale_last_push=True, legacy_routes_push_klines=False,
-    price_pad=None, ohlcv_only=True, precision={"BTCUSDT": (1, 5)})
+    price_pad=None, published_extras=("trades",), precision={"BTCUSDT": (1, 5)})
 
 
 class HyperliquidPersonality:
@@ -95,7 +95,7 @@ class HyperliquidPersonality:
     def stream_name(self, symbol: str, interval: str) -> str:
         return stream_name(symbol, interval)
 
-    def new_session(self, is_valid: Callable[[str], bool], *, combined: bool,
+    def new_session(self, is_valid: Callable[[str], bool], *, path: WsPath,
                     max_streams: int, now_ms: Callable[[], int]) -> Session:
         return HyperliquidSession(is_valid, intervals=self.intervals, max_streams=max_streams)
 

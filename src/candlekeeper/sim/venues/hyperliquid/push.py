@@ -16,8 +16,7 @@ tick falls after the close), or the final push, is marked ``closed``: that is th
 ``missing_close`` fault drops. Nothing of the mark reaches the wire.
 
 Hyperliquid's push order around a close is undocumented (§F.4 [!]); the stale last push is the
-worst case a client must survive. ``n`` (trades) on the wire is the truth's trade count, or a
-count synthesised from the volume where the truth keeps none (OHLCV-only).
+worst case a client must survive. ``n`` on the wire is the truth's trade count.
 
 A payload is encoded once per stream and tick and shared by every subscriber.
 :meth:`HyperliquidPusher.step` is synchronous and driven by explicit times; :meth:`run` is the loop.
@@ -157,8 +156,9 @@ class HyperliquidPusher:
 
 
 def trades(c: Candle) -> int:
-    """``n`` of a push or row: the truth's trade count, else one trade per started unit of
-    volume's leading digits (deterministic, non-negative; the truth keeps OHLCV only)."""
+    """``n`` of a push or row: the truth's trade count (Hyperliquid publishes it), else a
+    count derived from the volume's leading digits (deterministic, for a replayed series that
+    has none)."""
     if c.trades is not None:
         return c.trades
     digits = c.volume_str.replace(".", "").lstrip("0")

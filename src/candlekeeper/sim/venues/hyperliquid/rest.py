@@ -96,6 +96,9 @@ class WeightLimiter:
 class WeightPolicy:
     """Hyperliquid's side of the REST dispatcher: the weight limit and the error bodies."""
 
+    #: no ban is documented; the ``rest_418`` fault answers what a proxy in front would
+    ban_status = 418
+
     def __init__(self, limiter: WeightLimiter, wall: Callable[[], float] = time.time) -> None:
         self.limiter, self._wall = limiter, wall
 

@@ -10,7 +10,7 @@ Facts (cadence, intervals, channel cap, REST limits) come from the venue's ``Ven
   ``rest_418`` fault;
 * the ``confirm`` "1" push goes out 0.2-1 s after the close (undocumented, §H);
 * OKX publishes OHLCV plus volumes in contracts / base / quote, no trade counts or taker volumes:
-  the truth is OHLCV (``ohlcv_only``); the quote volume on the wire is volume x close;
+  the truth is OHLCV plus the quote volume (``published_extras``), sent as ``volCcyQuote``;
 * BTC-USDT prints prices with one decimal (tickSz 0.1, both instruments), base volumes with 4
   decimals on the swap (volCcy "13.3007") and 8 on spot ("942.87870026"), as the samples show.
 
@@ -56,7 +56,7 @@ SWAP_BEHAVIOUR = Behaviour(
     pong_timeout_s=30.0, ban_s=0.0, enforces_control_rate=False, close_delay_s=(0.2, 1.0),
     idle_close=IdleClose(30.0, 4004, "No data received in 30s"),
     rest_final_delay_ms=100, stale_last_push=False, legacy_routes_push_klines=False,
-    price_pad=None, ohlcv_only=True, precision={"BTCUSDT": (1, 4)})
+    price_pad=None, published_extras=("quote_volume_str",), precision={"BTCUSDT": (1, 4)})
 SPOT_BEHAVIOUR = msgspec.structs.replace(SWAP_BEHAVIOUR, precision={"BTCUSDT": (1, 8)})
 
 
@@ -73,10 +73,16 @@ class OkxPersonality:
         self.swap = INST_TYPE[spec.id] == "SWAP"
         self.behaviour = behaviour or (SWAP_BEHAVIOUR if self.swap else SPOT_BEHAVIOUR)
         self.ws_path = urlsplit(spec.ws_base).path.rstrip("/")  # "/ws/v5/business"
+        #: the public path, where candles were until 2023: it connects, but a candle channel
+        #: there is refused with 60018 (§E.1)
+        self.public_path = self.ws_path.rsplit("/", 1)[0] + "/public"
 
     def parse_ws_path(self, path: str, query: Mapping[str, str],
                       opts: VenueOptions) -> WsPath | None:
-        return WsPath(False, True, ()) if path.rstrip("/") == self.ws_path else None
+        path = path.rstrip("/")
+        if path == self.ws_path:
+            return WsPath(False, True, ())
+        return WsPath(False, False, ()) if path == self.public_path else None
 
     def parse_stream(self, name: str) -> tuple[str, str] | None:
         return okx.parse_stream(self.spec.id, name)
@@ -84,8 +90,10 @@ class OkxPersonality:
     def stream_name(self, symbol: str, interval: str) -> str:
         return okx.stream_name(self.spec.id, symbol, interval)
 
-    def new_session(self, is_valid: Callable[[str], bool], *, combined: bool,
+    def new_session(self, is_valid: Callable[[str], bool], *, path: WsPath,
                     max_streams: int, now_ms: Callable[[], int]) -> Session:
+        if not path.pushes_klines:  # on the public path no candle channel exists
+            return okx.OkxSession(lambda _: False, max_streams=max_streams)
         return okx.OkxSession(is_valid, max_streams=max_streams)
 
     def is_pong(self, text: str) -> bool:

@@ -96,6 +96,9 @@ def scaled_limits(spec: VenueSpec, windows: tuple[RestWindow, ...]) -> dict[str,
 class EndpointPolicy:
     """OKX's side of the REST dispatcher: every path has its own budget per IP."""
 
+    #: OKX documents no IP ban (only 429 50011); a ban fault answers 418 with the 50011 body
+    ban_status = 418
+
     def __init__(self, limiter: EndpointLimiter) -> None:
         self.limiter = limiter
         self._path = ""
