@@ -205,6 +205,12 @@ class GapFiller:
         else:
             self.stats.polled_streams -= 1
 
+    @property
+    def warming(self) -> int:
+        """Streams whose warm-up history is still being fetched (behind their live closes)."""
+        return sum(1 for t in self._tracks.values()
+                   if t.warm_task is not None and not t.warm_task.done())
+
     def polled(self, key: StreamKey) -> bool:
         t = self._tracks.get(key)
         return t is not None and t.polled
@@ -343,6 +349,10 @@ class GapFiller:
                 candles = [c for c in candles if start <= c.open_time < end]
                 self.stats.fills += 1
                 self.stats.rest_candles += len(candles)
+                if not emit and t.seq.anchored:
+                    # anchored while the request was under way (the warm-up, a live close):
+                    # an ordinary fill now, which emits only what follows the anchor
+                    emit = True
                 if not emit:
                     t.on_history(candles)
                 before = t.seq.unfillable
@@ -377,55 +387,64 @@ class GapFiller:
     async def _warm(self, t: _Track) -> None:
         """The warm-up history of a stream with nothing stored, fetched behind its live closes.
 
-        Ends where the stream was anchored (its first close), or, while nothing anchored it
-        yet, at the forming candle — then this fill anchors it (adopted, not emitted), as a
-        warm-up always did. A first live close that lands after the fetched range while the
-        request was under way leaves a stretch between the two: the loop fetches that too. The
-        rows go to the buffer and the history handlers only; ``on_close`` never sees them."""
-        covered: int | None = None  # history delivered up to here (exclusive)
+        The range ends where the stream was anchored (its first close) or, while nothing
+        anchored it yet, at the forming candle — then this fill anchors it (adopted, not
+        emitted), as a warm-up always did. When a live close anchors the stream while the
+        request waits (the common case in a large universe, where warm-ups queue for minutes
+        behind the live fills), the stretch from the fetched range up to that close is fetched
+        as well, and only then is anything handed on: history always reaches the anchor, so
+        what is stored never has a hole below its newest candle (a restart resumes from the
+        newest stored candle and could not see one). The rows go to the buffer and the history
+        handlers only; ``on_close`` never sees them."""
+        pending: list[Candle] = []  # fetched, held until it reaches the anchor
+        lo: int | None = None  # where the history starts
+        covered: int | None = None  # fetched up to here (exclusive)
         failures = 0
         delays = backoff_delays(self.options.retry_initial_s, 2.0, self.options.retry_max_s,
                                 jitter=0.2)
         interval = t.key.interval
+        seq = t.seq
         while self._running:
             if self._clock_ready is not None:
                 await self._clock_ready()
-            seq = t.seq
             end = seq.first if seq.anchored else align(self.clock.time_ms() - t.margin_ms,
                                                        interval)
-            start = history_start(end, interval, self.history) if covered is None else covered
-            if start >= end:
-                return
-            try:
-                candles = await self.source.fetch(t.key.symbol, interval, start, end,
-                                                  margin_ms=t.margin_ms,
-                                                  priority=warm_up(nominal_ms(interval)))
-            except (CandlekeeperError, OSError, TimeoutError) as exc:
-                self.stats.failures += 1
-                failures += 1
-                self._limited.error(f"warm:{t.key}", "%s: warm-up history failed: %s",
-                                    t.key, exc)
-                if failures >= self.options.max_fetch_attempts:
-                    log.error("%s: warm-up history unavailable (%s); the stream stays live "
-                              "without it", t.key, exc)
-                    return
-                await asyncio.sleep(next(delays))
-                continue
-            self.stats.fills += 1
-            self.stats.warmups += 1
-            if seq.anchored:  # a live close anchored it meanwhile: only what precedes it
-                candles = [c for c in candles if start <= c.open_time < min(end, seq.first)]
-                self.stats.rest_candles += len(candles)
-                t.on_history(candles)
-            else:
-                candles = [c for c in candles if start <= c.open_time < end]
-                self.stats.rest_candles += len(candles)
-                t.on_history(candles)
-                seq.fill(candles, start, end, emit=False)
+            if lo is None:
+                lo = history_start(end, interval, self.history)
+            start = lo if covered is None else covered
+            if start < end:
+                try:
+                    candles = await self.source.fetch(t.key.symbol, interval, start, end,
+                                                      margin_ms=t.margin_ms,
+                                                      priority=warm_up(nominal_ms(interval)))
+                except (CandlekeeperError, OSError, TimeoutError) as exc:
+                    self.stats.failures += 1
+                    failures += 1
+                    self._limited.error(f"warm:{t.key}", "%s: warm-up history failed: %s",
+                                        t.key, exc)
+                    if failures >= self.options.max_fetch_attempts:
+                        log.error("%s: warm-up history unavailable (%s); the stream stays "
+                                  "live without it", t.key, exc)
+                        return
+                    await asyncio.sleep(next(delays))
+                    continue
+                self.stats.fills += 1
+                pending += [c for c in candles if start <= c.open_time < end]
+                covered = end
+            if not seq.anchored:  # nothing live yet: the history anchors the stream
+                self._hand_on(t, pending)
+                seq.fill(pending, lo, end, emit=False)
                 if seq.has_hole:  # a close held meanwhile (an inferred one): confirm it
                     self.request(t.key, "hole")
                 return
-            covered = end
+            if covered is not None and covered >= seq.first:
+                self._hand_on(t, [c for c in pending if c.open_time < seq.first])
+                return
+
+    def _hand_on(self, t: _Track, candles: list[Candle]) -> None:
+        self.stats.warmups += 1
+        self.stats.rest_candles += len(candles)
+        t.on_history(candles)
 
     def _drop_impossible(self, t: _Track) -> None:
         """Held closes that cannot have happened yet (further ahead of the clock than

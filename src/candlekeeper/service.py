@@ -199,7 +199,7 @@ class Service:
                 # a correction replaces the stored row (every sink writes by natural key)
                 feed.on_corrected(self._corrector(), inline=True)
                 # warm-up history is stored too (it is not emitted to consumers by default)
-                feed.on_history(_each(store))
+                feed.on_history(_newest_first(store))
             self.feeds.append(feed)
 
     async def _stored_state(self, keys: Sequence[StreamKey]
@@ -331,8 +331,12 @@ def _secret(value: SecretStr | None) -> str | None:
     return None if value is None else value.get_secret_value()
 
 
-def _each(store: Callable[[Candle], None]) -> Callable[[list[Candle]], None]:
+def _newest_first(store: Callable[[Candle], None]) -> Callable[[list[Candle]], None]:
+    """Store a stretch of history newest first. Warm-up history reaches back from a stream's
+    first stored close; written newest first, whatever part of it is stored when the process
+    dies (``kill -9`` between two writer batches) joins the stored series without a hole — a
+    restart resumes from the newest stored candle and would never look below it."""
     def store_all(candles: list[Candle]) -> None:
-        for candle in candles:
+        for candle in reversed(candles):
             store(candle)
     return store_all
