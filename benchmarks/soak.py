@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
                         kill_at_s=args.kill_at if args.kill_at is not None
                         else args.day_wall_s * 0.4)
     print(f"soak: one venue day in {opts.day_wall_s:g} s (speed x{opts.speed:g}), "
-          f"{opts.faults} faults, seed {opts.seed}, {len(opts.symbols)} symbols x "
+          f"{opts.faults} faults, seed {opts.seed}, {len(opts.stream_symbols)} symbols x "
           f"{','.join(opts.intervals)}", flush=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ck-soak-") as tmp:

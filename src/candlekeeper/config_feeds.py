@@ -40,7 +40,7 @@ from candlekeeper.errors import ConfigError
 from candlekeeper.gapfill_options import ClosePolicy
 from candlekeeper.transport.options import TransportMode
 from candlekeeper.venues.contract import VenueSpec
-from candlekeeper.venues.registry import VENUES, get_spec
+from candlekeeper.venues.registry import VENUES, canonical_symbol, get_spec
 
 __all__ = ["FeedConfig", "StreamGroup", "known_venues"]
 
@@ -267,19 +267,23 @@ class FeedConfig(Section):
         ``symbols`` stands for ``all``: pass the venue's listing when a group says ``all``.
         For a classic entry (no groups) it replaces the configured symbols, as it always has."""
         if self.groups is None and symbols is not None:
-            return [StreamKey(self.venue, s, i) for s in symbols for i in self.intervals]
+            return [self._key(s, i) for s in symbols for i in self.intervals]
         if symbols is None and self.all_symbols:
             raise ConfigError(f"{self.venue}: symbols is 'all'; resolve them first")
         keys: dict[StreamKey, None] = {}
         for group in self.stream_groups:
             listed: Collection[str] = (symbols or ()) if group.symbols == "all" else group.symbols
-            keys.update((StreamKey(self.venue, s, i), None) for s in listed
-                        for i in group.intervals)
+            keys.update((self._key(s, i), None) for s in listed for i in group.intervals)
         return list(keys)
+
+    def _key(self, symbol: str, interval: str) -> StreamKey:
+        """The stream of a configured symbol, in the venue's canonical form (a venue that
+        names markets by coin turns ``BTC/USDC:USDC`` into ``BTC``)."""
+        return StreamKey(self.venue, canonical_symbol(self.venue, symbol), interval)
 
     def explicit_keys(self) -> list[StreamKey]:
         """The streams of the groups that list their symbols by name."""
-        return [StreamKey(self.venue, s, i) for g in self.stream_groups if g.symbols != "all"
+        return [self._key(s, i) for g in self.stream_groups if g.symbols != "all"
                 for s in g.symbols for i in g.intervals]
 
 

@@ -36,7 +36,6 @@ from candlekeeper.core.events import (
 )
 from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.core.stream_key import StreamKey
-from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.core.venue_clock import VenueClock
 from candlekeeper.errors import ConfigError
 from candlekeeper.fallback import Fallback, say_budget
@@ -47,7 +46,7 @@ from candlekeeper.gapfill_options import ClosePolicy
 from candlekeeper.observability.metrics import Metrics
 from candlekeeper.transport import ConnectionPool, SessionStats, TransportMode, TransportOptions
 from candlekeeper.venues.contract import HistoryCodec, StreamCodec
-from candlekeeper.venues.registry import history_codec, stream_codec
+from candlekeeper.venues.registry import canonical_symbol, history_codec, stream_codec
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -136,7 +135,8 @@ class CandleFeed:
         if source is None and self.gap_fill.enabled:
             self._rest = RestClient(self.history, self.rest_url)
             source = KlineFetcher(self.history, self._rest, clock=self.clock,
-                                  close_margin_ms=self.gap_fill.close_margin_ms)
+                                  close_margin_ms=self.gap_fill.close_margin_ms,
+                                  count_error=self.metrics.count_error)
         self._clock_sync = ClockSync(self.venue_clock, venue, self._rest,
                                      event_time=self._newest_event_time, options=self.gap_fill,
                                      count_error=self.metrics.count_error)
@@ -316,7 +316,7 @@ class CandleFeed:
 
     def _stream(self, symbol: str, interval: str) -> StreamStats:
         try:
-            return self._streams[(normalize_symbol(symbol), interval)]
+            return self._streams[(canonical_symbol(self.venue, symbol), interval)]
         except KeyError:
             raise KeyError(f"{self.venue} feed has no stream {symbol} {interval}") from None
 
@@ -428,8 +428,8 @@ def _stream_keys(venue: str, allowed: Sequence[str], symbols: Sequence[str],
                               f"expected one of {', '.join(allowed)}")
     if keys is not None:
         return list(dict.fromkeys(
-            StreamKey(venue, normalize_symbol(k.symbol), k.interval) for k in keys))
-    canonical = list(dict.fromkeys(normalize_symbol(s) for s in symbols))
+            StreamKey(venue, canonical_symbol(venue, k.symbol), k.interval) for k in keys))
+    canonical = list(dict.fromkeys(canonical_symbol(venue, s) for s in symbols))
     return [StreamKey(venue, s, i) for s in canonical for i in dict.fromkeys(intervals)]
 
 

@@ -12,11 +12,18 @@ from pathlib import Path
 import pytest
 
 from candlekeeper import StreamKey, StreamState
+from candlekeeper.core.intervals import MINUTE, nominal_ms
 from candlekeeper.fallback import poll_budget
 from candlekeeper.service import Service
 from candlekeeper.sim import Simulator
 from candlekeeper.sim.faults import REST_KINDS, Fault
-from candlekeeper.testing.chaos import ChaosOptions, check, run_chaos, summary
+from candlekeeper.testing.chaos import (
+    ChaosOptions,
+    affordable_symbols,
+    check,
+    run_chaos,
+    summary,
+)
 from candlekeeper.venues.registry import VENUES, get_spec
 
 from .test_service_against_simulator import (
@@ -44,11 +51,16 @@ async def test_rest_mode_stores_exactly_the_truth(tmp_path: Path, venue: str) ->
     symbols = list(SYMBOLS[:6])
     keys = [StreamKey(venue, s, i) for s in symbols for i in INTERVALS]
     db = tmp_path / "candles.sqlite"
+    speed = rest_speed(venue, keys)
+    # 90 closes, or what 80 s of this clock make on a venue whose budget slows the clock down
+    per_s = speed / 60 * sum(MINUTE / nominal_ms(k.interval) for k in keys)
+    closes = min(90, int(per_s * 80))
     async with Simulator(venues=(venue,), symbols=symbols, intervals=INTERVALS,
-                         speed=rest_speed(venue, keys), seed=5) as sim:
+                         speed=speed, seed=5) as sim:
         service = Service(service_config(sim, db, {venue: symbols}, transport="rest"),
                           clock=sim.clock)
-        report = await run_until(service, lambda: closed_total(service) >= 90, timeout=120)
+        report = await run_until(service, lambda: closed_total(service) >= closes,
+                                 timeout=120)
         assert sim.stats()[venue].connections_total == 0  # not one WebSocket
     assert set(report.final_states.values()) == {"polling"}
     assert report.writers["sqlite"].dropped == 0
@@ -56,18 +68,38 @@ async def test_rest_mode_stores_exactly_the_truth(tmp_path: Path, venue: str) ->
     assert sum(s.metrics.stored for s in report.streams) == total
 
 
+DAY_WALL_S = 60.0
+SETTLE_S = 60.0
+
+
+def rest_day(venue: str, wall_s: float) -> tuple[tuple[str, ...], tuple[str, ...], float]:
+    """(symbols, intervals, speed) of a venue's REST-mode day: the symbols its budget affords
+    in the chaos day (``affordable_symbols``), the fastest clock whose polls take half of each
+    of two clients' budgets, and the intervals that clock closes within ``wall_s`` (a venue whose
+    polls are dear, Hyperliquid's 21 weight of 1200 a minute, runs a slow clock: its day closes
+    1m candles only)."""
+    intervals: tuple[str, ...] = ("1m", "5m", "15m")
+    symbols = affordable_symbols(venue, intervals, tuple(SYMBOLS[:10]))
+    while True:
+        keys = [StreamKey(venue, s, i) for s in symbols for i in intervals]
+        speed = rest_speed(venue, keys, clients=2)
+        fit = tuple(i for i in intervals if nominal_ms(i) <= speed * wall_s * 1000)
+        if fit == intervals or not fit:
+            return symbols, intervals, speed
+        intervals = fit
+
+
 async def test_rest_mode_chaos_with_a_kill_9_for_every_venue(tmp_path: Path) -> None:
     """Every REST fault kind (429, 418 bans, 5xx, timeouts, slow answers) and a ``kill -9`` of
     the service, with the host clock 15 s ahead of or behind the venue's, for every registered
     venue at once (they are independent simulators and
     services; polling is mostly waiting, so running them side by side costs little)."""
-    keys_of = {v: [StreamKey(v, s, i) for s in SYMBOLS[:10] for i in ("1m", "5m", "15m")]
-               for v in VENUES}
+    # the intervals a venue's clock closes within the day and the settling after it
+    plans = {v: rest_day(v, DAY_WALL_S + SETTLE_S) for v in VENUES}
     runs = {v: ChaosOptions(venue=v, mode="rest", kinds=REST_KINDS, faults=24, seed=11,
-                            day_wall_s=60.0, kill_at_s=25.0, restart_after_s=3.0,
-                            settle_s=60.0, symbols=tuple(SYMBOLS[:10]),
-                            speed_x=rest_speed(v, keys_of[v], clients=2),
-                            clock_skew_s=15.0 if i % 2 else -15.0)
+                            day_wall_s=DAY_WALL_S, kill_at_s=25.0, restart_after_s=3.0,
+                            settle_s=SETTLE_S, symbols=plans[v][0], intervals=plans[v][1],
+                            speed_x=plans[v][2], clock_skew_s=15.0 if i % 2 else -15.0)
             for i, v in enumerate(VENUES)}
     for v in VENUES:
         (tmp_path / v).mkdir()

@@ -35,7 +35,7 @@ from candlekeeper.core.venue_clock import VenueClock
 from candlekeeper.errors import CandlekeeperError, ConfigError
 from candlekeeper.observability.logging import configure as configure_logging
 from candlekeeper.sinks.sqlite import SQLiteSink
-from candlekeeper.venues.registry import history_codec
+from candlekeeper.venues.registry import canonical_symbol, history_codec
 
 __all__ = ["backfill_command", "gaps_command", "parse_time"]
 
@@ -158,7 +158,7 @@ async def _keys(feed: FeedConfig, rest: RestClient, symbols: list[str], interval
                           f"allowed: {', '.join(feed.spec.intervals)}")
     wanted = list(dict.fromkeys(intervals))
     if symbols:  # named on the command line: configured or not
-        return [StreamKey(feed.venue, s, i) for s in symbols
+        return [StreamKey(feed.venue, canonical_symbol(feed.venue, s), i) for s in symbols
                 for i in (wanted or feed.intervals_for(s))]
     listing: list[str] | None = None
     stored: set[StreamKey] = set()

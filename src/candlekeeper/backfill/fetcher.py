@@ -19,6 +19,12 @@ all go through this one class, so paging, weight and retry policy live in one pl
   request or an unknown symbol cannot succeed on retry and fails at once. After
   ``max_attempts`` for one page the whole fetch raises :class:`BackfillError`: a caller never
   receives a silently partial range.
+* **The venue's memory.** A venue whose klines reach back only so far
+  (``VenueSpec.rest_history_candles``: Hyperliquid-like "the most recent 5,000 candles") is not
+  asked for anything older: that part of a range is unfillable from the venue. It is counted
+  (``FetchStats.beyond_history``, the ``unfillable_beyond_history`` error kind) and logged once
+  per stream as a WARNING; the caller then sees those open times missing and reports them as
+  unfillable (the gap filler, the ``gaps`` audit) instead of retrying.
 * **Closed and sane only.** A row whose close time has not passed on ``clock`` is the forming
   candle and is dropped, as are rows outside the window, off the interval's grid or with
   impossible values (:func:`~candlekeeper.venues.contract.candle_problem`; counted and logged,
@@ -39,7 +45,7 @@ from candlekeeper.backfill.slots import LIVE, Priority, PrioritySlots
 from candlekeeper.core.backoff import backoff_delays
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock, SystemClock
-from candlekeeper.core.intervals import align, next_open
+from candlekeeper.core.intervals import INTERVAL_MS, MONTH_NAME, align, next_open, prev_open
 from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.errors import BackfillError, ConfigError, DecodeError, RestError, RestErrorKind
 from candlekeeper.venues.checks import candle_problem
@@ -49,6 +55,8 @@ __all__ = ["FetchStats", "KlineFetcher"]
 
 log = logging.getLogger(__name__)
 
+#: intervals of a fixed length (every one but the calendar month)
+_FIXED_MS = {k: v for k, v in INTERVAL_MS.items() if k != MONTH_NAME}
 _IP_WIDE = frozenset({RestErrorKind.RATE_LIMITED, RestErrorKind.BANNED})
 
 
@@ -68,6 +76,8 @@ class FetchStats(msgspec.Struct):
     #: rows dropped: the forming candle, or rows outside the window / off the interval's grid
     forming_dropped: int = 0
     unexpected_rows: int = 0
+    #: candles asked for that lie beyond the venue's REST memory (never requested)
+    beyond_history: int = 0
 
 
 class KlineFetcher:
@@ -76,7 +86,8 @@ class KlineFetcher:
     def __init__(self, codec: HistoryCodec, client: RestClient, *, clock: Clock | None = None,
                  max_concurrency: int = 4, max_attempts: int = 8,
                  backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
-                 close_margin_ms: int = 0) -> None:
+                 close_margin_ms: int = 0,
+                 count_error: Callable[[str, int], None] | None = None) -> None:
         if max_concurrency < 1 or max_attempts < 1:
             raise ConfigError("max_concurrency and max_attempts must be >= 1")
         self.codec = codec
@@ -91,6 +102,9 @@ class KlineFetcher:
         #: after its close: 0 when the clock is the venue's own (the simulator's), a second or
         #: two when a local clock may run ahead of the exchange's
         self.close_margin_ms = close_margin_ms
+        self._count_error = count_error
+        #: streams already warned about their venue's REST memory (one WARNING each)
+        self._warned_history: set[tuple[str, str]] = set()
 
     def now_ms(self, margin_ms: int | None = None) -> int:
         """Venue time minus the close margin (``margin_ms``, else the fetcher's own): candles
@@ -109,6 +123,7 @@ class KlineFetcher:
         """Open time of the venue's first closed candle in ``[start, end)``, or None: one
         request of the lowest weight (``limit=1``). Used to skip what predates a listing."""
         end = self.closed_end(interval, end)
+        start = self._within_history(symbol, interval, start, end)
         if count_open_times(start, end, interval) == 0:
             return None
         return await self._earliest(symbol, interval, first_open(start, interval), end)
@@ -159,6 +174,7 @@ class KlineFetcher:
         end = self.closed_end(interval, end, margin_ms)
         if forming is not None:
             end = next_open(end, interval)  # one page longer: the forming candle comes along
+        start = self._within_history(symbol, interval, start, end)
         count = count_open_times(start, end, interval)
         if count == 0:
             return []
@@ -188,6 +204,38 @@ class KlineFetcher:
         out = [c for chunk in results for c in chunk]
         self.stats.candles += len(out)
         return out
+
+    def history_start(self, interval: str) -> int | None:
+        """Open time of the oldest candle the venue's klines still serve, or None when its
+        history is unlimited (``VenueSpec.rest_history_candles``; the forming candle counts)."""
+        keep = self.codec.spec.rest_history_candles
+        if keep is None:
+            return None
+        t = align(self.clock.time_ms(), interval)
+        if interval in _FIXED_MS:
+            return max(0, t - (keep - 1) * _FIXED_MS[interval])
+        for _ in range(keep - 1):
+            t = prev_open(t, interval)
+        return max(0, t)
+
+    def _within_history(self, symbol: str, interval: str, start: int, end: int) -> int:
+        """``start``, or the venue's oldest candle when the range reaches beyond its memory
+        (counted, and one WARNING per stream)."""
+        oldest = self.history_start(interval)
+        if oldest is None or start >= oldest:
+            return start
+        lost = count_open_times(start, min(end, oldest), interval)
+        if lost:
+            self.stats.beyond_history += lost
+            if self._count_error is not None:
+                self._count_error("unfillable_beyond_history", lost)
+            spec = self.codec.spec
+            if (symbol, interval) not in self._warned_history:
+                self._warned_history.add((symbol, interval))
+                log.warning("%s %s %s: the venue serves only its last %d candles over REST; "
+                            "%d older candle(s) from open time %d are unfillable from it",
+                            spec.id, symbol, interval, spec.rest_history_candles, lost, start)
+        return oldest
 
     async def _window(self, symbol: str, interval: str, ws: int, we: int,
                       forming: Callable[[Candle], None] | None = None,

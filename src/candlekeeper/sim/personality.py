@@ -96,12 +96,16 @@ class WsPath(NamedTuple):
 
 
 class Control(NamedTuple):
-    """Result of one incoming text frame: the reply *payload* (unframed) and the changes."""
+    """Result of one incoming text frame: the reply *payload* (unframed) and the changes.
+    ``drop``: the venue answers nothing and drops the connection at once, without a close
+    frame (a venue that closes the socket on a subscribe it cannot serve); ``reply`` is then
+    not sent."""
 
     reply: bytes
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     is_error: bool = False
+    drop: bool = False
 
 
 class FrameSink(Protocol):

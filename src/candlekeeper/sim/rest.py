@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
 
 import msgspec
 from aiohttp import web
 
 if TYPE_CHECKING:
     from candlekeeper.sim.rest_faults import RestFaults
+
+
+#: where :class:`RestApp` keeps a request's body for the handlers (``request[BODY_KEY]``)
+BODY_KEY: Final = web.RequestKey("body", bytes)
 
 
 class RestStats(msgspec.Struct):
@@ -88,9 +92,13 @@ class RestApp:
     """The REST side of one simulated venue (see the module docstring)."""
 
     def __init__(self, routes: Mapping[str, Route], policy: RestPolicy, *,
-                 stats: RestStats | None = None, wall: Callable[[], float] = time.time) -> None:
+                 stats: RestStats | None = None, wall: Callable[[], float] = time.time,
+                 symbol_of: Callable[[web.Request], str | None] | None = None) -> None:
         self.routes = dict(routes)
         self.policy = policy
+        #: the symbol a request names, for symbol-scoped faults, where it is not the
+        #: ``symbol`` query parameter (a venue whose market data is a POSTed JSON body)
+        self.symbol_of = symbol_of
         self.stats = stats if stats is not None else RestStats()  # handlers count klines
         self._wall = wall
         #: REST faults of this venue (``sim.rest_faults``), set once a fault plan touches REST
@@ -112,9 +120,13 @@ class RestApp:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.stats.requests += 1
+        if request.body_exists:
+            # handlers are synchronous: the body (a POSTed JSON request) is read for them
+            request[BODY_KEY] = await request.read()
         faults = self.faults
         if faults is not None and faults.active:
-            answer = await faults.intercept(request)
+            symbol = self.symbol_of(request) if self.symbol_of is not None else None
+            answer = await faults.intercept(request, symbol)
             if answer is not None:
                 return answer
         route = self.routes[request.path]

@@ -95,10 +95,12 @@ class RestFaults:
             return eff
         return None
 
-    async def intercept(self, request: web.Request) -> web.Response | None:
-        """The fault's answer, or None to serve the request (after any ``rest_slow`` delay)."""
+    async def intercept(self, request: web.Request,
+                        symbol: str | None = None) -> web.Response | None:
+        """The fault's answer, or None to serve the request (after any ``rest_slow`` delay).
+        ``symbol``: what the request names when it is not its ``symbol`` query parameter."""
         now = time.monotonic()
-        path, symbol = request.path, request.query.get("symbol")
+        path, symbol = request.path, symbol or request.query.get("symbol")
         ip = request.remote or "?"
         dialect = self._dialect()
         headers = dialect.fault_headers(ip)

@@ -89,6 +89,8 @@ class VenueServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self._dispatch)
+        # market data of a venue whose REST is POSTed JSON (the REST app knows its paths)
+        app.router.add_route("POST", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
@@ -225,7 +227,11 @@ class VenueServer:
                 ctl = conn.session.handle(text)
                 if ctl.is_error:
                     self.stats.error_frames += 1
-                conn.write_now(framing.frame(ctl.reply))
+                if ctl.drop:
+                    conn.abort("dropped_by_venue")
+                    return
+                if ctl.reply:  # a venue may answer nothing (a request it ignores)
+                    conn.write_now(framing.frame(ctl.reply))
                 self._subscribe(conn, ctl.added)
                 for s in ctl.removed:
                     self.pusher.unsubscribe(conn, s)

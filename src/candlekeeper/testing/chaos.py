@@ -27,6 +27,7 @@ from candlekeeper.gapfill import GapFillOptions
 from candlekeeper.sim import Simulator
 from candlekeeper.sim.faults import ALL_KINDS, FaultPlan
 from candlekeeper.transport import TransportOptions
+from candlekeeper.venues.contract import klines_weight
 from candlekeeper.venues.registry import VENUES, get_spec
 
 #: the venue the harness runs against unless told otherwise: the first registered one
@@ -34,6 +35,22 @@ VENUE = VENUES[0]
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT",
            "AVAXUSDT", "LINKUSDT", "DOTUSDT")
 INTERVALS = ("1m", "5m", "15m")
+#: REST requests per wall minute one stream may need in an accelerated day (fills after every
+#: break, the confirmation of every close of a venue without a closed flag, polling while the
+#: WebSocket is down): a venue whose budget affords fewer streams runs fewer symbols
+REQUESTS_PER_STREAM_MINUTE = 5
+
+
+def affordable_symbols(venue: str, intervals: tuple[str, ...] = INTERVALS,
+                       symbols: tuple[str, ...] = SYMBOLS) -> tuple[str, ...]:
+    """The first symbols whose streams the venue's REST budget can keep whole at chaos speed:
+    every one of :data:`SYMBOLS` on a venue counting cheap requests, fewer on one whose
+    cheapest candle request weighs 20 of 1200 a minute (3 symbols, 9 streams)."""
+    spec = get_spec(venue)
+    per_minute = min(w.limit * 60.0 / w.seconds for w in spec.rest_limits)
+    requests = per_minute / klines_weight(spec, 1)
+    streams = int(requests // REQUESTS_PER_STREAM_MINUTE)
+    return symbols[:max(1, min(len(symbols), streams // max(1, len(intervals))))]
 
 
 @dataclass
@@ -44,7 +61,8 @@ class ChaosOptions:
     kill_at_s: float = 50.0  # kill -9 the service this long into the day ...
     restart_after_s: float = 3.0  # ... and start it again this much later
     settle_s: float = 60.0  # max wait for everything to catch up after the day
-    symbols: tuple[str, ...] = SYMBOLS
+    #: None: as many of :data:`SYMBOLS` as the venue's REST budget affords
+    symbols: tuple[str, ...] | None = None
     intervals: tuple[str, ...] = INTERVALS
     venue: str = VENUE
     #: the transport mode of the service and the consumer (``websocket``, ``rest``, ``auto``)
@@ -57,6 +75,12 @@ class ChaosOptions:
     #: the service and the consumer keep the simulator's unskewed clock, as a host clock off by
     #: this much would (issue 9). The truth is in the venue's own time.
     clock_skew_s: float = 0.0
+
+    @property
+    def stream_symbols(self) -> tuple[str, ...]:
+        if self.symbols is not None:
+            return self.symbols
+        return affordable_symbols(self.venue, self.intervals)
 
     @property
     def speed(self) -> float:
@@ -90,7 +114,7 @@ def service_config(sim: Simulator, db: Path, opts: ChaosOptions) -> dict[str, ob
     wall = 1.0  # seconds of silence before a stream counts as stalled
     venue = opts.venue
     return {
-        "feeds": [{"venue": venue, "symbols": list(opts.symbols),
+        "feeds": [{"venue": venue, "symbols": list(opts.stream_symbols),
                    "intervals": list(opts.intervals), "transport": opts.mode,
                    "ws_url": sim.ws_base(venue), "rest_url": sim.rest_base(venue)}],
         "sinks": {"sqlite": {"path": str(db), "flush_interval_s": 0.1}},
@@ -150,8 +174,8 @@ async def run_chaos(tmp: Path, opts: ChaosOptions) -> ChaosResult:
     venue = opts.venue
     plan = FaultPlan.random(opts.seed, kinds=opts.kinds, count=opts.faults,
                             window=(3.0, opts.day_wall_s * 0.85), venues=(venue,),
-                            symbols=opts.symbols)
-    keys = [StreamKey(venue, s, i) for s in opts.symbols for i in opts.intervals]
+                            symbols=opts.stream_symbols)
+    keys = [StreamKey(venue, s, i) for s in opts.stream_symbols for i in opts.intervals]
     db = tmp / "chaos.sqlite"
     logs: list[str] = []
     spec = get_spec(venue)
@@ -165,13 +189,13 @@ async def run_chaos(tmp: Path, opts: ChaosOptions) -> ChaosResult:
         # A venue without a closed flag pushes on a wall-clock cadence: at this speed it must
         # push faster.
         extra["min_pushes_per_candle"] = 4
-    async with Simulator(venues=(venue,), symbols=opts.symbols, intervals=opts.intervals,
+    async with Simulator(venues=(venue,), symbols=opts.stream_symbols, intervals=opts.intervals,
                          speed=opts.speed, seed=opts.seed, history=1000,
                          clock_skew_s={venue: opts.clock_skew_s}, faults=plan, **extra) as sim:
         cfg = tmp / "service.yaml"
         cfg.write_text(json.dumps(service_config(sim, db, opts)))  # JSON is valid YAML
         consumer = Consumer()
-        feed = CandleFeed(venue, opts.symbols, opts.intervals, ws_url=sim.ws_base(venue),
+        feed = CandleFeed(venue, opts.stream_symbols, opts.intervals, ws_url=sim.ws_base(venue),
                           rest_url=sim.rest_base(venue), clock=sim.clock,
                           transport=TransportOptions(
                               backoff_initial_s=0.1, backoff_max_s=1.0, healthy_after_s=2.0,

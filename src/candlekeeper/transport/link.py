@@ -51,6 +51,8 @@ class Link:
         #: request id -> (slots in that SUBSCRIBE, loop time it was sent)
         self.pending: dict[int, tuple[list[StreamSlot], float]] = {}
         self.to_send: deque[list[StreamSlot]] = deque()
+        #: suspects of a dropped connection, sent one at a time after ``to_send``
+        self.isolated: deque[list[StreamSlot]] = deque()
         self.pacer = RatePacer(session.control_rate)
         #: data frames that are not klines (klines are counted per stream in ``StreamSlot``
         #: only, so the per-frame path does one counter increment, not two)
@@ -153,6 +155,7 @@ class Link:
         if type(msg) is Ack:
             pending = self.pending.pop(msg.request_id, None)  # type: ignore[arg-type]
             if pending is not None:
+                s.isolation.acked(pending[0])
                 for slot in pending[0]:
                     if slot.state is _SUBSCRIBING:
                         s.set_state(slot, StreamState.SUBSCRIBED)

@@ -34,6 +34,7 @@ from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.transport.backoff import Verdict, backoff_delays, classify, describe
 from candlekeeper.transport.base import ConnectError, Connection, ConnectionLost, Connector
 from candlekeeper.transport.connect_gate import connect_within
+from candlekeeper.transport.isolation import DropIsolation
 from candlekeeper.transport.keepalive import keep_alive
 from candlekeeper.transport.link import Link
 from candlekeeper.transport.options import SessionStats, StreamListener, TransportOptions
@@ -88,6 +89,8 @@ class Session:
         #: messages over the connector's size limit (each cost its connection)
         self.oversized = 0
         self._next_id = 1
+        #: streams whose SUBSCRIBE may make the venue drop the connection (``isolation.py``)
+        self.isolation = DropIsolation()
         self._link: Link | None = None
         self._connected_at: float | None = None
         self._last_frame_at: float | None = None
@@ -187,7 +190,9 @@ class Session:
         wanted = [s for s in self.slots if s.state is not StreamState.REJECTED]
         for slot in wanted:
             self.set_state(slot, StreamState.SUBSCRIBING)
-        self.queue_subscriptions(link, wanted)
+        normal, suspects = self.isolation.split(wanted)
+        self.queue_subscriptions(link, normal)
+        link.isolated.extend([slot] for slot in suspects)
         while True:
             if self._stopping:
                 return
@@ -195,6 +200,7 @@ class Session:
             rot = self.rotation
             if link.closed_reason is not None:
                 if rot is None or not rot.connected:
+                    self._isolate(link, now)
                     raise ConnectionLost(link.closed_reason)
                 rot.finish(now, f"the old connection closed early ({link.closed_reason})")
             elif rot is None:
@@ -207,6 +213,9 @@ class Session:
             link = self._link or link  # a finished rotation promoted the new connection
             while link.to_send and link.pacer.delay(now) == 0.0:
                 self.send_subscribe(link, link.to_send.popleft(), now)
+            if (link.isolated and not link.to_send and not link.pending
+                    and link.pacer.delay(now) == 0.0):  # a suspect alone in flight
+                self.send_subscribe(link, link.isolated.popleft(), now)
             for rid, (slots, sent_at) in link.pending.items():
                 if now - sent_at >= opts.ack_timeout_s:
                     raise ConnectionLost(f"no reply to SUBSCRIBE id={rid} ({len(slots)} streams)"
@@ -230,6 +239,18 @@ class Session:
         if after is not None and link.lived(now) >= after:
             return f"connection open for {link.lived(now):.6g} s, rotate_after_s={after:g}"
         return None
+
+    def _isolate(self, link: Link, now: float) -> None:
+        """The venue dropped the connection: was a SUBSCRIBE in flight the cause?"""
+        culprit = self.isolation.on_break(link.pending.values(), now)
+        if culprit is None:
+            return
+        self.rejected += 1
+        self.ratelog.warning(f"rejected:{culprit.stream}", "%s: venue rejected stream %s: it "
+                             "drops the connection each time it is subscribed (unknown to the "
+                             "venue?); the other streams carry on", self.name, culprit.stream)
+        self.set_state(culprit, StreamState.REJECTED,
+                       "the venue drops the connection on its SUBSCRIBE")
 
     def queue_subscriptions(self, link: Link, slots: Sequence[StreamSlot]) -> None:
         chunk = self.codec.spec.max_streams_per_subscribe

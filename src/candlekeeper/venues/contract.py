@@ -29,6 +29,7 @@ import msgspec
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.intervals import INTERVAL_MS
 from candlekeeper.core.stream_key import StreamKey
+from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.errors import RestErrorKind as RestErrorKind  # codecs classify with it
 
 # -- facts ---------------------------------------------------------------------------------------
@@ -83,12 +84,19 @@ class VenueSpec(msgspec.Struct, frozen=True, kw_only=True):
     #: header reports (:attr:`RateUsage.used`), the shortest is the one its "requests left"
     #: header reports (:attr:`RateUsage.remain`)
     rest_limits: tuple[RestWindow, ...]
+    #: how far back the venue's klines endpoint reaches, in candles of the interval asked
+    #: (counted back from now); None when its history is unlimited. A hole older than that
+    #: cannot be filled from this venue: the fetcher does not ask for it, and the gap filler
+    #: and the ``gaps`` audit report it as unfillable instead of retrying
+    rest_history_candles: int | None
 
     def __post_init__(self) -> None:
         if not self.rest_limits:
             raise ValueError(f"{self.id}: a venue states at least one REST budget")
         if not self.rest_klines_weights:
             raise ValueError(f"{self.id}: a venue states the weight of a klines request")
+        if self.rest_history_candles is not None and self.rest_history_candles < 1:
+            raise ValueError(f"{self.id}: rest_history_candles must be None or >= 1")
         unknown = [i for i in self.intervals if i not in INTERVAL_MS]
         if unknown:
             raise ValueError(f"{self.id}: unknown interval names {unknown}")
@@ -325,11 +333,16 @@ class HistoryCodec(Protocol):
 
 
 class Venue(msgspec.Struct, frozen=True):
-    """One registered venue: its facts and how to build its codecs."""
+    """One registered venue: its facts and how to build its codecs.
+
+    ``canonical_symbol`` turns what a user writes into the venue's canonical symbol; the
+    default (``BTC-USDT`` -> ``BTCUSDT``) suits every venue whose markets are named by base and
+    quote. A venue that names a market otherwise (by its coin alone, say) gives its own."""
 
     spec: VenueSpec
     stream_codec: Callable[[VenueSpec], StreamCodec]
     history_codec: Callable[[VenueSpec], HistoryCodec]
+    canonical_symbol: Callable[[str], str] = normalize_symbol
 
 
 # -- the venue's real samples (what the contract suite checks every venue against) --------------

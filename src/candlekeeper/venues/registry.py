@@ -20,6 +20,7 @@ PACKAGES: Final[tuple[str, ...]] = (
     "bingx",
     "okx",
     "bybit",
+    "hyperliquid",
 )
 
 
@@ -61,6 +62,12 @@ def get_spec(venue_id: str) -> VenueSpec:
 def stream_codec(venue_id: str) -> StreamCodec:
     v = venue(venue_id)
     return v.stream_codec(v.spec)
+
+
+def canonical_symbol(venue_id: str, text: str) -> str:
+    """What a user wrote (``BTC-USDT``, ``BTC/USDT:USDT``, ...) as the venue's canonical symbol;
+    ``ConfigError`` for a malformed one."""
+    return venue(venue_id).canonical_symbol(text)
 
 
 def history_codec(venue_id: str) -> HistoryCodec:

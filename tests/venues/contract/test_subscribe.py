@@ -4,7 +4,8 @@ playing the venue (no sockets, no clocks).
 
 The client subscribes two listed streams and one the venue does not list: the listed ones are
 acknowledged (SUBSCRIBED), the other is refused and only it is REJECTED (a venue that refuses a
-whole batch for one bad name is bisected). The venue's heartbeat is answered the way the venue
+whole batch for one bad name is bisected; a venue that drops the socket instead is reconnected
+to and the stream isolated). The venue's heartbeat is answered the way the venue
 expects: an in-band ping with the venue's pong text, a protocol ping with an echoing pong.
 """
 
@@ -53,7 +54,23 @@ async def play_venue(peer: MemoryPeer, persona: Personality, valid: set[str],
         if persona.in_band_ping and persona.is_pong(text):
             pongs.append(text)
             continue
-        peer.send(payload(persona, session.handle(text).reply))
+        ctl = session.handle(text)
+        if ctl.drop:  # a venue that answers an unknown name by dropping the socket
+            peer.drop("the venue dropped the connection")
+            return
+        if ctl.reply:
+            peer.send(payload(persona, ctl.reply))
+
+
+async def play_every_connection(connector: MemoryConnector, persona: Personality,
+                                valid: set[str], pongs: list[str | bytes],
+                                peers: list[MemoryPeer]) -> None:
+    """The venue's side of every connection the client opens (it reconnects after a drop)."""
+    async with asyncio.TaskGroup() as tg:
+        while True:
+            peer = await connector.accept()
+            peers.append(peer)
+            tg.create_task(play_venue(peer, persona, valid, pongs))
 
 
 @pytest.mark.parametrize("venue", VENUES)
@@ -70,13 +87,15 @@ async def test_acks_refusals_and_heartbeat_follow_the_venues_rules(venue: str) -
                           options=FAST, connector=connector)
     task = asyncio.create_task(pool.run())
     pongs: list[str | bytes] = []
+    peers: list[MemoryPeer] = []
     try:
-        peer = await connector.accept()
-        venue_task = asyncio.create_task(play_venue(peer, persona, valid, pongs))
+        venue_task = asyncio.create_task(
+            play_every_connection(connector, persona, valid, pongs, peers))
         await rec.until(lambda: rec.state_of(bad) is StreamState.REJECTED
                         and all(rec.state_of(k) is StreamState.SUBSCRIBED for k in good),
                         timeout=10)
         assert [s.key for s in rec.streams if s.state is StreamState.REJECTED] == [bad]
+        peer = peers[-1]
         # the venue's heartbeat, answered the venue's way
         if persona.in_band_ping:
             peer.send(payload(persona, persona.ping_payload()))

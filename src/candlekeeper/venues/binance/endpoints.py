@@ -49,6 +49,7 @@ BINANCE_USDM: Final = VenueSpec(
     rest_max_limit=1500,
     rest_klines_weights=((100, 1), (500, 2), (1001, 5), (_BIG, 10)),
     rest_limits=(RestWindow(60.0, 2400),),
+    rest_history_candles=None,  # history back to the listing
 )
 
 BINANCE_SPOT: Final = VenueSpec(
@@ -70,6 +71,7 @@ BINANCE_SPOT: Final = VenueSpec(
     rest_max_limit=1000,
     rest_klines_weights=((_BIG, 2),),
     rest_limits=(RestWindow(60.0, 6000),),
+    rest_history_candles=None,  # history back to the listing
 )
 
 

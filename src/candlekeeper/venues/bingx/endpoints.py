@@ -58,6 +58,7 @@ BINGX_SWAP: Final = VenueSpec(
     rest_max_limit=1440,
     rest_klines_weights=((_BIG, 1),),
     rest_limits=(RestWindow(60.0, 1000), RestWindow(10.0, REQUESTS_PER_10S)),
+    rest_history_candles=None,  # history back to the listing
 )
 
 #: REST paths (protocols.md §C.4); the simulator serves the same table

@@ -70,6 +70,7 @@ def _spec(venue_id: str, market: str, max_streams_per_subscribe: int) -> VenueSp
         rest_max_limit=1000,
         rest_klines_weights=((_BIG, 1),),
         rest_limits=(RestWindow(5.0, 600),),
+        rest_history_candles=None,  # history back to the listing
     )
 
 

@@ -103,6 +103,7 @@ def _spec(venue_id: str) -> VenueSpec:
         rest_max_limit=300,
         rest_klines_weights=((_BIG, 1),),
         rest_limits=(RestWindow(2.0, 20),),
+        rest_history_candles=None,  # history-candles reaches back years
     )
 
 
