@@ -106,3 +106,17 @@ async def test_the_simulator_refuses_a_burst_over_the_limit() -> None:
     assert statuses[:3] == [101, 101, 101]
     assert 429 in statuses[3:]
     assert refused == statuses.count(429)
+
+
+def test_more_connections_than_the_venue_allows_per_ip_is_refused_at_once() -> None:
+    from candlekeeper.errors import ConfigError
+
+    spec = msgspec.structs.replace(get_spec(OKX), max_connections_per_ip=2)
+    keys = [StreamKey(OKX, s, "1m") for s in SYMBOLS[:3]]
+    codec = venue(OKX).stream_codec(spec)
+    with pytest.raises(ConfigError, match=r"3 streams need 3 connections at 1 streams each, "
+                                          r"but the venue allows 2 per IP"):
+        ConnectionPool(codec, keys, Recorder(), ws_base="ws://127.0.0.1:9/ws/v5/business",
+                       options=TransportOptions(max_streams_per_connection=1))
+    ConnectionPool(codec, keys[:2], Recorder(), ws_base="ws://127.0.0.1:9/ws/v5/business",
+                   options=TransportOptions(max_streams_per_connection=1))  # two fit

@@ -70,10 +70,18 @@ class ConnectionPool:
         limit = min(self.options.max_streams_per_connection or venue_limit, venue_limit)
         base = ws_base if ws_base is not None else codec.spec.ws_base
         clock = clock or SystemClock()
+        parts = shard(keys, limit)
+        per_ip = codec.spec.max_connections_per_ip
+        if per_ip is not None and len(parts) > per_ip:
+            # the venue would refuse the extra connections: say so now, not as endless retries
+            raise ConfigError(
+                f"{venue}: {len(set(keys))} streams need {len(parts)} connections at {limit} "
+                f"streams each, but the venue allows {per_ip} per IP; stream fewer, or run "
+                "shards (--shard K/N) from different IPs")
         self.sessions = [
             Session(f"{venue}#{i}", codec, part, listener, ws_base=base, clock=clock,
                     options=self.options, connector=connector)
-            for i, part in enumerate(shard(keys, limit))
+            for i, part in enumerate(parts)
         ]
         self._stopped = False
 

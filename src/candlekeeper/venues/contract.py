@@ -65,6 +65,8 @@ class VenueSpec(msgspec.Struct, frozen=True, kw_only=True):
     #: the venue's limits on opening WebSocket connections per IP (at most ``limit`` handshakes
     #: per ``seconds``); empty when the venue documents none
     connect_limits: tuple[RestWindow, ...]
+    #: WebSocket connections one IP may hold open at once (None: none documented)
+    max_connections_per_ip: int | None
     #: how often the venue's server sends its own ping (protocol or in-band), None if never
     server_ping_interval_s: float | None
     #: how often the venue pushes the forming candle, in real milliseconds (its "update speed")

@@ -41,6 +41,7 @@ BINANCE_USDM: Final = VenueSpec(
     control_messages_per_second=10,
     connection_lifetime_s=DAY_S,
     # [!] the futures docs state none; the spot figure (A.5): 300 connections per 5 minutes
+    max_connections_per_ip=None,  # none documented
     connect_limits=(RestWindow(300.0, 300),),
     server_ping_interval_s=180.0,
     update_cadence_ms=250,
@@ -63,6 +64,7 @@ BINANCE_SPOT: Final = VenueSpec(
     max_streams_per_subscribe=200,
     control_messages_per_second=5,
     connection_lifetime_s=DAY_S,
+    max_connections_per_ip=None,  # none documented
     connect_limits=(RestWindow(300.0, 300),),  # "300 connections per attempt every 5 minutes"
     server_ping_interval_s=20.0,
     update_cadence_ms=2000,

@@ -50,6 +50,7 @@ BINGX_SWAP: Final = VenueSpec(
     max_streams_per_subscribe=1,
     control_messages_per_second=10,
     connection_lifetime_s=None,  # "we don't close user connections"
+    max_connections_per_ip=240,  # [!] only the zh text says so: "240 per IP"
     connect_limits=(),  # none documented
     server_ping_interval_s=5.0,
     update_cadence_ms=1000,

@@ -62,6 +62,7 @@ def _spec(venue_id: str, market: str, max_streams_per_subscribe: int) -> VenueSp
         max_streams_per_subscribe=max_streams_per_subscribe,
         control_messages_per_second=10,
         connection_lifetime_s=None,  # none documented
+        max_connections_per_ip=1000,  # "1,000 connections per IP for market data" (D.6)
         connect_limits=(RestWindow(300.0, 500),),  # "over 500 connections in 5 minutes" (D.6)
     server_ping_interval_s=None,  # the client pings (codec.heartbeat)
         update_cadence_ms=1000,  # "1-60s"

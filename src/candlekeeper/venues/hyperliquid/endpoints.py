@@ -75,6 +75,7 @@ HYPERLIQUID_PERP: Final = VenueSpec(
     max_streams_per_subscribe=1,
     control_messages_per_second=5,
     connection_lifetime_s=None,  # none documented
+    max_connections_per_ip=10,  # [!] "10 websocket connections" (was 100 before 2025-11)
     connect_limits=(RestWindow(60.0, 30),),  # "30 new websocket connections per minute"
     server_ping_interval_s=None,  # the client pings ({"method":"ping"})
     update_cadence_ms=1000,  # measured 0.9-1.8 pushes a second

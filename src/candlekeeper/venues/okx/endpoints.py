@@ -95,6 +95,7 @@ def _spec(venue_id: str) -> VenueSpec:
         max_streams_per_subscribe=1,
         control_messages_per_second=10,
         connection_lifetime_s=None,  # undocumented
+        max_connections_per_ip=None,  # none documented for public channels
         connect_limits=(RestWindow(1.0, 3),),  # "3 requests per second (based on IP)" (E.6)
     server_ping_interval_s=None,  # the client pings (text "ping")
         update_cadence_ms=1000,
