@@ -409,7 +409,8 @@ async def test_live_closes_do_not_wait_for_the_warm_up(rig: list[Rig]) -> None:
 async def test_a_first_close_after_the_fetched_range_gets_the_stretch_between(
         rig: list[Rig]) -> None:
     """The warm-up asked for history up to the candle forming at start (60); the WebSocket's
-    first close came three candles later (63): history fills 60..62 too, none is a close."""
+    first close came three candles later (63): history fills 60..62 too — the 20 candles before
+    the first close, none of them a close."""
     r, gated = gated_rig(history=20)
     rig.append(r)
     history: list[Candle] = []
@@ -422,11 +423,11 @@ async def test_a_first_close_after_the_fetched_range_gets_the_stretch_between(
     peer.send(frame(63))
     await until(lambda: r.indices() == [63])
     gated.release.set()
-    await until(lambda: len(history) == 23)
-    assert [(c.open_time - T0) // M for c in history] == list(range(40, 63))
+    await until(lambda: len(history) == 20)
+    assert [(c.open_time - T0) // M for c in history] == list(range(43, 63))
     assert r.indices() == [63]
     window = r.feed.latest("BTCUSDT", "1m", 500)
-    assert [(c.open_time - T0) // M for c in window] == list(range(40, 64))
+    assert [(c.open_time - T0) // M for c in window] == list(range(43, 64))
 
 
 async def test_a_resume_asks_first_and_by_gap_size(rig: list[Rig]) -> None:
@@ -475,3 +476,24 @@ async def test_a_restart_short_of_its_warm_up_fetches_the_rest_behind_storage(
     assert sorted(gated.priorities, key=str) == sorted([resume(10), warm_up(M)], key=str)
     window = r.feed.latest("BTCUSDT", "1m", 500)
     assert [(c.open_time - T0) // M for c in window] == list(range(0, 60))
+
+
+async def test_a_first_close_before_the_end_asked_for_still_gets_its_full_history(
+        rig: list[Rig]) -> None:
+    """The warm-up asked for the 20 candles before 60 (40..59); the first live close to arrive,
+    while it waited, was 59's (its closing frame came late): 59 is a close, and the history
+    reaches back to 39 so that 20 candles precede it."""
+    r, gated = gated_rig(history=20)
+    rig.append(r)
+    history: list[Candle] = []
+    r.feed.on_history(history.extend)
+    r.at(60, into=30_000)
+    await r.feed.start()
+    peer = await r.peer()
+    await until(lambda: gated.priorities == [warm_up(M)])
+    peer.send(frame(59))
+    await until(lambda: r.indices() == [59])
+    gated.release.set()
+    await until(lambda: len(history) == 20)
+    assert [(c.open_time - T0) // M for c in history] == list(range(39, 59))
+    assert r.indices() == [59]

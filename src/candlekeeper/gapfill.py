@@ -407,27 +407,32 @@ class GapFiller:
         what is stored never has a hole below its newest candle (a restart resumes from the
         newest stored candle and could not see one). The rows go to the buffer and the history
         handlers only; ``on_close`` never sees them."""
-        pending: list[Candle] = []  # fetched, held until it reaches the anchor
-        lo: int | None = None  # where the history starts
-        covered: int | None = None  # fetched up to here (exclusive)
+        pending: dict[int, Candle] = {}  # fetched, held until it reaches the anchor
+        lo: int | None = None  # fetched: [lo, covered)
+        covered = 0
         failures = 0
         delays = backoff_delays(self.options.retry_initial_s, 2.0, self.options.retry_max_s,
                                 jitter=0.2)
         interval = t.key.interval
+        count = t.warm_count or self.history
         seq = t.seq
         while self._running:
             if self._clock_ready is not None:
                 await self._clock_ready()
             if t.warm_until is not None:
-                end = t.warm_until
+                until = t.warm_until
             elif seq.anchored:
-                end = seq.first
+                until = seq.first
             else:
-                end = align(self.clock.time_ms() - t.margin_ms, interval)
+                until = align(self.clock.time_ms() - t.margin_ms, interval)
+            want = history_start(until, interval, count)
             if lo is None:
-                lo = history_start(end, interval, t.warm_count or self.history)
-            start = lo if covered is None else covered
-            if start < end:
+                lo = covered = want
+            # what is missing: older history (the anchor came before the end first asked for)
+            # or the stretch up to the anchor
+            window = (want, lo) if want < lo else (covered, until) if covered < until else None
+            if window is not None:
+                start, end = window
                 try:
                     candles = await self.source.fetch(t.key.symbol, interval, start, end,
                                                       margin_ms=t.margin_ms,
@@ -444,17 +449,20 @@ class GapFiller:
                     await asyncio.sleep(next(delays))
                     continue
                 self.stats.fills += 1
-                pending += [c for c in candles if start <= c.open_time < end]
-                covered = end
+                pending.update((c.open_time, c) for c in candles if start <= c.open_time < end)
+                if start < lo:
+                    lo = start
+                else:
+                    covered = end
             if not seq.anchored:  # nothing live yet: the history anchors the stream
-                self._hand_on(t, pending)
-                seq.fill(pending, lo, end, emit=False)
+                rows = [pending[k] for k in sorted(pending)]
+                self._hand_on(t, rows)
+                seq.fill(rows, lo, covered, emit=False)
                 if seq.has_hole:  # a close held meanwhile (an inferred one): confirm it
                     self.request(t.key, "hole")
                 return
-            until = seq.first if t.warm_until is None else t.warm_until
-            if covered is not None and covered >= until:
-                self._hand_on(t, [c for c in pending if c.open_time < until])
+            if window is None:  # everything from ``want`` up to the anchor is here
+                self._hand_on(t, [pending[k] for k in sorted(pending) if want <= k < until])
                 return
 
     def _hand_on(self, t: _Track, candles: list[Candle]) -> None:

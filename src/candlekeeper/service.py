@@ -198,8 +198,10 @@ class Service:
                 feed.on_closed(store, inline=True)
                 # a correction replaces the stored row (every sink writes by natural key)
                 feed.on_corrected(self._corrector(), inline=True)
-                # warm-up history is stored too (it is not emitted to consumers by default)
-                feed.on_history(_newest_first(store))
+                # warm-up history is stored too (it is not emitted to consumers by default), in
+                # the databases: it arrives behind the first live closes, and a bus carries
+                # each series in open-time order
+                feed.on_history(_newest_first(self._storer(feed, history=True)))
             self.feeds.append(feed)
 
     async def _stored_state(self, keys: Sequence[StreamKey]
@@ -229,9 +231,13 @@ class Service:
             log.info("resuming %d stream(s) from storage", len(resume))
         return resume, preload
 
-    def _storer(self, feed: CandleFeed) -> Callable[[Candle], None]:
-        """Inline closed-candle handler: hand the candle to every writer (O(1), never blocks)."""
-        writers = list(self.writers.values())
+    def _storer(self, feed: CandleFeed, *, history: bool = False) -> Callable[[Candle], None]:
+        """Inline closed-candle handler: hand the candle to every writer (O(1), never blocks);
+        ``history``: only to those that take history out of open-time order."""
+        writers = [w for w in self.writers.values()
+                   if not (history and getattr(w.sink, "in_order_only", False))]
+        if not writers:
+            return lambda candle: None
         metrics = {k: feed.metrics.stream(k) for k in feed.keys}
 
         def store(candle: Candle) -> None:

@@ -57,6 +57,9 @@ class Sink(Protocol):
       constraint) must not fail the batch — that would retry it forever. ``write()`` stores the
       others and returns those candles as :class:`Rejection` s (``None`` or an empty sequence:
       everything was stored). The writer counts and logs them; they are never retried.
+    * Optional: ``in_order_only = True`` for a backend that must receive each series in open-time
+      order (a message stream): the service then gives it no warm-up history, which is fetched
+      behind the first live closes.
     * Optional: ``redact(text) -> str``, masking the sink's credentials in any text. When
       present, the writer passes every exception text it logs or keeps in ``last_error``
       through it (URL user info and ``password=`` values are masked in any case).

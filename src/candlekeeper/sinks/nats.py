@@ -99,7 +99,13 @@ class NatsSink:
     post-failure check), ``rejected`` (a candle that cannot be turned into a message, returned
     by ``write`` and never retried). A message stored by an attempt whose ack was lost is
     counted by its retry, under ``duplicates`` or ``skipped``.
+
+    ``in_order_only``: a bus carries each series in open-time order (consumers follow it, and
+    the last-message check relies on it), so the service gives it the closes the feed emits and
+    not the warm-up history fetched behind them at start (that goes to the databases).
     """
+
+    in_order_only = True
 
     def __init__(
         self,
