@@ -178,3 +178,9 @@ async def test_run_dashboard_accepts_an_object_with_snapshot() -> None:
     out = console.export_text()
     assert out.endswith("messages 3  closed 0\n")
     assert "streams 0/1 live" in out
+
+
+def test_the_header_says_how_many_streams_still_warm_up_and_only_while_some_do() -> None:
+    dash = Dashboard(lambda: snapshot(), console=text_console())
+    assert "warming 1,200" in dash.header(snapshot(warming=1200), 0.0).plain
+    assert "warming" not in dash.header(snapshot(), 0.0).plain

@@ -114,6 +114,8 @@ class Dashboard:
         text.append(f"  {rate:,.0f} msgs/s")
         text.append(f"  streams {live}/{len(snap.streams)} live")
         text.append(f"  sink backlog {snap.sink_backlog:,}")
+        if snap.warming:  # history still coming in behind live streams (start-up)
+            text.append(f"  warming {snap.warming:,}")
         text.append("  status ")
         text.append(status.value, style=_STATUS_STYLE[status])
         for clock in snap.clocks:
