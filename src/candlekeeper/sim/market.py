@@ -16,6 +16,7 @@ configured.
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from decimal import ROUND_FLOOR, Decimal
@@ -34,12 +35,16 @@ from candlekeeper.core.intervals import (
     prev_open,
 )
 from candlekeeper.errors import ConfigError
-from candlekeeper.sim.candles import aggregate, dec, empty, pad_to, partial
+from candlekeeper.sim.candles import aggregate, empty, pad_to, partial, units_text
 from candlekeeper.sim.profiles import SymbolProfile, profile_for
 from candlekeeper.sim.replay import ReplaySeries
 from candlekeeper.sim.walk import Bar, WalkGenerator, key_of, mix
 
-_CACHE_MAX = 200_000
+#: candles (and integer bars) cached per market, shared out among its symbols: enough for
+#: every page a client fetches at once, bounded so a 500-symbol universe fetched at the weight
+#: budget does not grow without end (candles are pure functions of the seed: a miss costs time)
+_CACHE_TOTAL = 400_000
+_CACHE_MIN = 4_000
 _EPOCH_FLOOR = 1_483_228_800_000  # 2017-01-01: no venue history before this
 
 
@@ -67,8 +72,10 @@ def _order(intervals: Sequence[str]) -> tuple[str, ...]:
 class _Source:
     """Final candles of one symbol, with an LRU cache (candles are immutable)."""
 
-    def __init__(self, venue: str, symbol: str, chain: tuple[str, ...], pad: int | None) -> None:
+    def __init__(self, venue: str, symbol: str, chain: tuple[str, ...], pad: int | None,
+                 cache_max: int) -> None:
         self.venue, self.symbol, self.chain, self.pad = venue, symbol, chain, pad
+        self.cache_max = cache_max
         self.base = chain[0]
         self.key = key_of(venue, symbol, "intra")
         #: for each interval, the coarsest finer chain interval that nests in it
@@ -76,6 +83,10 @@ class _Source:
         for i, iv in enumerate(chain[1:], 1):
             self.sub[iv] = max((c for c in chain[:i] if nests(c, iv)), key=INTERVAL_MS.__getitem__)
         self._cache: OrderedDict[tuple[str, int], Candle | None] = OrderedDict()
+        #: the last forming candle computed per interval, with the instant it was asked for
+        self.memo: dict[str, tuple[int, Candle | None]] = {}
+        #: per interval: (open time, first child still forming, aggregate of the closed ones)
+        self.prefix: dict[str, tuple[int, int, Candle | None]] = {}
 
     def bar(self, interval: str, open_time: int) -> Candle | None:
         key = (interval, open_time)
@@ -85,7 +96,7 @@ class _Source:
             return cache[key]
         value = self._make(interval, open_time)
         cache[key] = value
-        if len(cache) > _CACHE_MAX:
+        if len(cache) > self.cache_max:
             cache.popitem(last=False)
         return value
 
@@ -111,8 +122,8 @@ class _Source:
 
 class _WalkSource(_Source):
     def __init__(self, venue: str, profile: SymbolProfile, chain: tuple[str, ...], pad: int | None,
-                 seed: int) -> None:
-        super().__init__(venue, profile.symbol, chain, pad)
+                 seed: int, cache_max: int) -> None:
+        super().__init__(venue, profile.symbol, chain, pad, cache_max)
         self.gen = WalkGenerator(profile, seed, venue)
         self.top = chain[-1]
         ladder = [self.top]
@@ -149,7 +160,7 @@ class _WalkSource(_Source):
 
     def _store(self, key: tuple[str, int], bar: Bar) -> None:
         self._ints[key] = bar
-        if len(self._ints) > _CACHE_MAX:
+        if len(self._ints) > self.cache_max:
             self._ints.popitem(last=False)
 
     def _make(self, interval: str, open_time: int) -> Candle | None:
@@ -157,17 +168,20 @@ class _WalkSource(_Source):
             return super()._make(interval, open_time)
         b = self.ints(interval, open_time)
         pd, qd, pad = self._pd, self._qd, self.pad
-        return Candle.of(self.venue, self.symbol, interval, open_time,
-                      close_time(open_time, interval), dec(b.o, pd, pad), dec(b.h, pd, pad),
-                      dec(b.l, pd, pad), dec(b.c, pd, pad), dec(b.v, qd, pad),
-                      dec(b.q, pd + qd, pad), b.n, dec(b.V, qd, pad), dec(b.Q, pd + qd, pad),
-                      b.f, b.f + b.n - 1, True)
+        # the text straight from the integers (``candles.units_text``): a REST page at the
+        # venue's weight budget builds thousands of these a second
+        return Candle(self.venue, self.symbol, interval, open_time,
+                      close_time(open_time, interval), units_text(b.o, pd, pad),
+                      units_text(b.h, pd, pad), units_text(b.l, pd, pad),
+                      units_text(b.c, pd, pad), units_text(b.v, qd, pad),
+                      units_text(b.q, pd + qd, pad), b.n, units_text(b.V, qd, pad),
+                      units_text(b.Q, pd + qd, pad), b.f, b.f + b.n - 1, True)
 
 
 class _ReplaySource(_Source):
     def __init__(self, venue: str, series: ReplaySeries, chain: tuple[str, ...],
-                 pad: int | None) -> None:
-        super().__init__(venue, series.symbol, chain, pad)
+                 pad: int | None, cache_max: int) -> None:
+        super().__init__(venue, series.symbol, chain, pad, cache_max)
         self.series = series
         self._base: dict[int, Candle] = {}
         vols = sorted(r.volume for r in series.rows)
@@ -208,7 +222,8 @@ class Market:
     venue that pads its numbers). ``ohlcv_only`` (a venue publishing only OHLCV) drops what the
     venue never publishes — trade counts, quote and taker volumes, trade ids — from every candle
     it hands out, so the truth equals what a client can know. ``precision``: the venue's own
-    (price, quantity) decimals per symbol, overriding the shared profiles."""
+    (price, quantity) decimals per symbol, overriding the shared profiles. ``profiles``: a
+    symbol's market parameters in place of the shared table's (``sim.universe``)."""
 
     def __init__(self, venue: str, symbols: Sequence[str], intervals: Sequence[str], *,
                  seed: int = 1, start_ms: int, history: int = 1000,
@@ -216,7 +231,8 @@ class Market:
                  allowed_intervals: Sequence[str] | None = None,
                  ohlcv_only: bool = False,
                  precision: Mapping[str, tuple[int, int]] | None = None,
-                 rest_lag_ms: int = 0) -> None:
+                 rest_lag_ms: int = 0,
+                 profiles: Mapping[str, SymbolProfile] | None = None) -> None:
         if not intervals:
             raise ConfigError("the simulator needs at least one interval")
         allowed = set(allowed_intervals or INTERVAL_MS)
@@ -235,14 +251,20 @@ class Market:
         #: final values over REST only ``rest_lag_ms`` after its close
         self.rest_lag_ms = rest_lag_ms
         self.precision = dict(precision or {})
+        #: per-symbol market parameters replacing the shared table (a universe's activity)
+        self.profiles = dict(profiles or {})
         self._sources: dict[str, _Source] = {}
+        self._listing: dict[tuple[str, str], int] = {}
+        names = {*symbols, *(s.symbol for s in replay)}
+        cache_max = max(_CACHE_MIN, _CACHE_TOTAL // max(1, len(names)))
         for series in replay:
             own = (series.interval, *(iv for iv in chain if INTERVAL_MS[iv] > INTERVAL_MS[
                 series.interval] and nests(series.interval, iv)))
-            self._sources[series.symbol] = _ReplaySource(venue, series, own, pad)
+            self._sources[series.symbol] = _ReplaySource(venue, series, own, pad, cache_max)
         for sym in symbols:
             if sym not in self._sources:
-                self._sources[sym] = _WalkSource(venue, self.profile(sym), chain, pad, seed)
+                self._sources[sym] = _WalkSource(venue, self.profile(sym), chain, pad, seed,
+                                                 cache_max)
 
     # -- catalogue --------------------------------------------------------------------------
     @property
@@ -251,7 +273,13 @@ class Market:
 
     def profile(self, symbol: str) -> SymbolProfile:
         """The symbol's market parameters on this venue (its own decimals where known)."""
-        return profile_for(symbol, self.precision)
+        given = self.profiles.get(symbol)
+        if given is None:
+            return profile_for(symbol, self.precision)
+        own = self.precision.get(symbol)
+        if own is None:
+            return given
+        return msgspec.structs.replace(given, price_decimals=own[0], qty_decimals=own[1])
 
     def has_stream(self, symbol: str, interval: str) -> bool:
         src = self._sources.get(symbol)
@@ -263,13 +291,23 @@ class Market:
 
     def listing_time(self, symbol: str, interval: str) -> int:
         """Open time of the first candle REST can serve (``history`` candles before start)."""
+        key = (symbol, interval)
+        got = self._listing.get(key)
+        if got is None:
+            got = self._listing[key] = self._listing_time(symbol, interval)
+        return got
+
+    def _listing_time(self, symbol: str, interval: str) -> int:
         src = self._sources[symbol]
         if isinstance(src, _ReplaySource):
             return src.first_open(interval, src.series.first_open)
         t = align(self.start_ms, interval)
         if interval == MONTH_NAME:
-            for _ in range(self.history):
-                t = prev_open(t, interval)
+            day = datetime.fromtimestamp(t / 1000, UTC)
+            months = day.year * 12 + day.month - 1 - self.history
+            if months < 12:
+                return align(_EPOCH_FLOOR, interval)
+            t = int(datetime(months // 12, months % 12 + 1, 1, tzinfo=UTC).timestamp()) * 1000
         else:
             t -= self.history * INTERVAL_MS[interval]
         return max(t, align(_EPOCH_FLOOR, interval))
@@ -299,21 +337,57 @@ class Market:
         return self._out(self._forming(self._sources[symbol], interval, align(now_ms, interval),
                                        now_ms))
 
+    def activity(self, symbol: str, now_ms: int) -> tuple[int, int]:
+        """A stamp that changes exactly when some forming candle of ``symbol`` may have: the
+        open time of its finest candle and the trades that candle has had by ``now_ms``. Every
+        forming candle of the symbol is a function of that stamp (``candles.partial`` moves
+        only with trades), so a pusher can skip a quiet symbol with one call per tick."""
+        src = self._sources[symbol]
+        base = src.base
+        t0 = align(now_ms, base)
+        final = src.bar(base, t0)
+        if final is None or final.trades is None:
+            return (t0, -1 if final is None else now_ms)
+        n = final.trades
+        k = int(n * ((now_ms - t0) / (next_open(t0, base) - t0)))
+        return (t0, min(k, n))
+
     def _forming(self, src: _Source, interval: str, t0: int, now: int) -> Candle | None:
+        # a pusher asks every interval of a symbol at the same instant: each level of the
+        # chain is computed once per instant, and the closed part of a candle once per child
+        memo = src.memo.get(interval)
+        if memo is not None and memo[0] == now:
+            return memo[1]
         if interval == src.base:
             final = src.bar(interval, t0)
             if final is None:
-                return None
-            phase = (now - t0) / (next_open(t0, interval) - t0)
-            return partial(final, phase, *src.intra(t0), self.pad)
+                got = None
+            else:
+                phase = (now - t0) / (next_open(t0, interval) - t0)
+                got = partial(final, phase, *src.intra(t0), self.pad)
+            src.memo[interval] = (now, got)
+            return got
         sub = src.sub[interval]
         cur = align(now, sub)
-        parts = [src.bar(sub, t) for t in open_times(t0, cur, sub)]
-        parts.append(self._forming(src, sub, cur, now))
-        done = [p for p in parts if p is not None]
-        if not done:
-            return None
-        return aggregate(done, interval, t0, closed=False)
+        done = self._closed_part(src, interval, t0, cur)
+        tail = self._forming(src, sub, cur, now)
+        parts = [p for p in (done, tail) if p is not None]
+        got = aggregate(parts, interval, t0, closed=False) if parts else None
+        src.memo[interval] = (now, got)
+        return got
+
+    def _closed_part(self, src: _Source, interval: str, t0: int, cur: int) -> Candle | None:
+        """The ``interval`` candle opening at ``t0`` made of its children closed before
+        ``cur`` (None when there are none); cached until the next child closes. Aggregating
+        that and the forming child equals aggregating every child (sums are exact)."""
+        got = src.prefix.get(interval)
+        if got is not None and got[0] == t0 and got[1] == cur:
+            return got[2]
+        sub = src.sub[interval]
+        parts = [p for p in (src.bar(sub, t) for t in open_times(t0, cur, sub)) if p is not None]
+        part = aggregate(parts, interval, t0, closed=True) if parts else None
+        src.prefix[interval] = (t0, cur, part)
+        return part
 
     def closed(self, symbol: str, interval: str, now_ms: int,
                since_ms: int | None = None) -> list[Candle]:
