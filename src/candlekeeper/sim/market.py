@@ -40,11 +40,20 @@ from candlekeeper.sim.profiles import SymbolProfile, profile_for
 from candlekeeper.sim.replay import ReplaySeries
 from candlekeeper.sim.walk import Bar, WalkGenerator, key_of, mix
 
-#: candles (and integer bars) cached per market, shared out among its symbols: enough for
-#: every page a client fetches at once, bounded so a 500-symbol universe fetched at the weight
-#: budget does not grow without end (candles are pure functions of the seed: a miss costs time)
-_CACHE_TOTAL = 400_000
-_CACHE_MIN = 4_000
+#: candles (and integer bars) cached per market, all symbols together: enough for every page a
+#: client fetches at once, bounded so a 500-symbol universe fetched at the weight budget does
+#: not grow without end (candles are pure functions of the seed: a miss costs only time)
+_CACHE_MAX = 200_000
+
+
+class _Caches:
+    """The market's two LRU caches, shared by all its symbols so their total stays bounded:
+    final candles and the walk's integer bars, keyed by (symbol, interval, open time)."""
+
+    def __init__(self, cap: int = _CACHE_MAX) -> None:
+        self.cap = cap
+        self.candles: OrderedDict[tuple[str, str, int], Candle | None] = OrderedDict()
+        self.ints: OrderedDict[tuple[str, str, int], Bar] = OrderedDict()
 _EPOCH_FLOOR = 1_483_228_800_000  # 2017-01-01: no venue history before this
 
 
@@ -73,30 +82,29 @@ class _Source:
     """Final candles of one symbol, with an LRU cache (candles are immutable)."""
 
     def __init__(self, venue: str, symbol: str, chain: tuple[str, ...], pad: int | None,
-                 cache_max: int) -> None:
+                 caches: _Caches) -> None:
         self.venue, self.symbol, self.chain, self.pad = venue, symbol, chain, pad
-        self.cache_max = cache_max
+        self.caches = caches
         self.base = chain[0]
         self.key = key_of(venue, symbol, "intra")
         #: for each interval, the coarsest finer chain interval that nests in it
         self.sub: dict[str, str] = {}
         for i, iv in enumerate(chain[1:], 1):
             self.sub[iv] = max((c for c in chain[:i] if nests(c, iv)), key=INTERVAL_MS.__getitem__)
-        self._cache: OrderedDict[tuple[str, int], Candle | None] = OrderedDict()
         #: the last forming candle computed per interval, with the instant it was asked for
         self.memo: dict[str, tuple[int, Candle | None]] = {}
         #: per interval: (open time, first child still forming, aggregate of the closed ones)
         self.prefix: dict[str, tuple[int, int, Candle | None]] = {}
 
     def bar(self, interval: str, open_time: int) -> Candle | None:
-        key = (interval, open_time)
-        cache = self._cache
+        key = (self.symbol, interval, open_time)
+        cache = self.caches.candles
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
         value = self._make(interval, open_time)
         cache[key] = value
-        if len(cache) > self.cache_max:
+        if len(cache) > self.caches.cap:
             cache.popitem(last=False)
         return value
 
@@ -122,8 +130,8 @@ class _Source:
 
 class _WalkSource(_Source):
     def __init__(self, venue: str, profile: SymbolProfile, chain: tuple[str, ...], pad: int | None,
-                 seed: int, cache_max: int) -> None:
-        super().__init__(venue, profile.symbol, chain, pad, cache_max)
+                 seed: int, caches: _Caches) -> None:
+        super().__init__(venue, profile.symbol, chain, pad, caches)
         self.gen = WalkGenerator(profile, seed, venue)
         self.top = chain[-1]
         ladder = [self.top]
@@ -131,7 +139,6 @@ class _WalkSource(_Source):
             if nests(iv, ladder[-1]):
                 ladder.append(iv)
         self.parent = {child: parent for parent, child in itertools.pairwise(ladder)}
-        self._ints: OrderedDict[tuple[str, int], Bar] = OrderedDict()
         p = self.gen.profile
         self._pd, self._qd = p.price_decimals, p.qty_decimals
 
@@ -139,8 +146,8 @@ class _WalkSource(_Source):
         return (next_open(open_time, interval) - open_time) // INTERVAL_MS[self.base]
 
     def ints(self, interval: str, open_time: int) -> Bar:
-        key = (interval, open_time)
-        got = self._ints.get(key)
+        key = (self.symbol, interval, open_time)
+        got = self.caches.ints.get(key)
         if got is not None:
             return got
         if interval == self.top:
@@ -154,14 +161,18 @@ class _WalkSource(_Source):
         kids = open_times(pt, next_open(pt, parent), interval)
         bars = self.gen.split(self.ints(parent, pt), [self._count(t, interval) for t in kids],
                               self.gen.rng("split", parent, pt))
+        mine = bars[0]
         for t, b in zip(kids, bars, strict=True):
-            self._store((interval, t), b)
-        return self._ints[key]
+            self._store((self.symbol, interval, t), b)
+            if t == open_time:
+                mine = b
+        return mine
 
-    def _store(self, key: tuple[str, int], bar: Bar) -> None:
-        self._ints[key] = bar
-        if len(self._ints) > self.cache_max:
-            self._ints.popitem(last=False)
+    def _store(self, key: tuple[str, str, int], bar: Bar) -> None:
+        ints = self.caches.ints
+        ints[key] = bar
+        if len(ints) > self.caches.cap:
+            ints.popitem(last=False)
 
     def _make(self, interval: str, open_time: int) -> Candle | None:
         if interval not in self.parent and interval != self.top:
@@ -180,8 +191,8 @@ class _WalkSource(_Source):
 
 class _ReplaySource(_Source):
     def __init__(self, venue: str, series: ReplaySeries, chain: tuple[str, ...],
-                 pad: int | None, cache_max: int) -> None:
-        super().__init__(venue, series.symbol, chain, pad, cache_max)
+                 pad: int | None, caches: _Caches) -> None:
+        super().__init__(venue, series.symbol, chain, pad, caches)
         self.series = series
         self._base: dict[int, Candle] = {}
         vols = sorted(r.volume for r in series.rows)
@@ -255,16 +266,15 @@ class Market:
         self.profiles = dict(profiles or {})
         self._sources: dict[str, _Source] = {}
         self._listing: dict[tuple[str, str], int] = {}
-        names = {*symbols, *(s.symbol for s in replay)}
-        cache_max = max(_CACHE_MIN, _CACHE_TOTAL // max(1, len(names)))
+        caches = _Caches()
         for series in replay:
             own = (series.interval, *(iv for iv in chain if INTERVAL_MS[iv] > INTERVAL_MS[
                 series.interval] and nests(series.interval, iv)))
-            self._sources[series.symbol] = _ReplaySource(venue, series, own, pad, cache_max)
+            self._sources[series.symbol] = _ReplaySource(venue, series, own, pad, caches)
         for sym in symbols:
             if sym not in self._sources:
                 self._sources[sym] = _WalkSource(venue, self.profile(sym), chain, pad, seed,
-                                                 cache_max)
+                                                 caches)
 
     # -- catalogue --------------------------------------------------------------------------
     @property
