@@ -84,7 +84,8 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def start_sim(src: Path, port: int, symbols: tuple[str, ...], universe: bool) -> subprocess.Popen[bytes]:
+def start_sim(src: Path, port: int, symbols: tuple[str, ...],
+              universe: bool) -> subprocess.Popen[bytes]:
     prof = os.environ.get("SIM_PROFILE")  # a path: profile the simulator (cProfile) into it
     args = [sys.executable, *(["-m", "cProfile", "-o", prof] if prof else []),
             "-m", "candlekeeper", "simulate", "--venues", VENUE,

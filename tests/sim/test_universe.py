@@ -103,7 +103,7 @@ def test_a_candle_changes_only_when_it_trades() -> None:
 def _flat_forming(m: Market, sym: str, interval: str, now: int) -> Candle | None:
     """The forming candle the pre-universe way: aggregate every closed child and the forming
     one, recursively, with no cache."""
-    src = m._sources[sym]  # noqa: SLF001 - the reference needs the chain
+    src = m._sources[sym]
     t0 = align(now, interval)
     if interval == src.base:
         return m.forming(sym, interval, now)

@@ -18,9 +18,9 @@ from typing import NoReturn
 import click
 
 from candlekeeper.cli_types import FiniteFloat
+from candlekeeper.core.intervals import INTERVAL_MS
 from candlekeeper.errors import CandlekeeperError
 from candlekeeper.sim.simulator import Simulator
-from candlekeeper.core.intervals import INTERVAL_MS
 from candlekeeper.sim.universe import MAX_UNIVERSE
 from candlekeeper.sim.venues import personality_for, simulated_venues
 
@@ -60,7 +60,8 @@ async def _serve(sim: Simulator, duration: float | None) -> None:
             await asyncio.wait_for(stop.wait(), duration)
     for venue, stats in sim.stats().items():
         click.echo(f"{venue}: {stats.connections_total} connections, "
-                   f"{stats.kline_frames_sent} kline frames, {stats.rest.requests} REST requests")
+                   f"{stats.kline_frames_sent} kline frames, {stats.rest.requests} REST requests"
+                   f" ({stats.rest.rejected_429} answered 429, {stats.rest.banned_418} 418)")
         if stats.faults:
             applied = ", ".join(f"{k} {n}" for k, n in sorted(stats.faults.items()))
             click.echo(f"{venue}: fault effects: {applied}")

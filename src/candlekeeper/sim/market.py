@@ -16,9 +16,9 @@ configured.
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
 
 import msgspec
