@@ -80,12 +80,17 @@ def min_weight(spec: VenueSpec, candles: int) -> int:
     return best[candles]
 
 
-def budget_minimum_s(spec: VenueSpec, history: dict[str, int], streams_per_interval: int) -> tuple[
-        int, float]:
-    """(total weight, seconds) the venue's first REST window allows for fetching it all."""
-    weight = sum(min_weight(spec, n) for n in history.values()) * streams_per_interval
+def budget_minimum_s(spec: VenueSpec, weight: int, start_s: float) -> tuple[float, float]:
+    """How long the venue's headline REST window makes fetching ``weight`` take: (the least
+    time, spending each fixed window's whole budget at once from ``start_s``, wall seconds
+    since the epoch; the time at the budget's steady rate, weight / limit x window)."""
     window = spec.rest_limits[0]
-    return weight, weight / window.limit * window.seconds
+    rate_s = weight / window.limit * window.seconds
+    windows = -(-weight // window.limit)  # ceil
+    if windows <= 1:
+        return 0.0, rate_s
+    left_in_first = window.seconds - start_s % window.seconds
+    return left_in_first + (windows - 2) * window.seconds, rate_s
 
 
 def free_port() -> int:
@@ -117,11 +122,13 @@ class Result(msgspec.Struct, kw_only=True):
     code: str
     symbols: int
     streams: int
+    processes: int
     history: int
     run_s: float
     warmup_s: float | None
     budget_weight: int
     budget_min_s: float
+    budget_rate_s: float
     rest_klines: int
     rejected_429: int
     banned_418: int
@@ -141,7 +148,7 @@ class Result(msgspec.Struct, kw_only=True):
     holes: int
     duplicates: int
     wrong: int
-    exit_code: int | None
+    exit_codes: list[int | None]
 
 
 async def health(http: aiohttp.ClientSession, url: str) -> dict[str, Any] | None:
@@ -157,25 +164,30 @@ def write_config(path: Path, sim: Simulator, db: Path, port: int, history: int) 
 
     path.write_text(yaml.safe_dump({
         "feeds": [{"venue": VENUE, "symbols": "all", "intervals": list(INTERVALS),
-                   "ws_url": sim.ws_base(VENUE), "rest_url": sim.rest_base(VENUE),
-                   "buffer_size": BUFFER}],
+                   "ws_url": sim.ws_base(VENUE), "rest_url": sim.rest_base(VENUE)}],
+        "buffer_size": BUFFER,
         "sinks": {"sqlite": {"path": str(db)}},
         "gap_fill": {"history": history},
         "observability": {"http": {"enabled": True, "port": port}, "dashboard": False},
     }))
 
 
-def spot_check(db: Path, sim: Simulator, keys: list[tuple[str, str]],
+def spot_check(dbs: list[Path], sim: Simulator, keys: list[tuple[str, str]],
                end_ms: int) -> tuple[int, int, int, int]:
-    """(rows, holes, duplicates, wrong) over ``keys``: stored rows against the truth."""
+    """(rows, holes, duplicates, wrong) over ``keys``: stored rows (from whichever database
+    holds the stream: one per shard) against the truth."""
     rows = holes = dups = wrong = 0
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+    conns = [sqlite3.connect(f"file:{db}?mode=ro", uri=True) for db in dbs if db.exists()]
+    try:
         for sym, iv in keys:
-            got = conn.execute("SELECT open_time, open, high, low, close, volume FROM candles "
-                               "WHERE venue=? AND symbol=? AND interval=? ORDER BY open_time",
-                               (VENUE, sym, iv)).fetchall()
+            got: list[tuple[Any, ...]] = []
+            for conn in conns:
+                got += conn.execute("SELECT open_time, open, high, low, close, volume FROM "
+                                    "candles WHERE venue=? AND symbol=? AND interval=?",
+                                    (VENUE, sym, iv)).fetchall()
             if not got:
                 continue
+            got.sort()
             rows += len(got)
             times = [r[0] for r in got]
             dups += len(times) - len(set(times))
@@ -187,14 +199,26 @@ def spot_check(db: Path, sim: Simulator, keys: list[tuple[str, str]],
                 if tc is None or (tc.open_str, tc.high_str, tc.low_str, tc.close_str,
                                   tc.volume_str) != (o, h, lo, c, v):
                     wrong += 1
+    finally:
+        for conn in conns:
+            conn.close()
     return rows, holes, dups, wrong
 
 
-def start_service(cfg: Path, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def start_service(cfg: Path, env: dict[str, str], log_path: Path,
+                  shard: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     with log_path.open("wb") as log_file:
         return subprocess.Popen([sys.executable, "-m", "candlekeeper", "run", "-c", str(cfg),
-                                 "--no-dashboard", "--report", "summary"],
+                                 "--no-dashboard", "--report", "summary", *shard],
                                 env=env, stdout=log_file, stderr=subprocess.STDOUT)
+
+
+class Instance:
+    """One service process (one shard when ``--shards`` > 1)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, db: Path) -> None:
+        self.proc, self.db = proc, db
+        self.health = f"http://127.0.0.1:{port}/health"
 
 
 async def run(args: argparse.Namespace) -> Result:
@@ -207,98 +231,106 @@ async def run(args: argparse.Namespace) -> Result:
         history = {iv: min(args.history, len(open_times(market.listing_time(sim.symbols[0], iv),
                                                          align(now, iv), iv)))
                    for iv in INTERVALS}
-        weight, minimum_s = budget_minimum_s(SPEC, history, len(sim.symbols))
+        weight = sum(min_weight(SPEC, n) for n in history.values()) * len(sim.symbols)
         streams = len(sim.symbols) * len(INTERVALS)
         tmp = Path(tempfile.mkdtemp(prefix="ck-universe-"))
-        db = tmp / "candles.sqlite"
-        port = free_port()
-        cfg = tmp / "config.yaml"
-        write_config(cfg, sim, db, port, args.history)
-        log_path = tmp / "service.log"
         env = dict(os.environ, PYTHONPATH=str(src))
-        print(f"# {streams} streams; service from {src}; log {log_path}", file=sys.stderr)
+        print(f"# {streams} streams, {args.shards} process(es); service from {src}; logs in "
+              f"{tmp}", file=sys.stderr)
         t_start = time.monotonic()
-        proc = start_service(cfg, env, log_path)
+        t_wall = time.time()
+        instances: list[Instance] = []
         try:
-            return await _observe(args, sim, http, proc, port, t_start, streams, history,
-                                  weight, minimum_s, db, src)
+            for k in range(args.shards):
+                db, port, cfg = tmp / f"candles-{k}.sqlite", free_port(), tmp / f"config-{k}.yaml"
+                write_config(cfg, sim, db, port, args.history)
+                shard = ("--shard", f"{k}/{args.shards}") if args.shards > 1 else ()
+                instances.append(Instance(start_service(cfg, env, tmp / f"service-{k}.log",
+                                                        shard), port, db))
+            return await _observe(args, sim, http, instances, t_start, t_wall, streams,
+                                  weight, src)
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
+            for inst in instances:
+                if inst.proc.poll() is None:
+                    inst.proc.send_signal(signal.SIGINT)
+            for inst in instances:
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(60)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+                    inst.proc.wait(60)
+                if inst.proc.poll() is None:
+                    inst.proc.kill()
+                    inst.proc.wait()
+
+
+async def all_rows(http: aiohttp.ClientSession, instances: list[Instance]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for inst in instances:
+        got = await health(http, inst.health)
+        rows += (got or {}).get("streams", [])
+    return rows
+
+
+def _exited(instances: list[Instance], when: str) -> None:
+    for inst in instances:
+        if inst.proc.poll() is not None:
+            raise RuntimeError(f"a service process exited ({inst.proc.returncode}) {when}")
 
 
 async def _observe(args: argparse.Namespace, sim: Simulator, http: aiohttp.ClientSession,
-                   proc: subprocess.Popen[bytes], port: int, t_start: float, streams: int,
-                   history: dict[str, int], weight: int, minimum_s: float, db: Path,
-                   src: Path) -> Result:
-    url = f"http://127.0.0.1:{port}/health"
+                   instances: list[Instance], t_start: float, t_wall: float, streams: int,
+                   weight: int, src: Path) -> Result:
     clock = sim.clock
     start_ms = clock.time_ms()
     first_boundary = {iv: next_open(align(start_ms, iv), iv) for iv in INTERVALS}
     first_seen: dict[tuple[str, str], float] = {}
+
+    def note_closes(rows: list[dict[str, Any]], at: float) -> None:
+        for r in rows:
+            key = (r["symbol"], r["interval"])
+            if r.get("closed", 0) > 0 and key not in first_seen:
+                first_seen[key] = at
+
     last_klines, last_change = 0, t_start
     deadline = t_start + args.max_warmup
     warm_done: float | None = None
     next_poll = 0.0
-    rows: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the service exited ({proc.returncode}) during the warm-up")
+        _exited(instances, "during the warm-up")
         klines = sim.stats()[VENUE].rest.klines
         if klines != last_klines:
             last_klines, last_change = klines, time.monotonic()
         if time.monotonic() >= next_poll:
             next_poll = time.monotonic() + args.poll
-            got = await health(http, url)
-            if got is not None:
-                rows = got.get("streams", [])
-                seen_at = time.monotonic()
-                for r in rows:
-                    key = (r["symbol"], r["interval"])
-                    if r.get("closed", 0) > 0 and key not in first_seen:
-                        first_seen[key] = seen_at
-                live = sum(1 for r in rows if r.get("state") == "live")
-                quiet = time.monotonic() - last_change
-                if (last_klines and quiet >= args.rest_quiet and live == streams
-                        and len(rows) == streams):
-                    warm_done = last_change
-                    break
+            rows = await all_rows(http, instances)
+            note_closes(rows, time.monotonic())
+            live = sum(1 for r in rows if r.get("state") == "live")
+            if (last_klines and time.monotonic() - last_change >= args.rest_quiet
+                    and live == streams and len(rows) == streams):
+                warm_done = last_change
+                break
         await asyncio.sleep(0.5)
     warmup_s = None if warm_done is None else warm_done - t_start
-    # steady window
-    h0 = await health(http, url) or {}
-    msgs0 = sum(r.get("messages", 0) for r in h0.get("streams", []))
-    c0, t0 = cpu_s(proc.pid), time.monotonic()
+    # the steady window: /health only at its ends and every 15 s (its rendering costs CPU)
+    rows0 = await all_rows(http, instances)
+    note_closes(rows0, time.monotonic())
+    msgs0 = sum(r.get("messages", 0) for r in rows0)
+    c0, t0 = sum(cpu_s(i.proc.pid) for i in instances), time.monotonic()
     end = t0 + args.steady
+    next_poll = t0 + 15.0
     while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the service exited ({proc.returncode}) in the steady window")
-        if time.monotonic() >= next_poll:  # keep catching first closes, less often
-            next_poll = time.monotonic() + max(args.poll, 15.0)
-            got = await health(http, url)
-            seen_at = time.monotonic()
-            for r in (got or {}).get("streams", []):
-                key = (r["symbol"], r["interval"])
-                if r.get("closed", 0) > 0 and key not in first_seen:
-                    first_seen[key] = seen_at
+        _exited(instances, "in the steady window")
+        if time.monotonic() >= next_poll:
+            next_poll = time.monotonic() + 15.0
+            note_closes(await all_rows(http, instances), time.monotonic())
         await asyncio.sleep(1.0)
-    c1, t1 = cpu_s(proc.pid), time.monotonic()
-    rss, peak = mem_mb(proc.pid), mem_mb(proc.pid, "VmHWM")
-    h1 = await health(http, url) or {}
-    rows1 = h1.get("streams", [])
-    msgs1 = sum(r.get("messages", 0) for r in rows1)
+    c1, t1 = sum(cpu_s(i.proc.pid) for i in instances), time.monotonic()
+    rss = sum(mem_mb(i.proc.pid) for i in instances)
+    peak = sum(mem_mb(i.proc.pid, "VmHWM") for i in instances)
+    rows1 = await all_rows(http, instances)
     seen_at = time.monotonic()
-    for r in rows1:
-        key = (r["symbol"], r["interval"])
-        if r.get("closed", 0) > 0 and key not in first_seen:
-            first_seen[key] = seen_at
+    note_closes(rows1, seen_at)
+    msgs1 = sum(r.get("messages", 0) for r in rows1)
     live = sum(1 for r in rows1 if r.get("state") == "live")
-    # first live closes: streams whose first boundary (plus margin and a poll) passed
+    # first live closes: streams whose first boundary (plus the margin and a poll) has passed
     lat: list[float] = []
     due = missing = 0
     for sym in sim.symbols:
@@ -313,42 +345,47 @@ async def _observe(args: argparse.Namespace, sim: Simulator, http: aiohttp.Clien
             else:
                 lat.append(max(0.0, got_at - boundary))
     end_ms = clock.time_ms()
-    proc.send_signal(signal.SIGINT)
-    exit_code: int | None
-    try:
-        exit_code = await asyncio.to_thread(proc.wait, 120)
-    except subprocess.TimeoutExpired:
-        exit_code = None
+    for inst in instances:
+        inst.proc.send_signal(signal.SIGINT)
+    codes: list[int | None] = []
+    for inst in instances:
+        try:
+            codes.append(await asyncio.to_thread(inst.proc.wait, 120))
+        except subprocess.TimeoutExpired:
+            codes.append(None)
     stats = sim.stats()[VENUE].rest
     rnd = random.Random(7)
     sample = [(s, iv) for s in sim.symbols[:3] for iv in INTERVALS[:4]]
     sample += rnd.sample([(s, iv) for s in sim.symbols for iv in INTERVALS], args.check)
-    checked_rows, holes, dups, wrong = await asyncio.to_thread(spot_check, db, sim, sample,
-                                                               end_ms)
+    checked_rows, holes, dups, wrong = await asyncio.to_thread(
+        spot_check, [i.db for i in instances], sim, sample, end_ms)
+    minimum_s, rate_s = budget_minimum_s(SPEC, weight, t_wall)
     buffered = streams * BUFFER
     return Result(
-        code=str(src), symbols=len(sim.symbols), streams=streams, history=args.history,
-        run_s=round(time.monotonic() - t_start, 1), warmup_s=warmup_s, budget_weight=weight,
-        budget_min_s=minimum_s, rest_klines=stats.klines, rejected_429=stats.rejected_429,
-        banned_418=stats.banned_418, live=live, steady_s=round(t1 - t0, 1),
-        msgs_per_s=(msgs1 - msgs0) / (t1 - t0), cpu_pct=100 * (c1 - c0) / (t1 - t0),
-        rss_mb=rss, peak_rss_mb=peak, bytes_per_candle=rss * 1024 * 1024 / buffered,
-        first_close_due=due, first_close_missing=missing,
-        first_close_max_s=max(lat) if lat else float("nan"),
+        code=str(src), symbols=len(sim.symbols), streams=streams, processes=len(instances),
+        history=args.history, run_s=round(time.monotonic() - t_start, 1), warmup_s=warmup_s,
+        budget_weight=weight, budget_min_s=minimum_s, budget_rate_s=rate_s,
+        rest_klines=stats.klines, rejected_429=stats.rejected_429, banned_418=stats.banned_418,
+        live=live, steady_s=round(t1 - t0, 1), msgs_per_s=(msgs1 - msgs0) / (t1 - t0),
+        cpu_pct=100 * (c1 - c0) / (t1 - t0), rss_mb=rss, peak_rss_mb=peak,
+        bytes_per_candle=rss * 1024 * 1024 / buffered, first_close_due=due,
+        first_close_missing=missing, first_close_max_s=max(lat) if lat else float("nan"),
         first_close_p99_s=pct(lat, 0.99), checked_streams=len(sample),
         checked_rows=checked_rows, holes=holes, duplicates=dups, wrong=wrong,
-        exit_code=exit_code)
+        exit_codes=codes)
 
 
 def table(rows: list[Result]) -> str:
-    head = ("code", "streams", "warm-up s", "budget min s", "429/418", "live", "msgs/s",
+    head = ("code", "processes", "streams", "warm-up s", "budget min s (at its rate)",
+            "429/418", "live", "msgs/s",
             "CPU % core", "RSS MB", "B/buffered candle", "1st close max/p99 s (missing/due)",
             "spot-check rows / holes / dups / wrong")
     out = [head, tuple("---" for _ in head)]
     for r in rows:
         warm = "not done" if r.warmup_s is None else f"{r.warmup_s:.0f}"
-        out.append((Path(r.code).parent.name or r.code, str(r.streams), warm,
-                    f"{r.budget_min_s:.0f}", f"{r.rejected_429}/{r.banned_418}",
+        out.append((Path(r.code).parent.name or r.code, str(r.processes), str(r.streams), warm,
+                    f"{r.budget_min_s:.0f} ({r.budget_rate_s:.0f})",
+                    f"{r.rejected_429}/{r.banned_418}",
                     f"{r.live}/{r.streams}", f"{r.msgs_per_s:,.0f}", f"{r.cpu_pct:.1f}",
                     f"{r.rss_mb:.0f}", f"{r.bytes_per_candle:.0f}",
                     f"{r.first_close_max_s:.1f} / {r.first_close_p99_s:.1f} "
@@ -371,15 +408,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="the warm-up is over once no klines request came for this long")
     ap.add_argument("--poll", type=float, default=3.0, help="/health poll period, s")
     ap.add_argument("--check", type=int, default=60, help="random streams spot-checked")
+    ap.add_argument("--shards", type=int, default=1,
+                    help="service processes on this host, each `--shard K/N` (one IP)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--src", type=Path, default=SRC,
                     help="the checkout's src/ the service runs from (default: this one)")
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = ap.parse_args(argv)
     if not 1 <= args.symbols <= 5000 or args.steady <= 0 or args.poll <= 0 \
+            or not 1 <= args.shards <= 16 \
             or not 0 <= args.history <= 100_000 or args.sim_history < args.history:
-        print("error: 1 <= --symbols <= 5000, --steady > 0, --poll > 0, "
-              "0 <= --history <= 100000 <= ..., --sim-history >= --history", file=sys.stderr)
+        print("error: 1 <= --symbols <= 5000, --steady > 0, --poll > 0, 1 <= --shards <= 16, "
+              "0 <= --history <= 100000, --sim-history >= --history", file=sys.stderr)
         return 2
     if not (args.src / "candlekeeper").is_dir():
         print(f"error: {args.src} has no candlekeeper package", file=sys.stderr)
