@@ -7,9 +7,12 @@ its own process with ``symbols: all`` x every USDⓈ-M interval (15), the SQLite
 default 500-candle buffers, and measures:
 
 * **warm-up**: from the service's start to its last REST klines request before the steady
-  window (the simulator counts the requests), against the **budget's minimum**: the least
-  weight that fetches every stream's history (the venue's weight tiers, ``VenueSpec``), divided
-  by the venue's weight per minute;
+  window (the simulator counts the requests; the warm-up is judged over once every stream is
+  live, no request came for ``--rest-quiet`` s, and none in the first 5 s of a new weight
+  window, when a throttled warm-up would resume; requests after that are reported), against
+  the **budget's minimum**: the least weight that fetches every stream's history (the venue's
+  weight tiers, ``VenueSpec``), spent a whole fixed window at a time from the start (and, in
+  brackets, at the budget's steady rate: weight / limit x window);
 * **429 / 418**: answered by the simulator (the venue's view: what the IP was charged);
 * **first live close**: per stream whose first candle boundary after the start falls inside
   the run, wall seconds from that boundary to the first ``CandleClosed`` the service reports
@@ -130,6 +133,7 @@ class Result(msgspec.Struct, kw_only=True):
     budget_min_s: float
     budget_rate_s: float
     rest_klines: int
+    steady_klines: int  # klines requests after the warm-up (0: it really was over)
     rejected_429: int
     banned_418: int
     live: int
@@ -289,25 +293,32 @@ async def _observe(args: argparse.Namespace, sim: Simulator, http: aiohttp.Clien
             if r.get("closed", 0) > 0 and key not in first_seen:
                 first_seen[key] = at
 
-    last_klines, last_change = 0, t_start
+    last_klines, last_change, last_change_wall = 0, t_start, t_wall
     deadline = t_start + args.max_warmup
     warm_done: float | None = None
     next_poll = 0.0
+    window_s = SPEC.rest_limits[0].seconds
     while time.monotonic() < deadline:
         _exited(instances, "during the warm-up")
         klines = sim.stats()[VENUE].rest.klines
         if klines != last_klines:
-            last_klines, last_change = klines, time.monotonic()
+            last_klines, last_change, last_change_wall = klines, time.monotonic(), time.time()
         if time.monotonic() >= next_poll:
             next_poll = time.monotonic() + args.poll
             rows = await all_rows(http, instances)
             note_closes(rows, time.monotonic())
             live = sum(1 for r in rows if r.get("state") == "live")
-            if (last_klines and time.monotonic() - last_change >= args.rest_quiet
+            # over: every stream live, no klines request for a while, and none either in the
+            # first seconds of a new weight window (a throttled warm-up resumes right then)
+            now_wall = time.time()
+            new_window = (now_wall // window_s > last_change_wall // window_s
+                          and now_wall % window_s >= 5.0)
+            if (last_klines and time.monotonic() - last_change >= args.rest_quiet and new_window
                     and live == streams and len(rows) == streams):
                 warm_done = last_change
                 break
         await asyncio.sleep(0.5)
+    klines_at_steady = sim.stats()[VENUE].rest.klines
     warmup_s = None if warm_done is None else warm_done - t_start
     # the steady window: /health only at its ends and every 15 s (its rendering costs CPU)
     rows0 = await all_rows(http, instances)
@@ -365,7 +376,8 @@ async def _observe(args: argparse.Namespace, sim: Simulator, http: aiohttp.Clien
         code=str(src), symbols=len(sim.symbols), streams=streams, processes=len(instances),
         history=args.history, run_s=round(time.monotonic() - t_start, 1), warmup_s=warmup_s,
         budget_weight=weight, budget_min_s=minimum_s, budget_rate_s=rate_s,
-        rest_klines=stats.klines, rejected_429=stats.rejected_429, banned_418=stats.banned_418,
+        rest_klines=stats.klines, steady_klines=stats.klines - klines_at_steady,
+        rejected_429=stats.rejected_429, banned_418=stats.banned_418,
         live=live, steady_s=round(t1 - t0, 1), msgs_per_s=(msgs1 - msgs0) / (t1 - t0),
         cpu_pct=100 * (c1 - c0) / (t1 - t0), rss_mb=rss, peak_rss_mb=peak,
         bytes_per_candle=rss * 1024 * 1024 / buffered, first_close_due=due,
@@ -383,6 +395,8 @@ def table(rows: list[Result]) -> str:
     out = [head, tuple("---" for _ in head)]
     for r in rows:
         warm = "not done" if r.warmup_s is None else f"{r.warmup_s:.0f}"
+        if r.steady_klines:
+            warm += f" (+{r.steady_klines} klines later)"
         out.append((Path(r.code).parent.name or r.code, str(r.processes), str(r.streams), warm,
                     f"{r.budget_min_s:.0f} ({r.budget_rate_s:.0f})",
                     f"{r.rejected_429}/{r.banned_418}",
