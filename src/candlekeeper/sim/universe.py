@@ -44,7 +44,8 @@ def trades_per_minute(rank: int) -> float:
     """How many trades a minute the ``rank``-th busiest symbol makes (rank 1 = the busiest)."""
     if rank < 1:
         raise ValueError(f"rank must be >= 1, got {rank}")
-    return max(MIN_TRADES_PER_MINUTE, TOP_TRADES_PER_MINUTE * rank ** -ACTIVITY_EXPONENT)
+    share: float = rank ** -ACTIVITY_EXPONENT
+    return max(MIN_TRADES_PER_MINUTE, TOP_TRADES_PER_MINUTE * share)
 
 
 def _ticker(i: int) -> str:
