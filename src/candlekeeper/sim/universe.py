@@ -3,9 +3,9 @@
 Why: a client that subscribes to ``symbols: all`` meets hundreds of instruments, and on a real
 venue they are nothing alike. A handful (BTC, ETH, ...) trade many times a second, so every
 one of their kline streams pushes at the venue's full cadence; a long tail trades a few times a
-minute, and their streams stay silent for seconds at a time (a Binance kline stream pushes only
-when a trade changed the candle, protocols.md §A.4), yet each of their candles still closes with
-its closing frame. The default symbol table gives every symbol 50-250 trades a minute, which at
+minute, and their streams stay silent for seconds at a time (a venue that pushes a kline stream
+only when a trade changed the candle, protocols.md §A.4), yet each of their candles still closes
+with its closing frame. The default symbol table gives every symbol 50-250 trades a minute, which at
 500 symbols x 15 intervals asks the simulator (and the client) for ~20,000 frames/s that no real
 venue sends.
 
