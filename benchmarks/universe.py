@@ -9,7 +9,8 @@ default 500-candle buffers, and measures:
 * **warm-up**: from the service's start to its last REST klines request before the steady
   window (the simulator counts the requests; the warm-up is judged over once every stream is
   live, no request came for ``--rest-quiet`` s, and none in the first 5 s of a new weight
-  window, when a throttled warm-up would resume; requests after that are reported), against
+  window, when a throttled warm-up would resume, and every stream has rows in storage;
+  requests after that are reported; "not done" after ``--max-warmup``), against
   the **budget's minimum**: the least weight that fetches every stream's history (the venue's
   weight tiers, ``VenueSpec``), spent a whole fixed window at a time from the start (and, in
   brackets, at the budget's steady rate: weight / limit x window);
@@ -152,6 +153,7 @@ class Result(msgspec.Struct, kw_only=True):
     holes: int
     duplicates: int
     wrong: int
+    streams_stored: int  # streams with at least one row in storage at the end
     exit_codes: list[int | None]
 
 
@@ -174,6 +176,18 @@ def write_config(path: Path, sim: Simulator, db: Path, port: int, history: int) 
         "gap_fill": {"history": history},
         "observability": {"http": {"enabled": True, "port": port}, "dashboard": False},
     }))
+
+
+def stored_streams(dbs: list[Path]) -> int:
+    """How many streams have at least one row stored (over every shard's database)."""
+    total = 0
+    for db in dbs:
+        if not db.exists():
+            continue
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            total += conn.execute("SELECT COUNT(*) FROM (SELECT DISTINCT venue, symbol, interval "
+                                  "FROM candles)").fetchone()[0]
+    return total
 
 
 def spot_check(dbs: list[Path], sim: Simulator, keys: list[tuple[str, str]],
@@ -314,7 +328,9 @@ async def _observe(args: argparse.Namespace, sim: Simulator, http: aiohttp.Clien
             new_window = (now_wall // window_s > last_change_wall // window_s
                           and now_wall % window_s >= 5.0)
             if (last_klines and time.monotonic() - last_change >= args.rest_quiet and new_window
-                    and live == streams and len(rows) == streams):
+                    and live == streams and len(rows) == streams
+                    and await asyncio.to_thread(stored_streams, [i.db for i in instances])
+                    == streams):
                 warm_done = last_change
                 break
         await asyncio.sleep(0.5)
@@ -370,6 +386,7 @@ async def _observe(args: argparse.Namespace, sim: Simulator, http: aiohttp.Clien
     sample += rnd.sample([(s, iv) for s in sim.symbols for iv in INTERVALS], args.check)
     checked_rows, holes, dups, wrong = await asyncio.to_thread(
         spot_check, [i.db for i in instances], sim, sample, end_ms)
+    with_rows = await asyncio.to_thread(stored_streams, [i.db for i in instances])
     minimum_s, rate_s = budget_minimum_s(SPEC, weight, t_wall)
     buffered = streams * BUFFER
     return Result(
@@ -384,14 +401,14 @@ async def _observe(args: argparse.Namespace, sim: Simulator, http: aiohttp.Clien
         first_close_missing=missing, first_close_max_s=max(lat) if lat else float("nan"),
         first_close_p99_s=pct(lat, 0.99), checked_streams=len(sample),
         checked_rows=checked_rows, holes=holes, duplicates=dups, wrong=wrong,
-        exit_codes=codes)
+        streams_stored=with_rows, exit_codes=codes)
 
 
 def table(rows: list[Result]) -> str:
     head = ("code", "processes", "streams", "warm-up s", "budget min s (at its rate)",
             "429/418", "live", "msgs/s",
             "CPU % core", "RSS MB", "B/buffered candle", "1st close max/p99 s (missing/due)",
-            "spot-check rows / holes / dups / wrong")
+            "streams stored", "spot-check rows / holes / dups / wrong")
     out = [head, tuple("---" for _ in head)]
     for r in rows:
         warm = "not done" if r.warmup_s is None else f"{r.warmup_s:.0f}"
@@ -404,6 +421,7 @@ def table(rows: list[Result]) -> str:
                     f"{r.rss_mb:.0f}", f"{r.bytes_per_candle:.0f}",
                     f"{r.first_close_max_s:.1f} / {r.first_close_p99_s:.1f} "
                     f"({r.first_close_missing}/{r.first_close_due})",
+                    f"{r.streams_stored}/{r.streams}",
                     f"{r.checked_rows} / {r.holes} / {r.duplicates} / {r.wrong}"))
     return "\n".join("| " + " | ".join(x) + " |" for x in out)
 
