@@ -2,9 +2,11 @@
 partial state, and the wire formatting of decimals.
 
 The forming candle (the ``x:false`` frames) is derived from the *final* candle: within the candle
-the price visits open -> first extreme -> second extreme -> close along straight lines at
-fractions ``a < b`` of the candle (fixed per candle), and trades, volumes and quote volumes grow in
-proportion to the elapsed fraction, floored to the field's step. Everything is monotone in time
+trades, volumes and quote volumes grow in proportion to the elapsed fraction, floored to the
+field's step, and the price visits open -> first extreme -> second extreme -> close along
+straight lines at fractions ``a < b`` of the candle's trades (fixed per candle): it stands where
+the last trade so far put it, so the candle changes only when a trade happens, as on a real
+venue, and a quiet symbol's candle stays put between its trades. Everything is monotone in time
 (the high never falls, trade ids and volumes never shrink) and at the end equals the final candle
 exactly, so a closing frame is simply the final candle.
 """
@@ -31,6 +33,18 @@ def dec(units: int, places: int, pad: int | None = None) -> Decimal:
     if pad is not None and pad >= places:
         return Decimal(units * 10 ** (pad - places)).scaleb(-pad)
     return Decimal(units).scaleb(-places)
+
+
+def units_text(units: int, places: int, pad: int | None = None) -> str:
+    """``format(dec(units, places, pad), "f")`` without a ``Decimal``: the exact text of
+    ``units * 10**-places`` (``units`` >= 0), e.g. ``units_text(5, 3) == "0.005"``."""
+    if pad is not None and pad >= places:
+        units *= 10 ** (pad - places)
+        places = pad
+    if places <= 0:
+        return str(units * 10 ** -places)
+    digits = str(units).rjust(places + 1, "0")
+    return digits[:-places] + "." + digits[-places:]
 
 
 def pad_to(value: Decimal, places: int | None) -> Decimal:
@@ -100,6 +114,9 @@ def partial(final: Candle, phase: float, a: float, b: float, high_first: bool,
         return msgspec.structs.replace(final, closed=False)
     if k < 1:
         return None
+    # the price moves with trades only: where the k-th trade of n falls on the path, so the
+    # candle changes exactly when its trade count does (a quiet symbol pushes rarely)
+    phase = k / n
     o, h, lo, c = final.open, final.high, final.low, final.close
     x1, x2 = (h, lo) if high_first else (lo, h)
     pts = ((0.0, o), (a, x1), (b, x2), (1.0, c))

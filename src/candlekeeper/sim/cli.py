@@ -18,9 +18,11 @@ from typing import NoReturn
 import click
 
 from candlekeeper.cli_types import FiniteFloat
+from candlekeeper.core.intervals import INTERVAL_MS
 from candlekeeper.errors import CandlekeeperError
 from candlekeeper.sim.simulator import Simulator
-from candlekeeper.sim.venues import simulated_venues
+from candlekeeper.sim.universe import MAX_UNIVERSE
+from candlekeeper.sim.venues import personality_for, simulated_venues
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -58,7 +60,8 @@ async def _serve(sim: Simulator, duration: float | None) -> None:
             await asyncio.wait_for(stop.wait(), duration)
     for venue, stats in sim.stats().items():
         click.echo(f"{venue}: {stats.connections_total} connections, "
-                   f"{stats.kline_frames_sent} kline frames, {stats.rest.requests} REST requests")
+                   f"{stats.kline_frames_sent} kline frames, {stats.rest.requests} REST requests"
+                   f" ({stats.rest.rejected_429} answered 429, {stats.rest.banned_418} 418)")
         if stats.faults:
             applied = ", ".join(f"{k} {n}" for k, n in sorted(stats.faults.items()))
             click.echo(f"{venue}: fault effects: {applied}")
@@ -81,6 +84,15 @@ def _venues(value: str | None) -> tuple[str, ...]:
         if name not in known:
             _fail(f"--venues: unknown venue {name!r}; expected one of {', '.join(known)}")
     return tuple(dict.fromkeys(names))
+
+
+def _intervals(value: str, venues: tuple[str, ...]) -> list[str]:
+    """The interval list; ``all``: every interval every chosen venue offers."""
+    if value.strip().lower() != "all":
+        return _csv(value) or []
+    common = [iv for iv in personality_for(venues[0]).spec.intervals
+              if all(iv in personality_for(v).spec.intervals for v in venues[1:])]
+    return sorted(common, key=INTERVAL_MS.__getitem__)
 
 
 def _ports(values: tuple[str, ...], venues: tuple[str, ...]) -> dict[str, int]:
@@ -130,7 +142,11 @@ def _skews(values: tuple[str, ...], venues: tuple[str, ...]) -> dict[str, float]
               help="Comma-separated venue ids to simulate (default: every registered venue).")
 @click.option("--symbols", default=None,
               help="Comma-separated symbols (default: 20 liquid USDT pairs, or the replay's).")
-@click.option("--intervals", default="1m,5m,1h", show_default=True)
+@click.option("--universe", type=click.IntRange(1, MAX_UNIVERSE), default=None, metavar="N",
+              help="Serve N symbols with real-looking activity (a few busy, a long quiet "
+              "tail) instead of --symbols.")
+@click.option("--intervals", default="1m,5m,1h", show_default=True,
+              help="Comma-separated intervals, or 'all' for every interval of the venues.")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--speed", type=FiniteFloat(min=0, min_open=True), default=1.0, show_default=True,
               help="Venue time runs this many times faster than wall time.")
@@ -153,7 +169,8 @@ def _skews(values: tuple[str, ...], venues: tuple[str, ...]) -> dict[str, float]
 @click.option("--clock-skew", "skews", multiple=True, metavar="VENUE=±SECONDS",
               help="Run VENUE's clock this many venue seconds ahead (+) of or behind (-) the "
               "simulator's clock, as a host clock that far off would see it (repeatable).")
-def simulate_command(venues: str | None, symbols: str | None, intervals: str, seed: int,
+def simulate_command(venues: str | None, symbols: str | None, universe: int | None,
+                     intervals: str, seed: int,
                      speed: float, replay: tuple[Path, ...], ports: tuple[str, ...],
                      history: int, host: str, duration: float | None, faults: str | None,
                      lifetime: float | None, skews: tuple[str, ...]) -> None:
@@ -161,9 +178,11 @@ def simulate_command(venues: str | None, symbols: str | None, intervals: str, se
     chosen = _venues(venues)
     port_map = _ports(ports, chosen)
     skew_map = _skews(skews, chosen)
+    if universe is not None and (symbols is not None or replay):
+        _fail("--universe replaces the symbol list: give --symbols/--replay or --universe")
     try:
-        sim = Simulator(venues=chosen, symbols=_csv(symbols),
-                        intervals=_csv(intervals) or [], seed=seed, speed=speed,
+        sim = Simulator(venues=chosen, symbols=_csv(symbols), universe=universe,
+                        intervals=_intervals(intervals, chosen), seed=seed, speed=speed,
                         history=history, replay=list(replay) or None, host=host,
                         ports=port_map, faults=faults, connection_lifetime_s=lifetime,
                         clock_skew_s=skew_map or None)

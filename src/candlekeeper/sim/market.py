@@ -6,202 +6,47 @@ klines page (:meth:`klines`). It owns no clock and no task: the server asks it w
 ``ScaledClock``'s current time, tests ask it with any time they like. Results are deterministic
 per seed.
 
-Each symbol is backed either by a :class:`~candlekeeper.sim.walk.WalkGenerator` (generated
-top-down from the coarsest configured interval) or by a replayed real series (aggregated
-bottom-up from the series' own interval, whose values are served verbatim). Intervals finer than
-a replayed series cannot be served; asking for them is an invalid stream, as is any interval not
-configured.
+Each symbol is backed (``sim.sources``) either by a :class:`~candlekeeper.sim.walk.WalkGenerator`
+(generated top-down from the coarsest configured interval) or by a replayed real series
+(aggregated bottom-up from the series' own interval, whose values are served verbatim).
+Intervals finer than a replayed series cannot be served; asking for them is an invalid stream,
+as is any interval not configured.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from decimal import ROUND_FLOOR, Decimal
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Final
 
 import msgspec
 
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.intervals import (
-    DAY,
     INTERVAL_MS,
     MONTH_NAME,
     align,
-    close_time,
     next_open,
     open_times,
     prev_open,
 )
 from candlekeeper.errors import ConfigError
-from candlekeeper.sim.candles import aggregate, dec, empty, pad_to, partial
+from candlekeeper.sim.candles import aggregate, empty, partial
 from candlekeeper.sim.profiles import SymbolProfile, profile_for
 from candlekeeper.sim.replay import ReplaySeries
-from candlekeeper.sim.walk import Bar, WalkGenerator, key_of, mix
+from candlekeeper.sim.sources import (
+    Caches,
+    ReplaySource,
+    Source,
+    WalkSource,
+    nests,
+    order,
+)
 
-_CACHE_MAX = 200_000
+__all__ = ["Market", "nests"]
+
 _EPOCH_FLOOR = 1_483_228_800_000  # 2017-01-01: no venue history before this
-
-
-def nests(child: str, parent: str) -> bool:
-    """True when every ``parent`` candle is exactly a run of whole ``child`` candles."""
-    if child == parent:
-        return True
-    if child == MONTH_NAME:
-        return False
-    cw = INTERVAL_MS[child]
-    if parent == MONTH_NAME:
-        return DAY % cw == 0
-    pw = INTERVAL_MS[parent]
-    if pw % cw:
-        return False
-    if parent == "1w":  # weeks open on Monday: the 4-day epoch offset must be a child multiple
-        return (4 * DAY) % cw == 0
-    return child != "1w"
-
-
-def _order(intervals: Sequence[str]) -> tuple[str, ...]:
-    return tuple(sorted(set(intervals), key=lambda i: INTERVAL_MS[i]))
-
-
-class _Source:
-    """Final candles of one symbol, with an LRU cache (candles are immutable)."""
-
-    def __init__(self, venue: str, symbol: str, chain: tuple[str, ...], pad: int | None) -> None:
-        self.venue, self.symbol, self.chain, self.pad = venue, symbol, chain, pad
-        self.base = chain[0]
-        self.key = key_of(venue, symbol, "intra")
-        #: for each interval, the coarsest finer chain interval that nests in it
-        self.sub: dict[str, str] = {}
-        for i, iv in enumerate(chain[1:], 1):
-            self.sub[iv] = max((c for c in chain[:i] if nests(c, iv)), key=INTERVAL_MS.__getitem__)
-        self._cache: OrderedDict[tuple[str, int], Candle | None] = OrderedDict()
-
-    def bar(self, interval: str, open_time: int) -> Candle | None:
-        key = (interval, open_time)
-        cache = self._cache
-        if key in cache:
-            cache.move_to_end(key)
-            return cache[key]
-        value = self._make(interval, open_time)
-        cache[key] = value
-        if len(cache) > _CACHE_MAX:
-            cache.popitem(last=False)
-        return value
-
-    def _make(self, interval: str, open_time: int) -> Candle | None:
-        sub = self.sub[interval]
-        parts = [self.bar(sub, t) for t in open_times(open_time, next_open(open_time, interval),
-                                                      sub)]
-        if not parts or any(p is None for p in parts):
-            return None
-        return aggregate([p for p in parts if p is not None], interval, open_time, True)
-
-    def first_open(self, interval: str, listing_ms: int) -> int:
-        t = align(listing_ms, interval)
-        return t if t >= listing_ms else next_open(t, interval)
-
-    def intra(self, open_time: int) -> tuple[float, float, bool]:
-        """Where inside the base candle the two extremes fall (fixed per candle)."""
-        h = mix(self.key ^ open_time)
-        a = 0.1 + 0.4 * ((h & 0xFFFF) / 0xFFFF)
-        b = a + (0.95 - a) * (((h >> 16) & 0xFFFF) / 0xFFFF)
-        return a, b, bool(h >> 63)
-
-
-class _WalkSource(_Source):
-    def __init__(self, venue: str, profile: SymbolProfile, chain: tuple[str, ...], pad: int | None,
-                 seed: int) -> None:
-        super().__init__(venue, profile.symbol, chain, pad)
-        self.gen = WalkGenerator(profile, seed, venue)
-        self.top = chain[-1]
-        ladder = [self.top]
-        for iv in reversed(chain[:-1]):
-            if nests(iv, ladder[-1]):
-                ladder.append(iv)
-        self.parent = {child: parent for parent, child in itertools.pairwise(ladder)}
-        self._ints: OrderedDict[tuple[str, int], Bar] = OrderedDict()
-        p = self.gen.profile
-        self._pd, self._qd = p.price_decimals, p.qty_decimals
-
-    def _count(self, open_time: int, interval: str) -> int:
-        return (next_open(open_time, interval) - open_time) // INTERVAL_MS[self.base]
-
-    def ints(self, interval: str, open_time: int) -> Bar:
-        key = (interval, open_time)
-        got = self._ints.get(key)
-        if got is not None:
-            return got
-        if interval == self.top:
-            step = 28 * DAY if interval == MONTH_NAME else INTERVAL_MS[interval]
-            got = self.gen.top(open_time, next_open(open_time, interval),
-                               self._count(open_time, interval), open_time // step)
-            self._store(key, got)
-            return got
-        parent = self.parent[interval]
-        pt = align(open_time, parent)
-        kids = open_times(pt, next_open(pt, parent), interval)
-        bars = self.gen.split(self.ints(parent, pt), [self._count(t, interval) for t in kids],
-                              self.gen.rng("split", parent, pt))
-        for t, b in zip(kids, bars, strict=True):
-            self._store((interval, t), b)
-        return self._ints[key]
-
-    def _store(self, key: tuple[str, int], bar: Bar) -> None:
-        self._ints[key] = bar
-        if len(self._ints) > _CACHE_MAX:
-            self._ints.popitem(last=False)
-
-    def _make(self, interval: str, open_time: int) -> Candle | None:
-        if interval not in self.parent and interval != self.top:
-            return super()._make(interval, open_time)
-        b = self.ints(interval, open_time)
-        pd, qd, pad = self._pd, self._qd, self.pad
-        return Candle.of(self.venue, self.symbol, interval, open_time,
-                      close_time(open_time, interval), dec(b.o, pd, pad), dec(b.h, pd, pad),
-                      dec(b.l, pd, pad), dec(b.c, pd, pad), dec(b.v, qd, pad),
-                      dec(b.q, pd + qd, pad), b.n, dec(b.V, qd, pad), dec(b.Q, pd + qd, pad),
-                      b.f, b.f + b.n - 1, True)
-
-
-class _ReplaySource(_Source):
-    def __init__(self, venue: str, series: ReplaySeries, chain: tuple[str, ...],
-                 pad: int | None) -> None:
-        super().__init__(venue, series.symbol, chain, pad)
-        self.series = series
-        self._base: dict[int, Candle] = {}
-        vols = sorted(r.volume for r in series.rows)
-        avg_trade = (vols[len(vols) // 2] or Decimal(1)) / 150
-        trade_id = 100_000_000 + key_of(venue, series.symbol) % 100_000_000
-        for r in series.rows:
-            h = mix(self.key ^ r.open_time)
-            n = r.trades if r.trades is not None else max(1, int(r.volume / avg_trade))
-            v = r.volume
-            q = r.quote_volume if r.quote_volume is not None else v * r.close
-            bv = r.taker_buy_base_volume
-            if bv is None:
-                ratio = Decimal(35 + h % 31) / 100
-                step = Decimal(1).scaleb(min(0, _exp(v)))
-                bv = (v * ratio).quantize(step, rounding=ROUND_FLOOR)
-            bq = r.taker_buy_quote_volume if r.taker_buy_quote_volume is not None else bv * r.close
-            self._base[r.open_time] = Candle.of(
-                venue, series.symbol, series.interval, r.open_time,
-                close_time(r.open_time, series.interval), pad_to(r.open, pad),
-                pad_to(r.high, pad), pad_to(r.low, pad), pad_to(r.close, pad), pad_to(v, pad),
-                pad_to(q, pad), n, pad_to(bv, pad), pad_to(bq, pad), trade_id,
-                trade_id + n - 1, True)
-            trade_id += n
-
-    def _make(self, interval: str, open_time: int) -> Candle | None:
-        if interval == self.base:
-            return self._base.get(open_time)
-        return super()._make(interval, open_time)
-
-
-def _exp(x: Decimal) -> int:
-    e = x.as_tuple().exponent
-    return e if isinstance(e, int) else 0
 
 
 #: the optional candle fields (beyond OHLCV) a venue may or may not publish
@@ -214,8 +59,9 @@ class Market:
     venue that pads its numbers). ``published_extras`` (the fields beyond OHLCV a venue
     publishes; None: all) drops what the venue never publishes — trade counts, quote and taker
     volumes, trade ids — from every candle it hands out, so the truth equals what a client can
-    know. ``precision``: the venue's own (price, quantity) decimals per symbol, overriding the
-    shared profiles."""
+    know. ``precision``: the venue's own
+    (price, quantity) decimals per symbol, overriding the shared profiles. ``profiles``: a
+    symbol's market parameters in place of the shared table's (``sim.universe``)."""
 
     def __init__(self, venue: str, symbols: Sequence[str], intervals: Sequence[str], *,
                  seed: int = 1, start_ms: int, history: int = 1000,
@@ -223,14 +69,15 @@ class Market:
                  allowed_intervals: Sequence[str] | None = None,
                  published_extras: tuple[str, ...] | None = None,
                  precision: Mapping[str, tuple[int, int]] | None = None,
-                 rest_lag_ms: int = 0) -> None:
+                 rest_lag_ms: int = 0,
+                 profiles: Mapping[str, SymbolProfile] | None = None) -> None:
         if not intervals:
             raise ConfigError("the simulator needs at least one interval")
         allowed = set(allowed_intervals or INTERVAL_MS)
         for iv in intervals:
             if iv not in allowed:
                 raise ConfigError(f"{venue} has no interval {iv!r}")
-        chain = _order(intervals)
+        chain = order(intervals)
         for iv in chain[1:]:
             if not nests(chain[0], iv):
                 raise ConfigError(f"interval {iv} is not a whole number of {chain[0]} candles; "
@@ -247,14 +94,19 @@ class Market:
         #: final values over REST only ``rest_lag_ms`` after its close
         self.rest_lag_ms = rest_lag_ms
         self.precision = dict(precision or {})
-        self._sources: dict[str, _Source] = {}
+        #: per-symbol market parameters replacing the shared table (a universe's activity)
+        self.profiles = dict(profiles or {})
+        self._sources: dict[str, Source] = {}
+        self._listing: dict[tuple[str, str], int] = {}
+        caches = Caches()
         for series in replay:
             own = (series.interval, *(iv for iv in chain if INTERVAL_MS[iv] > INTERVAL_MS[
                 series.interval] and nests(series.interval, iv)))
-            self._sources[series.symbol] = _ReplaySource(venue, series, own, pad)
+            self._sources[series.symbol] = ReplaySource(venue, series, own, pad, caches)
         for sym in symbols:
             if sym not in self._sources:
-                self._sources[sym] = _WalkSource(venue, self.profile(sym), chain, pad, seed)
+                self._sources[sym] = WalkSource(venue, self.profile(sym), chain, pad, seed,
+                                                 caches)
 
     # -- catalogue --------------------------------------------------------------------------
     @property
@@ -263,7 +115,13 @@ class Market:
 
     def profile(self, symbol: str) -> SymbolProfile:
         """The symbol's market parameters on this venue (its own decimals where known)."""
-        return profile_for(symbol, self.precision)
+        given = self.profiles.get(symbol)
+        if given is None:
+            return profile_for(symbol, self.precision)
+        own = self.precision.get(symbol)
+        if own is None:
+            return given
+        return msgspec.structs.replace(given, price_decimals=own[0], qty_decimals=own[1])
 
     def has_stream(self, symbol: str, interval: str) -> bool:
         src = self._sources.get(symbol)
@@ -275,13 +133,23 @@ class Market:
 
     def listing_time(self, symbol: str, interval: str) -> int:
         """Open time of the first candle REST can serve (``history`` candles before start)."""
+        key = (symbol, interval)
+        got = self._listing.get(key)
+        if got is None:
+            got = self._listing[key] = self._listing_time(symbol, interval)
+        return got
+
+    def _listing_time(self, symbol: str, interval: str) -> int:
         src = self._sources[symbol]
-        if isinstance(src, _ReplaySource):
+        if isinstance(src, ReplaySource):
             return src.first_open(interval, src.series.first_open)
         t = align(self.start_ms, interval)
         if interval == MONTH_NAME:
-            for _ in range(self.history):
-                t = prev_open(t, interval)
+            day = datetime.fromtimestamp(t / 1000, UTC)
+            months = day.year * 12 + day.month - 1 - self.history
+            if months < 12:
+                return align(_EPOCH_FLOOR, interval)
+            t = int(datetime(months // 12, months % 12 + 1, 1, tzinfo=UTC).timestamp()) * 1000
         else:
             t -= self.history * INTERVAL_MS[interval]
         return max(t, align(_EPOCH_FLOOR, interval))
@@ -311,21 +179,57 @@ class Market:
         return self._out(self._forming(self._sources[symbol], interval, align(now_ms, interval),
                                        now_ms))
 
-    def _forming(self, src: _Source, interval: str, t0: int, now: int) -> Candle | None:
+    def activity(self, symbol: str, now_ms: int) -> tuple[int, int]:
+        """A stamp that changes exactly when some forming candle of ``symbol`` may have: the
+        open time of its finest candle and the trades that candle has had by ``now_ms``. Every
+        forming candle of the symbol is a function of that stamp (``candles.partial`` moves
+        only with trades), so a pusher can skip a quiet symbol with one call per tick."""
+        src = self._sources[symbol]
+        base = src.base
+        t0 = align(now_ms, base)
+        final = src.bar(base, t0)
+        if final is None or final.trades is None:
+            return (t0, -1 if final is None else now_ms)
+        n = final.trades
+        k = int(n * ((now_ms - t0) / (next_open(t0, base) - t0)))
+        return (t0, min(k, n))
+
+    def _forming(self, src: Source, interval: str, t0: int, now: int) -> Candle | None:
+        # a pusher asks every interval of a symbol at the same instant: each level of the
+        # chain is computed once per instant, and the closed part of a candle once per child
+        memo = src.memo.get(interval)
+        if memo is not None and memo[0] == now:
+            return memo[1]
         if interval == src.base:
             final = src.bar(interval, t0)
             if final is None:
-                return None
-            phase = (now - t0) / (next_open(t0, interval) - t0)
-            return partial(final, phase, *src.intra(t0), self.pad)
+                got = None
+            else:
+                phase = (now - t0) / (next_open(t0, interval) - t0)
+                got = partial(final, phase, *src.intra(t0), self.pad)
+            src.memo[interval] = (now, got)
+            return got
         sub = src.sub[interval]
         cur = align(now, sub)
-        parts = [src.bar(sub, t) for t in open_times(t0, cur, sub)]
-        parts.append(self._forming(src, sub, cur, now))
-        done = [p for p in parts if p is not None]
-        if not done:
-            return None
-        return aggregate(done, interval, t0, closed=False)
+        done = self._closed_part(src, interval, t0, cur)
+        tail = self._forming(src, sub, cur, now)
+        parts = [p for p in (done, tail) if p is not None]
+        got = aggregate(parts, interval, t0, closed=False) if parts else None
+        src.memo[interval] = (now, got)
+        return got
+
+    def _closed_part(self, src: Source, interval: str, t0: int, cur: int) -> Candle | None:
+        """The ``interval`` candle opening at ``t0`` made of its children closed before
+        ``cur`` (None when there are none); cached until the next child closes. Aggregating
+        that and the forming child equals aggregating every child (sums are exact)."""
+        got = src.prefix.get(interval)
+        if got is not None and got[0] == t0 and got[1] == cur:
+            return got[2]
+        sub = src.sub[interval]
+        parts = [p for p in (src.bar(sub, t) for t in open_times(t0, cur, sub)) if p is not None]
+        part = aggregate(parts, interval, t0, closed=True) if parts else None
+        src.prefix[interval] = (t0, cur, part)
+        return part
 
     def closed(self, symbol: str, interval: str, now_ms: int,
                since_ms: int | None = None) -> list[Candle]:

@@ -39,9 +39,10 @@ from candlekeeper.sim.faults import Fault, FaultPlan, FaultRecord, parse_fault_s
 from candlekeeper.sim.injector import FaultInjector, FaultLog
 from candlekeeper.sim.market import Market
 from candlekeeper.sim.options import paced_cadence, pick, resolve
-from candlekeeper.sim.profiles import DEFAULT_SYMBOLS
+from candlekeeper.sim.profiles import DEFAULT_SYMBOLS, SymbolProfile
 from candlekeeper.sim.replay import ReplaySeries, load_replay
 from candlekeeper.sim.server import FirehoseResult, VenueServer, VenueStats
+from candlekeeper.sim.universe import universe_profiles
 from candlekeeper.sim.venues import personality_for, simulated_venues
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,10 @@ class Simulator:
     ``faults`` is a plan (or a list of faults, or a ``--faults`` spec string) whose ``at_s``
     count wall seconds from :meth:`start`.
 
+    ``universe`` (N, instead of ``symbols``) serves N symbols with real-looking activity: a few
+    very busy ones, a long tail of quiet ones (``sim.universe``), as a client subscribing to
+    ``symbols: all`` meets them.
+
     ``clock_skew_s`` (one value or ``{venue: seconds}``, venue seconds, either sign) runs a
     venue's clock that far from :attr:`clock`: its market, its frames' event times and its
     REST server time are on :meth:`venue_clock` = :attr:`clock` + skew, while a client keeps
@@ -107,7 +112,8 @@ class Simulator:
                  stale_last_push: PerVenue[bool] = None,
                  min_pushes_per_candle: int | None = None,
                  clock_skew_s: PerVenue[float] = None,
-                 faults: FaultsArg = None) -> None:
+                 faults: FaultsArg = None,
+                 universe: int | None = None) -> None:
         known = simulated_venues()
         venues = known if venues is None else tuple(venues)
         for v in (*venues, *(ports or {})):
@@ -117,6 +123,13 @@ class Simulator:
         if min_pushes_per_candle is not None and min_pushes_per_candle < 1:
             raise ConfigError(f"min_pushes_per_candle must be >= 1, got {min_pushes_per_candle}")
         series = _load(replay)
+        profiles: dict[str, SymbolProfile] = {}
+        if universe is not None:
+            if symbols is not None or series:
+                raise ConfigError("universe= replaces the symbol list: give symbols= or "
+                                  "replay=, or universe=, not both")
+            profiles = universe_profiles(universe)
+            symbols = list(profiles)
         if symbols is None:
             symbols = [s.symbol for s in series] or list(DEFAULT_SYMBOLS)
         symbols = list(dict.fromkeys(s.upper() for s in symbols))
@@ -167,7 +180,7 @@ class Simulator:
                             pad=behaviour.price_pad, allowed_intervals=spec.intervals,
                             published_extras=behaviour.published_extras,
                             precision=behaviour.precision,
-                            rest_lag_ms=opts.rest_final_delay_ms)
+                            rest_lag_ms=opts.rest_final_delay_ms, profiles=profiles)
             server = VenueServer(persona, market, venue_clock, opts, host=host,
                                  port=(ports or {}).get(venue, 0) or 0, seed=seed)
             self._servers[venue] = server
