@@ -109,3 +109,21 @@ def test_poll_budget_says_what_the_venue_sustains(venue: str) -> None:
     many = [StreamKey(venue, f"S{i}USDT", "1m") for i in range(sustains["1m"] + 1)]
     need, allowed, _ = poll_budget(spec, many)
     assert need > allowed
+
+
+async def test_a_stream_waiting_for_its_first_frame_after_the_ack_is_not_polled() -> None:
+    """A quiet symbol's stream: acknowledged, then nothing for 50 s (its first trade, or its
+    closing frame, comes later). Not a failure — the watchdog would call it SILENT if its
+    first frame never came, and only then does the stream fall back (at once: it has been
+    down since before its subscription)."""
+    r = Rig(TransportMode.AUTO)
+    r.fb.start()
+    await r.fb.stop()
+    a = KEYS[0]
+    r.say(a, StreamState.SUBSCRIBING)
+    r.say(a, StreamState.SUBSCRIBED)
+    r.at(1050.0)
+    assert a not in r.polled  # (the other stream, never heard of, is polled)
+    r.say(a, StreamState.SILENT, "no first message for 65 s")
+    r.at(1066.0)
+    assert r.polled.get(a) is True

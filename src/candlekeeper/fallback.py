@@ -133,7 +133,12 @@ class Fallback:
             while st.breaks and now - st.breaks[0] > o.fallback_after_s:
                 st.breaks.popleft()
             if not st.polled:
-                if st.down_since is not None and now - st.down_since >= o.fallback_after_s:
+                # acknowledged and waiting for its first frame is no failure: a quiet symbol
+                # may send nothing for most of an interval. The watchdog turns it SILENT if the
+                # frame never comes (then the time down counts from before the subscribe)
+                waiting = st.transport is StreamState.SUBSCRIBED
+                if not waiting and st.down_since is not None \
+                        and now - st.down_since >= o.fallback_after_s:
                     self._switch(key, True, f"websocket unavailable for "
                                             f"{now - st.down_since:.0f} s"
                                  + (f" ({st.why})" if st.why else ""))
