@@ -56,8 +56,10 @@ async def test_ccxt_fetch_ohlcv_over_rest(sim: Simulator, exchange: Any) -> None
     rows = await exchange.fetch_ohlcv(SYMBOL, "1m", limit=10)
     truth = {c.open_time: c for c in sim.closed_candles(BINGX, "BTCUSDT", "1m")}
     assert len(rows) == 10
-    closed = [r for r in rows if r[0] in truth]
-    assert len(closed) >= 9
+    # the newest two rows may be the forming candle and one that closed (or became final
+    # over REST) while the answer was on its way: compare the others with the truth
+    closed = [r for r in rows[:-2] if r[0] in truth]
+    assert len(closed) >= 8
     for ts, o, h, low, c, v in closed:
         t = truth[ts]
         assert (Decimal(str(o)), Decimal(str(h)), Decimal(str(low)), Decimal(str(c)),

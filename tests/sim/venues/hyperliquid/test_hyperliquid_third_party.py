@@ -63,8 +63,10 @@ async def test_ccxt_loads_markets_fetches_ohlcv_and_time(sim: Simulator) -> None
         truth = {c.open_time: c for c in sim.closed_candles(VENUE, "BTCUSDT", "1m")}
         assert len(rows) >= 10
         assert [r[0] for r in rows] == sorted(r[0] for r in rows)
-        closed = [r for r in rows if r[0] in truth]
-        assert len(closed) >= 9
+        # the newest two rows may be the forming candle and one that closed (or became final
+        # over REST) while the answer was on its way: compare the others with the truth
+        closed = [r for r in rows[:-2] if r[0] in truth]
+        assert len(closed) >= 8
         for r in closed:
             t = truth[r[0]]
             assert _values(r) == (t.open, t.high, t.low, t.close, t.volume)
