@@ -3,8 +3,8 @@
 How long a healthy stream may stay quiet depends on the venue. One that pushes every stream at
 its cadence whether or not anything traded (``VenueSpec.pushes_when_quiet``) is overdue after
 ``min(interval, 60 s) + grace`` of *venue* time. One that pushes only when a trade changed the
-candle (Binance: up to 10.5 s between pushes measured on a quiet symbol, minutes on the long
-tail of a whole universe) owes a quiet stream nothing until its candle closes: it is overdue
+candle (10.5 s between pushes measured on a quiet symbol, protocols.md §A.4; minutes on the
+long tail of a whole universe) owes a quiet stream nothing until its candle closes: it is overdue
 after ``interval + grace`` of venue time plus the venue's real close-frame delay. Judging the
 long tail by the one-minute rule called its 1h streams stalled over and over at real cadence
 (and asked REST for each), although nothing was wrong; a stream that really stops is still
