@@ -27,6 +27,8 @@ default 500-candle buffers, and measures:
   storage: the klines requests it makes to resume (only the missed candles: about one request
   per stream whose interval closed while it was down) and the seconds until every stream is
   live and caught up (no klines request for ``--rest-quiet`` s);
+* ``--profile FILE``: py-spy samples the service through the steady window (collapsed stacks,
+  for ``benchmarks/README.md``'s "where the time goes");
 * **storage spot-check** after the (last) stop: for a sample of streams, the stored rows have no
   hole, no duplicate, and equal the simulator's truth — across the restart's downtime too.
 
@@ -240,6 +242,14 @@ def start_service(cfg: Path, env: dict[str, str], log_path: Path,
                                 env=env, stdout=log_file, stderr=subprocess.STDOUT)
 
 
+def start_profiler(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy (installed with the dev extra) sampling ``pid`` for ``seconds`` into ``out``."""
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
+         "--duration", str(int(seconds)), "--rate", "100", "--nonblocking", "--format", "raw",
+         "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 class Instance:
     """One service process (one shard when ``--shards`` > 1), and how to start it again."""
 
@@ -352,6 +362,8 @@ async def _observe(args: argparse.Namespace, sim: Simulator, http: aiohttp.Clien
     msgs0 = sum(r.get("messages", 0) for r in rows0)
     c0, t0 = sum(cpu_s(i.proc.pid) for i in instances), time.monotonic()
     end = t0 + args.steady
+    spy = None if args.profile is None else \
+        start_profiler(instances[0].proc.pid, args.steady, args.profile)
     next_poll = t0 + 15.0
     while time.monotonic() < end:
         _exited(instances, "in the steady window")
@@ -360,6 +372,8 @@ async def _observe(args: argparse.Namespace, sim: Simulator, http: aiohttp.Clien
             note_closes(await all_rows(http, instances), time.monotonic())
         await asyncio.sleep(1.0)
     c1, t1 = sum(cpu_s(i.proc.pid) for i in instances), time.monotonic()
+    if spy is not None:
+        await asyncio.to_thread(spy.wait, 60)
     rss = sum(mem_mb(i.proc.pid) for i in instances)
     peak = sum(mem_mb(i.proc.pid, "VmHWM") for i in instances)
     rows1 = await all_rows(http, instances)
@@ -506,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--restart", type=float, default=None, metavar="S",
                     help="after the run, stop for S s and start again on the same storage: "
                          "measure the resume")
+    ap.add_argument("--profile", type=Path, default=None, metavar="FILE",
+                    help="py-spy the (first) service process through the steady window into "
+                         "FILE (collapsed stacks; --nonblocking, 100 Hz)")
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = ap.parse_args(argv)
     if not 1 <= args.symbols <= 5000 or args.steady <= 0 or args.poll <= 0 \
