@@ -135,6 +135,7 @@ class CandleFeed:
         if source is None and self.gap_fill.enabled:
             self._rest = RestClient(self.history, self.rest_url)
             source = KlineFetcher(self.history, self._rest, clock=self.clock,
+                                  max_concurrency=self.gap_fill.rest_concurrency,
                                   close_margin_ms=self.gap_fill.close_margin_ms,
                                   count_error=self.metrics.count_error)
         self._clock_sync = ClockSync(self.venue_clock, venue, self._rest,
