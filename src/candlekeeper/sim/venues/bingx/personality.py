@@ -27,8 +27,8 @@ from candlekeeper.sim.market import Market
 from candlekeeper.sim.options import VenueOptions
 from candlekeeper.sim.personality import Behaviour, FirehoseFrames, Session, VenuePusher, WsPath
 from candlekeeper.sim.rest import RestApp
+from candlekeeper.sim.venues.bingx import push
 from candlekeeper.sim.venues.bingx import session as bx
-from candlekeeper.sim.venues.bingx.push import BingxPusher
 from candlekeeper.sim.venues.bingx.rest import BingxRest, RequestLimiter, RequestPolicy
 from candlekeeper.venues.contract import VenueSpec
 
@@ -86,8 +86,7 @@ class BingxPersonality:
 
     def make_pusher(self, market: Market, clock: ScaledClock, opts: VenueOptions,
                     seed: int) -> VenuePusher:
-        return BingxPusher(market, clock, cadence_s=opts.update_interval_s,
-                           stale_last_push=opts.stale_last_push)
+        return push.make_pusher(market, clock, opts, seed)
 
     def make_rest(self, market: Market, clock: ScaledClock, opts: VenueOptions) -> RestApp:
         limiter = RequestLimiter(tuple((w.seconds, w.limit) for w in opts.rest_limits),

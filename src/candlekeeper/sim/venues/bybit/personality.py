@@ -39,7 +39,7 @@ from candlekeeper.sim.personality import (
     WsPath,
 )
 from candlekeeper.sim.rest import RestApp
-from candlekeeper.sim.venues.bybit.push import BybitPusher
+from candlekeeper.sim.venues.bybit import push
 from candlekeeper.sim.venues.bybit.rest import BybitRest, IpLimiter, IpPolicy
 from candlekeeper.sim.venues.bybit.session import BybitSession, malformed_frames
 from candlekeeper.venues.bybit.endpoints import BAN_S, CATEGORY
@@ -108,8 +108,7 @@ class BybitPersonality:
 
     def make_pusher(self, market: Market, clock: ScaledClock, opts: VenueOptions,
                     seed: int) -> VenuePusher:
-        return BybitPusher(market, clock, cadence_s=opts.update_interval_s,
-                           close_delay_s=opts.close_delay_s, seed=seed)
+        return push.make_pusher(market, clock, opts, seed)
 
     def make_rest(self, market: Market, clock: ScaledClock, opts: VenueOptions) -> RestApp:
         window = opts.rest_limits[0]

@@ -23,7 +23,7 @@ request. Inferences, since no source documents them (docs/venues.md lists them t
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Final
 
@@ -50,7 +50,7 @@ def turnover(c: Candle) -> str:
     return format(Decimal(c.volume_str) * Decimal(c.close_str), "f")
 
 
-def push_payload(name: str, candles: list[Candle], ts: int) -> bytes:
+def push_payload(name: str, candles: Sequence[Candle], ts: int) -> bytes:
     """``{"topic":…,"data":[…],"ts":…,"type":"snapshot"}``; ``timestamp`` (the last trade) is
     the push time, or the candle's last millisecond once it closed."""
     data = [candle_to_kline(c, turnover(c), min(ts, c.close_time)) for c in candles]

@@ -43,7 +43,7 @@ from candlekeeper.sim.personality import (
     WsPath,
 )
 from candlekeeper.sim.rest import RestApp
-from candlekeeper.sim.venues.hyperliquid.push import HyperliquidPusher
+from candlekeeper.sim.venues.hyperliquid import push
 from candlekeeper.sim.venues.hyperliquid.rest import HyperliquidRest, WeightLimiter, WeightPolicy
 from candlekeeper.sim.venues.hyperliquid.session import (
     HyperliquidSession,
@@ -118,8 +118,7 @@ class HyperliquidPersonality:
 
     def make_pusher(self, market: Market, clock: ScaledClock, opts: VenueOptions,
                     seed: int) -> VenuePusher:
-        return HyperliquidPusher(market, clock, cadence_s=opts.update_interval_s,
-                                 stale_last_push=opts.stale_last_push)
+        return push.make_pusher(market, clock, opts, seed)
 
     def make_rest(self, market: Market, clock: ScaledClock, opts: VenueOptions) -> RestApp:
         window = opts.rest_limits[0]

@@ -40,8 +40,8 @@ from candlekeeper.sim.personality import (
     WsPath,
 )
 from candlekeeper.sim.rest import RestApp
+from candlekeeper.sim.venues.okx import push
 from candlekeeper.sim.venues.okx import session as okx
-from candlekeeper.sim.venues.okx.push import OkxPusher
 from candlekeeper.sim.venues.okx.rest import (
     EndpointLimiter,
     EndpointPolicy,
@@ -120,9 +120,8 @@ class OkxPersonality:
 
     def make_pusher(self, market: Market, clock: ScaledClock, opts: VenueOptions,
                     seed: int) -> VenuePusher:
-        return OkxPusher(market, clock, cadence_s=opts.update_interval_s,
-                         close_delay_s=opts.close_delay_s, seed=seed, parse=self.parse_stream,
-                         ct_val=self._ct_val)
+        return push.make_pusher(market, clock, opts, seed, parse=self.parse_stream,
+                                ct_val=self._ct_val)
 
     def make_rest(self, market: Market, clock: ScaledClock, opts: VenueOptions) -> RestApp:
         limiter = EndpointLimiter(scaled_limits(self.spec, opts.rest_limits))
