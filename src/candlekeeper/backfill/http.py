@@ -116,7 +116,7 @@ class WeightBudget:
                 if fits_window and fits_sliding and self.ledger is not None:
                     # the other processes' grants count too; the file lock is held for the
                     # read-modify-write only, never across the sleep
-                    wait = self.ledger.try_grant(self.window_s, self.limit, weight, now)
+                    wait = self.ledger.try_grant(self.window_s, self.limit, weight, self._wall)
                     self.blocked_until = max(self.blocked_until, self.ledger.blocked_until)
                     if wait is not None:
                         self.waits += 1

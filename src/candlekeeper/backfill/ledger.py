@@ -129,6 +129,8 @@ class SharedLedger:
         self.usable = True
         #: the latest ``blocked_until`` read from the file
         self.blocked_until = 0.0
+        #: wall time of this process's latest grant, read under the lock
+        self.last_grant_at = 0.0
         self._count_error = count_error
         self._warned = False
         self._busy_since: float | None = None
@@ -223,15 +225,21 @@ class SharedLedger:
         return result
 
     # -- what budgets ask -------------------------------------------------------------------
-    def try_grant(self, window_s: float, limit: int, weight: int, now: float) -> float | None:
+    def try_grant(self, window_s: float, limit: int, weight: int,
+                  wall: Callable[[], float]) -> float | None:
         """Charge ``weight`` to the sliding ``window_s`` shared by every process if it fits
         under ``limit`` (a request heavier than the whole limit only into an empty window) and
         no block is active: None. Otherwise nothing is charged and the answer is the seconds
-        to wait before asking again."""
+        to wait before asking again.
+
+        The time is read from ``wall`` once the lock is held: a time read before could be
+        older than a grant another process wrote meanwhile, and appending it would put two
+        grants closer together than they really are."""
         key = repr(float(window_s))
         bucket = window_s / BUCKETS_PER_WINDOW
 
         def change(state: _State) -> float | None:
+            now = wall()
             for name, grants in list(state.windows.items()):
                 try:
                     horizon = now - float(name)
@@ -253,6 +261,7 @@ class SharedLedger:
                 else:
                     grants.append((at, weight))
                 state.windows[key] = grants
+                self.last_grant_at = now
                 return None
             need = used + weight - limit
             until = now
@@ -263,7 +272,7 @@ class SharedLedger:
                     break
             return max(until + window_s - now, 0.0) + 0.001
 
-        return self._run(change, now)
+        return self._run(change, wall())
 
     def block(self, deadline: float, now: float) -> None:
         """Make every process wait until ``deadline`` (wall time; a later deadline wins).
