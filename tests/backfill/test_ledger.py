@@ -16,12 +16,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from backfillkit import T0, ScriptedVenue, Step, make_candles
 
-from candlekeeper.backfill import WeightBudget
+from candlekeeper.backfill import RestClient, WeightBudget
 from candlekeeper.backfill import ledger as ledger_mod
 from candlekeeper.backfill.ledger import SharedLedger, default_ledger_dir, ledger_path
+from candlekeeper.backfill.options import RestOptions
+from candlekeeper.errors import RestError
+from candlekeeper.venues.binance.endpoints import BINANCE_USDM
+from candlekeeper.venues.binance.history import BinanceHistoryCodec
 
 URL = "http://127.0.0.1:18001"
+CANDLES = make_candles("BTCUSDT", 20)
 
 
 def shared(tmp_path: Path, url: str = URL,
@@ -216,3 +222,32 @@ def test_three_processes_never_exceed_the_limit_in_any_window(tmp_path: Path) ->
     # alone, each process would have been done in one window and a bit (8 at once, then 4):
     # 36 weight at 8 per sliding window take at least 4 windows when the limit is shared
     assert max(times) - min(times) >= 4 * WINDOW_S
+
+
+# -- through the REST client ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shared", [True, False])
+async def test_a_429_answered_to_one_client_pauses_another_on_the_same_endpoint(
+        tmp_path: Path, shared: bool) -> None:
+    """Two RestClients, as two processes have: the Retry-After one of them is told reaches
+    the other through the ledger (and, with ``shared_budget`` off, does not)."""
+    options = RestOptions(shared_budget=shared, ledger_dir=tmp_path)
+    codec = BinanceHistoryCodec(BINANCE_USDM)
+    async with ScriptedVenue(CANDLES, [Step(429, {"Retry-After": "0.6"})]) as venue:
+        told = RestClient(codec, venue.base, options=options)
+        other = RestClient(codec, venue.base, options=options)
+        assert (told.ledger is not None) is shared
+        request = codec.klines_request("BTCUSDT", "1m", start_time=T0, limit=10)
+        with pytest.raises(RestError):
+            await told.fetch(request)
+        t0 = time.monotonic()
+        await other.fetch(request)
+        waited = time.monotonic() - t0
+        await told.close()
+        await other.close()
+    assert told.rate_limited == 1
+    if shared:
+        assert waited >= 0.5
+    else:
+        assert waited < 0.5
