@@ -25,6 +25,10 @@ default 500-candle buffers, and measures:
 * **storage spot-check** after the stop: for a sample of streams, the stored rows have no
   hole, no duplicate, and equal the simulator's truth.
 
+With ``--shards N`` the processes share the venue's REST budget through the host's ledger
+(``rest.shared_budget``, the default; ``backfill/ledger.py``); ``--no-shared-budget`` runs them
+each on its own budget, as before issue 12, to compare.
+
 ``--src DIR`` runs the service from another checkout's ``src`` (e.g. the commit before a
 change), so before and after are measured with the same simulator and the same command. The
 simulator's own cost is ``benchmarks/sim_universe.py``; here it shares this process, and its
@@ -155,6 +159,7 @@ class Result(msgspec.Struct, kw_only=True):
     wrong: int
     streams_stored: int  # streams with at least one row in storage at the end
     exit_codes: list[int | None]
+    shared_budget: bool = True
 
 
 async def health(http: aiohttp.ClientSession, url: str) -> dict[str, Any] | None:
@@ -165,10 +170,15 @@ async def health(http: aiohttp.ClientSession, url: str) -> dict[str, Any] | None
     return None
 
 
-def write_config(path: Path, sim: Simulator, db: Path, port: int, history: int) -> None:
+def write_config(path: Path, sim: Simulator, db: Path, port: int, history: int,
+                 shared_budget: bool = True) -> None:
     import yaml
 
+    # ``rest:`` only when it differs from the default: a --src checkout from before it exists
+    # refuses the unknown key
+    rest: dict[str, Any] = {} if shared_budget else {"rest": {"shared_budget": False}}
     path.write_text(yaml.safe_dump({
+        **rest,
         "feeds": [{"venue": VENUE, "symbols": "all", "intervals": list(INTERVALS),
                    "ws_url": sim.ws_base(VENUE), "rest_url": sim.rest_base(VENUE)}],
         "buffer_size": BUFFER,
@@ -261,7 +271,7 @@ async def run(args: argparse.Namespace) -> Result:
         try:
             for k in range(args.shards):
                 db, port, cfg = tmp / f"candles-{k}.sqlite", free_port(), tmp / f"config-{k}.yaml"
-                write_config(cfg, sim, db, port, args.history)
+                write_config(cfg, sim, db, port, args.history, not args.no_shared_budget)
                 shard = ("--shard", f"{k}/{args.shards}") if args.shards > 1 else ()
                 instances.append(Instance(start_service(cfg, env, tmp / f"service-{k}.log",
                                                         shard), port, db))
@@ -401,7 +411,7 @@ async def _observe(args: argparse.Namespace, sim: Simulator, http: aiohttp.Clien
         first_close_missing=missing, first_close_max_s=max(lat) if lat else float("nan"),
         first_close_p99_s=pct(lat, 0.99), checked_streams=len(sample),
         checked_rows=checked_rows, holes=holes, duplicates=dups, wrong=wrong,
-        streams_stored=with_rows, exit_codes=codes)
+        streams_stored=with_rows, exit_codes=codes, shared_budget=not args.no_shared_budget)
 
 
 def table(rows: list[Result]) -> str:
@@ -414,7 +424,9 @@ def table(rows: list[Result]) -> str:
         warm = "not done" if r.warmup_s is None else f"{r.warmup_s:.0f}"
         if r.steady_klines:
             warm += f" (+{r.steady_klines} klines later)"
-        out.append((Path(r.code).parent.name or r.code, str(r.processes), str(r.streams), warm,
+        procs = str(r.processes) if r.processes == 1 else \
+            f"{r.processes} ({'shared' if r.shared_budget else 'own'} budget)"
+        out.append((Path(r.code).parent.name or r.code, procs, str(r.streams), warm,
                     f"{r.budget_min_s:.0f} ({r.budget_rate_s:.0f})",
                     f"{r.rejected_429}/{r.banned_418}",
                     f"{r.live}/{r.streams}", f"{r.msgs_per_s:,.0f}", f"{r.cpu_pct:.1f}",
@@ -442,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", type=int, default=60, help="random streams spot-checked")
     ap.add_argument("--shards", type=int, default=1,
                     help="service processes on this host, each `--shard K/N` (one IP)")
+    ap.add_argument("--no-shared-budget", action="store_true",
+                    help="each process on its own REST budget (rest.shared_budget: false)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--src", type=Path, default=SRC,
                     help="the checkout's src/ the service runs from (default: this one)")
