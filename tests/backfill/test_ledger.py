@@ -105,6 +105,15 @@ async def test_grants_in_a_short_real_window_never_exceed_the_shared_limit(
     assert sum(b.waits for b in budgets) >= 2
 
 
+async def test_grants_from_before_a_clock_step_back_do_not_stall(tmp_path: Path) -> None:
+    now = [10_000.0]
+    a = budget(tmp_path, 10, 60.0, lambda: now[0])
+    await a.acquire(10)
+    now[0] = 6_400.0  # the host's clock stepped back an hour
+    b = budget(tmp_path, 10, 60.0, lambda: now[0])
+    await asyncio.wait_for(b.acquire(10), 1)  # the future grant is dropped, not waited for
+
+
 async def test_a_block_from_one_stops_the_other(tmp_path: Path) -> None:
     a = budget(tmp_path, 100, 60.0)
     b = budget(tmp_path, 100, 60.0)

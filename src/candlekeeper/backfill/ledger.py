@@ -242,10 +242,12 @@ class SharedLedger:
             now = wall()
             for name, grants in list(state.windows.items()):
                 try:
-                    horizon = now - float(name)
+                    length = float(name)
                 except ValueError:
-                    horizon = math.inf  # a key we never write: drop it
-                kept = [g for g in grants if g[0] > horizon]
+                    length = math.nan  # a key we never write: dropped
+                # a grant further ahead than one window was written before the host's clock
+                # stepped back: kept, it would stall every process until the clock caught up
+                kept = [g for g in grants if now - length < g[0] <= now + length]
                 if kept:
                     state.windows[name] = kept
                 else:
