@@ -22,8 +22,15 @@ default 500-candle buffers, and measures:
 * **steady state** (after the warm-up, every stream ``live``): msgs/s (``/health`` message
   counters), the service's CPU % of one core (``/proc``), RSS, and RSS per buffered candle
   (RSS / (streams x buffered candles): an all-in upper bound, the process's base included);
-* **storage spot-check** after the stop: for a sample of streams, the stored rows have no
-  hole, no duplicate, and equal the simulator's truth.
+* **stop**: wall seconds from SIGINT to the process's exit (the slowest process);
+* **restart** (``--restart S``): the service is started again after ``S`` s down, from the same
+  storage: the klines requests it makes to resume (only the missed candles: about one request
+  per stream whose interval closed while it was down) and the seconds until every stream is
+  live and caught up (no klines request for ``--rest-quiet`` s);
+* ``--profile FILE``: py-spy samples the service through the steady window (collapsed stacks,
+  for ``benchmarks/README.md``'s "where the time goes");
+* **storage spot-check** after the (last) stop: for a sample of streams, the stored rows have no
+  hole, no duplicate, and equal the simulator's truth — across the restart's downtime too.
 
 With ``--shards N`` the processes share the venue's REST budget through the host's ledger
 (``rest.shared_budget``, the default; ``backfill/ledger.py``); ``--no-shared-budget`` runs them
@@ -159,6 +166,10 @@ class Result(msgspec.Struct, kw_only=True):
     wrong: int
     streams_stored: int  # streams with at least one row in storage at the end
     exit_codes: list[int | None]
+    stop_s: float  # SIGINT to exit, the slowest process
+    restart_down_s: float | None = None  # --restart: wall s the service was down
+    restart_klines: int | None = None  # klines requests made to resume
+    restart_resume_s: float | None = None  # start to the last of those requests
     shared_budget: bool = True
 
 
@@ -241,11 +252,21 @@ def start_service(cfg: Path, env: dict[str, str], log_path: Path,
                                 env=env, stdout=log_file, stderr=subprocess.STDOUT)
 
 
-class Instance:
-    """One service process (one shard when ``--shards`` > 1)."""
+def start_profiler(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy (installed with the dev extra) sampling ``pid`` for ``seconds`` into ``out``."""
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
+         "--duration", str(int(seconds)), "--rate", "100", "--nonblocking", "--format", "raw",
+         "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, db: Path) -> None:
-        self.proc, self.db = proc, db
+
+class Instance:
+    """One service process (one shard when ``--shards`` > 1), and how to start it again."""
+
+    def __init__(self, cfg: Path, env: dict[str, str], log: Path, shard: tuple[str, ...],
+                 port: int, db: Path) -> None:
+        self.cfg, self.env, self.log, self.shard, self.db = cfg, env, log, shard, db
+        self.proc = start_service(cfg, env, log, shard)
         self.health = f"http://127.0.0.1:{port}/health"
 
 
@@ -273,8 +294,7 @@ async def run(args: argparse.Namespace) -> Result:
                 db, port, cfg = tmp / f"candles-{k}.sqlite", free_port(), tmp / f"config-{k}.yaml"
                 write_config(cfg, sim, db, port, args.history, not args.no_shared_budget)
                 shard = ("--shard", f"{k}/{args.shards}") if args.shards > 1 else ()
-                instances.append(Instance(start_service(cfg, env, tmp / f"service-{k}.log",
-                                                        shard), port, db))
+                instances.append(Instance(cfg, env, tmp / f"service-{k}.log", shard, port, db))
             return await _observe(args, sim, http, instances, t_start, t_wall, streams,
                                   weight, src)
         finally:
@@ -352,6 +372,8 @@ async def _observe(args: argparse.Namespace, sim: Simulator, http: aiohttp.Clien
     msgs0 = sum(r.get("messages", 0) for r in rows0)
     c0, t0 = sum(cpu_s(i.proc.pid) for i in instances), time.monotonic()
     end = t0 + args.steady
+    spy = None if args.profile is None else \
+        start_profiler(instances[0].proc.pid, args.steady, args.profile)
     next_poll = t0 + 15.0
     while time.monotonic() < end:
         _exited(instances, "in the steady window")
@@ -360,6 +382,8 @@ async def _observe(args: argparse.Namespace, sim: Simulator, http: aiohttp.Clien
             note_closes(await all_rows(http, instances), time.monotonic())
         await asyncio.sleep(1.0)
     c1, t1 = sum(cpu_s(i.proc.pid) for i in instances), time.monotonic()
+    if spy is not None:
+        await asyncio.to_thread(spy.wait, 60)
     rss = sum(mem_mb(i.proc.pid) for i in instances)
     peak = sum(mem_mb(i.proc.pid, "VmHWM") for i in instances)
     rows1 = await all_rows(http, instances)
@@ -381,15 +405,12 @@ async def _observe(args: argparse.Namespace, sim: Simulator, http: aiohttp.Clien
                 missing += 1
             else:
                 lat.append(max(0.0, got_at - boundary))
+    codes, stop_s = await stop_all(instances)
+    restart: tuple[float, int, float] | None = None
+    if args.restart is not None:
+        restart = await restart_and_resume(args, sim, http, instances, streams)
+        codes, _ = await stop_all(instances)
     end_ms = clock.time_ms()
-    for inst in instances:
-        inst.proc.send_signal(signal.SIGINT)
-    codes: list[int | None] = []
-    for inst in instances:
-        try:
-            codes.append(await asyncio.to_thread(inst.proc.wait, 120))
-        except subprocess.TimeoutExpired:
-            codes.append(None)
     stats = sim.stats()[VENUE].rest
     rnd = random.Random(7)
     sample = [(s, iv) for s in sim.symbols[:3] for iv in INTERVALS[:4]]
@@ -411,14 +432,62 @@ async def _observe(args: argparse.Namespace, sim: Simulator, http: aiohttp.Clien
         first_close_missing=missing, first_close_max_s=max(lat) if lat else float("nan"),
         first_close_p99_s=pct(lat, 0.99), checked_streams=len(sample),
         checked_rows=checked_rows, holes=holes, duplicates=dups, wrong=wrong,
-        streams_stored=with_rows, exit_codes=codes, shared_budget=not args.no_shared_budget)
+        streams_stored=with_rows, exit_codes=codes, stop_s=stop_s,
+        restart_down_s=None if restart is None else restart[0],
+        restart_klines=None if restart is None else restart[1],
+        restart_resume_s=None if restart is None else restart[2],
+        shared_budget=not args.no_shared_budget)
+
+
+async def stop_all(instances: list[Instance]) -> tuple[list[int | None], float]:
+    """SIGINT every process; their exit codes and the slowest one's stop time."""
+    t0 = time.monotonic()
+    for inst in instances:
+        inst.proc.send_signal(signal.SIGINT)
+    codes: list[int | None] = []
+    for inst in instances:
+        try:
+            codes.append(await asyncio.to_thread(inst.proc.wait, 120))
+        except subprocess.TimeoutExpired:
+            codes.append(None)
+    return codes, time.monotonic() - t0
+
+
+async def restart_and_resume(args: argparse.Namespace, sim: Simulator,
+                             http: aiohttp.ClientSession, instances: list[Instance],
+                             streams: int) -> tuple[float, int, float]:
+    """Down for ``--restart`` s, then the same processes on the same storage: (down s, klines
+    requests to resume, start to the last of them)."""
+    down_at = time.monotonic()
+    await asyncio.sleep(args.restart)
+    before = sim.stats()[VENUE].rest.klines
+    t_start = time.monotonic()
+    for inst in instances:
+        inst.proc = start_service(inst.cfg, inst.env, inst.log.with_suffix(".restart.log"),
+                                  inst.shard)
+    down_s = time.monotonic() - down_at
+    last_klines, last_change = before, t_start
+    deadline = t_start + args.max_warmup
+    while time.monotonic() < deadline:
+        _exited(instances, "after the restart")
+        klines = sim.stats()[VENUE].rest.klines
+        if klines != last_klines:
+            last_klines, last_change = klines, time.monotonic()
+        rows = await all_rows(http, instances)
+        live = sum(1 for r in rows if r.get("state") == "live")
+        if live == streams and last_klines > before \
+                and time.monotonic() - last_change >= args.rest_quiet:
+            break
+        await asyncio.sleep(args.poll)
+    return down_s, last_klines - before, last_change - t_start
 
 
 def table(rows: list[Result]) -> str:
     head = ("code", "processes", "streams", "warm-up s", "budget min s (at its rate)",
             "429/418", "live", "msgs/s",
             "CPU % core", "RSS MB", "B/buffered candle", "1st close max/p99 s (missing/due)",
-            "streams stored", "spot-check rows / holes / dups / wrong")
+            "streams stored", "spot-check rows / holes / dups / wrong", "stop s",
+            "restart: down s / klines / resume s")
     out = [head, tuple("---" for _ in head)]
     for r in rows:
         warm = "not done" if r.warmup_s is None else f"{r.warmup_s:.0f}"
@@ -434,7 +503,11 @@ def table(rows: list[Result]) -> str:
                     f"{r.first_close_max_s:.1f} / {r.first_close_p99_s:.1f} "
                     f"({r.first_close_missing}/{r.first_close_due})",
                     f"{r.streams_stored}/{r.streams}",
-                    f"{r.checked_rows} / {r.holes} / {r.duplicates} / {r.wrong}"))
+                    f"{r.checked_rows} / {r.holes} / {r.duplicates} / {r.wrong}",
+                    f"{r.stop_s:.1f}",
+                    "-" if r.restart_down_s is None else
+                    f"{r.restart_down_s:.0f} / {r.restart_klines} / "
+                    f"{r.restart_resume_s:.0f}"))
     return "\n".join("| " + " | ".join(x) + " |" for x in out)
 
 
@@ -459,6 +532,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--src", type=Path, default=SRC,
                     help="the checkout's src/ the service runs from (default: this one)")
+    ap.add_argument("--restart", type=float, default=None, metavar="S",
+                    help="after the run, stop for S s and start again on the same storage: "
+                         "measure the resume")
+    ap.add_argument("--profile", type=Path, default=None, metavar="FILE",
+                    help="py-spy the (first) service process through the steady window into "
+                         "FILE (collapsed stacks; --nonblocking, 100 Hz)")
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = ap.parse_args(argv)
     if not 1 <= args.symbols <= 5000 or args.steady <= 0 or args.poll <= 0 \

@@ -139,6 +139,7 @@ class CandleFeed:
             self._rest = RestClient(self.history, self.rest_url, options=rest,
                                     count_error=self.metrics.count_error)
             source = KlineFetcher(self.history, self._rest, clock=self.clock,
+                                  max_concurrency=self.gap_fill.rest_concurrency,
                                   close_margin_ms=self.gap_fill.close_margin_ms,
                                   count_error=self.metrics.count_error)
         self._clock_sync = ClockSync(self.venue_clock, venue, self._rest,

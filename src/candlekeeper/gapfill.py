@@ -32,13 +32,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
-
-import msgspec
 
 from candlekeeper.backfill.planner import count_open_times
 from candlekeeper.backfill.slots import LIVE, Priority, resume, warm_up
-from candlekeeper.core.backoff import backoff_delays
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock
 from candlekeeper.core.intervals import align, close_time, next_open, nominal_ms, prev_open
@@ -48,79 +44,10 @@ from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import CandlekeeperError
 from candlekeeper.gapfill_options import MAX_WARMUP_HISTORY as MAX_WARMUP_HISTORY
 from candlekeeper.gapfill_options import GapFillOptions as GapFillOptions
+from candlekeeper.gapfill_track import FetchAttempts, FillStats, Track, history_start
+from candlekeeper.gapfill_track import HistorySource as HistorySource
 
 log = logging.getLogger(__name__)
-
-
-class HistorySource(Protocol):
-    """Closed candles over REST (implemented by ``KlineFetcher``)."""
-
-    async def fetch(self, symbol: str, interval: str, start: int, end: int, *,
-                    forming: Callable[[Candle], None] | None = None,
-                    margin_ms: int | None = None, priority: Priority = LIVE) -> list[Candle]:
-        """Every closed candle with ``start <= open_time < end``, ascending; with ``forming``,
-        the venue's forming candle (if it returns one) is handed to it (REST polling).
-        ``margin_ms``: how long after its close a row counts as final (a fast close).
-        ``priority``: the fetch's place in the queue (``backfill.slots``)."""
-        ...
-
-
-class FillStats(msgspec.Struct, kw_only=True):
-    requested: int = 0
-    fills: int = 0
-    rest_candles: int = 0
-    failures: int = 0
-    holes: int = 0
-    late_closes: int = 0
-    breaks: int = 0
-    unfillable: int = 0
-    #: held closes dropped because they claimed to close impossibly far ahead of the clock
-    rejected: int = 0
-    #: REST polls requested (one per polled stream per close), and streams polled now
-    polls: int = 0
-    polled_streams: int = 0
-    #: fast closes asked over REST (``close_policy: fast``), and streams that have them
-    fast_closes: int = 0
-    fast_streams: int = 0
-    #: warm-up history fetches made behind live streams (streams with nothing stored)
-    warmups: int = 0
-
-
-class _Track:
-    """Fill bookkeeping of one stream."""
-
-    __slots__ = ("backoff_s", "emit_history", "fast", "interrupted", "key", "margin_ms",
-                 "next_check", "on_forming", "on_history", "polled", "polled_through", "seq",
-                 "task", "want_again", "warm", "warm_count", "warm_task", "warm_until")
-
-    def __init__(self, key: StreamKey, seq: StreamSequence, emit_history: bool,
-                 on_history: Callable[[list[Candle]], object], margin_ms: int) -> None:
-        self.key = key
-        self.seq = seq
-        self.emit_history = emit_history
-        self.on_history = on_history
-        self.task: asyncio.Task[None] | None = None
-        self.want_again = False
-        self.interrupted = False
-        self.next_check = 0.0  # monotonic time before which no late-close fill is requested
-        self.backoff_s = 0.0
-        #: polled over REST at every close (REST-only mode, or the WebSocket is unavailable)
-        self.polled = False
-        #: open time of the first candle not yet final when this stream was last polled
-        self.polled_through = -1
-        #: where a poll's forming candle goes (a live update), if anywhere
-        self.on_forming: Callable[[Candle], None] | None = None
-        #: fast closes: each close is asked over REST ``margin_ms`` after it
-        self.fast = False
-        #: venue ms after its close time from which a REST row of this stream is final
-        self.margin_ms = margin_ms
-        #: nothing stored: live closes go out at once, the warm-up history is fetched behind
-        self.warm = False
-        self.warm_task: asyncio.Task[None] | None = None
-        #: a resumed stream short of its warm-up: history goes behind this open time (the
-        #: oldest stored candle), this many candles; None/0: the warm-up's own defaults
-        self.warm_until: int | None = None
-        self.warm_count = 0
 
 
 class GapFiller:
@@ -138,7 +65,7 @@ class GapFiller:
         #: candles of warm-up per stream (``options.history``, or the buffer size it defaults to)
         self.history = self.options.warmup(buffer_size)
         self.stats = FillStats()
-        self._tracks: dict[StreamKey, _Track] = {}
+        self._tracks: dict[StreamKey, Track] = {}
         self._watch: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
         self._poke = asyncio.Event()  # a stream started being polled: look now
@@ -153,7 +80,7 @@ class GapFiller:
         time and how many are stored, when fewer than the warm-up wants (the last run was
         stopped before its warm-up finished): the rest is fetched behind them."""
         emit = resume or self.options.emit_history
-        t = self._tracks[key] = _Track(key, seq, emit, on_history, self.options.close_margin_ms)
+        t = self._tracks[key] = Track(key, seq, emit, on_history, self.options.close_margin_ms)
         if stored is not None and seq.anchored and not self.options.emit_history:
             oldest, count = stored
             if 0 < count < self.history:
@@ -300,7 +227,7 @@ class GapFiller:
             self.request(key, "break")
 
     # -- the fill -------------------------------------------------------------------------
-    def _window(self, t: _Track) -> tuple[int, int, bool] | None:
+    def _window(self, t: Track) -> tuple[int, int, bool] | None:
         """``(start, end, emit)`` of the next fill, or None when there is nothing to fetch."""
         # the forming candle is excluded (with a margin for a clock ahead of the venue's)
         end = align(self.clock.time_ms() - t.margin_ms, t.key.interval)
@@ -322,17 +249,17 @@ class GapFiller:
             return None
         return (start, end, emit) if start < end else None
 
-    def _priority(self, t: _Track, reason: str, start: int, end: int) -> Priority:
+    def _priority(self, t: Track, reason: str, start: int, end: int) -> Priority:
         if reason == "start" and t.seq.anchored:
             return resume(count_open_times(start, end, t.key.interval))
         return LIVE
 
-    async def _fill(self, t: _Track, reason: str) -> None:
+    async def _fill(self, t: Track, reason: str) -> None:
         if self._clock_ready is not None:
             await self._clock_ready()
         o = self.options
-        fetch_failures = hole_attempts = 0
-        delays = backoff_delays(o.retry_initial_s, 2.0, o.retry_max_s, jitter=0.2)
+        hole_attempts = 0
+        attempts = FetchAttempts(o.retry_initial_s, o.retry_max_s, o.max_fetch_attempts)
         while True:
             t.want_again = False
             progress_from = t.seq.last
@@ -345,13 +272,11 @@ class GapFiller:
                         margin_ms=t.margin_ms, priority=self._priority(t, reason, start, end))
                 except (CandlekeeperError, OSError, TimeoutError) as exc:
                     self.stats.failures += 1
-                    fetch_failures += 1
                     self._limited.error(f"fill:{t.key}", "%s: REST fill (%s) failed: %s",
                                         t.key, reason, exc)
-                    if fetch_failures >= o.max_fetch_attempts:
+                    if await attempts.failed():
                         self._give_up(t, f"REST unavailable: {exc}")
                         return
-                    await asyncio.sleep(next(delays))
                     continue
                 # Only the window: a row that became final while the request was under way
                 # (the forming candle a poll asked for along) is past ``end``; the sequence
@@ -390,12 +315,12 @@ class GapFiller:
                 if hole_attempts >= o.max_hole_attempts:
                     self._give_up(t, "REST does not have the missing candles")
                     return
-                await asyncio.sleep(next(delays))
+                await attempts.pause()
                 continue
             if not t.want_again:
                 return
 
-    async def _warm(self, t: _Track) -> None:
+    async def _warm(self, t: Track) -> None:
         """The warm-up history of a stream with nothing stored, fetched behind its live closes.
 
         The range ends where the stream was anchored (its first close) or, while nothing
@@ -410,9 +335,8 @@ class GapFiller:
         pending: dict[int, Candle] = {}  # fetched, held until it reaches the anchor
         lo: int | None = None  # fetched: [lo, covered)
         covered = 0
-        failures = 0
-        delays = backoff_delays(self.options.retry_initial_s, 2.0, self.options.retry_max_s,
-                                jitter=0.2)
+        o = self.options
+        attempts = FetchAttempts(o.retry_initial_s, o.retry_max_s, o.max_fetch_attempts)
         interval = t.key.interval
         count = t.warm_count or self.history
         seq = t.seq
@@ -439,14 +363,12 @@ class GapFiller:
                                                       priority=warm_up(nominal_ms(interval)))
                 except (CandlekeeperError, OSError, TimeoutError) as exc:
                     self.stats.failures += 1
-                    failures += 1
                     self._limited.error(f"warm:{t.key}", "%s: warm-up history failed: %s",
                                         t.key, exc)
-                    if failures >= self.options.max_fetch_attempts:
+                    if await attempts.failed():
                         log.error("%s: warm-up history unavailable (%s); the stream stays "
                                   "live without it", t.key, exc)
                         return
-                    await asyncio.sleep(next(delays))
                     continue
                 self.stats.fills += 1
                 pending.update((c.open_time, c) for c in candles if start <= c.open_time < end)
@@ -465,12 +387,12 @@ class GapFiller:
                 self._hand_on(t, [pending[k] for k in sorted(pending) if want <= k < until])
                 return
 
-    def _hand_on(self, t: _Track, candles: list[Candle]) -> None:
+    def _hand_on(self, t: Track, candles: list[Candle]) -> None:
         self.stats.warmups += 1
         self.stats.rest_candles += len(candles)
         t.on_history(candles)
 
-    def _drop_impossible(self, t: _Track) -> None:
+    def _drop_impossible(self, t: Track) -> None:
         """Held closes that cannot have happened yet (further ahead of the clock than
         ``future_tolerance_ms``) are dropped: waiting for them would wedge the stream."""
         limit = self.clock.time_ms() + self.options.future_tolerance_ms
@@ -483,7 +405,7 @@ class GapFiller:
             self._limited.error(f"future:{t.key}", "%s: dropped %d held close(s) from the "
                                 "future (first opens at %d)", t.key, len(bogus), min(bogus))
 
-    def _give_up(self, t: _Track, why: str) -> None:
+    def _give_up(self, t: Track, why: str) -> None:
         skipped = t.seq.skip_hole()
         t.seq.wait_for_anchor = False
         if skipped:
@@ -491,7 +413,7 @@ class GapFiller:
         log.error("%s: could not fill the series (%s); continuing with a hole of %d candle(s)",
                   t.key, why, skipped)
 
-    def _report_unfillable(self, t: _Track, n: int) -> None:
+    def _report_unfillable(self, t: Track, n: int) -> None:
         self.stats.unfillable += n
         log.error("%s: %d candle(s) missing from the exchange's own history were skipped",
                   t.key, n)
@@ -525,12 +447,3 @@ class GapFiller:
     def _period(self) -> float:
         shortest = min((nominal_ms(k.interval) for k in self._tracks), default=60_000)
         return max(0.02, min(1.0, self.clock.wall_seconds(shortest) / 8))
-
-
-def history_start(end: int, interval: str, n: int) -> int:
-    """Open time ``n`` candles before ``end``."""
-    start = end
-    for _ in range(n):
-        start = prev_open(start, interval)
-    return start
-

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.observability.dashboard import (
+    DRAW_SHARE,
     Dashboard,
     format_duration,
     format_lag,
@@ -80,8 +81,11 @@ def test_render_cuts_rows_and_reports_problems() -> None:
                        last_rejection="v:BTCUSDT:1m:60000: numeric field overflow")))
     console.print(Dashboard(lambda: snap, console=console, max_rows=10).render(snap))
     out = console.export_text()
-    assert len(lines_with(out, "USDT │")) == 10
-    assert "... 20 more streams (20 live)" in out
+    # 30 streams do not fit in 10 lines: the summary by venue and interval takes 4 of them
+    assert [c.strip() for c in lines_with(out, "binance-usdm │ 1m ")[0].split("│")] == [
+        "binance-usdm", "1m", "30", "30", "0", "0", "0", "-"]
+    assert len(lines_with(out, "USDT │")) == 6
+    assert "... 24 more streams (24 live)" in out
     assert "connection usdm-0: reconnecting (reconnects 3) connection refused" in out
     assert "sink sqlite: 9 pending, 4 failures: disk full" in out
     assert "sink postgres: 2 rejected, 0 dropped (last: v:BTCUSDT:1m:60000: numeric" in out
@@ -158,6 +162,26 @@ async def test_tty_redraws_at_a_bounded_rate_and_survives_provider_errors() -> N
     assert "snapshot unavailable" in screen
 
 
+async def test_an_expensive_redraw_spaces_the_next_so_drawing_stays_a_small_share() -> None:
+    """A snapshot that takes 30 ms (thousands of streams) at a requested 20 Hz would be 60 % of
+    a core; the dashboard waits cost / DRAW_SHARE between redraws instead."""
+    console = Console(file=StringIO(), width=160, force_terminal=True, height=40)
+    stop = asyncio.Event()
+    stamps: list[float] = []
+
+    def provider() -> HealthSnapshot:
+        stamps.append(time.monotonic())
+        time.sleep(0.03)  # the cost of a very large snapshot, on the drawing's own clock
+        if len(stamps) == 3:
+            stop.set()
+        return snapshot()
+
+    dash = Dashboard(provider, console=console, refresh_hz=20.0)
+    await asyncio.wait_for(dash.run_until(stop), 10)
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert min(gaps) >= 0.03 / DRAW_SHARE  # 1.5 s, not 50 ms
+
+
 async def test_stop_already_set_returns_promptly() -> None:
     stop = asyncio.Event()
     stop.set()
@@ -184,3 +208,27 @@ def test_the_header_says_how_many_streams_still_warm_up_and_only_while_some_do()
     dash = Dashboard(lambda: snapshot(), console=text_console())
     assert "warming 1,200" in dash.header(snapshot(warming=1200), 0.0).plain
     assert "warming" not in dash.header(snapshot(), 0.0).plain
+
+
+def test_at_universe_size_a_summary_comes_first_and_the_worst_streams_are_shown() -> None:
+    """7,500 streams cannot be listed: one summary line per venue and interval says what the
+    hidden rows hold, and the rows shown are the worst (broken, then connecting, then the
+    largest lag), not the first in alphabetical order."""
+    rows = [row(f"S{i:03d}USDT", interval=iv, lag_ms=100 + i, closed=3)
+            for i in range(100) for iv in ("1m", "1h")]
+    rows[151] = row("S075USDT", "stalled", interval="1h", lag_ms=50)
+    rows[40] = row("S020USDT", "subscribed", interval="1m")
+    rows[41] = row("S020USDT", interval="1h", lag_ms=9_000)
+    snap = snapshot(streams=tuple(rows))
+    console = text_console()
+    console.print(Dashboard(lambda: snap, console=console, max_rows=12).render(snap))
+    out = console.export_text()
+    assert [c.strip() for c in lines_with(out, "binance-usdm │ 1m ")[0].split("│")] == [
+        "binance-usdm", "1m", "100", "99", "0", "1", "297", "199 ms S099USDT"]
+    assert [c.strip() for c in lines_with(out, "binance-usdm │ 1h ")[0].split("│")] == [
+        "binance-usdm", "1h", "100", "99", "1", "0", "294", "9.0 s S020USDT"]
+    shown = [line.split("│")[1].strip() + " " + line.split("│")[2].strip()
+             for line in lines_with(out, "USDT │")]
+    assert shown == ["S075USDT 1h", "S020USDT 1m", "S020USDT 1h", "S099USDT 1m",
+                     "S099USDT 1h", "S098USDT 1m", "S098USDT 1h"]
+    assert "... 193 more streams (193 live)" in out

@@ -17,7 +17,14 @@ from candlekeeper.transport.base import ConnectError, ConnectionLost
 from candlekeeper.transport.options import TransportOptions
 from candlekeeper.transport.pacing import RatePacer
 from candlekeeper.transport.pool import shard
-from candlekeeper.transport.watchdog import StreamSlot, check, make_slot, stall_after_ms
+from candlekeeper.transport.watchdog import (
+    StreamSlot,
+    check,
+    flow_after_s,
+    make_slot,
+    stall_after_ms,
+)
+from candlekeeper.venues.registry import get_spec
 
 from .helpers import keys
 
@@ -126,6 +133,41 @@ def test_stall_threshold_never_undercuts_the_venues_real_push_cadence() -> None:
     assert fast.stall_after_s == pytest.approx(10.0)
     real = make_slot(key, "s", SystemClock(), 5_000, cadence_ms=2_000, close_delay_ms=2_000)
     assert real.stall_after_s == 65.0
+
+
+def test_a_venue_that_pushes_only_with_trades_owes_a_quiet_stream_nothing_until_its_close(
+) -> None:
+    """Binance pushes a kline stream only when a trade changed the candle; the long tail of a
+    whole universe trades a few times a minute, so its 1h streams are silent for minutes while
+    healthy. Such a stream is overdue only when its close frame is: a whole interval plus grace
+    (venue time) plus the venue's real close-frame delay. A venue that pushes at its cadence
+    whatever happens keeps the one-minute rule."""
+    assert stall_after_ms("1h", 5_000, pushes_when_quiet=False) == 3_605_000
+    assert stall_after_ms("1m", 5_000, pushes_when_quiet=False) == 65_000
+    assert stall_after_ms("1h", 5_000, pushes_when_quiet=True) == 65_000
+    key = StreamKey("v", "QUIETUSDT", "1h")
+    quiet = make_slot(key, "s", SystemClock(), 5_000, cadence_ms=250, close_delay_ms=2_000,
+                      pushes_when_quiet=False)
+    assert quiet.stall_after_s == pytest.approx(3_607.0)
+    cadence = make_slot(key, "s", SystemClock(), 5_000, cadence_ms=1_000, close_delay_ms=2_000,
+                        pushes_when_quiet=True)
+    assert cadence.stall_after_s == 65.0
+    # the watchdog applies it: 10 quiet minutes on a 1h stream are not a stall
+    quiet.state, quiet.since_wall = StreamState.LIVE, 0.0
+    quiet.count = 1
+    assert check(quiet, 1.0) is None
+    assert check(quiet, 601.0) is None
+    assert check(quiet, 3_609.0) is StreamState.STALLED
+    # a rotation does not hold two connections for an hour waiting for a quiet stream
+    assert flow_after_s(SystemClock(), 5_000, 250, 2_000) == 65.0
+
+
+def test_the_registered_venues_state_whether_they_push_quiet_streams() -> None:
+    """Binance pushes only with trades (measured, protocols.md §A.4); BingX every second
+    (documented); the others do not promise quiet pushes, so the safe assumption is no."""
+    assert not get_spec("binance-usdm").pushes_when_quiet
+    assert not get_spec("binance-spot").pushes_when_quiet
+    assert get_spec("bingx-swap").pushes_when_quiet
 
 
 def test_watchdog_flags_silent_then_live_then_stalled() -> None:

@@ -5,11 +5,15 @@ nothing about the feed's internals and :meth:`Dashboard.render` is a pure functi
 render to a string.
 
 * **Bounded refresh.** ``refresh_hz`` (default 2 Hz) caps how often the snapshot is taken and
-  the screen redrawn, whatever the message rate: drawing must never compete with ingestion.
+  the screen redrawn, whatever the message rate: drawing must never compete with ingestion. A
+  redraw that is itself expensive (a snapshot of 7,500 streams and its tables: ~25 ms) spaces the
+  next one so that drawing takes at most :data:`DRAW_SHARE` of a core.
 * **Not a TTY** (redirected to a file, under systemd or docker logs): no cursor tricks; a plain
   one-line summary every ``plain_interval_s`` (0 disables it) and one at the end.
 * **Many streams.** Rows that need attention (not live) come first; the table is cut to the
-  terminal height with a line saying how many rows were left out.
+  terminal height with a line saying how many rows were left out. When the streams do not all
+  fit (a whole universe: thousands), a summary by venue and interval comes first and the rows
+  shown are the worst ones (``dashboard_rows.py``).
 * A snapshot provider that raises is shown as an error line and retried; it never ends the loop.
 """
 
@@ -29,12 +33,11 @@ from rich.table import Table
 from rich.text import Text
 
 from candlekeeper.core.events import StreamState
-from candlekeeper.core.intervals import INTERVAL_MS
+from candlekeeper.observability.dashboard_rows import GroupSummary, pick_rows, summarize
 from candlekeeper.observability.snapshot import (
     HealthSnapshot,
     HealthStatus,
     SnapshotProvider,
-    StreamRow,
 )
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,9 @@ _STATE_STYLE: dict[str, str] = {
     StreamState.REJECTED: "magenta",
     StreamState.POLLING: "cyan",
 }
+#: the most of one core the live dashboard may spend drawing (snapshot + render + refresh)
+DRAW_SHARE = 0.02
+
 _STATUS_STYLE = {HealthStatus.OK: "green", HealthStatus.DEGRADED: "yellow",
                  HealthStatus.DOWN: "red"}
 
@@ -74,12 +80,6 @@ def format_time(ts_ms: int | None) -> str:
     if ts_ms is None:
         return "-"
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%m-%d %H:%M:%S")
-
-
-def _attention_first(row: StreamRow) -> tuple[int, str, str, int]:
-    """Streams needing attention first, then by venue, symbol and interval *width*."""
-    return (0 if row.state != StreamState.LIVE else 1, row.venue, row.symbol,
-            INTERVAL_MS.get(row.interval, 0))
 
 
 class Dashboard:
@@ -134,24 +134,31 @@ class Dashboard:
     def render(self, snap: HealthSnapshot, msgs_per_s: float | None = None) -> RenderableType:
         """Header + one row per stream (venue, symbol, interval, state, stored, last close,
         close time, lag, messages, reconnects)."""
+        limit = self._row_limit()
+        parts: list[RenderableType] = [self.header(snap, msgs_per_s)]
+        streams = snap.streams
+        if len(streams) > limit:
+            groups = summarize(streams)
+            parts.append(_summary_table(groups))
+            limit = max(5, limit - len(groups) - 3)
         table = Table(expand=False, pad_edge=False, show_edge=False)
         for name in ("venue", "symbol", "interval", "state"):
             table.add_column(name, no_wrap=True)
         for name in ("stored", "last close", "close time (UTC)", "lag", "msgs", "reconn"):
             table.add_column(name, justify="right", no_wrap=True)
-        rows = sorted(snap.streams, key=_attention_first)
-        limit = self._row_limit()
-        for row in rows[:limit]:
+        shown = pick_rows(streams, limit)
+        for row in shown:
             table.add_row(row.venue, row.symbol, row.interval,
                           Text(row.state, style=_STATE_STYLE.get(row.state, "")),
                           f"{row.stored:,}", row.last_close_price or "-",
                           format_time(row.last_close_time_ms), format_lag(row.lag_ms),
                           f"{row.messages:,}", str(row.reconnects))
-        parts: list[RenderableType] = [self.header(snap, msgs_per_s), table]
-        if len(rows) > limit:
-            hidden = rows[limit:]
-            live = sum(1 for r in hidden if r.state == StreamState.LIVE)
-            parts.append(Text(f"... {len(hidden)} more streams ({live} live)", style="dim"))
+        parts.append(table)
+        if len(streams) > len(shown):
+            live_shown = sum(1 for r in shown if r.state == StreamState.LIVE)
+            live = sum(1 for r in streams if r.state == StreamState.LIVE) - live_shown
+            parts.append(Text(f"... {len(streams) - len(shown)} more streams ({live} live)",
+                              style="dim"))
         problems = [c for c in snap.connections if c.state != "connected"]
         for conn in problems[:5]:
             parts.append(Text(f"connection {conn.name}: {conn.state} "
@@ -169,6 +176,7 @@ class Dashboard:
         return Group(*parts)
 
     def _row_limit(self) -> int:
+        """Stream rows that fit (the summary, when shown, takes its lines from these)."""
         if self._max_rows is not None:
             return self._max_rows
         if self.console.is_terminal:
@@ -202,6 +210,7 @@ class Dashboard:
         with Live(console=self.console, auto_refresh=False, transient=False,
                   redirect_stdout=False, redirect_stderr=False) as live:
             while True:
+                started = time.perf_counter()
                 snap = self.take()
                 if snap is not None:
                     live.update(self.render(snap), refresh=True)
@@ -209,7 +218,8 @@ class Dashboard:
                 else:
                     live.update(Text("snapshot unavailable (see log)", style="red"),
                                 refresh=True)
-                if await _wait(stop, self._period):
+                cost = time.perf_counter() - started
+                if await _wait(stop, max(self._period, cost / DRAW_SHARE)):
                     return
 
     async def _run_plain(self, stop: asyncio.Event) -> None:
@@ -227,6 +237,25 @@ class Dashboard:
             self.console.print(self.summary_line(snap), markup=False, highlight=False,
                                soft_wrap=True)
             self.renders += 1
+
+
+def _summary_table(groups: list[GroupSummary]) -> Table:
+    """One line per venue and interval: how many streams, how many live, broken or still
+    connecting, their closes and the worst lag (with its symbol)."""
+    table = Table(expand=False, pad_edge=False, show_edge=False, title_justify="left")
+    table.add_column("venue", no_wrap=True)
+    table.add_column("interval", no_wrap=True)
+    for name in ("streams", "live", "broken", "pending", "closed", "worst lag"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for g in groups:
+        worst = "-" if g.worst_lag_ms is None else \
+            f"{format_lag(g.worst_lag_ms)} {g.worst_symbol}"
+        table.add_row(g.venue, g.interval, f"{g.streams:,}",
+                      Text(f"{g.live:,}", style="green" if g.live == g.streams else ""),
+                      Text(f"{g.broken:,}", style="red" if g.broken else ""),
+                      Text(f"{g.pending:,}", style="yellow" if g.pending else ""),
+                      f"{g.closed:,}", worst)
+    return table
 
 
 @runtime_checkable

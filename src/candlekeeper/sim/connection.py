@@ -55,7 +55,8 @@ class Connection:
         self.outstanding: dict[bytes, float] = {}  # ping payload -> monotonic time sent
         #: set by :meth:`request_close`; the connection's handler then runs :meth:`close`
         self.close_requested = asyncio.Event()
-        self._close_code, self._close_message = 1000, b""
+        self._close_code: int | None = 1000
+        self._close_message = b""
         #: monotonic time of the last frame written (a venue's idle rule counts from it)
         self.last_sent = time.monotonic()
         self._disconnects = disconnects  # the venue's counter, by reason
@@ -85,9 +86,12 @@ class Connection:
         self.closed = True
         return True
 
-    def request_close(self, reason: str, *, code: int = 1008, message: str | None = None) -> None:
+    def request_close(self, reason: str, *, code: int | None = 1008,
+                      message: str | None = None) -> None:
         """Ask for a close with ``code`` and ``message`` (default: ``reason``); no frame is
-        written after this call. ``reason`` is what ``VenueStats.disconnects`` counts."""
+        written after this call. ``reason`` is what ``VenueStats.disconnects`` counts.
+        ``code=None``: the connection is dropped with no close frame (the client reports
+        1006, "abnormal closure"), as a venue's load balancer does."""
         if self._count(reason):
             self._close_code = code
             self._close_message = (message if message is not None else reason).encode()
@@ -96,12 +100,14 @@ class Connection:
     async def close(self) -> None:
         """The close handshake (see the module docstring). Must run in the connection's handler
         task with no concurrent ``receive``: the handshake reads the client's close frame."""
-        with contextlib.suppress(Exception):
-            # sends the close frame, reads until the client's (or the ws timeout), then closes
-            # the transport gracefully; the outer bound covers a client that never drains
-            await asyncio.wait_for(self.ws.close(code=self._close_code,
-                                                 message=self._close_message),
-                                   2 * CLOSE_TIMEOUT_S)
+        if self._close_code is not None:
+            with contextlib.suppress(Exception):
+                # sends the close frame, reads until the client's (or the ws timeout), then
+                # closes the transport gracefully; the outer bound covers a client that never
+                # drains
+                await asyncio.wait_for(self.ws.close(code=self._close_code,
+                                                     message=self._close_message),
+                                       2 * CLOSE_TIMEOUT_S)
         await self.flushed(CLOSE_TIMEOUT_S)
 
     async def flushed(self, timeout: float) -> None:

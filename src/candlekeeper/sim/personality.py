@@ -38,10 +38,11 @@ if TYPE_CHECKING:
 
 class IdleClose(NamedTuple):
     """A venue's rule for connections it has sent nothing on: after ``seconds`` (wall), it
-    closes them with ``code`` and ``reason``."""
+    closes them with ``code`` and ``reason``; ``code=None``: it drops them with no close frame
+    (the client sees 1006)."""
 
     seconds: float
-    code: int
+    code: int | None
     reason: str
 
 

@@ -39,7 +39,13 @@ from candlekeeper.transport.keepalive import keep_alive
 from candlekeeper.transport.link import Link
 from candlekeeper.transport.options import SessionStats, StreamListener, TransportOptions
 from candlekeeper.transport.rotation import Rotation, Ticket
-from candlekeeper.transport.watchdog import StreamSlot, check, make_slot, min_stall_after_s
+from candlekeeper.transport.watchdog import (
+    StreamSlot,
+    check,
+    flow_after_s,
+    make_slot,
+    min_stall_after_s,
+)
 from candlekeeper.venues.contract import StreamCodec
 
 log = logging.getLogger("candlekeeper.transport")
@@ -62,7 +68,8 @@ class Session:
         self.url = codec.connect_url(ws_base, [])
         spec = codec.spec
         self.slots = [make_slot(k, codec.stream_name(k), clock, options.stall_grace_ms,
-                                spec.update_cadence_ms, spec.close_frame_max_delay_ms)
+                                spec.update_cadence_ms, spec.close_frame_max_delay_ms,
+                                spec.pushes_when_quiet)
                       for k in keys]
         for slot in self.slots:
             slot.deliver = listener.stream_sink(slot.key)
@@ -71,9 +78,13 @@ class Session:
         self.period_s = options.watchdog_period_s or max(
             0.005, min(0.5, min_stall_after_s(self.slots) / 8))
         self.control_rate = codec.spec.control_messages_per_second * options.control_rate_fraction
-        #: a live stream sends within its stall threshold, and the SUBSCRIBE needs its ack
+        #: a trading stream sends within a minute (a quiet one within its stall threshold, which
+        #: may be a day: too long to hold two connections), and the SUBSCRIBE needs its ack
+        flowing_s = flow_after_s(clock, options.stall_grace_ms, spec.update_cadence_ms,
+                                 spec.close_frame_max_delay_ms)
         self.handover_timeout_s = options.handover_timeout_s or (
-            max((s.stall_after_s for s in self.slots), default=60.0) + options.ack_timeout_s)
+            min(max((s.stall_after_s for s in self.slots), default=60.0), flowing_s)
+            + options.ack_timeout_s)
         self.ratelog = RateLimitedLog(log, options.log_period_s)
         self.state = ConnectionState.CLOSED
         self.reconnects = 0

@@ -1,6 +1,14 @@
 """Per-stream liveness, judged in the venue's time.
 
-A stream that has sent nothing for ``min(interval, 60 s) + grace`` of *venue* time is STALLED;
+How long a healthy stream may stay quiet depends on the venue. One that pushes every stream at
+its cadence whether or not anything traded (``VenueSpec.pushes_when_quiet``) is overdue after
+``min(interval, 60 s) + grace`` of *venue* time. One that pushes only when a trade changed the
+candle (10.5 s between pushes measured on a quiet symbol, protocols.md §A.4; minutes on the
+long tail of a whole universe) owes a quiet stream nothing until its candle closes: it is overdue
+after ``interval + grace`` of venue time plus the venue's real close-frame delay. Judging the
+long tail by the one-minute rule called its 1h streams stalled over and over at real cadence
+(and asked REST for each), although nothing was wrong; a stream that really stops is still
+caught when its close is late. A stream that has sent nothing for its threshold is STALLED;
 one that never sent its first message after its subscription was acknowledged is SILENT — the
 "subscribed but silent" failure of an unrouted legacy URL, which accepts subscriptions and then
 pushes no klines. Venue durations become wall seconds through ``Clock.wall_seconds`` so the same
@@ -35,9 +43,19 @@ _WATCHED = (StreamState.SUBSCRIBED, StreamState.LIVE)
 CADENCE_FLOOR = 4
 
 
-def stall_after_ms(interval: str, grace_ms: int) -> int:
-    """Venue milliseconds of silence after which a stream counts as stalled."""
-    return min(nominal_ms(interval), 60_000) + grace_ms
+def stall_after_ms(interval: str, grace_ms: int, pushes_when_quiet: bool = True) -> int:
+    """Venue milliseconds of silence after which a stream counts as stalled (the venue's real
+    close-frame delay comes on top for a venue that pushes only with trades: see
+    :func:`make_slot`)."""
+    if pushes_when_quiet:
+        return min(nominal_ms(interval), 60_000) + grace_ms
+    return nominal_ms(interval) + grace_ms
+
+
+def flow_after_ms(grace_ms: int) -> int:
+    """Venue milliseconds within which a stream that is trading pushes, whatever its interval
+    (a rotation waits this long for the streams it hands over, not a 1d stream's threshold)."""
+    return 60_000 + grace_ms
 
 
 class StreamSlot:
@@ -75,12 +93,24 @@ def _unset(candle: Candle) -> bool:
 
 
 def make_slot(key: StreamKey, stream: str, clock: Clock, grace_ms: int,
-              cadence_ms: int = 0, close_delay_ms: int = 0) -> StreamSlot:
+              cadence_ms: int = 0, close_delay_ms: int = 0,
+              pushes_when_quiet: bool = True) -> StreamSlot:
     """A slot whose stall threshold is the venue-time rule, but never shorter than the venue's
-    real quiet time: ``close_delay_ms`` plus :data:`CADENCE_FLOOR` pushes of ``cadence_ms``."""
-    venue_s = clock.wall_seconds(stall_after_ms(key.interval, grace_ms))
+    real quiet time: ``close_delay_ms`` plus :data:`CADENCE_FLOOR` pushes of ``cadence_ms``.
+    A venue that pushes only with trades may add its whole close delay to a quiet interval."""
+    venue_s = clock.wall_seconds(stall_after_ms(key.interval, grace_ms, pushes_when_quiet))
+    if not pushes_when_quiet:
+        venue_s += close_delay_ms / 1000
     floor_s = (close_delay_ms + CADENCE_FLOOR * cadence_ms) / 1000
     return StreamSlot(key, stream, max(venue_s, floor_s))
+
+
+def flow_after_s(clock: Clock, grace_ms: int, cadence_ms: int = 0,
+                 close_delay_ms: int = 0) -> float:
+    """Wall seconds within which a trading stream pushes (:func:`flow_after_ms`, with the same
+    real-time floor as :func:`make_slot`)."""
+    floor_s = (close_delay_ms + CADENCE_FLOOR * cadence_ms) / 1000
+    return max(clock.wall_seconds(flow_after_ms(grace_ms)), floor_s)
 
 
 def check(slot: StreamSlot, now: float) -> StreamState | None:

@@ -77,6 +77,12 @@ class VenueSpec(msgspec.Struct, frozen=True, kw_only=True):
     #: True when pushes say a candle is final (a closed flag on the wire). False: the feed
     #: infers a close from the first push with a later open time and confirms it over REST.
     closed_flag: bool
+    #: True when the venue pushes every stream at ``update_cadence_ms`` whether or not anything
+    #: traded; False when a stream pushes only when a trade changed its candle, so a quiet
+    #: market's stream may rightly stay silent until its close (the watchdog waits that long).
+    #: Undocumented behaviour counts as False: a false stall costs a REST request per quiet
+    #: stream, a missed one only costs detection time (a missing close is caught as late).
+    pushes_when_quiet: bool
     # -- REST limits ---------------------------------------------------------------------------
     #: the most rows one klines request may ask for
     rest_max_limit: int

@@ -56,6 +56,7 @@ BINGX_SWAP: Final = VenueSpec(
     update_cadence_ms=1000,
     close_frame_max_delay_ms=1_000,  # the next candle's first push, one tick later at most
     closed_flag=False,
+    pushes_when_quiet=True,  # "pushes the latest candle every second" (BX-V3 remark)
     rest_max_limit=1440,
     rest_klines_weights=((_BIG, 1),),
     rest_limits=(RestWindow(60.0, 1000), RestWindow(10.0, REQUESTS_PER_10S)),

@@ -68,6 +68,7 @@ def _spec(venue_id: str, market: str, max_streams_per_subscribe: int) -> VenueSp
         update_cadence_ms=1000,  # "1-60s"
         close_frame_max_delay_ms=3_000,  # undocumented; our allowance
         closed_flag=True,
+        pushes_when_quiet=False,  # "push frequency 1-60s": quiet pushes not promised
         rest_max_limit=1000,
         rest_klines_weights=((_BIG, 1),),
         rest_limits=(RestWindow(5.0, 600),),

@@ -81,6 +81,7 @@ HYPERLIQUID_PERP: Final = VenueSpec(
     update_cadence_ms=1000,  # measured 0.9-1.8 pushes a second
     close_frame_max_delay_ms=2_000,  # the next candle's first push
     closed_flag=False,
+    pushes_when_quiet=False,  # not documented (the probe watched a busy coin only)
     rest_max_limit=PAGE_ROWS,
     rest_klines_weights=klines_weights(),
     rest_limits=(RestWindow(60.0, 1200),),

@@ -101,6 +101,7 @@ def _spec(venue_id: str) -> VenueSpec:
         update_cadence_ms=1000,
         close_frame_max_delay_ms=2_000,  # undocumented (§H); our simulator: 0.2-1 s
         closed_flag=True,
+        pushes_when_quiet=False,  # whether quiet candles are pushed is not documented
         rest_max_limit=300,
         rest_klines_weights=((_BIG, 1),),
         rest_limits=(RestWindow(2.0, 20),),

@@ -8,9 +8,8 @@ Facts (cadence, limits, intervals, REST window, the 5,000-candle memory) come fr
 
 * the server never pings (the client does); ``pong_timeout_s`` is therefore unused and set to
   the 60 s idle rule;
-* **idle close**: a connection the server has sent nothing on for 60 s is closed (§F.5: the
-  probe saw 1006 without a close frame; the simulator's idle rule sends close code 1006's
-  nearest sendable equivalent, 1001 "going away");
+* **idle close**: a connection the server has sent nothing on for 60 s is dropped without a
+  close frame, so the client reports 1006 (§F.5: what the probe saw);
 * no incoming-message limit closes a connection (none documented as such); subscribe bursts
   beyond 20 a second are silently ignored (``session.BURST_PER_S``);
 * the last push of a candle is stale (``stale_last_push``): the push order around a close is
@@ -58,7 +57,7 @@ from candlekeeper.venues.hyperliquid.symbols import native
 
 BEHAVIOUR = Behaviour(
     pong_timeout_s=IDLE_CLOSE_S, ban_s=60.0, enforces_control_rate=False,
-    close_delay_s=(0.0, 0.0), idle_close=IdleClose(IDLE_CLOSE_S, 1001, "idle"),
+    close_delay_s=(0.0, 0.0), idle_close=IdleClose(IDLE_CLOSE_S, None, "idle"),
     rest_final_delay_ms=100, stale_last_push=True, legacy_routes_push_klines=False,
     price_pad=None, published_extras=("trades",), precision={"BTCUSDT": (1, 5)})
 
