@@ -32,6 +32,10 @@ default 500-candle buffers, and measures:
 * **storage spot-check** after the (last) stop: for a sample of streams, the stored rows have no
   hole, no duplicate, and equal the simulator's truth — across the restart's downtime too.
 
+With ``--shards N`` the processes share the venue's REST budget through the host's ledger
+(``rest.shared_budget``, the default; ``backfill/ledger.py``); ``--no-shared-budget`` runs them
+each on its own budget, as before issue 12, to compare.
+
 ``--src DIR`` runs the service from another checkout's ``src`` (e.g. the commit before a
 change), so before and after are measured with the same simulator and the same command. The
 simulator's own cost is ``benchmarks/sim_universe.py``; here it shares this process, and its
@@ -166,6 +170,7 @@ class Result(msgspec.Struct, kw_only=True):
     restart_down_s: float | None = None  # --restart: wall s the service was down
     restart_klines: int | None = None  # klines requests made to resume
     restart_resume_s: float | None = None  # start to the last of those requests
+    shared_budget: bool = True
 
 
 async def health(http: aiohttp.ClientSession, url: str) -> dict[str, Any] | None:
@@ -176,10 +181,15 @@ async def health(http: aiohttp.ClientSession, url: str) -> dict[str, Any] | None
     return None
 
 
-def write_config(path: Path, sim: Simulator, db: Path, port: int, history: int) -> None:
+def write_config(path: Path, sim: Simulator, db: Path, port: int, history: int,
+                 shared_budget: bool = True) -> None:
     import yaml
 
+    # ``rest:`` only when it differs from the default: a --src checkout from before it exists
+    # refuses the unknown key
+    rest: dict[str, Any] = {} if shared_budget else {"rest": {"shared_budget": False}}
     path.write_text(yaml.safe_dump({
+        **rest,
         "feeds": [{"venue": VENUE, "symbols": "all", "intervals": list(INTERVALS),
                    "ws_url": sim.ws_base(VENUE), "rest_url": sim.rest_base(VENUE)}],
         "buffer_size": BUFFER,
@@ -282,7 +292,7 @@ async def run(args: argparse.Namespace) -> Result:
         try:
             for k in range(args.shards):
                 db, port, cfg = tmp / f"candles-{k}.sqlite", free_port(), tmp / f"config-{k}.yaml"
-                write_config(cfg, sim, db, port, args.history)
+                write_config(cfg, sim, db, port, args.history, not args.no_shared_budget)
                 shard = ("--shard", f"{k}/{args.shards}") if args.shards > 1 else ()
                 instances.append(Instance(cfg, env, tmp / f"service-{k}.log", shard, port, db))
             return await _observe(args, sim, http, instances, t_start, t_wall, streams,
@@ -425,7 +435,8 @@ async def _observe(args: argparse.Namespace, sim: Simulator, http: aiohttp.Clien
         streams_stored=with_rows, exit_codes=codes, stop_s=stop_s,
         restart_down_s=None if restart is None else restart[0],
         restart_klines=None if restart is None else restart[1],
-        restart_resume_s=None if restart is None else restart[2])
+        restart_resume_s=None if restart is None else restart[2],
+        shared_budget=not args.no_shared_budget)
 
 
 async def stop_all(instances: list[Instance]) -> tuple[list[int | None], float]:
@@ -482,7 +493,9 @@ def table(rows: list[Result]) -> str:
         warm = "not done" if r.warmup_s is None else f"{r.warmup_s:.0f}"
         if r.steady_klines:
             warm += f" (+{r.steady_klines} klines later)"
-        out.append((Path(r.code).parent.name or r.code, str(r.processes), str(r.streams), warm,
+        procs = str(r.processes) if r.processes == 1 else \
+            f"{r.processes} ({'shared' if r.shared_budget else 'own'} budget)"
+        out.append((Path(r.code).parent.name or r.code, procs, str(r.streams), warm,
                     f"{r.budget_min_s:.0f} ({r.budget_rate_s:.0f})",
                     f"{r.rejected_429}/{r.banned_418}",
                     f"{r.live}/{r.streams}", f"{r.msgs_per_s:,.0f}", f"{r.cpu_pct:.1f}",
@@ -514,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", type=int, default=60, help="random streams spot-checked")
     ap.add_argument("--shards", type=int, default=1,
                     help="service processes on this host, each `--shard K/N` (one IP)")
+    ap.add_argument("--no-shared-budget", action="store_true",
+                    help="each process on its own REST budget (rest.shared_budget: false)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--src", type=Path, default=SRC,
                     help="the checkout's src/ the service runs from (default: this one)")

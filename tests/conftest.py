@@ -26,6 +26,15 @@ def samples() -> Path:
     return SAMPLES
 
 
+@pytest.fixture(autouse=True)
+def private_rest_ledgers(tmp_path_factory: pytest.TempPathFactory,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own folder of shared REST budgets (``backfill/ledger.py``, keyed
+    by venue and endpoint): a block or the grants one test leaves behind must never reach a
+    later test whose simulator happens to get the same port. Subprocesses inherit it."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("xdg")))
+
+
 @pytest.fixture
 def postgres() -> Iterator[PostgresServer]:
     """A private, running PostgreSQL 15 cluster (stop/start it to simulate an outage)."""

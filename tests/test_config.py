@@ -62,6 +62,21 @@ def test_minimal_config_gets_documented_defaults() -> None:
     assert cfg.shutdown.drain_timeout_s == 10.0
 
 
+def test_rest_section_shares_the_budget_by_default_and_is_checked(tmp_path: Path) -> None:
+    cfg = load_config_text(MINIMAL)
+    assert cfg.rest.shared_budget is True and cfg.rest.ledger_dir is None
+    env = {"CANDLEKEEPER__REST__SHARED_BUDGET": "false",
+           "CANDLEKEEPER__REST__LEDGER_DIR": str(tmp_path / "ledgers")}
+    cfg = load_config_text(MINIMAL, env)
+    assert cfg.rest.shared_budget is False and cfg.rest.ledger_dir == tmp_path / "ledgers"
+    a_file = tmp_path / "f"
+    a_file.write_text("")
+    assert any("rest.ledger_dir" in p and "is a file" in p
+               for p in problems_of(MINIMAL + f"rest:\n  ledger_dir: {a_file}\n"))
+    assert any("rest.shared" in p and "did you mean 'shared_budget'" in p
+               for p in problems_of(MINIMAL + "rest:\n  shared: false\n"))
+
+
 def test_example_config_is_valid() -> None:
     cfg = load_config(REPO / "examples" / "config.yaml", env={})
     assert [f.venue for f in cfg.feeds] == ["binance-usdm", "binance-spot", "bingx-swap"]

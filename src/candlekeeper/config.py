@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from candlekeeper.backfill.options import RestOptions
 from candlekeeper.config_checks import check_bind_host
 from candlekeeper.config_feeds import FeedConfig, StreamGroup, known_venues
 from candlekeeper.config_sinks import (
@@ -75,6 +76,7 @@ __all__ = [
     "NatsSinkConfig",
     "ObservabilityConfig",
     "PostgresSinkConfig",
+    "RestConfig",
     "ShutdownConfig",
     "SinksConfig",
     "SqliteSinkConfig",
@@ -139,6 +141,8 @@ class ClockConfig(Section):
 
 #: the ``gap_fill:`` section is the gap filler's own options model (one definition)
 GapFillConfig = GapFillOptions
+#: the ``rest:`` section is the REST client's own options model (one definition)
+RestConfig = RestOptions
 
 
 class Config(Section):
@@ -151,6 +155,7 @@ class Config(Section):
     observability: ObservabilityConfig = ObservabilityConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     gap_fill: GapFillOptions = GapFillOptions()
+    rest: RestOptions = RestOptions()
     clock: ClockConfig = ClockConfig()
     #: ``K/N``: this instance ingests only the symbols of shard K (0-based) of N
     shard: str | None = None

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from candlekeeper.backfill.fetcher import KlineFetcher
 from candlekeeper.backfill.http import RestClient
+from candlekeeper.backfill.options import RestOptions
 from candlekeeper.clock_sync import ClockSync
 from candlekeeper.core.buffers import DEFAULT_CAPACITY, BufferSet, to_dataframe
 from candlekeeper.core.bus import EventBus, OverflowPolicy, Subscription
@@ -83,7 +84,7 @@ class CandleFeed:
                  gap_fill: GapFillOptions | None = None,
                  mode: TransportMode | str = TransportMode.AUTO,
                  close_policy: ClosePolicy | str = ClosePolicy.FLAG,
-                 plumbing: FeedPlumbing | None = None) -> None:
+                 plumbing: FeedPlumbing | None = None, rest: RestOptions | None = None) -> None:
         """The streams are ``symbols × intervals``, or exactly ``keys`` (each symbol with its
         own intervals: ``[StreamKey(venue, "BTCUSDT", "1m"), StreamKey(venue, "ETHUSDT",
         "1h")]``). ``ws_url``/``rest_url`` override the venue's endpoints (e.g. the simulator).
@@ -99,7 +100,9 @@ class CandleFeed:
         ``fast`` (as soon as the close time has passed, confirmed over REST, within the budget
         share ``gap_fill.fast_budget_share``; see ``fast_close.py``).
         ``plumbing`` connects the feed to a service or a test (resume points, storage preload, a
-        shared bus or metrics, another connector or history source).
+        shared bus or metrics, another connector or history source). ``rest`` is the service
+        config's ``rest:`` section (by default the venue's REST budget is shared with the other
+        candlekeeper processes of this host; see ``backfill/ledger.py``).
         """
         self.codec: StreamCodec = stream_codec(venue)
         self.history: HistoryCodec = history_codec(venue)
@@ -133,7 +136,8 @@ class CandleFeed:
         self._rest: RestClient | None = None
         source = wired.history_source
         if source is None and self.gap_fill.enabled:
-            self._rest = RestClient(self.history, self.rest_url)
+            self._rest = RestClient(self.history, self.rest_url, options=rest,
+                                    count_error=self.metrics.count_error)
             source = KlineFetcher(self.history, self._rest, clock=self.clock,
                                   max_concurrency=self.gap_fill.rest_concurrency,
                                   close_margin_ms=self.gap_fill.close_margin_ms,

@@ -90,7 +90,8 @@ class Service:
         """The venue's trading symbols from exchangeInfo; None when they cannot be had and the
         feed can do without them (no ``symbols: all``), or when asked to stop meanwhile."""
         codec = history_codec(feed.venue)
-        async with RestClient(codec, feed.rest_base, timeout_s=10.0) as rest:
+        async with RestClient(codec, feed.rest_base, timeout_s=10.0, options=self.config.rest,
+                              count_error=self.metrics.count_error) as rest:
             delays = backoff_delays(1.0, 2.0, 60.0)  # the one backoff policy
             delay = next(delays)
             while True:
@@ -191,6 +192,7 @@ class Service:
                               buffer_size=self.config.buffer_size, clock=self.clock,
                               transport=self.config.transport, gap_fill=self.config.gap_fill,
                               mode=feed_cfg.transport, close_policy=feed_cfg.close_policy,
+                              rest=self.config.rest,
                               plumbing=FeedPlumbing(resume_from=resume, preload=preload,
                                                     metrics=self.metrics))
             if self.writers:

@@ -193,7 +193,8 @@ async def _engine(config: Config, venues: Sequence[str], weight_limit: int | Non
         fetchers: dict[str, KlineFetcher] = {}
         for feed in feeds:
             client = RestClient(history_codec(feed.venue), feed.rest_base,
-                                weight_limit=weight_limit, window_s=window_s)
+                                weight_limit=weight_limit, window_s=window_s,
+                                options=config.rest)
             clients[feed.venue] = client
             # "is this row final" by the venue's clock, not the host's (issue 9)
             clock = VenueClock(SystemClock())

@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 
 import aiohttp
 
+from candlekeeper.backfill.ledger import SharedLedger
+from candlekeeper.backfill.options import RestOptions
 from candlekeeper.core.backoff import backoff_delays
 from candlekeeper.errors import RestError
 from candlekeeper.venues.contract import (
@@ -54,10 +56,15 @@ class WeightBudget:
     (the end of one minute plus the start of the next), which a venue whose windows are not
     aligned to ours (some count from an IP's first request) punishes with a 429 and then a ban.
     A sliding bound satisfies every fixed window, however it is aligned.
+
+    With a ``ledger`` (:class:`SharedLedger`), the sliding bound and the blocks also count
+    every other process of this host that uses the same ledger: the venue counts per IP, not
+    per process (``backfill/ledger.py``).
     """
 
     def __init__(self, limit_per_minute: int, *, headroom: float = 0.9, window_s: float = 60.0,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 ledger: SharedLedger | None = None) -> None:
         if window_s <= 0:
             raise ValueError("window_s must be > 0")
         self.limit = max(1, int(limit_per_minute * headroom))
@@ -76,6 +83,7 @@ class WeightBudget:
         self._recent_sum = 0
         # a little after the boundary, so that the server has rolled over too
         self._guard = min(0.25, window_s * 0.05)
+        self.ledger = ledger
 
     def _index(self, now: float) -> int:
         return int(now // self.window_s)
@@ -105,6 +113,15 @@ class WeightBudget:
                 # a request heavier than the whole budget can only go into an empty window
                 fits_window = self.used + weight <= self.limit or self.used == 0
                 fits_sliding = self._recent_sum + weight <= self.limit or not recent
+                if fits_window and fits_sliding and self.ledger is not None:
+                    # the other processes' grants count too; the file lock is held for the
+                    # read-modify-write only, never across the sleep
+                    wait = self.ledger.try_grant(self.window_s, self.limit, weight, self._wall)
+                    self.blocked_until = max(self.blocked_until, self.ledger.blocked_until)
+                    if wait is not None:
+                        self.waits += 1
+                        await asyncio.sleep(wait)
+                        continue
                 if fits_window and fits_sliding:
                     self.used += weight
                     self.granted += weight
@@ -143,6 +160,9 @@ class WeightBudget:
         deadline."""
         now = self._wall()
         self.blocked_until = max(self.blocked_until, now + max(0.0, seconds))
+        if self.ledger is not None:  # a 429 or a ban is the IP's: every process waits
+            self.ledger.block(self.blocked_until, now)
+            self.blocked_until = max(self.blocked_until, self.ledger.blocked_until)
         return self.blocked_until
 
     def to_next_window(self) -> float:
@@ -168,21 +188,28 @@ class RestClient:
                  timeout_s: float = 10.0, session: aiohttp.ClientSession | None = None,
                  weight_limit: int | None = None, window_s: float | None = None,
                  headroom: float = 0.9, backoff_initial_s: float = 1.0,
-                 backoff_max_s: float = 60.0) -> None:
+                 backoff_max_s: float = 60.0, options: RestOptions | None = None,
+                 count_error: Callable[[str], object] | None = None) -> None:
         self.codec = codec
         spec = self.spec = codec.spec
         self.base_url = (base_url or spec.rest_base).rstrip("/")
+        opts = options or RestOptions()
+        self.ledger = (SharedLedger.for_endpoint(spec.id, self.base_url, opts.ledger_dir,
+                                                 count_error=count_error)
+                       if opts.shared_budget else None)
         first, *others = spec.rest_limits
         limit = first.limit if weight_limit is None else weight_limit
         seconds = first.seconds if window_s is None else window_s
-        self.budget = WeightBudget(limit, headroom=headroom, window_s=seconds)
+        self.budget = WeightBudget(limit, headroom=headroom, window_s=seconds,
+                                   ledger=self.ledger)
         self._server_limit = limit
         #: (server-side limit, budget) for each further window, shortest first
         self.extra_budgets: list[tuple[int, WeightBudget]] = []
         for window in sorted(others, key=lambda w: w.seconds):
             scaled = max(1, window.limit * limit // first.limit)
             self.extra_budgets.append((scaled, WeightBudget(
-                scaled, headroom=headroom, window_s=window.seconds * seconds / first.seconds)))
+                scaled, headroom=headroom, window_s=window.seconds * seconds / first.seconds,
+                ledger=self.ledger)))
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session = session
         self._own_session = session is None

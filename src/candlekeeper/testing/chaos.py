@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from candlekeeper import Candle, CandleFeed, StreamKey
+from candlekeeper.backfill.options import RestOptions
 from candlekeeper.core.intervals import next_open, nominal_ms
 from candlekeeper.gapfill import GapFillOptions
 from candlekeeper.sim import Simulator
@@ -182,8 +183,10 @@ async def run_chaos(tmp: Path, opts: ChaosOptions) -> ChaosResult:
     # Two clients (the service and the consumer) share the simulator's one IP, each with its
     # own REST budget of the venue's real limit (polling after a broken WebSocket, every close
     # of a venue without a closed flag, every close in REST mode): the server gets room for
-    # both. A venue that bans at the first request over its limit would otherwise ban the test
-    # harness itself, which no single real client of it would provoke.
+    # both, and the consumer keeps its budget out of the host's shared ledger (which the
+    # service and its restart after the kill do share, as they would on a real host). A venue
+    # that bans at the first request over its limit would otherwise ban the test harness
+    # itself, which no single real client of it would provoke.
     extra: dict[str, Any] = {"rest_weight_limit": {venue: int(2.4 * spec.rest_limits[0].limit)}}
     if not spec.closed_flag:
         # A venue without a closed flag pushes on a wall-clock cadence: at this speed it must
@@ -201,7 +204,7 @@ async def run_chaos(tmp: Path, opts: ChaosOptions) -> ChaosResult:
                               backoff_initial_s=0.1, backoff_max_s=1.0, healthy_after_s=2.0,
                               stall_grace_ms=max(0, int(1000 * opts.speed) - 60_000)),
                           gap_fill=GapFillOptions(history=30, retry_initial_s=0.2),
-                          mode=opts.mode)
+                          mode=opts.mode, rest=RestOptions(shared_budget=False))
         feed.on_closed(consumer)
         service = ServiceProcess(cfg, tmp / "service-1.log")
         kill_rc: int | None = None
