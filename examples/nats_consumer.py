@@ -107,7 +107,7 @@ async def consume(args: argparse.Namespace) -> int:
         while args.idle_exit is None or idle < args.idle_exit:
             try:
                 msgs = await sub.fetch(args.batch, timeout=1.0)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats.errors.TimeoutError, or a bare one from a fetch under load
                 idle += 1.0
                 continue
             idle = 0.0
