@@ -25,6 +25,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable
 
+from candlekeeper.backfill.options import DEFAULT_HEADROOM
 from candlekeeper.core.events import StreamState, StreamStatus
 from candlekeeper.core.intervals import MINUTE, nominal_ms
 from candlekeeper.core.stream_key import StreamKey
@@ -172,7 +173,7 @@ class Fallback:
 
 
 def poll_budget(spec: VenueSpec, keys: Iterable[StreamKey],
-                headroom: float = 0.9) -> tuple[float, float, dict[str, int]]:
+                headroom: float = DEFAULT_HEADROOM) -> tuple[float, float, dict[str, int]]:
     """What polling ``keys`` asks of the venue's REST budget: ``(weight per minute needed,
     weight per minute the budget allows, streams of each interval the budget alone sustains)``.
     A poll is one klines request for two rows (the candle that closed and the forming one);

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 import aiohttp
 
 from candlekeeper.backfill.ledger import SharedLedger
-from candlekeeper.backfill.options import RestOptions
+from candlekeeper.backfill.options import DEFAULT_HEADROOM, RestOptions
 from candlekeeper.core.backoff import backoff_delays
 from candlekeeper.errors import RestError
 from candlekeeper.venues.contract import (
@@ -62,7 +62,8 @@ class WeightBudget:
     per process (``backfill/ledger.py``).
     """
 
-    def __init__(self, limit_per_minute: int, *, headroom: float = 0.9, window_s: float = 60.0,
+    def __init__(self, limit_per_minute: int, *, headroom: float = DEFAULT_HEADROOM,
+                 window_s: float = 60.0,
                  wall: Callable[[], float] = time.time,
                  ledger: SharedLedger | None = None) -> None:
         if window_s <= 0:
@@ -187,13 +188,15 @@ class RestClient:
     def __init__(self, codec: HistoryCodec, base_url: str | None = None, *,
                  timeout_s: float = 10.0, session: aiohttp.ClientSession | None = None,
                  weight_limit: int | None = None, window_s: float | None = None,
-                 headroom: float = 0.9, backoff_initial_s: float = 1.0,
+                 headroom: float | None = None, backoff_initial_s: float = 1.0,
                  backoff_max_s: float = 60.0, options: RestOptions | None = None,
                  count_error: Callable[[str], object] | None = None) -> None:
         self.codec = codec
         spec = self.spec = codec.spec
         self.base_url = (base_url or spec.rest_base).rstrip("/")
         opts = options or RestOptions()
+        if headroom is None:
+            headroom = opts.headroom
         self.ledger = (SharedLedger.for_endpoint(spec.id, self.base_url, opts.ledger_dir,
                                                  count_error=count_error)
                        if opts.shared_budget else None)
