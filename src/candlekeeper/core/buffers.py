@@ -83,8 +83,8 @@ class RingBuffer:
             return True
 
     def _put(self, candle: Candle) -> None:
+        self._times.append(candle.open_time)  # first: an open time outside int64 raises here
         texts, ints, flags = self._pack(candle)
-        self._times.append(candle.open_time)
         self._ints.extend(ints)
         self._flags.append(flags)
         self._sizes.append(len(texts))
@@ -95,7 +95,7 @@ class RingBuffer:
         if self._key is None:
             self._key = candle_pack.key_of(candle)
         row = candle_pack.pack(candle, self._key) if self._key is not None else None
-        if row is None:
+        if row is None or len(row[0]) > 0xFFFF:  # _sizes holds 16 bits
             self._objects[candle.open_time] = candle
             return b"", _NO_INTS, 0
         return row
