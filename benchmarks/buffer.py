@@ -2,8 +2,8 @@
 ``deque[Candle]`` layout (``DequeRingBuffer``, the baseline, copied here) against today's packed
 ``RingBuffer`` (issue 12).
 
-    .venv/bin/python benchmarks/buffer.py                  # ~1 min, prints one table
-    .venv/bin/python benchmarks/buffer.py --buffers 500 --capacity 500
+    .venv/bin/python benchmarks/buffer.py                  # ~10 min, prints one table
+    .venv/bin/python benchmarks/buffer.py --buffers 200    # ~1 min, the same within a few %
 
 * **bytes/candle (traced)**: ``tracemalloc`` bytes still allocated after filling ``--buffers``
   buffers with ``2 x capacity`` realistic candles each (so every buffer has slid), divided by
