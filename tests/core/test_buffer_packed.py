@@ -330,3 +330,15 @@ def test_a_buffered_candle_costs_under_200_bytes() -> None:
     assert as_objects > 600, as_objects  # the guard tells the layouts apart
     assert packed < 200, packed
     assert len(objects) == 10
+
+
+def test_reads_return_copies() -> None:
+    buf = RingBuffer(50)
+    for i in range(40):
+        buf.append(ws(i))
+    for n in (None, 1, 5, 32, 33):
+        window = buf.latest(n)
+        expected = list(window)
+        window.reverse()  # the caller's list: changing it changes nothing in the buffer
+        same(buf.latest(n), expected)
+        same(buf.latest(), [ws(i) for i in range(40)])
