@@ -1,13 +1,14 @@
-"""Packed rows for the ring buffers: one closed candle in ~60 bytes of text instead of ~865 bytes
-of objects.
+"""Packed rows for the ring buffers: a buffered candle in ~120 bytes instead of ~1,000 as objects.
 
 Why: at a venue's whole universe (500 symbols x 15 intervals x 500 buffered candles = 3.75 M
-candles) a ``Candle`` with its own 8 ``str`` and 6 ``int`` objects cost ~865 bytes each, most of
-the service's RSS (issue 12; ``benchmarks/buffer.py``). A buffered candle is read rarely and
-whole windows at a time, so the buffer keeps it in a form that costs little and decodes in bulk:
+candles) a ``Candle`` with its own 8 ``str`` and 6 ``int`` objects cost ~1,000 bytes each
+(``benchmarks/buffer.py``), most of the service's RSS (issue 12). A buffered candle is read
+rarely and whole windows at a time, so the buffer keeps it in a form that costs little and
+decodes in bulk:
 
 * the stream's venue, symbol and interval once per buffer (the caller's ``key``);
-* open time and the five other integers in ``array('q')`` columns, :data:`NONE` for ``None``;
+* open time in one ``array('q')``, the five other integers (:data:`INTS`) row by row in
+  another, :data:`NONE` for ``None``;
 * ``closed``, ``source`` and the type (``Candle`` or ``CorrectedCandle``) in one flag byte;
 * the eight decimal texts joined as ``"o,h,l,c,v,qv,tbb,tbq,"`` (``""`` = ``None``) and packed
   two characters a byte (the alphabet ``0-9 . - ,`` fits in a nibble). Decoding a whole window
