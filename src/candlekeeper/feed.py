@@ -23,7 +23,7 @@ from candlekeeper.backfill.fetcher import KlineFetcher
 from candlekeeper.backfill.http import RestClient
 from candlekeeper.backfill.options import RestOptions
 from candlekeeper.clock_sync import ClockSync
-from candlekeeper.core.buffers import DEFAULT_CAPACITY, BufferSet, to_dataframe
+from candlekeeper.core.buffers import DEFAULT_CAPACITY, BufferSet
 from candlekeeper.core.bus import EventBus, OverflowPolicy, Subscription
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.clock import Clock, SystemClock
@@ -310,7 +310,7 @@ class CandleFeed:
         return self._stream(symbol, interval).buffer.latest(n)
 
     def latest_df(self, symbol: str, interval: str, n: int | None = None) -> pd.DataFrame:
-        return to_dataframe(self.latest(symbol, interval, n))
+        return self._stream(symbol, interval).buffer.latest_df(n)
 
     def stats(self) -> list[StreamStats]:
         self._refresh_metrics()
