@@ -14,8 +14,8 @@
   magnitudes from 0.00001234 to 67,000.
 * **append**: per candle, into a full buffer (steady state: every append evicts one).
 * **latest() / latest(20) / last() / latest_df()**: per call on a full buffer, best of 5 runs;
-  ``latest(20) cold`` is the first such read of a buffer (the packed buffer decodes 20 rows
-  there; later reads find them kept as objects).
+  ``latest(20) cold`` / ``latest() first read`` are the first such read of a buffer (the
+  packed buffer decodes the rows there; later reads find them kept as objects).
 """
 
 from __future__ import annotations
@@ -191,10 +191,15 @@ def speeds(impl: str, capacity: int) -> dict[str, float]:
     for buf in cold:
         buf.latest(20)
     cold_us = (time.perf_counter() - t) / len(cold) * 1e6
+    t = time.perf_counter()
+    for buf in cold:
+        buf.latest()
+    cold_all_us = (time.perf_counter() - t) / len(cold) * 1e6
     assert full.latest() == stream[:capacity]
     return {
         "append µs/candle": append,
         "latest() µs": per_call(full.latest, 200),
+        "latest() first read µs": cold_all_us,
         "latest(20) µs": per_call(lambda: full.latest(20), 2000),
         "latest(20) cold µs": cold_us,
         "last() µs": per_call(full.last, 2000),

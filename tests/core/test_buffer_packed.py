@@ -342,3 +342,42 @@ def test_reads_return_copies() -> None:
         window.reverse()  # the caller's list: changing it changes nothing in the buffer
         same(buf.latest(n), expected)
         same(buf.latest(), [ws(i) for i in range(40)])
+
+
+def test_a_window_read_once_stays_as_objects_and_in_step_with_appends() -> None:
+    """``latest()`` decodes the packed window once; the stream then keeps it as objects, so
+    the next read is a list copy (as fast as the old buffer) and appends keep it current."""
+    buf = RingBuffer(50)
+    for i in range(80):
+        buf.append(ws(i))
+    first = buf.latest()
+    assert first == [ws(i) for i in range(30, 80)]
+    assert len(buf._tail) == 50  # kept for the next read
+    again = buf.latest()
+    assert again == first and again is not first
+    again.clear()  # a copy: the caller's list is theirs
+    buf.append(ws(80))
+    assert buf.latest() == [ws(i) for i in range(31, 81)]
+    assert len(buf._tail) == 50
+
+
+def test_a_window_that_changed_while_it_was_decoded_is_not_kept(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large window is decoded outside the lock; an append that lands meanwhile must not
+    leave the stale window installed as the stream's objects."""
+    import candlekeeper.core.buffers as buffers
+
+    buf = RingBuffer(50)
+    for i in range(60):
+        buf.append(ws(i))
+    real = buffers._decode
+
+    def decode_while_a_close_arrives(snapshot: Any) -> list[Candle]:
+        buf.append(ws(60))  # the event loop appends while another thread decodes
+        return real(snapshot)
+
+    monkeypatch.setattr(buffers, "_decode", decode_while_a_close_arrives)
+    got = buf.latest()
+    monkeypatch.setattr(buffers, "_decode", real)
+    assert got == [ws(i) for i in range(10, 60)]  # the window as it was when asked
+    assert buf.latest() == [ws(i) for i in range(11, 61)]  # not the stale one

@@ -6,8 +6,11 @@ event loop only.
 
 Candles are buffered packed (``core/candle_pack.py``: ~150 bytes each instead of ~865 as
 objects), because at a venue's whole universe the buffers are most of the process's memory
-(issue 12, ``benchmarks/buffer.py``). ``Candle`` objects are made when read; the newest few a
-reader asks for (``last()``, ``latest(20)``) stay as objects, so small windows cost no decoding.
+(issue 12, ``benchmarks/buffer.py``). ``Candle`` objects are made when read, and the newest
+``n`` a reader asks for (``last()``, ``latest(20)``, ``latest()``) then stay as objects for that
+stream, so a repeated read costs no decoding — it is a list copy, as fast as the old buffer.
+Memory goes back to objects only for the streams someone reads, and only for as many candles
+as were read; a stream nobody reads (most of a universe, which is stored, not read) stays packed.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 DEFAULT_CAPACITY = 500
-#: the most newest candles kept as objects: a reader of ``latest(n <= 32)`` gets them with no
-#: decoding; at most 32 x ~865 bytes per stream, and only for streams someone reads that way
-TAIL_MAX = 32
+#: reads of at most this many candles are decoded under the lock (cheap); larger windows are
+#: decoded outside it, so that a reader in another thread never holds up the event loop's
+#: appends for long, and installed as the stream's objects only if nothing changed meanwhile
+SMALL_READ = 32
 
 _Key = tuple[str, str, str]
 _NO_INTS = (0,) * INTS
@@ -58,6 +62,9 @@ class RingBuffer:
         #: objects of the newest ``len(_tail)`` rows, and how many readers want kept
         self._tail: list[Candle] = []
         self._keep = 1
+        #: changes with every write: a window decoded outside the lock is kept only if the
+        #: buffer did not change meanwhile
+        self._version = 0
 
     def _clear(self) -> None:
         self._times = array("q")
@@ -73,6 +80,7 @@ class RingBuffer:
         with self._lock:
             if self._times and candle.open_time <= self._times[-1]:
                 return False
+            self._version += 1
             self._put(candle)
             tail = self._tail
             tail.append(candle)
@@ -110,6 +118,7 @@ class RingBuffer:
     def extend(self, candles: list[Candle]) -> int:
         """Merge candles (e.g. a REST warm-up) keeping open-time order and uniqueness."""
         with self._lock:
+            self._version += 1
             before = len(self)
             lo = self._lo()
             current = self._rows(lo, len(self._times)) if lo < len(self._times) else []
@@ -130,6 +139,7 @@ class RingBuffer:
             i = self._index(candle.open_time)
             if i < 0:
                 return False
+            self._version += 1
             self._objects.pop(candle.open_time, None)
             texts, ints, flags = self._pack(candle)
             start = len(self._blob) - sum(self._sizes[i:])
@@ -161,13 +171,20 @@ class RingBuffer:
             if n <= len(tail):
                 return tail[len(tail) - n:]
             end = len(self._times) - len(tail)
-            if n <= TAIL_MAX:  # small windows: decode the few missing once, keep them
+            if n <= SMALL_READ:  # a few missing: decode them here, keep them
                 self._tail = tail = self._rows(len(self._times) - n, end) + tail
                 self._keep = max(self._keep, n)
                 return list(tail)
             snapshot = self._snapshot(len(self._times) - n, end)
             newest = list(tail)
-        return _decode(snapshot) + newest
+            version = self._version
+        window = _decode(snapshot) + newest
+        with self._lock:  # keep them as objects for the next read, unless they went stale
+            if self._version == version:
+                self._tail = window
+                self._keep = max(self._keep, n)
+                return list(window)
+        return window
 
     def last(self) -> Candle | None:
         with self._lock:
