@@ -27,8 +27,8 @@ def test_buffer_benchmark_prints_old_and_new(capsys: pytest.CaptureFixture[str])
                                                   line.strip("| ").split(" | ")[1:]]
             for line in lines[3:]}
     assert list(rows) == ["bytes/candle (traced)", "bytes/candle (RSS)", "append µs/candle",
-                          "latest() µs", "latest(20) µs", "latest(20) cold µs", "last() µs",
-                          "latest_df() µs"]
+                          "latest() µs", "latest() first read µs", "latest(20) µs",
+                          "latest(20) cold µs", "last() µs", "latest_df() µs"]
     assert all(v > 0 for name, values in rows.items() for v in values if "RSS" not in name)
     old, new, _ratio = rows["bytes/candle (traced)"]
     assert new < old / 3
