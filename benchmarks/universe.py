@@ -406,6 +406,7 @@ async def _observe(args: argparse.Namespace, sim: Simulator, http: aiohttp.Clien
             else:
                 lat.append(max(0.0, got_at - boundary))
     codes, stop_s = await stop_all(instances)
+    steady_klines = sim.stats()[VENUE].rest.klines - klines_at_steady  # not the restart's
     restart: tuple[float, int, float] | None = None
     if args.restart is not None:
         restart = await restart_and_resume(args, sim, http, instances, streams)
@@ -424,7 +425,7 @@ async def _observe(args: argparse.Namespace, sim: Simulator, http: aiohttp.Clien
         code=str(src), symbols=len(sim.symbols), streams=streams, processes=len(instances),
         history=args.history, run_s=round(time.monotonic() - t_start, 1), warmup_s=warmup_s,
         budget_weight=weight, budget_min_s=minimum_s, budget_rate_s=rate_s,
-        rest_klines=stats.klines, steady_klines=stats.klines - klines_at_steady,
+        rest_klines=stats.klines, steady_klines=steady_klines,
         rejected_429=stats.rejected_429, banned_418=stats.banned_418,
         live=live, steady_s=round(t1 - t0, 1), msgs_per_s=(msgs1 - msgs0) / (t1 - t0),
         cpu_pct=100 * (c1 - c0) / (t1 - t0), rss_mb=rss, peak_rss_mb=peak,
