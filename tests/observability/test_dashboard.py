@@ -232,3 +232,15 @@ def test_at_universe_size_a_summary_comes_first_and_the_worst_streams_are_shown(
     assert shown == ["S075USDT 1h", "S020USDT 1m", "S020USDT 1h", "S099USDT 1m",
                      "S099USDT 1h", "S098USDT 1m", "S098USDT 1h"]
     assert "... 193 more streams (193 live)" in out
+
+
+def test_a_few_more_streams_than_fit_are_listed_not_summarized() -> None:
+    """The demo's 72 streams on a 60-line terminal: rows, not a 24-line summary."""
+    rows = tuple(row(f"S{i:03d}USDT") for i in range(15))
+    snap = snapshot(streams=rows)
+    console = text_console()
+    console.print(Dashboard(lambda: snap, console=console, max_rows=10).render(snap))
+    out = console.export_text()
+    assert "broken" not in out  # no summary table
+    assert len(lines_with(out, "USDT │")) == 10
+    assert "... 5 more streams (5 live)" in out

@@ -11,9 +11,9 @@ render to a string.
 * **Not a TTY** (redirected to a file, under systemd or docker logs): no cursor tricks; a plain
   one-line summary every ``plain_interval_s`` (0 disables it) and one at the end.
 * **Many streams.** Rows that need attention (not live) come first; the table is cut to the
-  terminal height with a line saying how many rows were left out. When the streams do not all
-  fit (a whole universe: thousands), a summary by venue and interval comes first and the rows
-  shown are the worst ones (``dashboard_rows.py``).
+  terminal height with a line saying how many rows were left out. When far more streams than
+  fit (over twice as many; a whole universe: thousands), a summary by venue and interval comes
+  first and the rows shown are the worst ones (``dashboard_rows.py``).
 * A snapshot provider that raises is shown as an error line and retried; it never ends the loop.
 """
 
@@ -137,7 +137,7 @@ class Dashboard:
         limit = self._row_limit()
         parts: list[RenderableType] = [self.header(snap, msgs_per_s)]
         streams = snap.streams
-        if len(streams) > limit:
+        if len(streams) > 2 * limit:  # far more than fit: a summary says more than rows
             groups = summarize(streams)
             parts.append(_summary_table(groups))
             limit = max(5, limit - len(groups) - 3)
