@@ -205,3 +205,31 @@ async def test_a_server_capping_the_limit_is_paged_through() -> None:
         await rest.close()
     assert [rest_fields(c) for c in got] == truth()
     assert f.stats.requests == 5  # 300 candles, 70 at a time
+
+
+async def test_a_burst_of_429s_to_requests_already_in_flight_is_one_refusal(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Six requests sent together, all answered 429: the wait they set is the first step of
+    the backoff, not its sixth (it escalated per answer, up to the cap, in a millisecond)."""
+    burst = 6
+    script = [Step(429, sleep=0.2) for _ in range(burst)]
+    async with ScriptedVenue(CANDLES, script) as venue:
+        client = RestClient(BinanceHistoryCodec(BINANCE_USDM), venue.base, window_s=0.25,
+                            backoff_initial_s=0.1, backoff_max_s=3.2)
+        f = KlineFetcher(BinanceHistoryCodec(BINANCE_USDM), client, clock=CLOCK,
+                         max_concurrency=burst)
+        with caplog.at_level(logging.WARNING, logger="candlekeeper.backfill.http"):
+            got = await asyncio.gather(*(f.fetch("BTCUSDT", "1m", T0, END)
+                                         for _ in range(burst)))
+        await f.client.close()
+    assert all([rest_fields(c) for c in g] == truth() for g in got)
+    refused = [h for h in venue.hits if h.status == 429]
+    retried = [h for h in venue.hits if h.status == 200]
+    assert len(refused) == burst and len(retried) == burst
+    # one refusal: the retries go after one backoff step (0.1 s, into the next 0.25 s
+    # window), not after 0.1 + 0.2 + 0.4 + 0.8 + 1.6 s
+    assert max(h.at for h in retried) - max(h.at for h in refused) < 0.8
+    warned = [r for r in caplog.records
+              if r.name.endswith(".http") and "rate limited" in r.getMessage()]
+    assert len(warned) == 1, [r.getMessage() for r in warned]
+    assert client.rate_limited == burst

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -218,6 +219,9 @@ class RestClient:
         self._own_session = session is None
         self._backoff = (backoff_initial_s, backoff_max_s)
         self._rate_delays: Iterator[float] | None = None
+        #: when the latest 429 was acted on (monotonic): a 429 to a request sent before then
+        #: belongs to the same burst and must not escalate the wait
+        self._rate_limited_at = -math.inf
         self.requests = 0
         self.errors = 0
         self.rate_limited = 0
@@ -253,6 +257,7 @@ class RestClient:
         url = f"{self.base_url}{request.path}"
         params = {k: str(v) for k, v in request.params.items()}
         self.requests += 1
+        sent = time.monotonic()
         try:
             async with self._client().request(
                     request.method, url, params=params, data=request.body,
@@ -271,14 +276,15 @@ class RestClient:
             self.errors += 1
             raise RestError(f"{self.spec.id} {request.path}: timed out") from exc
         if failure is None:
-            self._rate_delays = None
+            if sent >= self._rate_limited_at:  # not an answer from before the latest 429
+                self._rate_delays = None
             return body
         self.errors += 1
         error = RestError(f"{self.spec.id} {request.path}: {failure.message}", status=status,
                           code=failure.code, retry_after=failure.retry_after_s,
                           kind=failure.kind)
         if failure.kind is RestErrorKind.RATE_LIMITED:
-            self._on_rate_limited(failure, error)
+            self._on_rate_limited(failure, error, sent)
         elif failure.kind is RestErrorKind.BANNED:
             self._on_banned(failure)
         raise error
@@ -299,10 +305,17 @@ class RestClient:
         if usage.remain == 0 and usage.reset_s:
             self.budget.block(usage.reset_s)  # nothing left: nobody asks before the window ends
 
-    def _on_rate_limited(self, failure: RestFailure, error: RestError) -> None:
+    def _on_rate_limited(self, failure: RestFailure, error: RestError, sent: float) -> None:
+        """Stop every request until the venue lets us in again. Without a Retry-After the wait
+        grows exponentially, but only for a 429 to a request sent after the previous one was
+        acted on: the answers to a burst already in flight (a dozen requests sent together)
+        are one refusal, not a dozen (they escalated a 2 s wait to the 60 s cap in a
+        millisecond, and a warm-up took minutes instead of seconds)."""
         self.rate_limited += 1
         if failure.retry_after_s is not None:
             wait = failure.retry_after_s
+        elif sent < self._rate_limited_at:
+            return  # the same burst: the block already in place covers it
         else:
             # No Retry-After: back off exponentially, but never retry inside the window that
             # said 429 - another request there is what a venue punishes with a ban.
@@ -310,6 +323,7 @@ class RestClient:
                 initial, cap = self._backoff
                 self._rate_delays = backoff_delays(initial, 2.0, cap, jitter=0.0)
             wait = max(next(self._rate_delays), self.budget.to_next_window())
+        self._rate_limited_at = time.monotonic()
         self.budget.block(wait)
         log.warning("%s: rate limited; every REST call to this venue waits %.1fs (%s)",
                     self.spec.id, wait, error)
