@@ -22,7 +22,12 @@ from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import ConfigError, SinkError
 from candlekeeper.sinks import Sink
 from candlekeeper.sinks.postgres import PostgresSink
-from candlekeeper.sinks.postgres_schema import month_of, month_start_ms, months_between
+from candlekeeper.sinks.postgres_schema import (
+    LATEST_VERSION,
+    month_of,
+    month_start_ms,
+    months_between,
+)
 from candlekeeper.venues.binance.endpoints import BINANCE_USDM
 from candlekeeper.venues.binance.stream import BinanceStreamCodec
 from servers import PostgresServer
@@ -287,9 +292,21 @@ async def test_read_helpers_and_sql_functions(pg: PostgresSink, db: Database) ->
 
 
 # -- schema ---------------------------------------------------------------------------------------
+async def test_every_source_is_stored_and_nothing_else(pg: PostgresSink, db: Database) -> None:
+    """v2: derived intervals and archive backfills store their own ``source``; the column
+    still refuses anything else (v1 allowed only ws and rest)."""
+    candles = [msgspec.structs.replace(make_candle(i), source=src)
+               for i, src in enumerate(("ws", "rest", "derived", "archive"))]
+    await pg.write(candles)
+    rows = await sql(db, "SELECT source FROM candles ORDER BY open_time")
+    assert [r[0] for r in rows] == ["ws", "rest", "derived", "archive"]
+    with pytest.raises(asyncpg.CheckViolationError):
+        await sql(db, "UPDATE candles SET source = 'guess' WHERE source = 'ws'")
+
+
 async def test_schema_is_versioned_and_refuses_newer(pg: PostgresSink,
                                                      db: Database) -> None:
-    assert await pg.schema_version() == 1
+    assert await pg.schema_version() == LATEST_VERSION == 2
     assert pg.layout == "partitioned"
     await pg.open()  # idempotent
     again = PostgresSink(db.dsn)

@@ -22,7 +22,10 @@ import msgspec
 
 from candlekeeper.core.stream_key import StreamKey
 
-Source = Literal["ws", "rest"]
+#: who delivered a candle's values: the WebSocket, a REST answer, our own aggregation of a finer
+#: stored series (a derived interval), or the venue's public bulk archive
+Source = Literal["ws", "rest", "derived", "archive"]
+SOURCES: Final[tuple[str, ...]] = ("ws", "rest", "derived", "archive")
 Num = Decimal | str | int
 
 #: the shape of an exchange decimal: optional sign, digits, optional fraction (no exponent)

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal, NamedTuple
 
+from candlekeeper.core.candle import SOURCES
+
 Layout = Literal["partitioned", "timescaledb"]
 LayoutChoice = Literal["auto", "partitioned", "timescaledb"]
 
@@ -204,9 +206,19 @@ class Migration(NamedTuple):
     statements: Callable[[Names, Layout, int], list[str]]
 
 
+def _v2(n: Names, layout: Layout, chunk_ms: int) -> list[str]:
+    """``source`` takes every value of :data:`~candlekeeper.core.candle.SOURCES` (v1 allowed
+    only ws and rest; derived intervals and archive backfills store theirs)."""
+    allowed = ", ".join(f"'{s}'" for s in SOURCES)
+    return [f"ALTER TABLE {n.table} DROP CONSTRAINT IF EXISTS candles_source_check",
+            f"ALTER TABLE {n.table} ADD CONSTRAINT candles_source_check "
+            f"CHECK (source IN ({allowed}))"]
+
+
 # Append new migrations; never edit an applied one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "candles table (partitioned or hypertable), candles_last, candles_rollup", _v1),
+    Migration(2, "source may be derived or archive", _v2),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -41,7 +41,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             last_trade_id          INTEGER,
             closed                 INTEGER NOT NULL CHECK (closed IN (0, 1)),
             event_time             INTEGER,           -- venue event time, Unix ms
-            source                 TEXT    NOT NULL,  -- 'ws' | 'rest': who delivered the values
+            source                 TEXT    NOT NULL,  -- 'ws' | 'rest' | 'derived' | 'archive'
             ingested_at            INTEGER NOT NULL,  -- Unix ms when these values were stored
             PRIMARY KEY (venue, symbol, interval, open_time)
         ) WITHOUT ROWID
