@@ -132,3 +132,56 @@ def test_rest_mode_needs_gap_filling() -> None:
                    gap_fill=GapFillOptions(enabled=False))
     with pytest.raises(ConfigError, match="unknown transport mode"):
         CandleFeed("binance-usdm", ["BTCUSDT"], ["1m"], mode="carrier-pigeon")
+
+
+class BudgetedHistory(History):
+    """The same REST, for any symbol, behind a budget of ``rate`` small requests a second."""
+
+    def __init__(self, clock: Clock, rate: float) -> None:
+        super().__init__(clock)
+        self.rate = rate
+        self.by_symbol: dict[str, int] = {}
+
+    def requests_per_second(self, rows: int = 2) -> float:
+        return self.rate
+
+    async def fetch(self, symbol: str, interval: str, start: int, end: int, *,
+                    forming: object = None, margin_ms: int | None = None,
+                    priority: object = None) -> list[Candle]:
+        self.by_symbol[symbol] = self.by_symbol.get(symbol, 0) + 1
+        rows = await super().fetch(symbol, interval, start, end, forming=None)
+        return [msgspec.structs.replace(c, symbol=symbol) for c in rows]
+
+
+async def test_polls_of_many_streams_are_spaced_within_their_share_of_the_budget(
+        feeds: list[CandleFeed]) -> None:
+    """20 streams polled while a candle closes every 50 ms: a poll at every close would ask
+    400 requests a second of a budget of 10. Each stream is polled again only after
+    20 / (10 x 0.5) = 4 s, and its next poll fetches every candle closed meanwhile, once."""
+    clock = Clock(T0 + 10_000)
+    history = BudgetedHistory(clock, rate=10.0)
+    symbols = [f"S{i}USDT" for i in range(20)]
+    keys = {StreamKey("binance-usdm", s, "1m"): T0 - M for s in symbols}
+    feed = CandleFeed("binance-usdm", symbols, ["1m"], clock=clock,  # type: ignore[arg-type]
+                      gap_fill=OPTS, mode="rest",
+                      plumbing=FeedPlumbing(connector=MemoryConnector(), history_source=history,
+                                            resume_from=keys))
+    feeds.append(feed)
+    closed: dict[str, list[int]] = {}
+    feed.on_closed(lambda c: closed.setdefault(c.symbol, []).append(c.open_time), inline=True)
+    await feed.start()
+    clock.now = T0 + M + 2_001  # candle 0 is final: every stream polls it at once
+    await until(lambda: len(history.by_symbol) == 20)
+    started = asyncio.get_running_loop().time()
+    for i in range(2, 42):  # two seconds of closes, one every 50 ms
+        clock.now = T0 + i * M + 2_001
+        await asyncio.sleep(0.05)
+    elapsed = asyncio.get_running_loop().time() - started
+    calls = sum(history.by_symbol.values())
+    # the first round, then nothing until 4 s after it (a fill may run once more for a close
+    # that came while it was under way: at most one more per stream)
+    assert elapsed < 3.9 and calls <= 40, (elapsed, history.by_symbol)
+    # and the next polls bring everything, in order, once
+    await until(lambda: all(len(closed.get(s, [])) == 41 for s in symbols), timeout=15)
+    assert all(closed[s] == [T0 + i * M for i in range(41)] for s in symbols)
+    assert sum(history.by_symbol.values()) <= 80  # a second round, not a poll per close

@@ -32,6 +32,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from candlekeeper.backfill.planner import count_open_times
 from candlekeeper.backfill.slots import LIVE, Priority, resume, warm_up
@@ -44,7 +45,7 @@ from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import CandlekeeperError
 from candlekeeper.gapfill_options import MAX_WARMUP_HISTORY as MAX_WARMUP_HISTORY
 from candlekeeper.gapfill_options import GapFillOptions as GapFillOptions
-from candlekeeper.gapfill_track import FetchAttempts, FillStats, Track, history_start
+from candlekeeper.gapfill_track import FetchAttempts, FillStats, PacedSource, Track, history_start
 from candlekeeper.gapfill_track import HistorySource as HistorySource
 
 log = logging.getLogger(__name__)
@@ -169,30 +170,47 @@ class GapFiller:
         was last looked at, then sleep until the next one is due (at most a quarter second:
         the venue clock's estimate may move). Scans rather than keeps a heap: a scan of
         thousands of streams is well under a millisecond, and a stream's next due time moves
-        whenever its sequence does."""
+        whenever its sequence does. Polls are spaced per stream so that together they stay
+        within ``poll_budget_share`` of the venue's REST budget (:meth:`_poll_spacing`)."""
         while self._running:
             now = self.clock.time_ms()
+            wall = time.monotonic()
             due = now + 60_000
+            spacing = self._poll_spacing()
             for t in self._tracks.values():
                 if not (t.polled or t.fast):
                     continue
                 first_open = align(now - t.margin_ms, t.key.interval)  # first not final yet
-                if first_open > t.polled_through:
+                if first_open > t.polled_through and wall >= t.next_poll:
                     t.polled_through = first_open
                     if t.polled:
                         self.stats.polls += 1
                         self.request(t.key, "poll")
+                        t.next_poll = wall + spacing
                     elif t.seq.anchored and t.seq.expected is not None \
                             and t.seq.expected < first_open:
                         # the stream's own closing frame has not come yet: ask REST
                         self.stats.fast_closes += 1
                         self.request(t.key, "fast close")
+                        t.next_poll = wall + spacing
                 due = min(due, next_open(first_open, t.key.interval) + t.margin_ms)
             self._poke.clear()
             wait = max(0.0, self.clock.wall_seconds(due - self.clock.time_ms()))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(0.25, wait) + 0.001):
                     await self._poke.wait()
+
+    def _poll_spacing(self) -> float:
+        """Wall seconds between two polls of one stream: the polled and fast streams share
+        ``poll_budget_share`` of the requests a second the venue's budget sustains (0 when the
+        source does not say, or there is room for every close)."""
+        rate = getattr(self.source, "requests_per_second", None)
+        if rate is None:
+            return 0.0
+        streams = sum(1 for t in self._tracks.values() if t.polled or t.fast)
+        share = cast(PacedSource, self.source).requests_per_second() \
+            * self.options.poll_budget_share
+        return streams / share if share > 0 else 0.0
 
     # -- triggers -------------------------------------------------------------------------
     def request(self, key: StreamKey, reason: str) -> None:
@@ -432,7 +450,10 @@ class GapFiller:
             grace = self._grace_ms()
             for t in self._tracks.values():
                 expected = t.seq.expected
-                if expected is None or (t.task is not None and not t.task.done()):
+                if expected is None or t.polled or t.fast \
+                        or (t.task is not None and not t.task.done()):
+                    # a polled or fast stream's closes are asked by its (paced) polls: asking
+                    # again here would undo their spacing
                     continue
                 if now_ms <= close_time(expected, t.key.interval) + grace:
                     t.backoff_s = 0.0

@@ -92,6 +92,13 @@ class GapFillOptions(Options):
     #: ... fast closes may spend at most this share of the venue's REST budget (the rest stays
     #: for fills after breaks, holes and late closes); streams beyond it keep ``flag``
     fast_budget_share: float = Field(default=0.5, gt=0, le=1)
+    #: polls (REST-only mode, a stream whose WebSocket is down) and fast closes together spend
+    #: at most this share of the venue's REST budget, per wall second: with more streams than
+    #: that affords, each stream's polls are spaced out (a poll fetches everything since the
+    #: last one, so spacing delays a close, never loses it). The rest of the budget stays for
+    #: holes, breaks and late closes, which polls would otherwise starve: polls burning a
+    #: minute's budget in seconds left a hole waiting for the next minute
+    poll_budget_share: float = Field(default=0.5, gt=0, le=1)
     #: ... and the budget goes to streams in this order of intervals (unlisted intervals
     #: after, shortest first; empty: shortest first)
     fast_priority: tuple[str, ...] = ()

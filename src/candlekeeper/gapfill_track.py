@@ -33,6 +33,14 @@ class HistorySource(Protocol):
         ...
 
 
+class PacedSource(Protocol):
+    """A history source that knows its venue's REST budget (``KlineFetcher``)."""
+
+    def requests_per_second(self, rows: int = 2) -> float:
+        """Klines requests of ``rows`` rows a wall second the budget sustains."""
+        ...
+
+
 class FillStats(msgspec.Struct, kw_only=True):
     requested: int = 0
     fills: int = 0
@@ -58,7 +66,8 @@ class Track:
     """Fill bookkeeping of one stream."""
 
     __slots__ = ("backoff_s", "emit_history", "fast", "interrupted", "key", "margin_ms",
-                 "next_check", "on_forming", "on_history", "polled", "polled_through", "seq",
+                 "next_check", "next_poll", "on_forming", "on_history", "polled",
+                 "polled_through", "seq",
                  "task", "want_again", "warm", "warm_count", "warm_task", "warm_until")
 
     def __init__(self, key: StreamKey, seq: StreamSequence, emit_history: bool,
@@ -76,6 +85,9 @@ class Track:
         self.polled = False
         #: open time of the first candle not yet final when this stream was last polled
         self.polled_through = -1
+        #: monotonic time before which this stream is not polled again (the polls' share of
+        #: the REST budget, spread over every polled stream)
+        self.next_poll = 0.0
         #: where a poll's forming candle goes (a live update), if anywhere
         self.on_forming: Callable[[Candle], None] | None = None
         #: fast closes: each close is asked over REST ``margin_ms`` after it

@@ -49,7 +49,7 @@ from candlekeeper.core.intervals import INTERVAL_MS, MONTH_NAME, align, next_ope
 from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.errors import BackfillError, ConfigError, DecodeError, RestError, RestErrorKind
 from candlekeeper.venues.checks import candle_problem
-from candlekeeper.venues.contract import RETRYABLE_KINDS, HistoryCodec
+from candlekeeper.venues.contract import RETRYABLE_KINDS, HistoryCodec, klines_weight
 
 __all__ = ["FetchStats", "KlineFetcher"]
 
@@ -105,6 +105,14 @@ class KlineFetcher:
         self._count_error = count_error
         #: streams already warned about their venue's REST memory (one WARNING each)
         self._warned_history: set[tuple[str, str]] = set()
+
+    def requests_per_second(self, rows: int = 2) -> float:
+        """Klines requests of ``rows`` rows a wall second the venue's budget sustains (its
+        tightest window, headroom included): what paced polling divides among its streams."""
+        client = self.client
+        budgets = [client.budget, *(b for _, b in client.extra_budgets)]
+        per_second = min(b.limit / b.window_s for b in budgets)
+        return per_second / max(1, klines_weight(self.codec.spec, rows))
 
     def now_ms(self, margin_ms: int | None = None) -> int:
         """Venue time minus the close margin (``margin_ms``, else the fetcher's own): candles

@@ -109,6 +109,8 @@ class ChaosResult:
     kill_returncode: int | None
     final_returncode: int | None
     service_logs: list[str]
+    #: the consumer feed's state of every stream at the end (:func:`stream_state`)
+    consumer_state: dict[StreamKey, str] = field(default_factory=dict)
 
 
 def service_config(sim: Simulator, db: Path, opts: ChaosOptions) -> dict[str, object]:
@@ -134,7 +136,7 @@ class ServiceProcess:
     def __init__(self, config: Path, log: Path) -> None:
         self.log = log
         self._out = log.open("w")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}  # the whole stats table
         self.proc = subprocess.Popen([sys.executable, "-m", "candlekeeper", "run", "-c",
                                       str(config), "--no-dashboard"],
                                      stdout=self._out, stderr=subprocess.STDOUT, env=env)
@@ -228,12 +230,38 @@ async def run_chaos(tmp: Path, opts: ChaosOptions) -> ChaosResult:
                 await asyncio.sleep(0.25)
             final_rc = await asyncio.to_thread(service.terminate)
             logs.append(service.text())
+            states = {k: stream_state(feed, k) for k in keys}
         truth = {k: sim.closed_candles(k.venue, k.symbol, k.interval) for k in keys}
         kinds = Counter(r.kind for r in sim.fault_log)
         applied = len({r.fault_id for r in sim.fault_log})
     stored = {k: stored_rows(db, k) for k in keys}
     return ChaosResult(keys, stored, truth, consumer.seen, kinds, applied, kill_rc, final_rc,
-                       logs)
+                       logs, states)
+
+
+def stream_state(feed: CandleFeed, key: StreamKey) -> str:
+    """One line on where a stream of ``feed`` stands and what its gap filler is doing: what a
+    stream that stopped advancing needs said about it."""
+    st = feed._by_key()[key]
+    seq = st.seq
+    held = sorted(seq.held)
+    parts = [f"state {st.metrics.state}", f"last {seq.last}", f"held {len(held)} {held[:3]}",
+             f"forming {st.forming.open_time if st.forming else None}",
+             f"late {seq.late} dups {seq.duplicates} unfillable {seq.unfillable} "
+             f"overflow {seq.overflow}", f"venue now {feed.clock.time_ms()}"]
+    filler = feed.filler
+    track = filler._tracks.get(key) if filler is not None else None
+    if track is not None:
+        running = track.task is not None and not track.task.done()
+        parts.append(f"fill running {running} want_again {track.want_again} "
+                     f"polled {track.polled} fast {track.fast} interrupted {track.interrupted} "
+                     f"polled_through {track.polled_through} margin {track.margin_ms} "
+                     f"backoff {track.backoff_s:.2f}s")
+        if running and track.task is not None:
+            frames = track.task.get_stack(limit=3)
+            parts.append("fill at " + " > ".join(
+                f"{f.f_code.co_name}:{f.f_lineno}" for f in frames))
+    return "; ".join(parts)
 
 
 def _last_closed(sim: Simulator, key: StreamKey) -> int:
