@@ -42,7 +42,7 @@ async def test_concurrent_acquires_never_exceed_the_limit_in_any_window() -> Non
 
 async def test_the_servers_count_wins_when_higher_and_stale_answers_are_ignored() -> None:
     now = [1000.0]
-    budget = WeightBudget(100, headroom=1.0, window_s=60.0, wall=lambda: now[0])
+    budget = WeightBudget(100, headroom=1.0, window_s=60.0, wall=lambda: now[0], burst=1.0)
     window = await budget.acquire(5)
     budget.observe(90, window)  # another process on this IP spent weight too
     assert budget.used == 90
@@ -110,7 +110,7 @@ async def test_no_burst_of_twice_the_limit_across_a_window_boundary() -> None:
     """Aligned windows alone would grant 100 at 59.9 s and 100 more at 60.1 s; a venue whose
     windows start elsewhere (BingX) sees 200 in one window. The sliding bound refuses."""
     now = [59.9]
-    budget = WeightBudget(100, headroom=1.0, window_s=60.0, wall=lambda: now[0])
+    budget = WeightBudget(100, headroom=1.0, window_s=60.0, wall=lambda: now[0], burst=1.0)
     for _ in range(100):
         await budget.acquire(1)
     now[0] = 60.1
@@ -132,3 +132,22 @@ async def test_the_host_spends_rest_headroom_of_the_published_limit() -> None:
     async with RestClient(codec, "http://127.0.0.1:1",
                           options=RestOptions(shared_budget=False, headroom=0.5)) as half:
         assert half.budget.limit == 1200
+
+
+async def test_a_window_is_paced_not_spent_in_its_first_moments() -> None:
+    """A quarter of the window's weight may go at once, the rest accrues evenly: demand above
+    the budget no longer spends a minute's weight in seconds and then stops everything (a live
+    fill arriving then waited for the next minute). A sustained job still gets the whole limit
+    per window."""
+    window_s = 1.0
+    budget = WeightBudget(100, headroom=1.0, window_s=window_s, burst=0.25)
+    await asyncio.sleep(window_s - time.time() % window_s + 0.01)  # a window's start
+    start = (time.time() // window_s) * window_s
+    times = []
+    for _ in range(100):
+        await budget.acquire(1)
+        times.append(time.time() - start)
+    for i, t in enumerate(times):  # grant i+1 (weight i+1 in all) not before its share
+        assert t >= ((i + 1) / 100 - 0.25) * window_s - 0.005, (i, t)
+    assert sum(1 for t in times if t < 0.1) <= 36  # a burst of 25, not of 100
+    assert times[-1] < window_s  # and the whole limit inside the window

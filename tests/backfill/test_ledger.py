@@ -38,7 +38,7 @@ def shared(tmp_path: Path, url: str = URL,
 
 def budget(tmp_path: Path, limit: int, window_s: float, wall: Callable[[], float] = time.time,
            url: str = URL, errors: list[str] | None = None) -> WeightBudget:
-    return WeightBudget(limit, headroom=1.0, window_s=window_s, wall=wall,
+    return WeightBudget(limit, headroom=1.0, window_s=window_s, wall=wall, burst=1.0,
                         ledger=shared(tmp_path, url, errors))
 
 

@@ -40,6 +40,10 @@ from candlekeeper.venues.contract import (
 log = logging.getLogger(__name__)
 
 
+#: share of a window's weight that may be spent at once (:class:`WeightBudget`)
+DEFAULT_BURST = 0.25
+
+
 class WeightBudget:
     """Request weight used in the current window, per venue and IP.
 
@@ -58,6 +62,13 @@ class WeightBudget:
     aligned to ours (some count from an IP's first request) punishes with a 429 and then a ban.
     A sliding bound satisfies every fixed window, however it is aligned.
 
+    Within a window the weight is also *paced*: ``burst`` of the limit may go at once, the rest
+    accrues evenly over the window (by a third of the window, ``burst + 1/3`` of the limit may
+    have gone). Without it, demand above the budget spent the whole window in its first seconds
+    and then nothing went for the rest of it: a live fill (a hole, a close to confirm) that
+    arrived then, or whose one attempt failed, waited most of a minute. Paced, it waits for one
+    request's share of the window. A sustained job still gets the whole limit per window.
+
     With a ``ledger`` (:class:`SharedLedger`), the sliding bound and the blocks also count
     every other process of this host that uses the same ledger: the venue counts per IP, not
     per process (``backfill/ledger.py``).
@@ -66,9 +77,12 @@ class WeightBudget:
     def __init__(self, limit_per_minute: int, *, headroom: float = DEFAULT_HEADROOM,
                  window_s: float = 60.0,
                  wall: Callable[[], float] = time.time,
-                 ledger: SharedLedger | None = None) -> None:
+                 ledger: SharedLedger | None = None, burst: float = DEFAULT_BURST) -> None:
         if window_s <= 0:
             raise ValueError("window_s must be > 0")
+        if not 0 < burst <= 1:
+            raise ValueError("burst must be in (0, 1]")
+        self.burst = burst
         self.limit = max(1, int(limit_per_minute * headroom))
         self.window_s = window_s
         self.used = 0
@@ -115,6 +129,11 @@ class WeightBudget:
                 # a request heavier than the whole budget can only go into an empty window
                 fits_window = self.used + weight <= self.limit or self.used == 0
                 fits_sliding = self._recent_sum + weight <= self.limit or not recent
+                pace_wait = self._pace_wait(now, weight)
+                if fits_window and fits_sliding and pace_wait > 0:
+                    self.waits += 1
+                    await asyncio.sleep(pace_wait)
+                    continue
                 if fits_window and fits_sliding and self.ledger is not None:
                     # the other processes' grants count too; the file lock is held for the
                     # read-modify-write only, never across the sleep
@@ -147,6 +166,14 @@ class WeightBudget:
                 log.info("REST weight budget reached (%d/%d); waiting %.2fs for the next window",
                          self.used, self.limit, wait)
                 await asyncio.sleep(wait)
+
+    def _pace_wait(self, now: float, weight: int) -> float:
+        """Seconds until ``weight`` more is within the window's paced share (0: now)."""
+        if self.used == 0 or self.burst >= 1:
+            return 0.0
+        share = (self.used + weight) / self.limit - self.burst  # of the window that must pass
+        start = self._window * self.window_s
+        return max(0.0, start + share * self.window_s - now)
 
     def observe(self, used: int, window: int | None = None) -> None:
         """Take the server's count for the window a request was charged to. A response that
