@@ -46,6 +46,15 @@ class PostgresReads:
                                  _MAX_TIME if end is None else end)
         return [Candle(*r) for r in rows]
 
+    async def read_page(self, key: StreamKey, after: int | None, end: int | None,
+                        limit: int) -> list[Candle]:
+        """Up to ``limit`` stored candles of ``key`` with ``after < open_time < end`` (None:
+        unbounded), oldest first: keyset paging for reads of any length in constant memory."""
+        rows = await self._fetch(ps.select_page(self._names), *key,
+                                 _MIN_TIME if after is None else after,
+                                 _MAX_TIME if end is None else end, max(0, limit))
+        return [Candle(*r) for r in rows]
+
     async def latest(self, key: StreamKey, n: int) -> list[Candle]:
         """The newest ``n`` stored candles of ``key``, oldest first (for warming buffers)."""
         if n <= 0:

@@ -56,6 +56,7 @@ from candlekeeper.sinks.sqlite_schema import (
     LATEST_VERSION,
     MIGRATIONS,
     SELECT_LATEST,
+    SELECT_PAGE,
     SELECT_RANGE,
     UPSERT,
     candle_to_row,
@@ -232,6 +233,16 @@ class SQLiteSink:
         lo = _MIN_TIME if start is None else start
         hi = _MAX_TIME if end is None else end
         rows = self._query(SELECT_RANGE, (*key, lo, hi))
+        return [row_to_candle(r) for r in rows]
+
+    def read_page(self, key: StreamKey, after: int | None, end: int | None,
+                  limit: int) -> list[Candle]:
+        """Up to ``limit`` stored candles of ``key`` with ``after < open_time < end`` (None:
+        unbounded), oldest first: keyset paging, so a range of millions of rows is read in
+        constant memory (pass the last page's last open time as the next ``after``)."""
+        lo = _MIN_TIME if after is None else after
+        hi = _MAX_TIME if end is None else end
+        rows = self._query(SELECT_PAGE, (*key, lo, hi, max(0, limit)))
         return [row_to_candle(r) for r in rows]
 
     def latest(self, key: StreamKey, n: int) -> list[Candle]:
