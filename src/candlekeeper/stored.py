@@ -9,21 +9,23 @@ that a range of millions of rows is read in pages of constant size — never all
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from candlekeeper.config_support import safe_line
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import ConfigError
+from candlekeeper.observability.redact import Redactor, redact_text
 from candlekeeper.sinks.sqlite import SQLiteSink
 
 if TYPE_CHECKING:  # pragma: no cover
     from candlekeeper.config import Config
     from candlekeeper.sinks.postgres import PostgresSink
 
-__all__ = ["DEFAULT_PAGE_ROWS", "READABLE_SINKS", "StoredCandles", "is_dsn"]
+__all__ = ["DEFAULT_PAGE_ROWS", "READABLE_SINKS", "StoredCandles", "is_dsn", "scrub"]
 
 #: rows per page: large enough that a query's fixed cost vanishes, small enough to be nothing
 #: in memory (~10 MB of candles)
@@ -35,6 +37,13 @@ READABLE_SINKS = ("sqlite", "postgres")
 def is_dsn(target: str) -> bool:
     """A PostgreSQL DSN (``postgresql://…``/``postgres://…``) rather than a SQLite path."""
     return target.startswith(("postgresql://", "postgres://"))
+
+
+def scrub(text: str, targets: Sequence[str]) -> str:
+    """One line of ``text`` for a user: without the passwords of the DSNs among ``targets``
+    (nor their pieces) or any URL's user info; a DSN's host and database stay readable."""
+    dsns = [t for t in targets if is_dsn(t)]
+    return safe_line(redact_text(text, Redactor(urls=dsns) if dsns else None), limit=1000)
 
 
 class StoredCandles:
@@ -91,7 +100,13 @@ class StoredCandles:
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def open(self) -> None:
-        await self.sink.open()
+        """Open for reading: a SQLite file as the sink does; PostgreSQL without any DDL or
+        migration (``open_for_reading``), so a role that may only SELECT can export."""
+        sink = self.sink
+        if isinstance(sink, SQLiteSink):
+            await sink.open()
+        else:
+            await sink.open_for_reading()
 
     async def close(self) -> None:
         await self.sink.close()

@@ -215,3 +215,28 @@ def test_cli_smoke_csv_to_a_pipe(db: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[1:] == [",".join(as_text(c).values()) for c in ETH]
     assert "29 rows of 1 stream(s) as csv to stdout; 1 gap(s)" in res.stderr
+
+
+def test_postgres_read_only_role_and_a_database_without_candles(postgres: PostgresServer,
+                                                                tmp_path: Path) -> None:
+    """Reading runs no DDL and no migration: a role that may only SELECT can export, and a
+    database without candlekeeper's tables is one clear line, not a schema created for it."""
+    async def go() -> None:
+        sink = PostgresSink(postgres.dsn)
+        await sink.open()
+        await sink.write(ETH)
+        await sink.close()
+        import asyncpg
+        conn = await asyncpg.connect(postgres.dsn)
+        await conn.execute("CREATE ROLE reader LOGIN PASSWORD 'S3cr3t-pw'; "
+                           "GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader")
+        await conn.execute("CREATE DATABASE empty")
+        await conn.close()
+    asyncio.run(go())
+    reader = postgres.dsn.replace("postgres@", "reader:S3cr3t-pw@")
+    out = tmp_path / "eth.csv"
+    export("--db", reader, "-o", str(out))
+    assert list(csv.DictReader(out.open())) == [as_text(c) for c in ETH]
+    res = run_cli("--db", reader.rsplit("/", 1)[0] + "/empty")
+    assert res.returncode == 2 and "no candlekeeper tables" in res.stderr, res.stderr
+    assert "S3cr3t-pw" not in res.stderr and "Traceback" not in res.stderr

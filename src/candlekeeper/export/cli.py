@@ -23,11 +23,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from candlekeeper.backfill.cli import parse_time
 from candlekeeper.config import load_config
-from candlekeeper.config_support import safe_line
 from candlekeeper.errors import CandlekeeperError, ConfigError
 from candlekeeper.export.run import export_streams, planned_rows, select_keys
 from candlekeeper.export.writers import FORMATS, make_writer
-from candlekeeper.stored import DEFAULT_PAGE_ROWS, READABLE_SINKS, StoredCandles
+from candlekeeper.stored import DEFAULT_PAGE_ROWS, READABLE_SINKS, StoredCandles, scrub
 
 __all__ = ["export_command"]
 
@@ -125,9 +124,9 @@ def export_command(config_path: Path | None, db: str | None, sink: str | None,
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(141)
     except ConfigError as exc:
-        _fail(safe_line(str(exc), secrets, limit=1000))
+        _fail(scrub(str(exc), secrets))
     except (CandlekeeperError, OSError) as exc:
-        _fail(safe_line(f"export failed: {exc}", secrets, limit=1000), code=1)
+        _fail(scrub(f"export failed: {exc}", secrets), code=1)
     streams = meta["streams"]
     holes = sum(s["holes"] for s in streams)
     click.echo(f"export: {meta['rows']} rows of {len(streams)} stream(s) as {chosen} to "

@@ -18,7 +18,6 @@ from typing import NoReturn
 import click
 
 from candlekeeper.cli_types import FiniteFloat
-from candlekeeper.config_support import safe_line
 from candlekeeper.core.intervals import INTERVAL_MS
 from candlekeeper.errors import CandlekeeperError
 from candlekeeper.sim.replay import ReplaySeries
@@ -26,7 +25,7 @@ from candlekeeper.sim.replay_db import DbReplay, load_replay_db
 from candlekeeper.sim.simulator import Simulator
 from candlekeeper.sim.universe import MAX_UNIVERSE
 from candlekeeper.sim.venues import personality_for, simulated_venues
-from candlekeeper.stored import is_dsn
+from candlekeeper.stored import scrub
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -152,7 +151,7 @@ def _load_db(target: str, venues: str | None, chosen: tuple[str, ...],
             target, venue=venue, symbols=None if symbols is None else
             [s.upper() for s in symbols]))
     except CandlekeeperError as exc:
-        _fail(f"--replay-db: {safe_line(str(exc), [target] if is_dsn(target) else [])}")
+        _fail(f"--replay-db: {scrub(str(exc), [target])}")
     if stored.venue not in simulated_venues():
         _fail(f"--replay-db: the simulator has no venue {stored.venue!r}")
     return stored
