@@ -100,13 +100,10 @@ class StoredCandles:
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def open(self) -> None:
-        """Open for reading: a SQLite file as the sink does; PostgreSQL without any DDL or
-        migration (``open_for_reading``), so a role that may only SELECT can export."""
-        sink = self.sink
-        if isinstance(sink, SQLiteSink):
-            await sink.open()
-        else:
-            await sink.open_for_reading()
+        """Open for reading only (``open_for_reading``): no DDL, no migration, no write lock —
+        a SQLite file the service is writing is not disturbed, and a PostgreSQL role that may
+        only SELECT can read."""
+        await self.sink.open_for_reading()
 
     async def close(self) -> None:
         await self.sink.close()

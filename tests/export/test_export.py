@@ -7,6 +7,7 @@ import asyncio
 import csv
 import json
 import random
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -208,6 +209,29 @@ def test_bad_arguments_are_one_line_and_exit_2(db: Path, tmp_path: Path) -> None
         assert expected in res.stderr, (args, res.stderr)
         assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "nope.db").exists()  # reading never creates a database
+
+
+def test_reading_sqlite_writes_nothing(db: Path, tmp_path: Path) -> None:
+    """An export opens the file for reading only: no migration on a foreign file, no write
+    lock or checkpoint on one the service is writing (a write transaction stays open in
+    another connection for the whole export)."""
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (x TEXT)")
+    res = run_cli("--db", str(other))
+    assert res.returncode == 2 and "holds no candlekeeper tables" in res.stderr, res.stderr
+    with sqlite3.connect(other) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert names == {"notes"}
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # the service holding the write lock
+    try:
+        out = tmp_path / "while-writing.csv"
+        export("--db", str(db), "--interval", "5m", "-o", str(out))
+        assert list(csv.DictReader(out.open())) == [as_text(c) for c in ETH]
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
 
 
 def test_cli_smoke_csv_to_a_pipe(db: Path) -> None:
