@@ -124,26 +124,26 @@ class ParquetWriter:
         self.schema = pa.schema([pa.field(c, types.get(c, text), nullable=c not in required)
                                  for c in COLUMNS])
         self._writer = pq.ParquetWriter(str(path), self.schema, compression="zstd")
-        self._columns: list[list[Any]] = [[] for _ in COLUMNS]
+        #: pages already made Arrow batches (the candles' Python objects are freed at once)
+        self._batches: list[Any] = []
         self._pending = 0
 
     def write(self, candles: Sequence[Candle]) -> None:
-        columns = self._columns
-        for c in candles:
-            for col, value in zip(columns, msgspec.structs.astuple(c), strict=False):
-                col.append(value)
+        if not candles:
+            return
+        pa = self._pa
+        rows = [msgspec.structs.astuple(c) for c in candles]
+        arrays = [pa.array([r[i] for r in rows], type=field.type)
+                  for i, field in enumerate(self.schema)]
+        self._batches.append(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
         self._pending += len(candles)
         while self._pending >= ROW_GROUP_ROWS:
             self._flush(ROW_GROUP_ROWS)
 
     def _flush(self, n: int) -> None:
-        pa = self._pa
-        arrays = [pa.array(col[:n], type=field.type)
-                  for col, field in zip(self._columns, self.schema, strict=True)]
-        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema),
-                                 row_group_size=n)
-        for col in self._columns:
-            del col[:n]
+        table = self._pa.Table.from_batches(self._batches, schema=self.schema)
+        self._writer.write_table(table.slice(0, n), row_group_size=n)
+        self._batches = table.slice(n).to_batches()
         self._pending -= n
 
     def finish(self, meta: dict[str, Any]) -> None:
