@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +119,8 @@ async def test_bad_arguments(db: Path, tmp_path: Path) -> None:
         await feed.start()
     with pytest.raises(KeyError):
         ReplayFeed(db).latest("BTCUSDT", "1m")
+    # times: Unix ms, ISO text (UTC unless it says otherwise) or datetimes
+    assert ReplayFeed(db, start="2023-11-14T22:00", end="2023-11-14T23:00+01:00").start_ms == T0
+    assert ReplayFeed(db, end=datetime(2023, 11, 14, 22, tzinfo=UTC)).end_ms == T0
+    with pytest.raises(ConfigError, match="is not a time"):
+        ReplayFeed(db, start="yesterday")

@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from candlekeeper.config import Config
-    from candlekeeper.replay import ReplayFeed
+    from candlekeeper.replay import Instant, ReplayFeed
     from candlekeeper.stored import StoredCandles
     from candlekeeper.transport.base import Connector
 
@@ -270,8 +270,9 @@ class CandleFeed:
 
     @classmethod
     def replay(cls, source: StoredCandles | str | Path | Config, symbols: Sequence[str] = (),
-               intervals: Sequence[str] = (), start: int | None = None, end: int | None = None,
-               *, speed: float | None = None, **options: Any) -> ReplayFeed:
+               intervals: Sequence[str] = (), start: Instant | None = None,
+               end: Instant | None = None, *, speed: float | None = None,
+               **options: Any) -> ReplayFeed:
         """Stored candles through this consumer API (``on_closed``, ``closed()``,
         ``latest()``): a :class:`~candlekeeper.replay.ReplayFeed`. See docs/export-replay.md."""
         from candlekeeper.replay import ReplayFeed

@@ -20,6 +20,7 @@ import asyncio
 import heapq
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,11 +48,14 @@ _YIELD_EVERY = 256
 _DRAIN_S = 365 * 86_400.0
 
 Source = StoredCandles | str | Path
+#: a time: Unix ms, an aware datetime (a naive one is UTC), or ISO text (``2024-01-01``)
+Instant = int | datetime | str
 
 
 class ReplayFeed:
     """Stored candles of ``symbols × intervals`` (or exactly ``keys``; neither: every stored
-    stream) with ``start <= open_time < end``, emitted as closed candles.
+    stream) with ``start <= open_time < end`` (Unix ms, datetimes or ISO text), emitted as
+    closed candles.
 
     ``source``: a SQLite path, a PostgreSQL DSN, a :class:`StoredCandles`, or a
     :class:`~candlekeeper.config.Config` (its ``sink``, default the first readable). ``venue``
@@ -64,8 +68,8 @@ class ReplayFeed:
 
     def __init__(self, source: Source | Config, symbols: Sequence[str] = (),
                  intervals: Sequence[str] = (), *, venue: str | None = None,
-                 keys: Sequence[StreamKey] | None = None, start: int | None = None,
-                 end: int | None = None, speed: float | None = None, sink: str | None = None,
+                 keys: Sequence[StreamKey] | None = None, start: Instant | None = None,
+                 end: Instant | None = None, speed: float | None = None, sink: str | None = None,
                  buffer_size: int = DEFAULT_CAPACITY,
                  page_rows: int = DEFAULT_PAGE_ROWS) -> None:
         if speed is not None and not (math.isfinite(speed) and speed > 0):
@@ -79,7 +83,7 @@ class ReplayFeed:
         self.venue = venue
         self._want = (list(symbols), list(intervals), None if keys is None else list(keys))
         self.keys: list[StreamKey] = []
-        self.start_ms, self.end_ms, self.speed = start, end, speed
+        self.start_ms, self.end_ms, self.speed = _ms(start), _ms(end), speed
         self.page_rows = page_rows
         self.bus = EventBus()
         self._buffers = BufferSet(buffer_size)
@@ -252,6 +256,20 @@ class ReplayFeed:
             if k.interval == interval and k.symbol == _canonical(k.venue, symbol):
                 return k
         raise KeyError(f"the replay has no stream {symbol} {interval}")
+
+
+def _ms(value: Instant | None) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(f"{value!r} is not a time: give Unix ms, a datetime or ISO text "
+                              "such as 2024-01-01T12:00") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1000)
 
 
 def _canonical(venue: str, symbol: str) -> str:

@@ -234,6 +234,24 @@ def test_reading_sqlite_writes_nothing(db: Path, tmp_path: Path) -> None:
         writer.close()
 
 
+def test_a_failed_export_leaves_no_half_file(db: Path, tmp_path: Path) -> None:
+    """A row edited around candlekeeper (a trade count that is text) fails the Parquet export
+    in its third page: one line, exit 1, and no half-written file left behind."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE candles SET trades = 'many' WHERE symbol = 'BTCUSDT' AND "
+                     "open_time = ?", (BTC[25].open_time,))
+    out = tmp_path / "half.parquet"
+    res = run_cli("--db", str(db), "-o", str(out), "--page-rows", "10")
+    assert res.returncode == 1, res.stderr
+    assert "export failed: binance-usdm BTCUSDT 1m: a stored row" in res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+    # a file the export never opened (the selection failed first) is left alone
+    out.write_text("precious")
+    res = run_cli("--db", str(db), "--symbol", "NOPE", "-o", str(out))
+    assert res.returncode == 2 and out.read_text() == "precious"
+
+
 def test_cli_smoke_csv_to_a_pipe(db: Path) -> None:
     res = run_cli("--db", str(db), "--interval", "5m")
     assert res.returncode == 0, res.stderr

@@ -9,10 +9,11 @@ Exit status: 0 written; 1 the export failed (the database, the output file); 2 a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -117,8 +118,11 @@ def export_command(config_path: Path | None, db: str | None, sink: str | None,
         else:
             assert db is not None
             source = StoredCandles.of(db)
-        meta = asyncio.run(_export(source, _split(venues), _split(symbols), _split(intervals),
-                                   lo, hi, chosen, out, meta_path, page_rows))
+        written: list[Path] = []
+        meta = _run(_export(source, _split(venues), _split(symbols), _split(intervals),
+                            lo, hi, chosen, out, meta_path, page_rows, written), written)
+    except KeyboardInterrupt:
+        _fail("interrupted (a partial output file was removed)", code=130)
     except BrokenPipeError:  # `export ... | head`: the reader left; say nothing more
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -134,12 +138,27 @@ def export_command(config_path: Path | None, db: str | None, sink: str | None,
                f"{sum(s['missing'] for s in streams)} candle(s) missing", err=True)
 
 
+def _run(job: Coroutine[Any, Any, dict[str, Any]], written: list[Path]) -> dict[str, Any]:
+    """Run the export; if it fails, remove the half-written output (a Parquet file without its
+    footer cannot even be opened) rather than leave it looking like a result. A file the
+    export never opened (it failed before) is left alone."""
+    try:
+        return asyncio.run(job)
+    except BaseException:
+        for path in written:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise
+
+
 async def _export(source: StoredCandles, venues: list[str], symbols: list[str],
                   intervals: list[str], start: int | None, end: int | None, fmt: str,
-                  out: Path | None, meta_path: Path | None, page_rows: int) -> dict[str, Any]:
+                  out: Path | None, meta_path: Path | None, page_rows: int,
+                  written: list[Path]) -> dict[str, Any]:
     async with source:
         keys = await select_keys(source, venues, symbols, intervals)
         writer, files = make_writer(fmt, out, sys.stdout, sys.stdout.buffer, meta_path)
+        written.extend([] if out is None else [out])
         try:
             with _progress(planned_rows(keys, start, end, time.time_ns() // 1_000_000)) as advance:
                 return await export_streams(source, keys, start, end, writer, fmt=fmt,

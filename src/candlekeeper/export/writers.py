@@ -28,10 +28,18 @@ from typing import IO, Any, Protocol
 import msgspec
 
 from candlekeeper.core.candle import Candle
-from candlekeeper.errors import ConfigError
+from candlekeeper.errors import CandlekeeperError, ConfigError
 
-__all__ = ["COLUMNS", "FORMATS", "META_KEY", "ROW_GROUP_ROWS", "Writer", "make_writer",
-           "sidecar_path"]
+__all__ = [
+    "COLUMNS",
+    "FORMATS",
+    "META_KEY",
+    "ROW_GROUP_ROWS",
+    "ExportError",
+    "Writer",
+    "make_writer",
+    "sidecar_path",
+]
 
 #: the exported columns, in ``Candle``'s field order (decimal ``*_str`` fields without suffix)
 COLUMNS = ("venue", "symbol", "interval", "open_time", "close_time", "open", "high", "low",
@@ -43,6 +51,10 @@ FORMATS = ("csv", "jsonl", "parquet")
 META_KEY = "candlekeeper"
 ROW_GROUP_ROWS = 65_536
 _CLOSED = COLUMNS.index("closed")
+
+
+class ExportError(CandlekeeperError):
+    """A stored value the output format cannot hold (a database edited around candlekeeper)."""
 
 
 class Writer(Protocol):
@@ -133,8 +145,14 @@ class ParquetWriter:
             return
         pa = self._pa
         rows = [msgspec.structs.astuple(c) for c in candles]
-        arrays = [pa.array([r[i] for r in rows], type=field.type)
-                  for i, field in enumerate(self.schema)]
+        try:
+            arrays = [pa.array([r[i] for r in rows], type=field.type)
+                      for i, field in enumerate(self.schema)]
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+            first = candles[0]
+            raise ExportError(f"{first.venue} {first.symbol} {first.interval}: a stored row "
+                              f"with open time in {first.open_time}..{candles[-1].open_time} "
+                              f"does not fit its Parquet column: {exc}") from None
         self._batches.append(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
         self._pending += len(candles)
         while self._pending >= ROW_GROUP_ROWS:
