@@ -124,3 +124,25 @@ async def test_bad_arguments(db: Path, tmp_path: Path) -> None:
     assert ReplayFeed(db, end=datetime(2023, 11, 14, 22, tzinfo=UTC)).end_ms == T0
     with pytest.raises(ConfigError, match="is not a time"):
         ReplayFeed(db, start="yesterday")
+
+
+async def test_stop_mid_replay_and_a_config_source(db: Path) -> None:
+    from candlekeeper.config import Config
+
+    config = Config.from_dict({"feeds": [{"venue": "binance-usdm", "symbols": ["BTCUSDT"]}],
+                               "sinks": {"sqlite": {"path": str(db)}}}, source="test")
+    feed = ReplayFeed(config, ["BTCUSDT"], ["1m"], speed=600)  # ten candles a second
+    got: list[Candle] = []
+
+    async def consume() -> None:
+        async for c in feed.closed():
+            got.append(c)
+
+    async with feed:
+        task = asyncio.create_task(consume())
+        async with asyncio.timeout(30):
+            while len(got) < 3:
+                await asyncio.sleep(0.01)
+    await asyncio.wait_for(task, 10)  # the iteration ends with the replay
+    assert feed.done.is_set() and got == BTC[:len(got)] and 3 <= len(got) < len(BTC)
+    assert [c async for c in feed.closed()] == []  # after the end: nothing, at once

@@ -113,6 +113,14 @@ async def test_from_postgresql_and_the_loader_errors(postgres: PostgresServer,
         (c.open_time, c.close_str) for c in ETH[60:]]
     with pytest.raises(ConfigError, match="nothing stored for venue"):
         await load_replay_db(postgres.dsn, venue="okx-swap")
+    sink = PostgresSink(postgres.dsn)
+    await sink.open()
+    await sink.write([msgspec.structs.replace(c, venue="okx-swap") for c in BTC[:50]])
+    await sink.close()
+    with pytest.raises(ConfigError, match=r"several venues \(binance-usdm, okx-swap\)"):
+        await load_replay_db(postgres.dsn)
+    okx = await load_replay_db(postgres.dsn, venue="okx-swap")
+    assert okx.symbols == ["BTCUSDT"] and len(okx.series[0].rows) == 50
     with pytest.raises(ConfigError, match="no SQLite database"):
         await load_replay_db(tmp_path / "missing.db")
 
