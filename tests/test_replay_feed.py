@@ -92,7 +92,7 @@ async def test_paced_by_close_times(db: Path) -> None:
         await asyncio.wait_for(feed.wait(), 30)
     assert len(stamps) == 40
     assert 0.9 <= stamps[-1] - stamps[0] <= 3.0
-    assert stamps[0] - t0 < 0.5  # the first one at once
+    assert stamps[0] - t0 < 1.5  # the first one at once, not a pacing step later
     fast = ReplayFeed(db, ["BTCUSDT"], ["1m"], venue="binance-usdm")
     t1 = time.monotonic()
     async with fast:
