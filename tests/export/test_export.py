@@ -252,7 +252,9 @@ def test_a_failed_export_leaves_no_half_file(db: Path, tmp_path: Path) -> None:
     assert res.returncode == 2 and out.read_text() == "precious"
 
 
-def test_cli_smoke_csv_to_a_pipe(db: Path) -> None:
+def test_cli_smoke_csv_to_a_pipe(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # --db on the command line wins over a config named in the environment
+    monkeypatch.setenv("CANDLEKEEPER_CONFIG", str(db.with_name("service.yaml")))
     res = run_cli("--db", str(db), "--interval", "5m")
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[1:] == [",".join(as_text(c).values()) for c in ETH]

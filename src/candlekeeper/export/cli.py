@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -89,12 +90,16 @@ def _progress(total: int | None) -> Iterator[Any]:
               default=None, help="Where the metadata (gap audit) of a csv/jsonl export goes "
               "(default: OUTPUT.meta.json; none for standard output unless given).")
 @click.option("--page-rows", type=click.IntRange(1), default=DEFAULT_PAGE_ROWS, hidden=True)
-def export_command(config_path: Path | None, db: str | None, sink: str | None,
+@click.pass_context
+def export_command(ctx: click.Context, config_path: Path | None, db: str | None, sink: str | None,
                    venues: tuple[str, ...], symbols: tuple[str, ...], intervals: tuple[str, ...],
                    start: str | None, end: str | None, fmt: str | None, output: str,
                    meta_path: Path | None, page_rows: int) -> None:
     """Export stored candles (any readable sink) to CSV, JSON Lines or Parquet, with each
     stream's gap audit in the file's metadata."""
+    from_env = ctx.get_parameter_source("config_path") is ParameterSource.ENVIRONMENT
+    if db is not None and from_env:  # --db on the command line beats CANDLEKEEPER_CONFIG
+        config_path = None
     if (config_path is None) == (db is None):
         _fail("give the source once: -c/--config FILE or --db PATH|DSN")
     if db is not None and sink is not None:
