@@ -146,3 +146,29 @@ async def test_stop_mid_replay_and_a_config_source(db: Path) -> None:
     await asyncio.wait_for(task, 10)  # the iteration ends with the replay
     assert feed.done.is_set() and got == BTC[:len(got)] and 3 <= len(got) < len(BTC)
     assert [c async for c in feed.closed()] == []  # after the end: nothing, at once
+
+
+async def test_warm_up_history_goes_to_buffers_and_on_history_not_to_closes(db: Path) -> None:
+    start = T0 + 100 * 60_000
+    feed = CandleFeed.replay(db, ["BTCUSDT"], ["1m"], start, start + 10 * 60_000,
+                             venue="binance-usdm", history=5)
+    warm: list[list[Candle]] = []
+    first_window: list[Candle] = []
+    closes: list[Candle] = []
+    feed.on_history(warm.append)
+    feed.on_update(closes.append)  # live code subscribing to updates runs unchanged: none come
+    feed.on_status(print)
+
+    def on_closed(c: Candle) -> None:
+        if not first_window:
+            first_window.extend(feed.latest("BTCUSDT", "1m"))
+        closes.append(c)
+
+    feed.on_closed(on_closed, inline=True)
+    async with feed:
+        assert [c async for c in feed.updates()] == []  # ends with the replay
+        await asyncio.wait_for(feed.wait(), 30)
+    before = [c for c in BTC if start - 5 * 60_000 <= c.open_time < start]
+    assert warm == [before] and len(before) == 5
+    assert closes == [c for c in BTC if start <= c.open_time < start + 10 * 60_000]
+    assert first_window == [*before, closes[0]]  # inside the first handler: history + it

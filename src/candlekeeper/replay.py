@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import logging
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
@@ -27,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 from candlekeeper.core.buffers import DEFAULT_CAPACITY, BufferSet
 from candlekeeper.core.bus import EventBus, OverflowPolicy, Subscription
 from candlekeeper.core.candle import Candle
-from candlekeeper.core.events import CandleClosed
+from candlekeeper.core.events import CandleClosed, CandleUpdate, StreamStatus
+from candlekeeper.core.intervals import INTERVAL_MS
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import ConfigError
 from candlekeeper.stored import DEFAULT_PAGE_ROWS, StoredCandles
@@ -37,9 +39,11 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from candlekeeper.config import Config
-    from candlekeeper.feed import CandleHandler
+    from candlekeeper.feed import CandleHandler, StatusHandler
 
 __all__ = ["ReplayFeed"]
+
+log = logging.getLogger(__name__)
 
 #: a replay yields to the event loop this often even when no consumer is full, so handlers
 #: and other tasks run while it emits
@@ -70,12 +74,14 @@ class ReplayFeed:
                  intervals: Sequence[str] = (), *, venue: str | None = None,
                  keys: Sequence[StreamKey] | None = None, start: Instant | None = None,
                  end: Instant | None = None, speed: float | None = None, sink: str | None = None,
-                 buffer_size: int = DEFAULT_CAPACITY,
+                 buffer_size: int = DEFAULT_CAPACITY, history: int = 0,
                  page_rows: int = DEFAULT_PAGE_ROWS) -> None:
         if speed is not None and not (math.isfinite(speed) and speed > 0):
             raise ConfigError(f"speed must be a positive number or None, got {speed!r}")
         if keys is not None and (symbols or intervals):
             raise ConfigError("give a replay symbols and intervals, or keys, not both")
+        if history < 0:
+            raise ConfigError(f"history must be >= 0, got {history}")
         if venue is not None and venue not in VENUES:
             raise ConfigError(f"unknown venue {venue!r}; expected one of {', '.join(VENUES)}")
         self.source = source if isinstance(source, StoredCandles) else StoredCandles.of(
@@ -85,6 +91,7 @@ class ReplayFeed:
         self.keys: list[StreamKey] = []
         self.start_ms, self.end_ms, self.speed = _ms(start), _ms(end), speed
         self.page_rows = page_rows
+        self.history = history
         self.bus = EventBus()
         self._buffers = BufferSet(buffer_size)
         self._history_handlers: list[Callable[[list[Candle]], object]] = []
@@ -94,6 +101,7 @@ class ReplayFeed:
         self.done = asyncio.Event()
         #: candles emitted so far
         self.emitted = 0
+        self._ending = False
         self.error: BaseException | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -110,6 +118,11 @@ class ReplayFeed:
             raise
         for key in self.keys:
             self._buffers.get(key)
+        try:
+            await self._warm_up()
+        except BaseException:
+            await self.source.close()
+            raise
         await self.bus.start()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="replay")
 
@@ -124,9 +137,11 @@ class ReplayFeed:
         if not self._started:
             return
         self._started = False
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        task = self._task
+        if task is not None and not task.done():
+            if not self._ending:  # still emitting: stop there; finishing: let it drain
+                task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         await self._finish()
 
     async def __aenter__(self) -> ReplayFeed:
@@ -156,6 +171,25 @@ class ReplayFeed:
         if not found:
             raise ConfigError(f"no stored stream in {self.source.shown} matches the replay")
         return found
+
+    async def _warm_up(self) -> None:
+        """As a live feed warms its buffers from REST: the stored candles of the ``history``
+        intervals before ``start`` go into the buffers and to ``on_history`` handlers, not out
+        as closes."""
+        start = self.start_ms
+        if not self.history or start is None:
+            return
+        for key in self.keys:
+            after = start - self.history * INTERVAL_MS[key.interval] - 1
+            candles = await self.source.page(key, after, start, self.history)
+            if not candles:
+                continue
+            self._buffers.get(key).extend(candles)
+            for handler in self._history_handlers:
+                try:
+                    handler(list(candles))
+                except Exception as exc:  # a consumer's bug must not cost the replay
+                    log.error("history handler raised %r", exc)
 
     # -- the replay -------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -216,8 +250,9 @@ class ReplayFeed:
                 await refill(i)
 
     async def _finish(self) -> None:
-        if self.done.is_set():
+        if self._ending:
             return
+        self._ending = True  # from here on a new closed()/updates() ends at once
         await self.bus.stop(timeout=_DRAIN_S)  # handlers drain; closed() iterators end
         await self.source.close()
         self.done.set()
@@ -234,15 +269,37 @@ class ReplayFeed:
 
     async def closed(self, *, maxsize: int = 100_000) -> AsyncIterator[Candle]:
         """Iterate over the replayed candles; ends when the replay has ended."""
-        if self.done.is_set():
+        if self._ending:
             return
         async for candle in self.bus.stream(CandleClosed, maxsize=maxsize, name="closed()"):
             yield candle
 
     def on_history(self, handler: Callable[[list[Candle]], object]) -> None:
-        """Accepted for the live API's sake; a replay has no warm-up history (every stored
-        candle in the range is emitted as closed), so ``handler`` is never called."""
+        """Call ``handler(candles)`` with each stream's warm-up history (``history=N``: the
+        stored candles of the N intervals before ``start``, oldest first), before the replay
+        emits anything — as a live feed's REST warm-up."""
         self._history_handlers.append(handler)
+
+    def on_update(self, handler: CandleHandler, *, maxsize: int = 10_000,
+                  policy: OverflowPolicy = OverflowPolicy.DROP_OLDEST,
+                  inline: bool = False) -> Subscription[Any]:
+        """Accepted so that live code runs unchanged; storage holds no forming candles, so a
+        replay publishes no updates."""
+        return self.bus.subscribe(CandleUpdate, handler, maxsize=maxsize, policy=policy,
+                                  inline=inline)
+
+    async def updates(self, *, maxsize: int = 10_000) -> AsyncIterator[Candle]:
+        """As ``on_update``: no updates; the iteration ends when the replay does."""
+        if self._ending:
+            return
+        async for candle in self.bus.stream(CandleUpdate, maxsize=maxsize,
+                                            policy=OverflowPolicy.DROP_OLDEST, name="updates()"):
+            yield candle
+
+    def on_status(self, handler: StatusHandler) -> Subscription[StreamStatus]:
+        """Accepted so that live code runs unchanged; a replay has no connection states."""
+        return self.bus.subscribe(StreamStatus, handler, maxsize=10_000,
+                                  policy=OverflowPolicy.DROP_OLDEST)
 
     def latest(self, symbol: str, interval: str, n: int | None = None) -> list[Candle]:
         """The newest ``n`` replayed candles, oldest first. Safe to call from any thread."""
