@@ -197,6 +197,15 @@ def _register_backfill() -> None:
 _register_backfill()
 
 
+def _register_export() -> None:
+    from candlekeeper.export.cli import export_command
+
+    main.add_command(export_command, "export")
+
+
+_register_export()
+
+
 # -- shared -------------------------------------------------------------------------------
 #: a stop requested by signal; a second one exits at once (see _Signals)
 SIGNALS = (signal.SIGINT, signal.SIGTERM)

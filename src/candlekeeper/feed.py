@@ -50,8 +50,13 @@ from candlekeeper.venues.contract import HistoryCodec, StreamCodec
 from candlekeeper.venues.registry import canonical_symbol, history_codec, stream_codec
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     import pandas as pd
 
+    from candlekeeper.config import Config
+    from candlekeeper.replay import Instant, ReplayFeed
+    from candlekeeper.stored import StoredCandles
     from candlekeeper.transport.base import Connector
 
 __all__ = ["CandleFeed", "FeedPlumbing", "StreamStats"]
@@ -262,6 +267,18 @@ class CandleFeed:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    @classmethod
+    def replay(cls, source: StoredCandles | str | Path | Config, symbols: Sequence[str] = (),
+               intervals: Sequence[str] = (), start: Instant | None = None,
+               end: Instant | None = None, *, speed: float | None = None,
+               **options: Any) -> ReplayFeed:
+        """Stored candles through this consumer API (``on_closed``, ``closed()``,
+        ``latest()``): a :class:`~candlekeeper.replay.ReplayFeed`. See docs/export-replay.md."""
+        from candlekeeper.replay import ReplayFeed
+
+        return ReplayFeed(source, symbols, intervals, start=start, end=end, speed=speed,
+                          **options)
 
     # -- consumer API -----------------------------------------------------------------------
     def on_corrected(self, handler: Callable[[CandleCorrected], None], *,

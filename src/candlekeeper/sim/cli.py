@@ -20,9 +20,12 @@ import click
 from candlekeeper.cli_types import FiniteFloat
 from candlekeeper.core.intervals import INTERVAL_MS
 from candlekeeper.errors import CandlekeeperError
+from candlekeeper.sim.replay import ReplaySeries
+from candlekeeper.sim.replay_db import DbReplay, load_replay_db
 from candlekeeper.sim.simulator import Simulator
 from candlekeeper.sim.universe import MAX_UNIVERSE
 from candlekeeper.sim.venues import personality_for, simulated_venues
+from candlekeeper.stored import scrub
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -137,6 +140,23 @@ def _skews(values: tuple[str, ...], venues: tuple[str, ...]) -> dict[str, float]
     return out
 
 
+def _load_db(target: str, venues: str | None, chosen: tuple[str, ...],
+             symbols: list[str] | None) -> DbReplay:
+    """The stored market; a database the simulator cannot serve is one line, exit status 2."""
+    if venues is not None and len(chosen) > 1:
+        _fail("--replay-db serves one venue: give at most one in --venues")
+    venue = chosen[0] if venues is not None else None
+    try:
+        stored = asyncio.run(load_replay_db(
+            target, venue=venue, symbols=None if symbols is None else
+            [s.upper() for s in symbols]))
+    except CandlekeeperError as exc:
+        _fail(f"--replay-db: {scrub(str(exc), [target])}")
+    if stored.venue not in simulated_venues():
+        _fail(f"--replay-db: the simulator has no venue {stored.venue!r}")
+    return stored
+
+
 @click.command("simulate")
 @click.option("--venues", default=None, metavar="A,B",
               help="Comma-separated venue ids to simulate (default: every registered venue).")
@@ -145,14 +165,18 @@ def _skews(values: tuple[str, ...], venues: tuple[str, ...]) -> dict[str, float]
 @click.option("--universe", type=click.IntRange(1, MAX_UNIVERSE), default=None, metavar="N",
               help="Serve N symbols with real-looking activity (a few busy, a long quiet "
               "tail) instead of --symbols.")
-@click.option("--intervals", default="1m,5m,1h", show_default=True,
-              help="Comma-separated intervals, or 'all' for every interval of the venues.")
+@click.option("--intervals", default=None,
+              help="Comma-separated intervals, or 'all' for every interval of the venues "
+              "(default: 1m,5m,1h, or the intervals stored in --replay-db).")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--speed", type=FiniteFloat(min=0, min_open=True), default=1.0, show_default=True,
               help="Venue time runs this many times faster than wall time.")
 @click.option("--replay", "replay", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               multiple=True, help="Replay a real candle file (freqtrade JSON, OHLCV or "
               "kline-archive CSV); repeatable.")
+@click.option("--replay-db", "replay_db", default=None, metavar="PATH|DSN",
+              help="Serve the candles stored in this SQLite file or PostgreSQL DSN (its venue, "
+              "symbols and intervals) as the market.")
 @click.option("--port", "ports", multiple=True, metavar="VENUE=PORT",
               help="Listen for VENUE on PORT (repeatable; default: any free port).")
 @click.option("--history", type=int, default=1000, show_default=True,
@@ -170,20 +194,30 @@ def _skews(values: tuple[str, ...], venues: tuple[str, ...]) -> dict[str, float]
               help="Run VENUE's clock this many venue seconds ahead (+) of or behind (-) the "
               "simulator's clock, as a host clock that far off would see it (repeatable).")
 def simulate_command(venues: str | None, symbols: str | None, universe: int | None,
-                     intervals: str, seed: int,
-                     speed: float, replay: tuple[Path, ...], ports: tuple[str, ...],
+                     intervals: str | None, seed: int,
+                     speed: float, replay: tuple[Path, ...], replay_db: str | None,
+                     ports: tuple[str, ...],
                      history: int, host: str, duration: float | None, faults: str | None,
                      lifetime: float | None, skews: tuple[str, ...]) -> None:
     """Run a local exchange for the chosen venues (WebSocket + REST) until Ctrl-C."""
     chosen = _venues(venues)
+    if universe is not None and (symbols is not None or replay or replay_db):
+        _fail("--universe replaces the symbol list: give --symbols/--replay/--replay-db or "
+              "--universe")
+    series: list[ReplaySeries | Path] = list(replay)
+    wanted = _csv(symbols)
+    if replay_db is not None:
+        if replay:
+            _fail("give --replay files or --replay-db, not both")
+        stored = _load_db(replay_db, venues, chosen, wanted)
+        chosen, series, wanted = (stored.venue,), list(stored.series), stored.symbols
+        intervals = intervals or ",".join(stored.intervals)
     port_map = _ports(ports, chosen)
     skew_map = _skews(skews, chosen)
-    if universe is not None and (symbols is not None or replay):
-        _fail("--universe replaces the symbol list: give --symbols/--replay or --universe")
     try:
-        sim = Simulator(venues=chosen, symbols=_csv(symbols), universe=universe,
-                        intervals=_intervals(intervals, chosen), seed=seed, speed=speed,
-                        history=history, replay=list(replay) or None, host=host,
+        sim = Simulator(venues=chosen, symbols=wanted, universe=universe,
+                        intervals=_intervals(intervals or "1m,5m,1h", chosen), seed=seed,
+                        speed=speed, history=history, replay=series or None, host=host,
                         ports=port_map, faults=faults, connection_lifetime_s=lifetime,
                         clock_skew_s=skew_map or None)
         asyncio.run(_serve(sim, duration))

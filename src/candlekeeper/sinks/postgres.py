@@ -145,17 +145,7 @@ class PostgresSink(PostgresReads):
         async with self._open_lock:
             if self._pool is not None:
                 return
-            try:
-                pool = await asyncpg.create_pool(
-                    self._dsn, min_size=self._pool_min, max_size=self._pool_max,
-                    timeout=self._connect_timeout, command_timeout=self._command_timeout,
-                    init=self._init_connection)
-            except (ValueError, TypeError) as exc:  # asyncpg's DSN and option checks
-                raise ConfigError(f"postgres sink {self.name!r}: the DSN {self._shown} is not "
-                                  f"valid: {describe_error(exc, self.redact)}") from None
-            except _OUTAGE as exc:
-                raise SinkError(f"postgres sink {self.name!r}: cannot connect to {self._shown}: "
-                                f"{describe_error(exc, self.redact)}") from None
+            pool = await self._create_pool()
             try:
                 await self._prepare(pool)
             except BaseException as exc:
@@ -169,6 +159,19 @@ class PostgresSink(PostgresReads):
             self._pool = pool
             log.info("postgres sink %r open (schema %s, layout %s, v%d)", self.name,
                      self.schema, self.layout, ps.LATEST_VERSION)
+
+    async def _create_pool(self) -> asyncpg.Pool:
+        try:
+            return await asyncpg.create_pool(
+                self._dsn, min_size=self._pool_min, max_size=self._pool_max,
+                timeout=self._connect_timeout, command_timeout=self._command_timeout,
+                init=self._init_connection)
+        except (ValueError, TypeError) as exc:  # asyncpg's DSN and option checks
+            raise ConfigError(f"postgres sink {self.name!r}: the DSN {self._shown} is not "
+                              f"valid: {describe_error(exc, self.redact)}") from None
+        except _OUTAGE as exc:
+            raise SinkError(f"postgres sink {self.name!r}: cannot connect to {self._shown}: "
+                            f"{describe_error(exc, self.redact)}") from None
 
     async def _prepare(self, pool: asyncpg.Pool) -> None:
         """Migrate and load partitions; once more with native partitions when ``auto`` met a

@@ -4,14 +4,15 @@ as the exact text stored."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.stream_key import StreamKey
-from candlekeeper.errors import SinkError
+from candlekeeper.errors import ConfigError, SinkError
 from candlekeeper.observability.redact import describe_error
 from candlekeeper.sinks import postgres_schema as ps
 
@@ -29,6 +30,37 @@ class PostgresReads:
     _pool: asyncpg.Pool | None
     _names: ps.Names
 
+    _open_lock: asyncio.Lock
+    _shown: str
+
+    _create_pool: Callable[[], Awaitable[asyncpg.Pool]]
+
+    async def open_for_reading(self) -> None:
+        """Connect for the read helpers only: no DDL, no migration, no lock — what a role that
+        may only ``SELECT`` can do (an export, a replay). The schema must exist, at a version
+        this code reads. Idempotent; ``close()`` as usual."""
+        async with self._open_lock:
+            if self._pool is not None:
+                return
+            pool = await self._create_pool()
+            try:
+                version = await pool.fetchval(f"SELECT max(version) FROM "
+                                              f"{self._names.migrations}")
+            except asyncpg.UndefinedTableError:
+                pool.terminate()
+                raise ConfigError(f"postgres sink {self.name!r}: no candlekeeper tables in "
+                                  f"that database (schema {self._names.schema})") from None
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                    TimeoutError) as exc:
+                pool.terminate()
+                raise SinkError(f"postgres sink {self.name!r}: cannot read {self._shown}: "
+                                f"{describe_error(exc, self.redact)}") from None
+            if (version or 0) > ps.LATEST_VERSION:
+                pool.terminate()
+                raise SinkError(f"postgres sink {self.name!r}: the schema is at v{version}, "
+                                f"newer than this candlekeeper (v{ps.LATEST_VERSION})")
+            self._pool = pool
+
     # -- reading ------------------------------------------------------------------------------
     async def last_open_time(self, key: StreamKey) -> int | None:
         """Open time of the newest stored candle of ``key``, or None if there is none."""
@@ -44,6 +76,15 @@ class PostgresReads:
         rows = await self._fetch(ps.select_range(self._names), *key,
                                  _MIN_TIME if start is None else start,
                                  _MAX_TIME if end is None else end)
+        return [Candle(*r) for r in rows]
+
+    async def read_page(self, key: StreamKey, after: int | None, end: int | None,
+                        limit: int) -> list[Candle]:
+        """Up to ``limit`` stored candles of ``key`` with ``after < open_time < end`` (None:
+        unbounded), oldest first: keyset paging for reads of any length in constant memory."""
+        rows = await self._fetch(ps.select_page(self._names), *key,
+                                 _MIN_TIME if after is None else after,
+                                 _MAX_TIME if end is None else end, max(0, limit))
         return [Candle(*r) for r in rows]
 
     async def latest(self, key: StreamKey, n: int) -> list[Candle]:

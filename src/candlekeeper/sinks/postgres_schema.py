@@ -291,6 +291,13 @@ def select_range(n: Names) -> str:
             "AND interval = $3 AND open_time >= $4 AND open_time <= $5 ORDER BY open_time")
 
 
+def select_page(n: Names) -> str:
+    """Keyset paging: ``open_time > $4 AND open_time < $5``, at most ``$6`` rows."""
+    return (f"SELECT {select_columns()} FROM {n.table} WHERE venue = $1 AND symbol = $2 "
+            "AND interval = $3 AND open_time > $4 AND open_time < $5 ORDER BY open_time "
+            "LIMIT $6")
+
+
 def select_latest(n: Names) -> str:
     return (f"SELECT {select_columns()} FROM {n.table} WHERE venue = $1 AND symbol = $2 "
             "AND interval = $3 ORDER BY open_time DESC LIMIT $4")

@@ -56,6 +56,7 @@ from candlekeeper.sinks.sqlite_schema import (
     LATEST_VERSION,
     MIGRATIONS,
     SELECT_LATEST,
+    SELECT_PAGE,
     SELECT_RANGE,
     UPSERT,
     candle_to_row,
@@ -126,11 +127,38 @@ class SQLiteSink:
             log.info("sqlite sink %r open at %s (schema v%d)", self.name, self.path,
                      LATEST_VERSION)
 
+    async def open_for_reading(self) -> None:
+        """Only the read helpers: one query-only connection to an existing file — no writer
+        thread, no migration, no WAL switch, and no checkpoint at ``close()`` — so reading a
+        database the service is writing (an export, a replay) never takes its write lock.
+        Idempotent; ``close()`` as usual."""
+        async with self._open_lock:
+            if self._reader is not None:
+                return
+            if not self.path.is_file():
+                raise SinkError(f"sqlite sink {self.name!r}: no database at {self.path}")
+            reader = self._connect(query_only=True, same_thread=False)
+            try:
+                row = reader.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+            except sqlite3.Error as exc:
+                reader.close()
+                raise ConfigError(f"sqlite sink {self.name!r}: {self.path} holds no candlekeeper "
+                                f"tables ({exc})") from None
+            if row[0] is not None and int(row[0]) > LATEST_VERSION:
+                reader.close()
+                raise SinkError(f"sqlite sink {self.name!r}: {self.path} has schema "
+                                f"v{row[0]}, newer than this candlekeeper (v{LATEST_VERSION})")
+            self._reader = reader
+
     async def close(self) -> None:
         """Checkpoint the WAL into the main file and close every connection. Idempotent."""
         async with self._open_lock:
             executor = self._executor
             if executor is None:
+                with self._read_lock:  # opened for reading only, or not at all
+                    if self._reader is not None:
+                        self._reader.close()
+                        self._reader = None
                 return
             self._executor = None
             with self._read_lock:
@@ -232,6 +260,16 @@ class SQLiteSink:
         lo = _MIN_TIME if start is None else start
         hi = _MAX_TIME if end is None else end
         rows = self._query(SELECT_RANGE, (*key, lo, hi))
+        return [row_to_candle(r) for r in rows]
+
+    def read_page(self, key: StreamKey, after: int | None, end: int | None,
+                  limit: int) -> list[Candle]:
+        """Up to ``limit`` stored candles of ``key`` with ``after < open_time < end`` (None:
+        unbounded), oldest first: keyset paging, so a range of millions of rows is read in
+        constant memory (pass the last page's last open time as the next ``after``)."""
+        lo = _MIN_TIME if after is None else after
+        hi = _MAX_TIME if end is None else end
+        rows = self._query(SELECT_PAGE, (*key, lo, hi, max(0, limit)))
         return [row_to_candle(r) for r in rows]
 
     def latest(self, key: StreamKey, n: int) -> list[Candle]:

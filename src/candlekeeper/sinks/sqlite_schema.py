@@ -102,6 +102,11 @@ SELECT_RANGE = (
     "SELECT " + _COLUMNS + " FROM candles WHERE venue = ? AND symbol = ? AND interval = ? "
     "AND open_time >= ? AND open_time <= ? ORDER BY open_time"
 )
+#: keyset paging (``open_time > after``): a long range read in pages of constant size
+SELECT_PAGE = (
+    "SELECT " + _COLUMNS + " FROM candles WHERE venue = ? AND symbol = ? AND interval = ? "
+    "AND open_time > ? AND open_time < ? ORDER BY open_time LIMIT ?"
+)
 SELECT_LATEST = (
     "SELECT " + _COLUMNS + " FROM candles WHERE venue = ? AND symbol = ? AND interval = ? "
     "ORDER BY open_time DESC LIMIT ?"
