@@ -149,7 +149,8 @@ async def _demo(duration: float | None, speed: float, symbols: tuple[str, ...], 
             "sinks": {"sqlite": {"path": str(db)}},
             "observability": {"http": {"port": 0}},
         }, source="demo")
-        return await serve(config, duration=duration, dashboard=dashboard, clock=sim.clock)
+        return await serve(config, duration=duration, dashboard=dashboard, clock=sim.clock,
+                           announce_page=True)
 
 
 # -- config check -------------------------------------------------------------------------
@@ -240,7 +241,8 @@ def _run_or_exit(main_coro: Coroutine[Any, Any, ServiceReport],
 
 
 def _secrets(config: Config) -> list[str]:
-    values = [config.sinks.postgres.dsn, config.sinks.nats.password, config.sinks.nats.token]
+    values = [config.sinks.postgres.dsn, config.sinks.nats.password, config.sinks.nats.token,
+              config.observability.http.token]
     return [v.get_secret_value() for v in values if v is not None]
 
 
@@ -313,8 +315,10 @@ def _force_exit(signum: int, _frame: object) -> None:
 
 
 async def serve(config: Config, *, duration: float | None = None, dashboard: bool = False,
-                clock: Clock | None = None) -> ServiceReport:
-    """Run the service until SIGINT/SIGTERM or ``duration``; returns its statistics."""
+                clock: Clock | None = None, announce_page: bool = False) -> ServiceReport:
+    """Run the service until SIGINT/SIGTERM or ``duration``; returns its statistics.
+    ``announce_page``: print the web page's address once it is served (before the dashboard
+    takes the terminal)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = _Signals(loop, stop, config.shutdown.drain_timeout_s)
@@ -322,9 +326,10 @@ async def serve(config: Config, *, duration: float | None = None, dashboard: boo
         loop.call_later(duration, stop.set)
     service = Service(config, clock=clock)
     extras: list[asyncio.Task[Any]] = []
-    if dashboard:
+    if dashboard or announce_page:
         extras.append(loop.create_task(
-            _dashboard(service, stop, config.observability.dashboard_refresh_hz)))
+            _dashboard(service, stop, config.observability.dashboard_refresh_hz,
+                       show=dashboard, announce=announce_page)))
     try:
         return await service.run(stop)
     finally:
@@ -335,8 +340,14 @@ async def serve(config: Config, *, duration: float | None = None, dashboard: boo
         signals.restore()
 
 
-async def _dashboard(service: Service, stop: asyncio.Event, refresh_hz: float) -> None:
+async def _dashboard(service: Service, stop: asyncio.Event, refresh_hz: float, *,
+                     show: bool = True, announce: bool = False) -> None:
     from candlekeeper.observability.dashboard import run_dashboard
 
     await service.ready.wait()
-    await run_dashboard(service.snapshot, stop, refresh_hz=refresh_hz)
+    if announce:
+        url = service.page_url
+        click.echo(f"web page: {url}" if url else "web page: not served "
+                   "(observability.http is off or its port could not be bound)")
+    if show:
+        await run_dashboard(service.snapshot, stop, refresh_hz=refresh_hz)

@@ -30,13 +30,14 @@ from typing import Any, Literal
 
 from pydantic import (
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from candlekeeper.backfill.options import RestOptions
-from candlekeeper.config_checks import check_bind_host
+from candlekeeper.config_checks import check_bind_host, is_loopback
 from candlekeeper.config_feeds import FeedConfig, StreamGroup, known_venues
 from candlekeeper.config_sinks import (
     NatsSinkConfig,
@@ -106,11 +107,32 @@ class HttpConfig(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=9108, ge=0, le=65_535)
+    #: the read-only web page (``GET /``) and its API next to /metrics and /health
+    web: bool = True
+    #: required by the page and its API when set; required to serve them beyond loopback
+    token: SecretStr | None = None
 
     @field_validator("host")
     @classmethod
     def _host(cls, value: str) -> str:
         return check_bind_host(value)
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            return None  # an empty override (``CANDLEKEEPER__...__TOKEN=``) means none
+        return value
+
+    @model_validator(mode="after")
+    def _exposed_page_needs_token(self) -> HttpConfig:
+        # candles and stream states are nobody else's business: a page reachable from other
+        # machines must ask for a token (metrics and health stay open for scrapers and probes)
+        if self.enabled and self.web and self.token is None and not is_loopback(self.host):
+            raise ValueError(
+                f"the web page would be served on {self.host} (beyond this machine) without a "
+                "token: set observability.http.token, or web: false, or host: 127.0.0.1")
+        return self
 
 
 class ObservabilityConfig(Section):

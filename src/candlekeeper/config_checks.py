@@ -42,6 +42,17 @@ def _is_ip(text: str) -> bool:
     return True
 
 
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (``127.0.0.0/8``, ``::1``,
+    ``localhost``); a host name other than ``localhost`` may resolve anywhere: False."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def check_bind_host(host: str) -> str:
     """An address to listen on: an IP literal or a host name (``0.0.0.0``/``::`` = all)."""
     if not host:

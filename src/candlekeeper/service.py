@@ -31,6 +31,7 @@ from candlekeeper.feed import CandleFeed, FeedPlumbing, StreamStats
 from candlekeeper.observability.health import HealthServer
 from candlekeeper.observability.metrics import Metrics
 from candlekeeper.observability.snapshot import HealthSnapshot
+from candlekeeper.observability.web import WebHub
 from candlekeeper.sinks import BatchingWriter, Sink, WriterStats
 from candlekeeper.sinks.nats import NatsSink
 from candlekeeper.sinks.postgres import PostgresSink
@@ -83,6 +84,8 @@ class Service:
         self.metrics = Metrics(now_ms=self.clock.time_ms)
         self.shard = Shard.parse(config.shard) if config.shard else None
         self.health: HealthServer | None = None
+        #: the web page's live fan-out (``observability.http.web``); fed by every feed
+        self.web: WebHub | None = None
         self._final_states: dict[StreamKey, str] = {}
 
     # -- streams --------------------------------------------------------------------------
@@ -195,6 +198,8 @@ class Service:
                               rest=self.config.rest,
                               plumbing=FeedPlumbing(resume_from=resume, preload=preload,
                                                     metrics=self.metrics))
+            if self.web is not None:
+                self.web.attach(feed)
             if self.writers:
                 store = self._storer(feed)
                 feed.on_closed(store, inline=True)
@@ -264,7 +269,10 @@ class Service:
         http = self.config.observability.http
         if not http.enabled:
             return
-        self.health = HealthServer(self.metrics, self.snapshot, host=http.host, port=http.port)
+        if http.web:
+            self.web = WebHub(self.snapshot, count_error=self.metrics.count_error)
+        self.health = HealthServer(self.metrics, self.snapshot, host=http.host, port=http.port,
+                                   page=self.web, token=_secret(http.token))
         try:
             port = await self.health.start()
         except (CandlekeeperError, OSError) as exc:
@@ -276,9 +284,16 @@ class Service:
                 f"cannot serve health/metrics on {http.host}:{http.port}: {exc.strerror or exc}")
             log.error("%s; continuing without /metrics and /health (give each instance its own "
                       "observability.http.port)", reason)
-            self.health = None
+            self.health = self.web = None
             return
         log.info("serving /metrics and /health on http://%s:%d", http.host, port)
+
+    @property
+    def page_url(self) -> str | None:
+        """The web page's address once the HTTP server is up (None: not served)."""
+        if self.health is None or self.web is None:
+            return None
+        return f"{self.health.url}/"
 
     def snapshot(self) -> HealthSnapshot:
         """What ``/health`` and the dashboard show (venue time from the service clock)."""

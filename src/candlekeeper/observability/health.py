@@ -11,6 +11,8 @@
   server keeps serving.
 
 The server binds ``host:port`` (port 0 picks a free port; :meth:`start` returns the bound one).
+With a :class:`~candlekeeper.observability.web.WebHub` it also serves the web page and its API
+(``observability/web/routes.py``) on the same port.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.errors import CandlekeeperError
 from candlekeeper.observability.metrics import Metrics
 from candlekeeper.observability.snapshot import HealthStatus, SnapshotProvider
+from candlekeeper.observability.web import WebHub, add_web_routes
 
 log = logging.getLogger(__name__)
 _limited = RateLimitedLog(log)
@@ -37,8 +40,11 @@ class HealthServer:
     """``await start()`` -> bound port; ``await stop()``. Both idempotent."""
 
     def __init__(self, metrics: Metrics, snapshot: SnapshotProvider | None = None, *,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, page: WebHub | None = None,
+                 token: str | None = None) -> None:
         self._metrics = metrics
+        self.page = page
+        self._token = token
         self._snapshot: SnapshotProvider = snapshot or metrics.snapshot
         self._host = host
         self._port = port
@@ -62,6 +68,8 @@ class HealthServer:
         app = web.Application()
         app.router.add_get("/metrics", self._handle_metrics)
         app.router.add_get("/health", self._handle_health)
+        if self.page is not None:
+            add_web_routes(app, self.page, self._token)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port)
@@ -78,8 +86,8 @@ class HealthServer:
         self._runner = runner
         # ``addresses`` holds the real sockname, so port 0 resolves to the port the OS picked
         self._bound = int(runner.addresses[0][1]) if runner.addresses else self._port
-        log.info("health and metrics on http://%s:%d (/health, /metrics)", self._host,
-                 self._bound)
+        log.info("health and metrics on http://%s:%d (/health, /metrics%s)", self._host,
+                 self._bound, ", the web page on /" if self.page is not None else "")
         return self._bound
 
     async def stop(self) -> None:

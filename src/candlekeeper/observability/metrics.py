@@ -229,7 +229,8 @@ class StreamMetrics:
             last_close_price=None if self.last_close_price is None
             else str(self.last_close_price),
             last_close_time_ms=self.last_close_time_ms, lag_ms=self.lag_ms(now_ms),
-            reconnects=self.reconnects, stalls=self.stalls, corrections=self.corrections)
+            reconnects=self.reconnects, stalls=self.stalls, corrections=self.corrections,
+            backfilled=self.backfilled)
 
 
 class ConnectionMetrics:

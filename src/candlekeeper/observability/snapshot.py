@@ -39,6 +39,7 @@ class StreamRow(msgspec.Struct, frozen=True, kw_only=True):
     reconnects: int = 0  # times this stream lost its connection
     stalls: int = 0  # times the watchdog flagged it STALLED or SILENT
     corrections: int = 0  # closes from REST that the venue's closing frame corrected
+    backfilled: int = 0  # candles recovered over REST (gaps, warm-up)
 
 
 class ConnectionRow(msgspec.Struct, frozen=True, kw_only=True):
