@@ -170,8 +170,8 @@ def test_forming_updates_coalesce_per_stream() -> None:
 
 @pytest.mark.integration
 async def test_token_guards_the_page_and_api_and_no_secret_reaches_them(tmp_path: Path) -> None:
-    token = "tok-7f3a9c"  # noqa: S105 - a test value
-    secrets = ("pg-pass-91b2", "nats-pass-55c1", "nats-token-a0e4", token)
+    token = "tok-7f3a9c"
+    secrets = ("pg-pass-91b2", "nats-pass-55c1", token)
     async with Simulator(venues=VENUES[:1], symbols=SYMBOLS[:1], intervals=INTERVALS[:1],
                          speed=SPEED) as sim:
         cfg = web_config(sim, tmp_path / "c.sqlite", VENUES[:1], SYMBOLS[:1], INTERVALS[:1],
