@@ -30,6 +30,7 @@
                                                                minMove: 0.0001 } });
   const volume = chart.addHistogramSeries({ priceScaleId: "vol", priceFormat: { type: "volume" } });
   chart.priceScale("vol").applyOptions({ scaleMargins: { top: 0.8, bottom: 0 } });
+  chart.priceScale("right").applyOptions({ scaleMargins: { top: 0.08, bottom: 0.25 } });
 
   const bar = (c) => ({ time: sec(c.t), open: +c.o, high: +c.h, low: +c.l, close: +c.c });
   const vol = (c) => ({ time: sec(c.t), value: +c.v,
@@ -58,7 +59,8 @@
     state.bars = all.length;
     state.lastTime = all.length ? sec(all[all.length - 1].t) : null;
     state.lastClosed = body.candles.length ? sec(body.candles[body.candles.length - 1].t) : null;
-    chart.timeScale().scrollToRealTime();
+    // a short history fills the width; a long one shows its newest part
+    if (all.length < 120) chart.timeScale().fitContent(); else chart.timeScale().scrollToRealTime();
   }
 
   const tbody = document.querySelector("#streams tbody");
