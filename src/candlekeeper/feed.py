@@ -143,6 +143,7 @@ class CandleFeed:
         if source is None and self.gap_fill.enabled:
             self._rest = RestClient(self.history, self.rest_url, options=rest,
                                     count_error=self.metrics.count_error)
+            self.metrics.track_rest(venue, self._rest)
             source = KlineFetcher(self.history, self._rest, clock=self.clock,
                                   max_concurrency=self.gap_fill.rest_concurrency,
                                   close_margin_ms=self.gap_fill.close_margin_ms,

@@ -40,6 +40,7 @@ class MetricsCollector(Collector):
         yield from self._buses()
         yield from self._sinks()
         yield from self._clocks()
+        yield from self._rest()
         errors = CounterMetricFamily("candlekeeper_errors", "Bad input and failures by kind",
                                      labels=["kind"])
         for kind, n in m.errors().items():
@@ -110,6 +111,45 @@ class MetricsCollector(Collector):
             if row.uncertainty_ms is not None:
                 uncertainty.add_metric([row.venue], row.uncertainty_ms / 1000.0)
         yield from (offset, uncertainty)
+
+    def _rest(self) -> Iterator[Any]:
+        """Per venue (the clients of one venue summed; the window's use and limit: the
+        largest, as they share one budget per IP)."""
+        counters = {
+            "requests": CounterMetricFamily("candlekeeper_rest_requests", "REST requests sent",
+                                            labels=["venue"]),
+            "errors": CounterMetricFamily("candlekeeper_rest_errors", "REST requests that failed",
+                                          labels=["venue"]),
+            "rate_limited": CounterMetricFamily("candlekeeper_rest_rate_limited",
+                                                "Rate-limit answers (HTTP 429)", labels=["venue"]),
+            "banned": CounterMetricFamily("candlekeeper_rest_banned", "IP-ban answers (HTTP 418)",
+                                          labels=["venue"]),
+        }
+        granted = CounterMetricFamily("candlekeeper_rest_weight_granted",
+                                      "Request weight spent", labels=["venue"])
+        used = GaugeMetricFamily("candlekeeper_rest_weight_used",
+                                 "Request weight used in the current window", labels=["venue"])
+        limit = GaugeMetricFamily("candlekeeper_rest_weight_limit",
+                                  "The window's weight limit candlekeeper stays under",
+                                  labels=["venue"])
+        sums: dict[str, dict[str, int]] = {}
+        for venue, client in self._m.rest_clients():
+            acc = sums.setdefault(venue, dict.fromkeys(
+                (*counters, "granted", "used", "limit"), 0))
+            for attr in counters:
+                acc[attr] += getattr(client, attr)
+            budget = client.budget
+            acc["granted"] += budget.granted
+            acc["used"] = max(acc["used"], budget.used)
+            acc["limit"] = max(acc["limit"], budget.limit)
+        for venue, acc in sorted(sums.items()):
+            for attr, family in counters.items():
+                family.add_metric([venue], acc[attr])
+            granted.add_metric([venue], acc["granted"])
+            used.add_metric([venue], acc["used"])
+            limit.add_metric([venue], acc["limit"])
+        yield from counters.values()
+        yield from (granted, used, limit)
 
     def _connections(self) -> Iterator[Any]:
         labels = ["venue", "connection"]

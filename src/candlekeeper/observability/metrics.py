@@ -58,6 +58,13 @@ Metric names (labels in braces; ``stream`` labels = ``venue, symbol, interval``)
 ``candlekeeper_clock_offset_seconds``          gauge      venue clock - host clock, estimated
                                                           {venue} (+: the host is behind)
 ``candlekeeper_clock_offset_uncertainty_seconds`` gauge   half the REST round trip behind it
+``candlekeeper_rest_requests_total``           counter    REST requests sent {venue}
+``candlekeeper_rest_errors_total``             counter    REST requests that failed {venue}
+``candlekeeper_rest_rate_limited_total``       counter    rate-limit answers (HTTP 429) {venue}
+``candlekeeper_rest_banned_total``             counter    IP-ban answers (HTTP 418) {venue}
+``candlekeeper_rest_weight_granted_total``     counter    request weight spent {venue}
+``candlekeeper_rest_weight_used``              gauge      weight used in the current window
+``candlekeeper_rest_weight_limit``             gauge      the window's limit we stay under {venue}
 ``candlekeeper_errors_total``                  counter    other bad input / failures {kind}
 =============================================  =========  =======================================
 """
@@ -123,6 +130,30 @@ class HistogramChild:
             out.append(("+Inf" if bound == float("inf") else repr(float(bound)), total))
         return out
 _INTERRUPTED = frozenset({StreamState.STALLED, StreamState.SILENT})
+
+
+class RestBudgetLike(Protocol):
+    @property
+    def used(self) -> int: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def granted(self) -> int: ...
+
+
+class RestStatsLike(Protocol):
+    """What :meth:`Metrics.track_rest` reads (``candlekeeper.backfill.http.RestClient`` fits)."""
+
+    @property
+    def requests(self) -> int: ...
+    @property
+    def errors(self) -> int: ...
+    @property
+    def rate_limited(self) -> int: ...
+    @property
+    def banned(self) -> int: ...
+    @property
+    def budget(self) -> RestBudgetLike: ...
 
 
 class SinkStatsLike(Protocol):
@@ -286,6 +317,7 @@ class Metrics:
         self._refreshers: list[Callable[[], None]] = []
         #: each venue's clock and the offset (ms) beyond which it is worth a warning
         self._clocks: dict[str, tuple[VenueClock, float]] = {}
+        self._rest: list[tuple[str, RestStatsLike]] = []
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -338,6 +370,13 @@ class Metrics:
     def track_clock(self, venue: str, clock: VenueClock, warn_ms: float = 1_000.0) -> None:
         """Export ``venue``'s clock offset; stream lags of ``venue`` are then in its time."""
         self._clocks[venue] = (clock, warn_ms)
+
+    def track_rest(self, venue: str, client: RestStatsLike) -> None:
+        """Export a REST client's requests, rate-limit answers and weight (read at scrape)."""
+        self._rest.append((venue, client))
+
+    def rest_clients(self) -> list[tuple[str, RestStatsLike]]:
+        return list(self._rest)
 
     def venue_ms(self, venue: str, now_ms: int) -> int:
         """``now_ms`` (host time, :attr:`now_ms`) as ``venue``'s clock reads it."""
