@@ -53,9 +53,7 @@ def _exprs(node: Any) -> list[str]:
     found: list[str] = []
     if isinstance(node, dict):
         for key, value in node.items():
-            if key == "expr" and isinstance(value, str):
-                found.append(value)
-            elif key == "definition" and isinstance(value, str):
+            if key in ("expr", "definition") and isinstance(value, str):
                 found.append(value)
             else:
                 found.extend(_exprs(value))
