@@ -8,6 +8,7 @@ need=()
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)  # checks deploy/candlekeeper.service
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing test services: ${need[*]}"
 sudo=""
