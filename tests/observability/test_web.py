@@ -13,6 +13,7 @@ from obskit import candle
 from webkit import free_port, running_service, wait_for, web_config
 
 from candlekeeper.config import Config, ConfigValidationError
+from candlekeeper.core.events import CandleUpdate
 from candlekeeper.feed import CandleFeed
 from candlekeeper.observability.web import WebHub
 from candlekeeper.observability.web.hub import WebClient
@@ -143,7 +144,10 @@ async def test_a_slow_browser_loses_its_oldest_candles_never_the_feed() -> None:
     hub = WebHub(lambda: None, count_error=errors.append)  # type: ignore[arg-type,return-value]
     feed = CandleFeed("binance-usdm", ["BTCUSDT"], ["1m"])
     hub.attach(feed)
+    updates = feed.bus.subscribers(CandleUpdate)
+    assert updates == []  # nobody watches: nothing per live frame
     client = hub.connect([feed.keys[0]])
+    assert len(updates) == 1
     other = hub.connect([])  # follows nothing: gets no candle
     t0 = 1_700_000_040_000
     for i in range(client.backlog + 10):
@@ -156,6 +160,7 @@ async def test_a_slow_browser_loses_its_oldest_candles_never_the_feed() -> None:
     assert [c.open_time for c in forming] == [t0 + (client.backlog + 10) * 60_000]
     assert other.take() == ([], [], False)
     hub.disconnect(client)
+    assert updates == [] and hub.forming == {}  # the last follower left: unsubscribed
     hub._on_closed(candle(open_time=t0, closed=True))
     assert client.take() == ([], [], False)
 

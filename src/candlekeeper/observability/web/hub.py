@@ -4,7 +4,10 @@ Why a hub: the page wants the streams table about once a second, every closed ca
 stream it charts, and the forming candle as it changes. The feed must never wait for a browser,
 so the feed's handlers (inline, on the event loop) only touch memory:
 
-* the latest forming candle per stream is kept in a dict (one assignment per live frame);
+* the latest forming candle per stream is kept in a dict (one assignment per live frame), and
+  only while some browser follows a stream of that feed: the hub subscribes to a feed's updates
+  when the first browser asks for one of its streams and unsubscribes when the last one leaves,
+  so an instance nobody watches pays nothing per message (closes only: a few per minute);
 * each connected browser (:class:`WebClient`) asked for some streams; a closed candle of one of
   them goes into that client's **bounded** deque, a forming candle replaces the one pending for
   it (coalesced: a slow browser sees fewer updates, never stale ones).
@@ -28,7 +31,9 @@ from typing import Any, Protocol
 
 import msgspec
 
+from candlekeeper.core.bus import EventBus
 from candlekeeper.core.candle import Candle
+from candlekeeper.core.events import CandleUpdate
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.observability.snapshot import HealthSnapshot
 
@@ -41,6 +46,7 @@ class CandleSource(Protocol):
     """What the hub needs of a feed (a :class:`~candlekeeper.feed.CandleFeed` is one)."""
 
     venue: str
+    bus: EventBus
 
     @property
     def keys(self) -> Sequence[StreamKey]: ...
@@ -137,6 +143,8 @@ class WebHub:
         #: clients by the stream they follow (the inline handlers look up only their key)
         self._by_key: dict[StreamKey, set[WebClient]] = {}
         self.clients: set[WebClient] = set()
+        #: the update subscription of each feed a browser follows (by ``id(feed)``)
+        self._updates: dict[int, tuple[CandleSource, Any]] = {}
         self.dropped = 0
         self.table_version = 0
         self.table_bytes = b""
@@ -147,7 +155,6 @@ class WebHub:
         for key in feed.keys:
             self._feeds[key] = feed
         feed.on_closed(self._on_closed, inline=True)
-        feed.on_update(self._on_update, inline=True)
 
     def _on_closed(self, candle: Candle) -> None:
         key = candle.key
@@ -189,6 +196,9 @@ class WebHub:
         self.clients.add(client)
         for key in client.keys:
             self._by_key.setdefault(key, set()).add(client)
+            feed = self._feeds[key]
+            if id(feed) not in self._updates:
+                self._updates[id(feed)] = (feed, feed.on_update(self._on_update, inline=True))
         return client
 
     def disconnect(self, client: WebClient) -> None:
@@ -199,6 +209,12 @@ class WebHub:
                 followers.discard(client)
                 if not followers:
                     del self._by_key[key]
+        for fid, (feed, sub) in list(self._updates.items()):
+            if not any(k in self._by_key for k in feed.keys):
+                feed.bus.unsubscribe(CandleUpdate, sub)
+                del self._updates[fid]
+                for key in feed.keys:
+                    self.forming.pop(key, None)
 
     async def run_table(self) -> None:
         """Rebuild the table for every client once per ``table_interval_s`` while any is
