@@ -15,7 +15,7 @@ from webkit import free_port, running_service, wait_for, web_config
 from candlekeeper.config import Config, ConfigValidationError
 from candlekeeper.core.events import CandleUpdate
 from candlekeeper.feed import CandleFeed
-from candlekeeper.observability.web import WebHub
+from candlekeeper.observability.web import WebHub, routes
 from candlekeeper.observability.web.hub import WebClient
 from candlekeeper.sim import Simulator
 
@@ -70,6 +70,9 @@ async def test_api_serves_the_table_candles_and_live_events(tmp_path: Path) -> N
                 table = await resp.json()
             assert {(r["venue"], r["symbol"], r["interval"]) for r in table["streams"]} == {
                 (v, s, i) for v in VENUES for s in SYMBOLS for i in INTERVALS}
+            # by venue, symbol, then interval width (1m before 5m, as 15m would be after both)
+            assert [(r["venue"], r["symbol"], r["interval"]) for r in table["streams"]] == [
+                (v, s, i) for v in sorted(VENUES) for s in sorted(SYMBOLS) for i in INTERVALS]
             row = table["streams"][0]
             assert set(row) >= {"state", "last_close", "lag_ms", "reconnects", "backfilled",
                                 "clock_offset_ms"}
@@ -137,6 +140,28 @@ async def test_a_browser_that_drops_the_stream_is_forgotten_and_others_go_on(
             hub.table_interval_s = 1.0
             stats = [s for f in service.feeds for s in f.stats()]
             assert all(s.closed for s in stats)
+
+
+@pytest.mark.integration
+async def test_a_browser_that_stops_reading_is_let_go(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(routes, "WRITE_TIMEOUT_S", 1.0)
+    async with Simulator(venues=VENUES[:1], symbols=SYMBOLS, intervals=INTERVALS,
+                         speed=SPEED) as sim:
+        cfg = web_config(sim, tmp_path / "c.sqlite", VENUES[:1], SYMBOLS, INTERVALS,
+                         free_port())
+        async with running_service(cfg, sim) as service, aiohttp.ClientSession() as http:
+            hub = service.web
+            assert hub is not None and service.page_url is not None
+            hub.table_interval_s = 0.001  # a flood of table updates the browser never reads
+            async with http.get(service.page_url + "api/events") as resp:
+                assert resp.status == 200
+                await wait_for(lambda: hub.stalled == 1, 60, "the stalled browser to be cut")
+            await wait_for(lambda: not hub.clients, 10, "the client to be forgotten")
+            assert service.metrics.errors().get("web_client_stalled") == 1
+            closed = sum(s.closed for f in service.feeds for s in f.stats())
+            await wait_for(lambda: sum(s.closed for f in service.feeds for s in f.stats())
+                           > closed, 20, "the feed to go on")
 
 
 async def test_a_slow_browser_loses_its_oldest_candles_never_the_feed() -> None:

@@ -70,7 +70,8 @@ class HealthServer:
         app.router.add_get("/health", self._handle_health)
         if self.page is not None:
             add_web_routes(app, self.page, self._token)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # a request still running at stop (a web page's event stream) gets 5 s, not 60
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port)
         try:

@@ -34,6 +34,7 @@ import msgspec
 from candlekeeper.core.bus import EventBus
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.events import CandleUpdate
+from candlekeeper.core.intervals import INTERVAL_MS
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.observability.snapshot import HealthSnapshot
 
@@ -87,7 +88,8 @@ def table_json(snap: HealthSnapshot) -> dict[str, object]:
              "lag_ms": r.lag_ms, "reconnects": r.reconnects, "backfilled": r.backfilled,
              "closed": r.closed, "clock_offset_ms": offsets.get(r.venue)}
             for r in snap.streams]
-    rows.sort(key=lambda r: (str(r["venue"]), str(r["symbol"]), str(r["interval"])))
+    rows.sort(key=lambda r: (str(r["venue"]), str(r["symbol"]),
+                             INTERVAL_MS.get(str(r["interval"]), 0)))
     return {"ts_ms": snap.ts_ms, "status": status.value, "streams": rows}
 
 
@@ -146,6 +148,8 @@ class WebHub:
         #: the update subscription of each feed a browser follows (by ``id(feed)``)
         self._updates: dict[int, tuple[CandleSource, Any]] = {}
         self.dropped = 0
+        #: browsers disconnected because they took nothing for ``WRITE_TIMEOUT_S``
+        self.stalled = 0
         self.table_version = 0
         self.table_bytes = b""
         self.closing = False
@@ -174,9 +178,6 @@ class WebHub:
             client.push_forming(candle)
 
     # -- browser side ---------------------------------------------------------------------
-    def streams(self) -> list[StreamKey]:
-        return sorted(self._feeds, key=lambda k: (k.venue, k.symbol, k.interval))
-
     def candles(self, key: StreamKey, n: int) -> tuple[list[Candle], Candle | None] | None:
         """The newest ``n`` closed candles of ``key`` and its forming one; None if unknown."""
         feed = self._feeds.get(key)
@@ -229,6 +230,12 @@ class WebHub:
         self.table_version += 1
         for client in self.clients:
             client.wake.set()
+
+    def note_stalled(self) -> None:
+        """A browser stopped reading and was disconnected: counted like a drop."""
+        self.stalled += 1
+        if self._count_error is not None:
+            self._count_error("web_client_stalled")
 
     def close(self) -> None:
         """End every event stream (the server is stopping)."""

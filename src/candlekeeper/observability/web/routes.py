@@ -34,6 +34,9 @@ STATIC = Path(__file__).resolve().parent / "static"
 #: candles ``/api/candles`` returns at most (a ring buffer holds 500 by default)
 MAX_CANDLES = 5_000
 DEFAULT_CANDLES = 300
+#: a browser that takes no data for this long is disconnected (it reconnects if it is alive):
+#: its handler must not hang on a full socket for ever, nor hold up a shutdown
+WRITE_TIMEOUT_S = 10.0
 _json = msgspec.json.Encoder()
 _HUB = web.AppKey("candlekeeper_web_hub", WebHub)
 _TICKER = web.AppKey("candlekeeper_web_ticker", asyncio.Task[None])
@@ -144,7 +147,7 @@ async def _events(request: web.Request) -> web.StreamResponse:
             try:
                 await asyncio.wait_for(client.wake.wait(), max(0.0, idle))
             except TimeoutError:
-                await resp.write(b": heartbeat\n\n")
+                await asyncio.wait_for(resp.write(b": heartbeat\n\n"), WRITE_TIMEOUT_S)
                 written = loop.time()
                 continue
             client.wake.clear()
@@ -159,10 +162,14 @@ async def _events(request: web.Request) -> web.StreamResponse:
                 chunks.extend(_event("closed", _json.encode(candle_json(c))) for c in closed)
             chunks.extend(_event("forming", _json.encode(candle_json(c))) for c in forming)
             if chunks:
-                await resp.write(b"".join(chunks))
+                await asyncio.wait_for(resp.write(b"".join(chunks)), WRITE_TIMEOUT_S)
                 written = loop.time()
     except (ConnectionError, RuntimeError):
         pass  # the browser went away (it reconnects by itself if it wants more)
+    except TimeoutError:
+        hub.note_stalled()  # it stopped reading: let it go (it reconnects if it is alive)
+        if request.transport is not None:
+            request.transport.abort()
     finally:
         hub.disconnect(client)
     return resp
