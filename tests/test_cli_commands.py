@@ -75,9 +75,11 @@ def test_run_against_the_real_exchange_without_network_keeps_retrying(tmp_path: 
 
 def test_demo_stops_cleanly_on_sigint_and_sigterm(tmp_path: Path) -> None:
     """Ctrl-C (and SIGTERM from a supervisor) flush the sink and print per-stream statistics."""
+    import json
     import signal
     import sqlite3
     import time
+    import urllib.request
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         db = tmp_path / f"demo-{sig.name}.sqlite"
@@ -92,9 +94,16 @@ def test_demo_stops_cleanly_on_sigint_and_sigterm(tmp_path: Path) -> None:
             head.append(line)
             if not line or "serving /metrics" in line:
                 break
+        # the demo prints its web page's address, and the page's API answers for every stream
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("web page: http://127.0.0.1:"), first
+        with urllib.request.urlopen(first.split()[-1] + "api/streams", timeout=30) as resp:
+            assert len(json.load(resp)["streams"]) == len(VENUES) * 3 * 3
         time.sleep(4)  # the simulator runs 10 market minutes per wall second
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
+        out = first + out
         err = "".join(head) + err
         assert proc.returncode == 0, err
         assert "Traceback" not in err
