@@ -15,6 +15,7 @@ from webkit import free_port, running_service, wait_for, web_config
 from candlekeeper.config import Config, ConfigValidationError
 from candlekeeper.core.events import CandleUpdate
 from candlekeeper.feed import CandleFeed
+from candlekeeper.observability.snapshot import HealthSnapshot
 from candlekeeper.observability.web import WebHub, routes
 from candlekeeper.observability.web.hub import WebClient
 from candlekeeper.sim import Simulator
@@ -263,3 +264,24 @@ def test_a_page_beyond_loopback_needs_a_token() -> None:
     cfg = Config.from_dict({"feeds": feeds,
                             "observability": {"http": {"host": "0.0.0.0", "token": "t0k"}}})
     assert "t0k" not in repr(cfg) and "t0k" not in str(cfg.model_dump())
+
+
+async def test_a_failing_snapshot_is_one_counted_error_not_a_dead_page() -> None:
+    from candlekeeper.observability.health import HealthServer
+    from candlekeeper.observability.metrics import Metrics
+
+    def broken() -> HealthSnapshot:
+        raise RuntimeError("snapshot exploded")
+
+    metrics = Metrics()
+    hub = WebHub(broken, count_error=metrics.count_error, heartbeat_s=0.2)
+    async with HealthServer(metrics, broken, page=hub) as server, \
+            aiohttp.ClientSession() as http:
+        status, body = await _get(http, server.url + "/api/streams")
+        assert status == 500 and "not available" in body and "Traceback" not in body
+        async with http.get(server.url + "/api/events") as resp:
+            events = await _read_events(resp, {"streams", ":"}, 10)
+        assert events["streams"] == ["{}"]  # the page skips it and waits for the next tick
+        status, _ = await _get(http, server.url + "/")
+        assert status == 200
+    assert metrics.errors()["web_table"] >= 2

@@ -25,6 +25,7 @@ no secret (a DSN, a token) can reach a browser.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
@@ -35,12 +36,14 @@ from candlekeeper.core.bus import EventBus
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.events import CandleUpdate
 from candlekeeper.core.intervals import INTERVAL_MS
+from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.observability.snapshot import HealthSnapshot
 
 #: closed candles a browser may fall behind by before the oldest are dropped (and it resyncs)
 CLIENT_BACKLOG = 512
 _json = msgspec.json.Encoder()
+_limited = RateLimitedLog(logging.getLogger(__name__))
 
 
 class CandleSource(Protocol):
@@ -225,8 +228,22 @@ class WebHub:
                 self.tick()
             await asyncio.sleep(self.table_interval_s)
 
+    def encode_table(self) -> bytes | None:
+        """The table as JSON; None (counted, logged at a limited rate) when the snapshot
+        fails: the next tick tries again."""
+        try:
+            return _json.encode(self.table())
+        except Exception as exc:
+            if self._count_error is not None:
+                self._count_error("web_table")
+            _limited.error("web_table", "web page: building the streams table failed: %r", exc)
+            return None
+
     def tick(self) -> None:
-        self.table_bytes = _json.encode(self.table())
+        body = self.encode_table()
+        if body is None:
+            return
+        self.table_bytes = body
         self.table_version += 1
         for client in self.clients:
             client.wake.set()

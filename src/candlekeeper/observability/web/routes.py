@@ -97,7 +97,10 @@ async def _page(_request: web.Request) -> web.StreamResponse:
 
 
 async def _streams(request: web.Request) -> web.Response:
-    return _reply(request.app[_HUB].table())
+    body = request.app[_HUB].encode_table()
+    if body is None:
+        return _reply({"error": "the streams table is not available (see the log)"}, 500)
+    return web.Response(body=body, content_type="application/json")
 
 
 def _reply(body: object, status: int = 200) -> web.Response:
@@ -137,7 +140,8 @@ async def _events(request: web.Request) -> web.StreamResponse:
                                        "X-Accel-Buffering": "no"})
     try:
         await resp.prepare(request)
-        await resp.write(b"retry: 2000\n\n" + _event("streams", _json.encode(hub.table())))
+        table = hub.encode_table() or b"{}"  # fresh: the ticker runs only while clients are
+        await resp.write(b"retry: 2000\n\n" + _event("streams", table))
         seen = hub.table_version
         loop = asyncio.get_running_loop()
         written = loop.time()

@@ -66,6 +66,7 @@
   const tbody = document.querySelector("#streams tbody");
   const pick = document.getElementById("pick");
   function renderTable(table) {
+    if (!table.streams) return;
     const badge = document.getElementById("status");
     badge.textContent = table.status;
     badge.className = "badge " + table.status;
