@@ -24,6 +24,7 @@ from candlekeeper.core.derived import (
     DEFAULT_BASE,
     DerivedInterval,
     DerivedSeries,
+    interval_width,
     parse_anchor,
     parse_derived,
 )
@@ -46,6 +47,8 @@ def resolve_interval(venue: str, native: Sequence[str], text: str, *,
     interval is derived only when asked explicitly (``5m@1m``) or when the feed's ``anchor``
     moves a day-or-longer bar off UTC (the venue's own is better otherwise)."""
     name, at, _ = text.partition("@")
+    if interval_width(name) < DAY:
+        anchor = None  # the feed's anchor is for day-or-longer bars only
     offset = parse_anchor(anchor)
     if not at and name in native and (offset == 0 or name == MONTH_NAME
                                       or INTERVAL_MS[name] < DAY):
