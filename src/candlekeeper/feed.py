@@ -166,13 +166,15 @@ class CandleFeed:
         resume = resume_points(self.plan, wired.resume_from or {})
         self._derived: dict[tuple[str, str], DerivedStream] = {}
         for dkey, (dspec, base) in self.plan.derived.items():
+            base_st = self._streams[(base.symbol, base.interval)]
             ds = self._derived[(dkey.symbol, dkey.interval)] = DerivedStream(
                 dkey, dspec, base, self._buffers.get(dkey), self.metrics.stream(dkey), self.bus,
                 self.clock.time_ms, floor=resume.get(dkey, -1),
-                count_error=self.metrics.count_error)
+                count_error=self.metrics.count_error, base_buffer=base_st.buffer)
             if wired.preload and dkey in wired.preload:
                 ds.buffer.extend(list(wired.preload[dkey]))
-            self._streams[(base.symbol, base.interval)].taps.append(ds.offer)
+            base_st.taps.append(ds.offer)
+            base_st.retaps.append(ds.corrected)
         #: each base's stored candles, to resume its derived streams with at start
         self._seeds: dict[StreamKey, list[Candle]] = {}
         for key, st in self._by_key().items():

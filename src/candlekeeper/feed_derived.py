@@ -19,16 +19,17 @@ from dataclasses import dataclass, field
 
 from candlekeeper.core.buffers import RingBuffer
 from candlekeeper.core.bus import EventBus
-from candlekeeper.core.candle import Candle
+from candlekeeper.core.candle import Candle, CorrectedCandle
 from candlekeeper.core.derived import (
     DEFAULT_BASE,
     DerivedInterval,
     DerivedSeries,
+    aggregate,
     interval_width,
     parse_anchor,
     parse_derived,
 )
-from candlekeeper.core.events import CandleClosed
+from candlekeeper.core.events import CandleClosed, CandleCorrected
 from candlekeeper.core.intervals import DAY, INTERVAL_MS, MONTH_NAME
 from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.core.stream_key import StreamKey
@@ -115,13 +116,14 @@ class DerivedStream:
     """One derived stream: fed by its base stream's closes (``offer``) and warm-up history
     (``history``); keeps its own ring buffer, metrics and ``CandleClosed`` emission."""
 
-    __slots__ = ("_closed_subs", "_count_error", "_ratelog", "base", "buffer", "key",
-                 "metrics", "now_ms", "series", "spec")
+    __slots__ = ("_closed_subs", "_corrected_subs", "_count_error", "_ratelog", "base",
+                 "base_buffer", "buffer", "key", "metrics", "now_ms", "series", "spec")
 
     def __init__(self, key: StreamKey, spec: DerivedInterval, base: StreamKey,
                  buffer: RingBuffer, metrics: StreamMetrics, bus: EventBus,
                  now_ms: Callable[[], int], *, floor: int = -1,
-                 count_error: Callable[[str], None] | None = None) -> None:
+                 count_error: Callable[[str], None] | None = None,
+                 base_buffer: RingBuffer | None = None) -> None:
         self.key = key
         self.spec = spec
         self.base = base
@@ -129,6 +131,9 @@ class DerivedStream:
         self.metrics = metrics
         self.now_ms = now_ms
         self._closed_subs = bus.subscribers(CandleClosed)
+        self._corrected_subs = bus.subscribers(CandleCorrected)
+        #: the base's ring buffer: a corrected base close rebuilds its derived candle from it
+        self.base_buffer = base_buffer
         self._ratelog = RateLimitedLog(log)
         self._count_error = count_error
         self.series = DerivedSeries(spec, self._emit, floor=floor, on_hole=self._hole)
@@ -140,6 +145,37 @@ class DerivedStream:
     def offer(self, candle: Candle) -> None:
         """A closed base candle, as the base stream emits it (once, in order)."""
         self.series.offer(candle)
+
+    def corrected(self, candle: Candle) -> None:
+        """A base close emitted before was corrected (``CandleCorrected``). A bucket still
+        being built takes the new values; a derived candle already emitted is rebuilt from the
+        base's buffer and, if its values changed, corrected in turn (same event, same rules)."""
+        series, t = self.series, candle.open_time
+        b = self.spec.bucket(t)
+        for parts in (series.cur_parts if series.cur == b else {}, series.early.get(b, {})):
+            if t in parts:
+                parts[t] = candle
+                return
+        previous = self.buffer.find(b)
+        if previous is None or self.base_buffer is None:
+            return
+        found = [self.base_buffer.find(x) for x in range(b, b + self.spec.width_ms,
+                                                         self.spec.base_ms)]
+        parts_in = [c for c in found if c is not None]
+        if len(parts_in) < len(found):
+            self._ratelog.warning(f"correct:{self.key}", "%s: cannot correct the derived candle "
+                                  "at %d: its %s candles are no longer all in memory", self.key,
+                                  b, self.spec.base)
+            return
+        fixed = aggregate(parts_in, self.spec, b)
+        if fixed.same_values(previous, trade_ids=False):
+            return
+        replacement = CorrectedCandle.replacing(fixed)
+        self.buffer.replace(replacement)
+        self.metrics.corrections += 1
+        event = CandleCorrected(previous, replacement)
+        for sub in self._corrected_subs:
+            sub.offer(event)
 
     def history(self, candles: Sequence[Candle],
                 handlers: Sequence[Callable[[list[Candle]], object]]) -> None:

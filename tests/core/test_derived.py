@@ -193,3 +193,15 @@ def test_a_resumed_series_produces_nothing_at_or_before_its_floor() -> None:
     for i in range(0, 10):
         series.offer(base(t0 + i * MINUTE))
     assert [c.open_time for c in out] == [t0 + 5 * MINUTE]
+
+
+def test_history_in_two_stretches_completes_the_bucket_between_them() -> None:
+    """Stored candles first (a restart), older warm-up history later: the bucket that both
+    stretches cut through is completed, not lost."""
+    _, series, out, holes = chain()
+    t0 = ms("2024-03-05T10:00:00")
+    first = series.history([base(t0 + i * MINUTE) for i in range(2, 12)])
+    assert [c.open_time for c in first] == [t0 + 5 * MINUTE]
+    older = series.history([base(t0 + i * MINUTE) for i in range(-5, 2)])
+    assert [c.open_time for c in older] == [t0 - 5 * MINUTE, t0] and holes == []
+    assert series.cur == t0 + 10 * MINUTE and out == []

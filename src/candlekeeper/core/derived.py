@@ -262,7 +262,9 @@ class DerivedSeries:
             parts = {**groups[b], **self.early.pop(b, {})}
             if len(parts) == self.spec.parts:
                 out.append(self._build(b, parts))
-            elif b != oldest:  # the oldest bucket merely starts mid-way: no hole
+            elif b == oldest:  # history merely starts mid-way: older history may complete it
+                self.early[b] = parts
+            else:
                 self._hole(b, len(parts))
         if out and self.last < 0:
             self.last = out[-1].open_time
