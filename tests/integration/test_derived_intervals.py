@@ -170,7 +170,7 @@ async def stored(db: Path, interval: str) -> list[Candle]:
         await sink.close()
 
 
-async def run_service(sim: Simulator, db: Path, done: Callable[[Service], bool]) -> None:
+async def run_service(sim: Simulator, db: Path, done: Callable[[Service], bool]) -> Service:
     service = Service(service_config(sim, db), clock=sim.clock)
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
@@ -178,10 +178,18 @@ async def run_service(sim: Simulator, db: Path, done: Callable[[Service], bool])
         async with asyncio.timeout(60):
             await service.ready.wait()
             while not done(service):
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.01)
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+    return service
+
+
+def base_mid_bucket(service: Service) -> bool:
+    """The 1m base has closed 2 or 3 of the current 5m bucket's candles: stopping now leaves
+    a bucket that the restart must complete from stored and fetched candles."""
+    st = next(s for f in service.feeds for s in f.stats() if s.key.interval == "1m")
+    return st.last_closed is not None and st.last_closed.open_time % 300_000 in (60_000, 120_000)
 
 
 def derived_closed(service: Service, interval: str) -> int:
@@ -192,15 +200,22 @@ def derived_closed(service: Service, interval: str) -> int:
 async def test_service_stores_derived_series_whole_across_a_restart(tmp_path: Path) -> None:
     db = tmp_path / "candles.db"
     async with Simulator(venues=(VENUE,), symbols=["BTCUSDT"], intervals=("1m", "5m", "1h"),
-                         speed=1200, history=400) as sim:
+                         speed=600, history=400) as sim:
         await run_service(sim, db, lambda s: derived_closed(s, "5m") >= 4
-                          and not s.warming)
-        before = {i: await stored(db, i) for i in ("5m", "1h", "2m")}
+                          and not s.warming and base_mid_bucket(s))
+        before = {i: await stored(db, i) for i in ("5m", "1h", "2m", "1m")}
         assert len(before["5m"]) >= 4
+        last_5m, last_1m = before["5m"][-1].open_time, before["1m"][-1].open_time
+        assert last_1m >= last_5m + 5 * 60_000, "the first run stopped inside a 5m bucket"
         # the restart: everything stored resumes; the bucket the first run stopped in is
         # completed from the 1m candles stored before it and those fetched after
-        await run_service(sim, db, lambda s: derived_closed(s, "1h") >= 1
-                          and derived_closed(s, "5m") >= 6)
+        second = await run_service(sim, db, lambda s: derived_closed(s, "1h") >= 1
+                                   and derived_closed(s, "5m") >= 6)
+        after_5m = await stored(db, "5m")
+        assert after_5m[len(before["5m"])].open_time == last_5m + 5 * 60_000
+        new_rows = [c for c in after_5m if c.open_time > last_5m]
+        assert derived_closed(second, "5m") == len(new_rows), \
+            "each derived candle after the restart emitted exactly once, none again"
         for interval in ("5m", "1h"):
             rows = await stored(db, interval)
             assert rows[-1].open_time > before[interval][-1].open_time if before[interval] \
