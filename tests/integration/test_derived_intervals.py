@@ -151,9 +151,12 @@ async def test_derived_from_a_real_5m_series_equals_the_native_coarser_ones() ->
                 assert getattr(c, f) == getattr(want, f), f"1d+08:00 {c.open_time} {f}"
 
 
-def service_config(sim: Simulator, db: Path) -> Config:
+DERIVED = ("5m@1m", "1h@1m", "2m")
+
+
+def service_config(sim: Simulator, db: Path, intervals: tuple[str, ...] = DERIVED) -> Config:
     return Config.from_dict({
-        "feeds": [{"venue": VENUE, "symbols": ["BTCUSDT"], "intervals": ["5m@1m", "1h@1m", "2m"],
+        "feeds": [{"venue": VENUE, "symbols": ["BTCUSDT"], "intervals": list(intervals),
                    "ws_url": sim.ws_base(VENUE), "rest_url": sim.rest_base(VENUE)}],
         "sinks": {"sqlite": {"path": str(db), "flush_interval_s": 0.1}},
         "observability": {"http": {"enabled": False}, "dashboard": False},
@@ -170,8 +173,9 @@ async def stored(db: Path, interval: str) -> list[Candle]:
         await sink.close()
 
 
-async def run_service(sim: Simulator, db: Path, done: Callable[[Service], bool]) -> Service:
-    service = Service(service_config(sim, db), clock=sim.clock)
+async def run_service(sim: Simulator, db: Path, done: Callable[[Service], bool],
+                      intervals: tuple[str, ...] = DERIVED) -> Service:
+    service = Service(service_config(sim, db, intervals), clock=sim.clock)
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
     try:
@@ -250,3 +254,22 @@ async def test_derived_5m_equals_native_on_a_venue_without_closed_flag(venue: st
         assert len(got) >= 12
         assert_equal_series(got, sim.closed_candles(venue, "BTCUSDT", "5m"), f"{venue} 5m")
         assert_equal_series(feed.latest("BTCUSDT", "2m"), truth_2m(sim, venue), f"{venue} 2m")
+
+
+async def test_a_derived_interval_added_later_starts_from_the_stored_base(tmp_path: Path) -> None:
+    """Only 1m was configured; then 5m@1m and 2m are added: they start from the stored 1m
+    candles (their history) and continue live, whole and equal to native."""
+    db = tmp_path / "candles.db"
+    async with Simulator(venues=(VENUE,), symbols=["BTCUSDT"], intervals=("1m", "5m"),
+                         speed=600, history=400) as sim:
+        def base_closed(s: Service) -> int:
+            return sum(st.closed for f in s.feeds for st in f.stats())
+
+        await run_service(sim, db, lambda s: base_closed(s) >= 3 and not s.warming, ("1m",))
+        base = await stored(db, "1m")
+        assert await stored(db, "5m") == []
+        await run_service(sim, db, lambda s: derived_closed(s, "5m") >= 2, ("1m", "5m@1m", "2m"))
+        rows = await stored(db, "5m")
+        assert rows[0].open_time <= base[0].open_time + 5 * 60_000, "history from stored 1m"
+        assert_equal_series(rows, sim.closed_candles(VENUE, "BTCUSDT", "5m"), "added 5m")
+        assert_equal_series(await stored(db, "2m"), truth_2m(sim), "added 2m")
