@@ -133,6 +133,9 @@ class FeedConfig(Section):
     testnet: bool = False
     ws_url: str | None = None
     rest_url: str | None = None
+    #: base URL of the venue's public kline archive (``candlekeeper backfill``); None: the
+    #: venue's own, used only when REST is the production endpoint too (docs/history.md)
+    archive_url: str | None = None
     #: ``websocket``, ``rest`` (poll every stream over REST) or ``auto`` (the WebSocket,
     #: falling back to polling while it is unavailable)
     transport: TransportMode = TransportMode.AUTO
@@ -189,7 +192,7 @@ class FeedConfig(Section):
             return None
         return check_url(value, ("ws", "wss")).rstrip("/")
 
-    @field_validator("rest_url")
+    @field_validator("rest_url", "archive_url")
     @classmethod
     def _rest_url(cls, value: str | None) -> str | None:
         if value is None:
