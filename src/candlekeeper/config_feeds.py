@@ -40,7 +40,7 @@ from candlekeeper.errors import ConfigError
 from candlekeeper.gapfill_options import ClosePolicy
 from candlekeeper.transport.options import TransportMode
 from candlekeeper.venues.contract import VenueSpec
-from candlekeeper.venues.registry import VENUES, canonical_symbol, get_spec
+from candlekeeper.venues.registry import VENUES, archive_codec, canonical_symbol, get_spec
 
 __all__ = ["FeedConfig", "StreamGroup", "known_venues"]
 
@@ -198,6 +198,12 @@ class FeedConfig(Section):
         if value is None:
             return None
         return check_url(value, ("http", "https")).rstrip("/")
+
+    @model_validator(mode="after")
+    def _archive(self) -> FeedConfig:
+        if self.archive_url is not None and archive_codec(self.venue) is None:
+            raise ValueError(f"archive_url: {self.venue} publishes no kline archive")
+        return self
 
     @model_validator(mode="after")
     def _streams(self) -> FeedConfig:

@@ -1,4 +1,8 @@
-"""``candlekeeper backfill`` and ``candlekeeper gaps``: history over REST into the SQLite sink.
+"""``candlekeeper backfill`` and ``candlekeeper gaps``: history into the SQLite sink.
+
+``backfill`` takes whole days and months from a venue's public archive where ``--source`` says
+so (``backfill/sources.py``, ``backfill/archive.py``), and REST for the rest; ``gaps`` repairs
+over REST.
 
 Both commands read the service's config (venues, symbols, intervals, REST URLs, SQLite path), so
 they act on exactly the streams the service stores. ``backfill`` fills a time range and can be
@@ -27,6 +31,7 @@ from candlekeeper.backfill.fetcher import KlineFetcher
 from candlekeeper.backfill.http import RestClient
 from candlekeeper.backfill.planner import count_open_times
 from candlekeeper.backfill.runner import Backfiller, FillResult, StreamAudit
+from candlekeeper.backfill.sources import SOURCES, archive_fillers, archive_summary
 from candlekeeper.clock_sync import ClockSync
 from candlekeeper.config import Config, FeedConfig, load_config
 from candlekeeper.config_checks import check_url
@@ -37,7 +42,7 @@ from candlekeeper.core.venue_clock import VenueClock
 from candlekeeper.errors import CandlekeeperError, ConfigError
 from candlekeeper.observability.logging import configure as configure_logging
 from candlekeeper.sinks.sqlite import SQLiteSink
-from candlekeeper.venues.registry import archive_codec, canonical_symbol, history_codec
+from candlekeeper.venues.registry import canonical_symbol, history_codec
 
 __all__ = ["backfill_command", "gaps_command", "parse_time"]
 
@@ -181,36 +186,6 @@ async def _keys(feed: FeedConfig, rest: RestClient, symbols: list[str], interval
     return [k for k in configured if k in named or k in stored]
 
 
-def _archives(feeds: Sequence[FeedConfig], source: str,
-              archive_url: str | None) -> dict[str, ArchiveFiller]:
-    """The archive of each feed that takes its history from one (docs/history.md):
-    ``archive`` wants one for every venue; ``auto`` uses a venue's own archive only when the
-    feed's REST is the venue's production endpoint (a testnet's or a simulator's market is not
-    the one the public archive describes), or the archive URL the config or flag gives."""
-    if source == "rest":
-        return {}
-    capable = [f for f in feeds if archive_codec(f.venue) is not None]
-    if source == "archive":
-        lacking = [f.venue for f in feeds if archive_codec(f.venue) is None]
-        if lacking:
-            raise ConfigError(f"--source archive: {', '.join(lacking)} publishes no kline "
-                              "archive; use --source auto (REST for it) or --source rest")
-    if archive_url is not None and len(capable) > 1:
-        raise ConfigError("--archive-url names one archive: select one venue with --venue "
-                          "(or set archive_url: per feed in the config)")
-    out: dict[str, ArchiveFiller] = {}
-    for feed in capable:
-        codec = archive_codec(feed.venue)
-        assert codec is not None
-        url = archive_url or feed.archive_url
-        production = feed.rest_url is None and not feed.testnet
-        if url is None and (source == "archive" or production):
-            url = codec.base_url
-        if url is not None:
-            out[feed.venue] = ArchiveFiller(codec, url)
-    return out
-
-
 @contextlib.asynccontextmanager
 async def _engine(config: Config, venues: Sequence[str], weight_limit: int | None,
                   window_s: float, progress: BarProgress | LineProgress | None,
@@ -219,7 +194,7 @@ async def _engine(config: Config, venues: Sequence[str], weight_limit: int | Non
     if not config.sinks.sqlite.enabled:
         raise ConfigError("backfill and gaps work on the SQLite sink, which the config disables")
     feeds = _feeds(config, venues)
-    archives = _archives(feeds, source, archive_url)
+    archives = archive_fillers(feeds, source, archive_url)
     sink = SQLiteSink(config.sinks.sqlite.path)
     await sink.open()
     clients: dict[str, RestClient] = {}
@@ -282,7 +257,7 @@ def _setup(config_path: Path) -> tuple[Config, Console]:
 @_common
 @click.option("--start", required=True, help="First open time: 2024-01-01, ISO time or Unix ms.")
 @click.option("--end", default="now", show_default=True, help="Exclusive end.")
-@click.option("--source", type=click.Choice(["auto", "archive", "rest"]), default="auto",
+@click.option("--source", type=click.Choice(SOURCES), default="auto",
               show_default=True,
               help="auto: whole days and months from the venue's public archive where it has "
                    "one (and REST is its production endpoint, or an archive URL is set), REST "
@@ -332,19 +307,6 @@ async def _backfill(config: Config, venues: Sequence[str], symbols: list[str],
                 list(eng.archives.values()))
 
 
-def _archive_line(console: Console, archives: Sequence[ArchiveFiller]) -> None:
-    if not archives:
-        return
-    s = [a.stats for a in archives]
-    console.print(
-        f"archive: {sum(x.files for x in s)} files, {sum(x.candles for x in s)} candles, "
-        f"{sum(x.not_published for x in s)} not published, "
-        f"{sum(x.checksum_missing for x in s)} without checksum, "
-        f"{sum(x.checksum_mismatch for x in s)} checksum mismatches, "
-        f"{sum(x.corrupt for x in s)} corrupt, {sum(x.failed for x in s)} failed downloads, "
-        f"{sum(x.holes for x in s)} candles missing inside files (REST for all of those)")
-
-
 def _summary(console: Console, results: list[FillResult], fetchers: list[KlineFetcher],
              duration: float, archives: Sequence[ArchiveFiller] = ()) -> bool:
     failed = False
@@ -362,7 +324,8 @@ def _summary(console: Console, results: list[FillResult], fetchers: list[KlineFe
                           f"{where}: " + ", ".join(f"{fmt_time(a)}..{fmt_time(b)}"
                                                    for a, b in r.unfillable[:3]))
     stats = [f.stats for f in fetchers]
-    _archive_line(console, archives)
+    if archives:
+        console.print(archive_summary([a.stats for a in archives]))
     console.print(
         f"backfill: {len(results)} stream(s), {sum(r.fetched for r in results)} candles "
         f"fetched ({sum(r.archived for r in results)} from archives), "
