@@ -12,7 +12,8 @@ Rows are the market's final candles, so a file equals what REST serves for the s
 Faults for tests (:attr:`ArchiveServer.faults`, by zip file name): ``missing`` (404),
 ``missing_checksum`` (404 for the checksum only), ``bad_checksum`` (a checksum of other
 bytes), ``corrupt_zip`` (a truncated zip whose checksum matches it: verification passes,
-unzipping fails) and ``hole`` (five candles left out of the CSV).
+unzipping fails), ``hole`` (five candles left out of the CSV) and ``flaky`` (the next request
+for the file answers 503, once: a client's retry gets it).
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ from candlekeeper.venues.registry import archive_codec
 
 __all__ = ["FAULTS", "ArchiveFault", "ArchiveServer", "ArchiveStats", "archive_server_for"]
 
-ArchiveFault = Literal["missing", "missing_checksum", "bad_checksum", "corrupt_zip", "hole"]
+ArchiveFault = Literal["missing", "missing_checksum", "bad_checksum", "corrupt_zip", "hole",
+                       "flaky"]
 FAULTS: Final[tuple[str, ...]] = ("missing", "missing_checksum", "bad_checksum", "corrupt_zip",
-                                  "hole")
+                                  "hole", "flaky")
 #: files kept built (a client asks for a zip, then for its checksum)
 _CACHE: Final = 8
 
@@ -72,6 +74,10 @@ class ArchiveServer:
         symbol, interval, period, is_checksum = parsed
         name = request.path.rsplit("/", 1)[-1].removesuffix(self.codec.checksum_suffix)
         fault = self.faults.get(name)
+        if fault == "flaky":
+            del self.faults[name]
+            self.stats.faulted += 1
+            return web.Response(status=503, text="Service Unavailable")
         if fault == "missing" or (fault == "missing_checksum" and is_checksum):
             self.stats.faulted += 1
             return self._not_found()
