@@ -77,3 +77,25 @@ async def test_an_archive_that_drops_every_connection_is_a_counted_failure(
         await server.wait_closed()
     # one monthly file: three attempts, two retries, then left to REST
     assert (fill.stats.failed, fill.stats.retries, fill.stats.files) == (1, 2, 0)
+
+
+async def test_an_old_month_not_in_the_archive_is_left_to_rest_without_its_days(
+        tmp_path: Path) -> None:
+    now = ms(2025, 3, 2, 6)
+    async with Simulator(venues=(SPOT,), symbols=["BTCUSDT"], intervals=("1h",),
+                         start_time_ms=now, history=24 * 70) as sim:
+        archive = sim.server(SPOT).archive
+        assert archive is not None
+        archive.faults["BTCUSDT-1h-2025-01.zip"] = "missing"
+        archive.faults["BTCUSDT-1h-2025-02.zip"] = "missing"
+        sink = SQLiteSink(tmp_path / "c.sqlite")
+        await sink.open()
+        fill = filler(sim.archive_base(SPOT))
+        try:
+            stored = await fill.fill(KEY, [(ms(2025, 1, 1), ms(2025, 3, 1))], sink, now_ms=now)
+        finally:
+            await fill.close()
+            await sink.close()
+        # January ended 29 days ago: not in the archive. February, a day ago: its 28 days
+        assert stored == 28 * 24 and fill.stats.files == 28
+        assert fill.stats.not_published == 2 and archive.stats.not_found == 2

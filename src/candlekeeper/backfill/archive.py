@@ -6,8 +6,8 @@ A venue that publishes an archive (``Venue.archive``: its layout and row format)
 REST then fills whatever storage still lacks, which is exactly:
 
 * the part of a range no whole day covers, and the days not published yet (a 404 is "not
-  published": daily files appear the next day, monthly ones days into the next month; a month
-  not published is asked for as its daily files first);
+  published": daily files appear the next day, monthly ones days into the next month; a recent
+  month not published is asked for as its daily files first);
 * a file that fails verification: a checksum file missing or unreadable, a SHA-256 that differs,
   a zip that does not open, rows that are not the documented format, out of order or outside
   the file's period. Each is one WARNING and a counter (:class:`ArchiveStats`); the whole
@@ -28,7 +28,9 @@ import hashlib
 import io
 import logging
 import zipfile
+from collections import deque
 from collections.abc import Callable
+from typing import Final
 
 import aiohttp
 import msgspec
@@ -37,6 +39,7 @@ from candlekeeper.backfill.archive_plan import days_of, plan_periods
 from candlekeeper.backfill.planner import count_open_times
 from candlekeeper.core.backoff import backoff_delays
 from candlekeeper.core.candle import Candle
+from candlekeeper.core.intervals import DAY
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import DecodeError
 from candlekeeper.sinks.sqlite import SQLiteSink
@@ -48,6 +51,10 @@ __all__ = ["ArchiveFiller", "ArchiveStats", "FileOutcome"]
 log = logging.getLogger(__name__)
 
 Range = tuple[int, int]
+
+#: a monthly file appears in the first days of the next month (the first Monday, says the
+#: venue): a month that ended longer ago than this and answers 404 is not in the archive
+MONTH_PUBLISH_DAYS: Final = 14
 
 
 class ArchiveStats(msgspec.Struct):
@@ -92,12 +99,16 @@ class ArchiveFiller:
     """Downloads, verifies and stores archive files of one venue (see the module docstring)."""
 
     def __init__(self, codec: ArchiveCodec, base_url: str | None = None, *,
-                 concurrency: int = 4, max_attempts: int = 4, timeout_s: float = 60.0,
+                 concurrency: int = 4, window: int = 2, max_attempts: int = 4,
+                 timeout_s: float = 60.0,
                  backoff_initial_s: float = 0.5, backoff_max_s: float = 10.0) -> None:
         self.codec = codec
         self.base_url = (base_url or codec.base_url).rstrip("/")
         self.stats = ArchiveStats()
         self.max_attempts = max(1, max_attempts)
+        #: files of one stream in flight or waiting for the sink (``concurrency`` bounds the
+        #: downloads of all streams together)
+        self.window = max(1, window)
         self._slots = asyncio.Semaphore(max(1, concurrency))
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._backoff = (backoff_initial_s, backoff_max_s)
@@ -113,31 +124,40 @@ class ArchiveFiller:
 
     # -- a stream ---------------------------------------------------------------------------
     async def fill(self, key: StreamKey, ranges: list[Range], sink: SQLiteSink,
-                   advance: Callable[[int, int], None] | None = None) -> int:
+                   advance: Callable[[int, int], None] | None = None, *,
+                   now_ms: int | None = None) -> int:
         """Store every archive candle of the whole months and days inside ``ranges`` (missing
         ranges of ``key``, capped at the forming candle); return how many were stored.
         ``advance(planned, stored)`` is called per file. Never raises for a bad file: its
-        period is simply left missing, for REST."""
+        period is simply left missing, for REST.
+
+        At most ``window`` files of the stream are in flight or parsed and waiting for the
+        sink, so memory stays bounded (a parsed month of 1m is ~30 MB of candles) however long
+        the range. A month answered 404 is asked for as its days only when it ended less than
+        :data:`MONTH_PUBLISH_DAYS` before ``now_ms`` (not published yet); an older one is not
+        in the archive at all (before a listing, say): REST, which skips a pre-listing range
+        with one probe, is cheaper than thirty daily 404s."""
         if not self.serves(key.interval):
             return 0
         stored = 0
-        pending = [asyncio.create_task(self._period(key, p)) for p in plan_periods(ranges)]
+        queue = deque(plan_periods(ranges))
+        pending: set[asyncio.Task[FileOutcome]] = set()
         try:
-            while pending:
-                done, rest = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                pending = list(rest)
+            while queue or pending:
+                while queue and len(pending) < self.window:
+                    pending.add(asyncio.create_task(self._period(key, queue.popleft())))
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     outcome = task.result()
-                    if outcome.not_published and outcome.period.kind == "monthly":
-                        # the month may not be out yet while its days are
-                        pending.extend(asyncio.create_task(self._period(key, d))
-                                       for d in days_of(outcome.period))
+                    p = outcome.period
+                    if (outcome.not_published and p.kind == "monthly" and now_ms is not None
+                            and now_ms - p.end < MONTH_PUBLISH_DAYS * DAY):
+                        queue.extendleft(reversed(days_of(p)))  # its days may be out already
                         continue
                     if outcome.candles:
                         await sink.write(outcome.candles)
                         stored += len(outcome.candles)
                     if advance is not None:
-                        p = outcome.period
                         advance(count_open_times(p.start, p.end, key.interval),
                                 len(outcome.candles))
         finally:

@@ -177,7 +177,8 @@ class Backfiller:
             progress.plan(key, planned)
             progress.advance(key, planned, stored)
 
-        stored = await archive.fill(key, holes, self.sink, advance)
+        stored = await archive.fill(key, holes, self.sink, advance,
+                                    now_ms=self.fetcher(key.venue).now_ms(0))
         result.archived += stored
         result.fetched += stored
 
