@@ -28,6 +28,7 @@ import hashlib
 import io
 import logging
 import zipfile
+import zlib
 from collections import deque
 from collections.abc import Callable
 from typing import Final
@@ -89,6 +90,12 @@ class FileOutcome(msgspec.Struct, frozen=True):
     candles: list[Candle]
     problem: str | None = None
     not_published: bool = False
+
+
+#: what a damaged zip or CSV raises: zipfile's own errors, zlib's for a damaged deflate stream,
+#: a truncated member, bytes that are not UTF-8, a row the venue's parser refuses
+_UNREADABLE: Final = (DecodeError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError,
+                      UnicodeDecodeError, ValueError, NotImplementedError, RuntimeError, OSError)
 
 
 class _Unavailable(Exception):
@@ -190,7 +197,7 @@ class ArchiveFiller:
             return self._reject(key, period, f"{name}: SHA-256 differs from its checksum file")
         try:
             candles = await asyncio.to_thread(self._unpack, body, key, period)
-        except (DecodeError, zipfile.BadZipFile, UnicodeDecodeError, ValueError) as exc:
+        except _UNREADABLE as exc:
             stats.corrupt += 1
             return self._reject(key, period, f"{name}: {exc}")
         stats.files += 1

@@ -12,8 +12,9 @@ Rows are the market's final candles, so a file equals what REST serves for the s
 Faults for tests (:attr:`ArchiveServer.faults`, by zip file name): ``missing`` (404),
 ``missing_checksum`` (404 for the checksum only), ``bad_checksum`` (a checksum of other
 bytes), ``corrupt_zip`` (a truncated zip whose checksum matches it: verification passes,
-unzipping fails), ``hole`` (five candles left out of the CSV) and ``flaky`` (the next request
-for the file answers 503, once: a client's retry gets it).
+unzipping fails), ``garbled_zip`` (a zip whose compressed data is damaged, with a matching
+checksum: the zip opens, its member does not inflate), ``hole`` (five candles left out of the
+CSV) and ``flaky`` (the next request for the file answers 503, once: a client's retry gets it).
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ from candlekeeper.venues.registry import archive_codec
 
 __all__ = ["FAULTS", "ArchiveFault", "ArchiveServer", "ArchiveStats", "archive_server_for"]
 
-ArchiveFault = Literal["missing", "missing_checksum", "bad_checksum", "corrupt_zip", "hole",
-                       "flaky"]
+ArchiveFault = Literal["missing", "missing_checksum", "bad_checksum", "corrupt_zip",
+                       "garbled_zip", "hole", "flaky"]
 FAULTS: Final[tuple[str, ...]] = ("missing", "missing_checksum", "bad_checksum", "corrupt_zip",
-                                  "hole", "flaky")
+                                  "garbled_zip", "hole", "flaky")
 #: files kept built (a client asks for a zip, then for its checksum)
 _CACHE: Final = 8
 
@@ -118,6 +119,9 @@ class ArchiveServer:
         body = _zip(name.removesuffix(".zip") + ".csv", self.writer(candles, period), period)
         if fault == "corrupt_zip":
             body = body[: len(body) // 2]
+        elif fault == "garbled_zip":
+            mid = len(body) // 2
+            body = body[:mid] + bytes(b ^ 0x5A for b in body[mid:mid + 64]) + body[mid + 64:]
         digest = hashlib.sha256(b"other bytes" if fault == "bad_checksum" else body).hexdigest()
         if fault is not None:
             self.stats.faulted += 1
