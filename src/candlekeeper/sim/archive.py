@@ -119,9 +119,9 @@ class ArchiveServer:
         body = _zip(name.removesuffix(".zip") + ".csv", self.writer(candles, period), period)
         if fault == "corrupt_zip":
             body = body[: len(body) // 2]
-        elif fault == "garbled_zip":
-            mid = len(body) // 2
-            body = body[:mid] + bytes(b ^ 0x5A for b in body[mid:mid + 64]) + body[mid + 64:]
+        elif fault == "garbled_zip":  # the start of the deflate stream: zlib refuses it
+            at = 30 + len(name) + 16  # past the local file header (30 bytes + the name)
+            body = body[:at] + bytes(b ^ 0x5A for b in body[at:at + 64]) + body[at + 64:]
         digest = hashlib.sha256(b"other bytes" if fault == "bad_checksum" else body).hexdigest()
         if fault is not None:
             self.stats.faulted += 1
