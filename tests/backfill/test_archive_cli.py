@@ -158,3 +158,18 @@ async def test_auto_leaves_a_non_production_rest_endpoint_to_rest(tmp_path: Path
         assert code == 0, out
         assert summary_number(out, r"archive: (\d+) files") == 1, out  # February 28
         assert sim.stats()[USDM].archive.files == 1  # type: ignore[union-attr]
+
+
+async def test_bad_archive_flags_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("feeds:\n" + "".join(
+        f"  - venue: {v}\n    symbols: [BTCUSDT]\n    rest_url: http://127.0.0.1:9\n"
+        for v in (USDM, SPOT)) + f"sinks:\n  sqlite:\n    path: {tmp_path / 'c.sqlite'}\n")
+    code, out = await cli("backfill", "-c", str(config), "--start", "2025-01-01",
+                          "--archive-url", "ftp://x")
+    assert (code, out) == (2, "error: --archive-url must start with http:// or https://, "
+                              "got 'ftp://x'\n")
+    code, out = await cli("backfill", "-c", str(config), "--start", "2025-01-01",
+                          "--archive-url", "http://127.0.0.1:9")
+    assert (code, out) == (2, "error: --archive-url names one archive: select one venue with "
+                              "--venue (or set archive_url: per feed in the config)\n")
