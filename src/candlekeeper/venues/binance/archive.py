@@ -34,7 +34,7 @@ from typing import Final
 import msgspec
 
 from candlekeeper.core.candle import Candle
-from candlekeeper.core.intervals import INTERVAL_MS, MONTH_NAME, close_time
+from candlekeeper.core.intervals import INTERVAL_MS, MONTH_NAME
 from candlekeeper.errors import DecodeError
 from candlekeeper.venues.binance.endpoints import BINANCE_SPOT, BINANCE_USDM
 from candlekeeper.venues.binance.stream import native_symbol
@@ -137,6 +137,7 @@ class BinanceArchive:
 
     def decode_rows(self, text: str, symbol: str, interval: str) -> list[Candle]:
         venue, sym = self.spec.id, native_symbol(symbol)
+        span = INTERVAL_MS[interval] - 1  # archive intervals are fixed-length (no 1M)
         out: list[Candle] = []
         append = out.append
         for no, line in enumerate(text.splitlines(), 1):
@@ -145,26 +146,24 @@ class BinanceArchive:
             cells = line.split(",")
             if len(cells) != 12:
                 raise DecodeError(f"line {no}: {len(cells)} columns, expected 12: {line[:80]!r}")
-            first = cells[0]
-            if not first.isdigit():
+            first, last, count = cells[0], cells[6], cells[8]
+            if not (first.isascii() and first.isdigit()):
                 if no == 1 and first.strip() == "open_time":
                     continue  # the header row of newer files
                 raise DecodeError(f"line {no}: bad open time {first[:40]!r}")
             t = int(first)
             if t >= _MICROS_FLOOR:
                 t //= 1000
-            try:
-                trades = int(cells[8])
-            except ValueError:
-                raise DecodeError(f"line {no}: bad trade count {cells[8][:40]!r}") from None
-            end = int(cells[6]) if cells[6].isdigit() else -1
+            if not (count.isascii() and count.isdigit()):
+                raise DecodeError(f"line {no}: bad trade count {count[:40]!r}")
+            end = int(last) if last.isascii() and last.isdigit() else -1
             if end >= _MICROS_FLOOR:
                 end //= 1000
-            if end != close_time(t, interval):
-                raise DecodeError(f"line {no}: close time {cells[6][:20]!r} does not end the "
+            if end != t + span:
+                raise DecodeError(f"line {no}: close time {last[:20]!r} does not end the "
                                   f"{interval} candle opening at {t}")
             append(Candle(venue, sym, interval, t, end, cells[1], cells[2], cells[3], cells[4],
-                          cells[5], cells[7], trades, cells[9], cells[10], None, None, True,
+                          cells[5], cells[7], int(count), cells[9], cells[10], None, None, True,
                           None, "archive"))
         return out
 
