@@ -10,8 +10,8 @@ REST then fills whatever storage still lacks, which is exactly:
   month not published is asked for as its daily files first);
 * a file that fails verification: a checksum file missing or unreadable, a SHA-256 that differs,
   a zip that does not open, rows that are not the documented format, out of order or outside
-  the file's period. Each is one WARNING and a counter (:class:`ArchiveStats`); the whole
-  period then comes from REST;
+  the file's period. Each is a counter (:class:`ArchiveStats`) and a WARNING (rate-limited per
+  kind of trouble); the whole period then comes from REST;
 * candles a file lacks (a hole inside a verified file): counted, and left to REST.
 
 Downloads share one aiohttp session, at most ``concurrency`` at a time; a 5xx, a timeout or a
@@ -41,6 +41,7 @@ from candlekeeper.backfill.planner import count_open_times
 from candlekeeper.core.backoff import backoff_delays
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.intervals import DAY
+from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import DecodeError
 from candlekeeper.sinks.sqlite import SQLiteSink
@@ -120,6 +121,7 @@ class ArchiveFiller:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._backoff = (backoff_initial_s, backoff_max_s)
         self._session: aiohttp.ClientSession | None = None
+        self._log = RateLimitedLog(log)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -186,29 +188,35 @@ class ArchiveFiller:
                 checksum = await self._get(path + codec.checksum_suffix)
             except _Unavailable as exc:
                 stats.failed += 1
-                return self._reject(key, period, f"download failed: {exc}")
+                return self._reject(key, period, "failed", f"download failed: {exc}")
         stats.bytes += len(body)
         digest = None if checksum is None else codec.decode_checksum(checksum)
         if digest is None:
             stats.checksum_missing += 1
-            return self._reject(key, period, f"{name}: no usable checksum file")
+            return self._reject(key, period, "checksum_missing",
+                                f"{name}: no usable checksum file")
         if hashlib.sha256(body).hexdigest() != digest:
             stats.checksum_mismatch += 1
-            return self._reject(key, period, f"{name}: SHA-256 differs from its checksum file")
+            return self._reject(key, period, "checksum_mismatch",
+                                f"{name}: SHA-256 differs from its checksum file")
         try:
             candles = await asyncio.to_thread(self._unpack, body, key, period)
         except _UNREADABLE as exc:
             stats.corrupt += 1
-            return self._reject(key, period, f"{name}: {exc}")
+            return self._reject(key, period, "corrupt", f"{name}: {exc}")
         stats.files += 1
         stats.candles += len(candles)
         missing = count_open_times(period.start, period.end, key.interval) - len(candles)
         stats.holes += missing
         return FileOutcome(period, candles)
 
-    def _reject(self, key: StreamKey, period: ArchivePeriod, why: str) -> FileOutcome:
-        log.warning("%s %s %s: archive file for %s rejected (%s); that period comes from REST",
-                    key.venue, key.symbol, key.interval, period.label, why)
+    def _reject(self, key: StreamKey, period: ArchivePeriod, kind: str,
+                why: str) -> FileOutcome:
+        """One WARNING per kind of trouble (then at most one per 10 s with a count: a wrong
+        archive URL must not print a line per file of a decade); the counter says how many."""
+        self._log.warning(kind, "%s %s %s: archive file for %s rejected (%s); that period "
+                          "comes from REST", key.venue, key.symbol, key.interval, period.label,
+                          why)
         return FileOutcome(period, [], why)
 
     def _unpack(self, body: bytes, key: StreamKey, period: ArchivePeriod) -> list[Candle]:
