@@ -5,8 +5,12 @@ simulator's truth, as archive candles."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
+from aiohttp import web
 
 from candlekeeper.backfill.archive import ArchiveFiller
 from candlekeeper.core.intervals import MINUTE
@@ -99,3 +103,30 @@ async def test_an_old_month_not_in_the_archive_is_left_to_rest_without_its_days(
         # January ended 29 days ago: not in the archive. February, a day ago: its 28 days
         assert stored == 28 * 24 and fill.stats.files == 28
         assert fill.stats.not_published == 2 and archive.stats.not_found == 2
+
+
+async def test_a_wrong_archive_url_is_one_warning_and_a_count(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def page(_: web.Request) -> web.Response:
+        return web.Response(text="<html>not an archive</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    sink = SQLiteSink(tmp_path / "d.sqlite")
+    await sink.open()
+    fill = filler(f"http://127.0.0.1:{port}")
+    try:
+        with caplog.at_level(logging.WARNING, logger="candlekeeper.backfill.archive"):
+            stored = await fill.fill(KEY, [(ms(2025, 2, 3), ms(2025, 2, 13))], sink)
+    finally:
+        await fill.close()
+        await sink.close()
+        await runner.cleanup()
+    assert stored == 0 and fill.stats.checksum_missing == 10
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "no usable checksum file" in lines[0], lines
