@@ -42,7 +42,7 @@ from candlekeeper.feed_derived import plan_streams
 from candlekeeper.gapfill_options import ClosePolicy
 from candlekeeper.transport.options import TransportMode
 from candlekeeper.venues.contract import VenueSpec
-from candlekeeper.venues.registry import VENUES, canonical_symbol, get_spec
+from candlekeeper.venues.registry import VENUES, archive_codec, canonical_symbol, get_spec
 
 __all__ = ["FeedConfig", "StreamGroup", "known_venues"]
 
@@ -137,6 +137,9 @@ class FeedConfig(Section):
     testnet: bool = False
     ws_url: str | None = None
     rest_url: str | None = None
+    #: base URL of the venue's public kline archive (``candlekeeper backfill``); None: the
+    #: venue's own, used only when REST is the production endpoint too (docs/history.md)
+    archive_url: str | None = None
     #: ``websocket``, ``rest`` (poll every stream over REST) or ``auto`` (the WebSocket,
     #: falling back to polling while it is unavailable)
     transport: TransportMode = TransportMode.AUTO
@@ -208,7 +211,7 @@ class FeedConfig(Section):
             return None
         return check_url(value, ("ws", "wss")).rstrip("/")
 
-    @field_validator("rest_url")
+    @field_validator("rest_url", "archive_url")
     @classmethod
     def _rest_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -232,6 +235,12 @@ class FeedConfig(Section):
                 problems.append(str(exc))
         if problems:
             raise ValueError("; ".join(dict.fromkeys(problems)))
+        return self
+
+    @model_validator(mode="after")
+    def _archive(self) -> FeedConfig:
+        if self.archive_url is not None and archive_codec(self.venue) is None:
+            raise ValueError(f"archive_url: {self.venue} publishes no kline archive")
         return self
 
     @model_validator(mode="after")
