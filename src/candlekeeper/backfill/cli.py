@@ -40,6 +40,7 @@ from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.core.venue_clock import VenueClock
 from candlekeeper.errors import CandlekeeperError, ConfigError
+from candlekeeper.feed_derived import plan_streams
 from candlekeeper.observability.logging import configure as configure_logging
 from candlekeeper.sinks.sqlite import SQLiteSink
 from candlekeeper.venues.registry import canonical_symbol, history_codec
@@ -158,7 +159,19 @@ async def _keys(feed: FeedConfig, rest: RestClient, symbols: list[str], interval
                 sink: SQLiteSink, *, from_storage: bool) -> list[StreamKey]:
     """The streams to act on: the feed's configured ones (each group's symbols on that group's
     intervals), narrowed or replaced by ``--symbols`` / ``--intervals``. A group saying
-    ``symbols: all`` resolves against what is stored (``gaps``) or the venue's listing."""
+    ``symbols: all`` resolves against what is stored (``gaps``) or the venue's listing. A
+    derived interval (``2m``, ``1d+08:00``) is not served by the venue: its base stands in
+    for it (the service builds the derived series from the stored base)."""
+    keys = await _configured_keys(feed, rest, symbols, intervals, sink,
+                                  from_storage=from_storage)
+    plan = plan_streams(feed.venue, feed.spec.intervals, keys, derive_from=feed.derive_from,
+                        anchor=feed.anchor)
+    return list(plan.native)
+
+
+async def _configured_keys(feed: FeedConfig, rest: RestClient, symbols: list[str],
+                           intervals: list[str], sink: SQLiteSink, *,
+                           from_storage: bool) -> list[StreamKey]:
     bad = [i for i in intervals if i not in feed.spec.intervals]
     if bad:
         raise ConfigError(f"{feed.venue} has no interval {', '.join(map(repr, bad))}; "
