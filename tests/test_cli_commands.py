@@ -48,10 +48,10 @@ def test_config_check_ok_and_unknown_key(tmp_path: Path) -> None:
 
 def test_run_with_bad_config_is_one_clear_error(tmp_path: Path) -> None:
     bad = write(tmp_path, "feeds:\n  - venue: binance-usdm\n    symbols: [BTCUSDT]\n"
-                          "    intervals: [2m]\n")
+                          "    intervals: [7m]\n")
     res = run_cli("run", "-c", str(bad))
     assert res.returncode == 2
-    assert "unknown interval '2m'" in res.stderr
+    assert "has no interval '7m' and cannot derive '7m'" in res.stderr
     assert "Traceback" not in res.stderr
 
 

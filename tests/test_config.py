@@ -196,15 +196,18 @@ def test_unknown_venue_lists_known_ones() -> None:
 
 def test_unknown_interval_for_usdm_names_it_and_the_allowed_set() -> None:
     [problem] = problems_of(feed_yaml(intervals="[1m, 1s]"))
-    assert problem == (
-        "feeds[0].intervals: unknown interval '1s' for binance-usdm; allowed: "
-        + ", ".join(BINANCE_USDM.intervals))
+    assert problem.startswith(
+        "feeds[0]: binance-usdm has no interval '1s' and cannot derive '1s' from 1m: it must be "
+        "a multiple of the base, and longer; allowed: " + ", ".join(BINANCE_USDM.intervals))
     assert "1s" not in BINANCE_USDM.intervals
+    [problem] = problems_of(feed_yaml(intervals="[1m, 1x]"))
+    assert problem.startswith("feeds[0].intervals: unknown interval '1x' for binance-usdm; "
+                              "allowed: " + ", ".join(BINANCE_USDM.intervals))
 
 
 def test_interval_case_hint() -> None:
-    [problem] = problems_of(feed_yaml(intervals="[1H, 2m]"))
-    assert "unknown intervals '1H', '2m' for binance-usdm" in problem
+    [problem] = problems_of(feed_yaml(intervals="[1H, 2q]"))
+    assert "unknown intervals '1H', '2q' for binance-usdm" in problem
     assert "did you mean '1h'?" in problem
 
 

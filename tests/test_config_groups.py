@@ -96,9 +96,9 @@ def test_groups_and_symbols_are_exclusive() -> None:
 
 
 def test_group_problems_name_the_group() -> None:
-    problems = problems_of(groups_yaml("{symbols: [BTCUSDT], intervals: [1s]}",
+    problems = problems_of(groups_yaml("{symbols: [BTCUSDT], intervals: [1x]}",
                                        "{symbols: [], intervals: [1m]}", "{symbol: [X]}"))
-    assert problems[0].startswith("feeds[0].groups[0].intervals: unknown interval '1s' for "
+    assert problems[0].startswith("feeds[0].groups[0].intervals: unknown interval '1x' for "
                                   "binance-usdm")
     assert problems[1] == ("feeds[0].groups[1].symbols: at least one symbol is required "
                            "(or 'all')")

@@ -33,14 +33,16 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from candlekeeper.config_checks import check_url
 from candlekeeper.config_support import Section, did_you_mean, split_list
-from candlekeeper.core.intervals import ALL_INTERVALS, INTERVAL_MS
+from candlekeeper.core.derived import DEFAULT_BASE, interval_width, looks_derived, parse_anchor
+from candlekeeper.core.intervals import ALL_INTERVALS
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.errors import ConfigError
+from candlekeeper.feed_derived import plan_streams
 from candlekeeper.gapfill_options import ClosePolicy
 from candlekeeper.transport.options import TransportMode
 from candlekeeper.venues.contract import VenueSpec
-from candlekeeper.venues.registry import VENUES, canonical_symbol, get_spec
+from candlekeeper.venues.registry import VENUES, archive_codec, canonical_symbol, get_spec
 
 __all__ = ["FeedConfig", "StreamGroup", "known_venues"]
 
@@ -86,7 +88,8 @@ def parse_intervals(value: object, venue: object) -> tuple[str, ...]:
         raise ValueError("at least one interval is required")
     spec = known_venues().get(venue) if isinstance(venue, str) else None
     allowed = spec.intervals if spec else ALL_INTERVALS
-    bad = [i for i in items if not isinstance(i, str) or i not in allowed]
+    bad = [i for i in items
+           if not isinstance(i, str) or (i not in allowed and not looks_derived(i))]
     if bad:
         where = f" for {spec.id}" if spec else ""
         hints = "".join(
@@ -97,10 +100,11 @@ def parse_intervals(value: object, venue: object) -> tuple[str, ...]:
         names = ", ".join(repr(b) for b in bad)
         raise ValueError(
             f"unknown interval{'s' if len(bad) > 1 else ''} {names}{where}; "
-            f"allowed: {', '.join(allowed)}{hints}"
+            f"allowed: {', '.join(allowed)}{hints}, or one derived from them (e.g. 2m, 3h, "
+            "1d+08:00; docs/derived-intervals.md)"
         )
     unique = dict.fromkeys(str(i) for i in items)
-    return tuple(sorted(unique, key=INTERVAL_MS.__getitem__))
+    return tuple(sorted(unique, key=interval_width))
 
 
 class StreamGroup(Section):
@@ -133,12 +137,21 @@ class FeedConfig(Section):
     testnet: bool = False
     ws_url: str | None = None
     rest_url: str | None = None
+    #: base URL of the venue's public kline archive (``candlekeeper backfill``); None: the
+    #: venue's own, used only when REST is the production endpoint too (docs/history.md)
+    archive_url: str | None = None
     #: ``websocket``, ``rest`` (poll every stream over REST) or ``auto`` (the WebSocket,
     #: falling back to polling while it is unavailable)
     transport: TransportMode = TransportMode.AUTO
     #: ``flag`` (a close is emitted when the venue's stream says so) or ``fast`` (as soon as
     #: the close time has passed, confirmed over REST, within ``gap_fill.fast_budget_share``)
     close_policy: ClosePolicy = ClosePolicy.FLAG
+    #: the native interval a derived one (an interval the venue lacks, e.g. ``2m``, ``3h``) is
+    #: built from; ``5m@1m`` names a base per interval (docs/derived-intervals.md)
+    derive_from: str = DEFAULT_BASE
+    #: UTC offset that day-or-longer bars open at (``UTC+8``, ``+08:00``); off UTC they are
+    #: derived and named with it (``1d+08:00``)
+    anchor: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -181,6 +194,15 @@ class FeedConfig(Section):
     def _intervals(cls, value: object, info: ValidationInfo) -> tuple[str, ...]:
         return parse_intervals(value, info.data.get("venue"))
 
+    @field_validator("anchor")
+    @classmethod
+    def _anchor(cls, value: str | None) -> str | None:
+        try:
+            parse_anchor(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
     @field_validator("ws_url")
     @classmethod
     def _ws_url(cls, value: str | None) -> str | None:
@@ -189,12 +211,37 @@ class FeedConfig(Section):
             return None
         return check_url(value, ("ws", "wss")).rstrip("/")
 
-    @field_validator("rest_url")
+    @field_validator("rest_url", "archive_url")
     @classmethod
     def _rest_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
         return check_url(value, ("http", "https")).rstrip("/")
+
+    @model_validator(mode="after")
+    def _derivable(self) -> FeedConfig:
+        """Every interval native or derivable from this feed's base (one line each)."""
+        spec = known_venues().get(self.venue)
+        if spec is None:
+            return self
+        problems: list[str] = []
+        for group in self.groups or (None,):
+            intervals = group.intervals if group is not None else self.intervals
+            try:
+                plan_streams(self.venue, spec.intervals,
+                             [StreamKey(self.venue, "_", i) for i in intervals],
+                             derive_from=self.derive_from, anchor=self.anchor)
+            except ConfigError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ValueError("; ".join(dict.fromkeys(problems)))
+        return self
+
+    @model_validator(mode="after")
+    def _archive(self) -> FeedConfig:
+        if self.archive_url is not None and archive_codec(self.venue) is None:
+            raise ValueError(f"archive_url: {self.venue} publishes no kline archive")
+        return self
 
     @model_validator(mode="after")
     def _streams(self) -> FeedConfig:
@@ -241,14 +288,14 @@ class FeedConfig(Section):
     def all_intervals(self) -> tuple[str, ...]:
         """Every interval some group takes, ascending."""
         out = {i for g in self.stream_groups for i in g.intervals}
-        return tuple(sorted(out, key=INTERVAL_MS.__getitem__))
+        return tuple(sorted(out, key=interval_width))
 
     def intervals_for(self, symbol: str) -> tuple[str, ...]:
         """The intervals configured for ``symbol`` (via its groups or a ``symbols: all``
         group); every interval of the feed for a symbol the config does not mention."""
         found = {i for g in self.stream_groups if g.symbols == "all" or symbol in g.symbols
                  for i in g.intervals}
-        return tuple(sorted(found, key=INTERVAL_MS.__getitem__)) or self.all_intervals
+        return tuple(sorted(found, key=interval_width)) or self.all_intervals
 
     @property
     def ws_base(self) -> str:

@@ -41,6 +41,7 @@ from candlekeeper.core.venue_clock import VenueClock
 from candlekeeper.errors import ConfigError
 from candlekeeper.fallback import Fallback, say_budget
 from candlekeeper.fast_close import FastPlan, plan_fast, say_plan
+from candlekeeper.feed_derived import DerivedStream, plan_streams, resume_points
 from candlekeeper.feed_stream import StreamStats
 from candlekeeper.gapfill import GapFiller, GapFillOptions, HistorySource
 from candlekeeper.gapfill_options import ClosePolicy
@@ -89,7 +90,8 @@ class CandleFeed:
                  gap_fill: GapFillOptions | None = None,
                  mode: TransportMode | str = TransportMode.AUTO,
                  close_policy: ClosePolicy | str = ClosePolicy.FLAG,
-                 plumbing: FeedPlumbing | None = None, rest: RestOptions | None = None) -> None:
+                 plumbing: FeedPlumbing | None = None, rest: RestOptions | None = None,
+                 derive_from: str = "1m", anchor: str | None = None) -> None:
         """The streams are ``symbols × intervals``, or exactly ``keys`` (each symbol with its
         own intervals: ``[StreamKey(venue, "BTCUSDT", "1m"), StreamKey(venue, "ETHUSDT",
         "1h")]``). ``ws_url``/``rest_url`` override the venue's endpoints (e.g. the simulator).
@@ -108,12 +110,23 @@ class CandleFeed:
         shared bus or metrics, another connector or history source). ``rest`` is the service
         config's ``rest:`` section (by default the venue's REST budget is shared with the other
         candlekeeper processes of this host; see ``backfill/ledger.py``).
+
+        An interval the venue lacks (``2m``, ``3h``, ``1d+08:00``) is derived from the finer
+        native ``derive_from`` (or ``5m@1m``: an explicit base, also to derive an interval the
+        venue has); ``anchor`` (``UTC+8``) moves day-or-longer bars off UTC. The base is
+        subscribed as an ordinary stream; see ``docs/derived-intervals.md``.
         """
         self.codec: StreamCodec = stream_codec(venue)
         self.history: HistoryCodec = history_codec(venue)
         self.spec = self.codec.spec
         self.venue = venue
-        self.keys = _stream_keys(venue, self.spec.intervals, symbols, intervals, keys)
+        self.plan = plan_streams(venue, self.spec.intervals,
+                                 _stream_keys(venue, symbols, intervals, keys),
+                                 derive_from=derive_from, anchor=anchor)
+        #: the streams subscribed at the venue (asked ones plus the bases of derived ones)
+        self.keys = self.plan.native
+        #: the streams built here from a finer base (``docs/derived-intervals.md``)
+        self.derived_keys = list(self.plan.derived)
         self.ws_url = ws_url or (self.spec.ws_testnet_base if testnet else self.spec.ws_base)
         self.rest_url = rest_url or (self.spec.rest_testnet_base if testnet
                                      else self.spec.rest_base)
@@ -156,11 +169,25 @@ class CandleFeed:
             GapFiller(source, self.clock, self.gap_fill, buffer_size=buffer_size,
                       clock_ready=self._clock_sync.ready)
             if source is not None else None)
-        resume = dict(wired.resume_from or {})
+        resume = resume_points(self.plan, wired.resume_from or {})
+        self._derived: dict[tuple[str, str], DerivedStream] = {}
+        for dkey, (dspec, base) in self.plan.derived.items():
+            base_st = self._streams[(base.symbol, base.interval)]
+            ds = self._derived[(dkey.symbol, dkey.interval)] = DerivedStream(
+                dkey, dspec, base, self._buffers.get(dkey), self.metrics.stream(dkey), self.bus,
+                self.clock.time_ms, floor=resume.get(dkey, -1),
+                count_error=self.metrics.count_error, base_buffer=base_st.buffer)
+            if wired.preload and dkey in wired.preload:
+                ds.buffer.extend(list(wired.preload[dkey]))
+            base_st.taps.append(ds.offer)
+            base_st.retaps.append(ds.corrected)
+        #: each base's stored candles, to resume its derived streams with at start
+        self._seeds: dict[StreamKey, list[Candle]] = {}
         for key, st in self._by_key().items():
             held = list(wired.preload[key]) if wired.preload and key in wired.preload else []
             if held:
                 st.buffer.extend(held)
+                self._seeds[key] = held
             if key in resume:
                 st.seq.last = st.seq.first = resume[key]
             if self.filler is not None:
@@ -193,6 +220,8 @@ class CandleFeed:
                               candle.key, why)
 
     def _history_of(self, st: StreamStats) -> Callable[[list[Candle]], None]:
+        derived = [ds for ds in self._derived.values() if ds.base == st.key]
+
         def warm(candles: list[Candle]) -> None:
             st.buffer.extend(candles)
             for handler in self._history_handlers:
@@ -200,6 +229,8 @@ class CandleFeed:
                     handler(candles)
                 except Exception as exc:  # a consumer's bug must not cost the warm-up
                     self._ratelog.error("history", "history handler raised %r", exc)
+            for ds in derived:
+                ds.history(candles, self._history_handlers)
         return warm
 
     def _poll(self, key: StreamKey, on: bool) -> None:
@@ -212,6 +243,9 @@ class CandleFeed:
         st = self._streams.get((status.key.symbol, status.key.interval))
         if st is not None:
             st.metrics.set_state(status.state, status.detail, status.ts_ms)
+            for ds in self._derived.values():  # a derived stream is as live as its base
+                if ds.base == st.key:
+                    ds.metrics.set_state(status.state, status.detail, status.ts_ms)
         self.bus.publish(status)
 
     def _newest_event_time(self) -> int | None:
@@ -231,6 +265,9 @@ class CandleFeed:
             return
         self._started = True
         await self.bus.start()
+        for ds in self._derived.values():  # before any base close: they continue the seeds
+            ds.seed(self._seeds.get(ds.base, ()), self._history_handlers)
+        self._seeds.clear()
         await self._clock_sync.start()  # fills wait for the venue's time (ClockSync.ready)
         if self.filler is not None:
             await self.filler.start()  # warm-up / resume fills run while we connect
@@ -331,15 +368,20 @@ class CandleFeed:
         return self._stream(symbol, interval).buffer.latest_df(n)
 
     def stats(self) -> list[StreamStats]:
+        """The native streams (derived ones: :meth:`derived_streams`)."""
         self._refresh_metrics()
         return list(self._streams.values())
+
+    def derived_streams(self) -> list[DerivedStream]:
+        return list(self._derived.values())
 
     def connection_stats(self) -> list[SessionStats]:
         return list(self._pool.stats())
 
-    def _stream(self, symbol: str, interval: str) -> StreamStats:
+    def _stream(self, symbol: str, interval: str) -> StreamStats | DerivedStream:
+        name = (canonical_symbol(self.venue, symbol), interval)
         try:
-            return self._streams[(canonical_symbol(self.venue, symbol), interval)]
+            return self._streams.get(name) or self._derived[name]
         except KeyError:
             raise KeyError(f"{self.venue} feed has no stream {symbol} {interval}") from None
 
@@ -430,9 +472,10 @@ def _mode(mode: TransportMode | str, can_poll: bool) -> TransportMode:
     return chosen
 
 
-def _stream_keys(venue: str, allowed: Sequence[str], symbols: Sequence[str],
-                 intervals: Sequence[str], keys: Sequence[StreamKey] | None) -> list[StreamKey]:
-    """``symbols × intervals`` or the explicit ``keys``, canonical, checked, deduplicated."""
+def _stream_keys(venue: str, symbols: Sequence[str], intervals: Sequence[str],
+                 keys: Sequence[StreamKey] | None) -> list[StreamKey]:
+    """``symbols × intervals`` or the explicit ``keys``, canonical, deduplicated (the intervals
+    are checked by :func:`~candlekeeper.feed_derived.plan_streams`)."""
     if keys is not None:
         if symbols or intervals:
             raise ConfigError("give a feed symbols and intervals, or keys, not both")
@@ -445,10 +488,6 @@ def _stream_keys(venue: str, allowed: Sequence[str], symbols: Sequence[str],
         raise ConfigError("a feed needs at least one symbol")
     if not intervals:
         raise ConfigError("a feed needs at least one interval")
-    for interval in intervals:
-        if interval not in allowed:
-            raise ConfigError(f"{venue} has no interval {interval!r}; "
-                              f"expected one of {', '.join(allowed)}")
     if keys is not None:
         return list(dict.fromkeys(
             StreamKey(venue, canonical_symbol(venue, k.symbol), k.interval) for k in keys))

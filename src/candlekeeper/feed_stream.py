@@ -35,7 +35,7 @@ class StreamStats:
 
     __slots__ = ("_closed_subs", "_corrected_subs", "_on_hole", "_on_rejected", "_pressure",
                  "_update_subs", "buffer", "forming", "future_tolerance_ms", "infer_close", "key",
-                 "last_closed", "metrics", "now_ms", "seq")
+                 "last_closed", "metrics", "now_ms", "retaps", "seq", "taps")
 
     def __init__(self, key: StreamKey, metrics: StreamMetrics, buffer: RingBuffer, bus: EventBus,
                  now_ms: Callable[[], int], on_hole: Callable[[StreamKey], None], *,
@@ -61,6 +61,10 @@ class StreamStats:
         self._closed_subs = bus.subscribers(CandleClosed)
         self._corrected_subs = bus.subscribers(CandleCorrected)
         self._pressure = bus.pressure_flag
+        #: called with every emitted close after the consumers (derived streams built on it)
+        self.taps: list[Callable[[Candle], None]] = []
+        #: called with every correction of an emitted close (after the buffer holds it)
+        self.retaps: list[Callable[[Candle], None]] = []
 
     @property
     def state(self) -> StreamState:
@@ -144,6 +148,8 @@ class StreamStats:
         event = CandleCorrected(previous, candle)
         for sub in self._corrected_subs:
             sub.offer(event)
+        for tap in self.retaps:
+            tap(candle)
 
     def _emitted(self, open_time: int) -> Candle | None:
         last = self.last_closed
@@ -160,3 +166,5 @@ class StreamStats:
         self.buffer.append(candle)
         for sub in self._closed_subs:
             sub.offer(candle)
+        for tap in self.taps:
+            tap(candle)

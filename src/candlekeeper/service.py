@@ -28,6 +28,7 @@ from candlekeeper.core.shard import Shard
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import CandlekeeperError, RestError
 from candlekeeper.feed import CandleFeed, FeedPlumbing, StreamStats
+from candlekeeper.feed_derived import StreamPlan, plan_streams
 from candlekeeper.observability.health import HealthServer
 from candlekeeper.observability.metrics import Metrics
 from candlekeeper.observability.snapshot import HealthSnapshot
@@ -188,9 +189,13 @@ class Service:
             if not keys:
                 log.error("%s: no symbols to stream", feed_cfg.venue)
                 continue
-            resume, preload = await self._stored_state(keys)
+            # derived intervals resume with their bases' stored candles (docs/derived-intervals)
+            plan = plan_streams(feed_cfg.venue, feed_cfg.spec.intervals, keys,
+                                derive_from=feed_cfg.derive_from, anchor=feed_cfg.anchor)
+            resume, preload = await self._stored_state(plan)
             # one feed (one connection pool) per venue and endpoint, whatever its groups
             feed = CandleFeed(feed_cfg.venue, keys=keys, ws_url=feed_cfg.ws_base,
+                              derive_from=feed_cfg.derive_from, anchor=feed_cfg.anchor,
                               rest_url=feed_cfg.rest_base,
                               buffer_size=self.config.buffer_size, clock=self.clock,
                               transport=self.config.transport, gap_fill=self.config.gap_fill,
@@ -211,26 +216,32 @@ class Service:
                 feed.on_history(_newest_first(self._storer(feed, history=True)))
             self.feeds.append(feed)
 
-    async def _stored_state(self, keys: Sequence[StreamKey]
+    async def _stored_state(self, plan: StreamPlan
                             ) -> tuple[dict[StreamKey, int], dict[StreamKey, list[Candle]]]:
         """Where each stream's stored series ends (resume point after a restart, even a
         ``kill -9``) and its newest candles (to warm the ring buffer without REST). The primary
-        store is SQLite when enabled, else PostgreSQL (if it is reachable at start)."""
+        store is SQLite when enabled, else PostgreSQL (if it is reachable at start). The base of
+        a derived stream preloads at least a bucket of the widest one built on it."""
         resume: dict[StreamKey, int] = {}
         preload: dict[StreamKey, list[Candle]] = {}
-        n = self.config.buffer_size
+        keys = plan.keys
+        size = self.config.buffer_size
+
+        def n_of(key: StreamKey) -> int:
+            return max(size, plan.preload_need(key))
+
         if self.sqlite is not None:
             for key in keys:
                 last = self.sqlite.last_open_time(key)
                 if last is not None:
-                    resume[key], preload[key] = last, self.sqlite.latest(key, n)
+                    resume[key], preload[key] = last, self.sqlite.latest(key, n_of(key))
         elif self.postgres is not None and self.postgres.is_open:
             try:
                 for key in keys:
                     last_pg = await self.postgres.last_open_time(key)
                     if last_pg is not None:
                         resume[key] = last_pg
-                        preload[key] = await self.postgres.latest(key, n)
+                        preload[key] = await self.postgres.latest(key, n_of(key))
             except CandlekeeperError as exc:
                 log.warning("cannot read the resume points from PostgreSQL (%s); warming up "
                             "from REST instead", exc)
@@ -245,7 +256,7 @@ class Service:
                    if not (history and getattr(w.sink, "in_order_only", False))]
         if not writers:
             return lambda candle: None
-        metrics = {k: feed.metrics.stream(k) for k in feed.keys}
+        metrics = {k: feed.metrics.stream(k) for k in [*feed.keys, *feed.derived_keys]}
 
         def store(candle: Candle) -> None:
             for writer in writers:

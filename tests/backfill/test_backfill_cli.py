@@ -172,3 +172,31 @@ async def test_bad_arguments_fail_clearly(tmp_path: Path) -> None:
         code, out = await cli("backfill", "-c", str(config), "--start", str(now - 5 * MINUTE),
                               "--symbols", "NOPEUSDT")
         assert code == 1 and "NOPEUSDT 1m: FAILED" in out and "Invalid symbol" in out, out
+
+
+async def test_a_derived_interval_in_the_config_backfills_its_base(tmp_path: Path) -> None:
+    """A config asking for 2m (derived from 1m): backfill and gaps act on the 1m base the venue
+    serves, not on an interval it does not have."""
+    async with Simulator(venues=(USDM,), symbols=["BTCUSDT"], intervals=("1m",),
+                         history=300) as sim:
+        db = tmp_path / "candles.sqlite"
+        config = tmp_path / "config.yaml"
+        config.write_text(f"""
+feeds:
+  - venue: {USDM}
+    symbols: [BTCUSDT]
+    intervals: [2m]
+    rest_url: {sim.rest_base(USDM)}
+sinks:
+  sqlite:
+    path: {db}
+""")
+        truth = sim.closed_candles(USDM, "BTCUSDT", "1m")
+        code, out = await cli("backfill", "-c", str(config), "--start", str(truth[0].open_time))
+        assert code == 0, out
+        assert "BTCUSDT 1m" in out and "2m" not in out, out
+        code, out = await cli("gaps", "-c", str(config))
+        assert code == 0 and "no gaps" in out, out
+    rows = await read_stored(db, StreamKey(USDM, "BTCUSDT", "1m"))
+    assert len(rows) >= 300
+    assert [rest_fields(c) for c in rows] == [rest_fields(c) for c in truth[:len(rows)]]

@@ -1,10 +1,12 @@
-"""REST history: the rate-limited HTTP client, the pure planner and the kline fetcher.
+"""History: the rate-limited HTTP client, the pure planner, the kline fetcher and the public
+archive's filler.
 
 ``KlineFetcher`` is what the feed (gap repair, warm-up, late-close confirmation) and the
 ``backfill``/``gaps`` commands call; ``RestClient`` is the one per-venue client whose
 ``WeightBudget`` every REST caller shares.
 """
 
+from candlekeeper.backfill.archive import ArchiveFiller, ArchiveStats
 from candlekeeper.backfill.fetcher import FetchStats, KlineFetcher
 from candlekeeper.backfill.http import RestClient, WeightBudget
 from candlekeeper.backfill.planner import (
@@ -16,6 +18,8 @@ from candlekeeper.backfill.planner import (
 )
 
 __all__ = [
+    "ArchiveFiller",
+    "ArchiveStats",
     "FetchStats",
     "KlineFetcher",
     "RestClient",

@@ -1,4 +1,8 @@
-"""``candlekeeper backfill`` and ``candlekeeper gaps``: history over REST into the SQLite sink.
+"""``candlekeeper backfill`` and ``candlekeeper gaps``: history into the SQLite sink.
+
+``backfill`` takes whole days and months from a venue's public archive where ``--source`` says
+so (``backfill/sources.py``, ``backfill/archive.py``), and REST for the rest; ``gaps`` repairs
+over REST.
 
 Both commands read the service's config (venues, symbols, intervals, REST URLs, SQLite path), so
 they act on exactly the streams the service stores. ``backfill`` fills a time range and can be
@@ -22,17 +26,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeRemainingColumn
 from rich.progress import Progress as RichBar
 
+from candlekeeper.backfill.archive import ArchiveFiller
 from candlekeeper.backfill.fetcher import KlineFetcher
 from candlekeeper.backfill.http import RestClient
 from candlekeeper.backfill.planner import count_open_times
 from candlekeeper.backfill.runner import Backfiller, FillResult, StreamAudit
+from candlekeeper.backfill.sources import SOURCES, archive_fillers, archive_summary
 from candlekeeper.clock_sync import ClockSync
 from candlekeeper.config import Config, FeedConfig, load_config
+from candlekeeper.config_checks import check_url
 from candlekeeper.core.clock import SystemClock
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.core.venue_clock import VenueClock
 from candlekeeper.errors import CandlekeeperError, ConfigError
+from candlekeeper.feed_derived import plan_streams
 from candlekeeper.observability.logging import configure as configure_logging
 from candlekeeper.sinks.sqlite import SQLiteSink
 from candlekeeper.venues.registry import canonical_symbol, history_codec
@@ -151,7 +159,19 @@ async def _keys(feed: FeedConfig, rest: RestClient, symbols: list[str], interval
                 sink: SQLiteSink, *, from_storage: bool) -> list[StreamKey]:
     """The streams to act on: the feed's configured ones (each group's symbols on that group's
     intervals), narrowed or replaced by ``--symbols`` / ``--intervals``. A group saying
-    ``symbols: all`` resolves against what is stored (``gaps``) or the venue's listing."""
+    ``symbols: all`` resolves against what is stored (``gaps``) or the venue's listing. A
+    derived interval (``2m``, ``1d+08:00``) is not served by the venue: its base stands in
+    for it (the service builds the derived series from the stored base)."""
+    keys = await _configured_keys(feed, rest, symbols, intervals, sink,
+                                  from_storage=from_storage)
+    plan = plan_streams(feed.venue, feed.spec.intervals, keys, derive_from=feed.derive_from,
+                        anchor=feed.anchor)
+    return list(plan.native)
+
+
+async def _configured_keys(feed: FeedConfig, rest: RestClient, symbols: list[str],
+                           intervals: list[str], sink: SQLiteSink, *,
+                           from_storage: bool) -> list[StreamKey]:
     bad = [i for i in intervals if i not in feed.spec.intervals]
     if bad:
         raise ConfigError(f"{feed.venue} has no interval {', '.join(map(repr, bad))}; "
@@ -181,11 +201,13 @@ async def _keys(feed: FeedConfig, rest: RestClient, symbols: list[str], interval
 
 @contextlib.asynccontextmanager
 async def _engine(config: Config, venues: Sequence[str], weight_limit: int | None,
-                  window_s: float, progress: BarProgress | LineProgress | None
+                  window_s: float, progress: BarProgress | LineProgress | None,
+                  source: str = "rest", archive_url: str | None = None
                   ) -> AsyncIterator[tuple[Backfiller, dict[str, RestClient], list[FeedConfig]]]:
     if not config.sinks.sqlite.enabled:
         raise ConfigError("backfill and gaps work on the SQLite sink, which the config disables")
     feeds = _feeds(config, venues)
+    archives = archive_fillers(feeds, source, archive_url)
     sink = SQLiteSink(config.sinks.sqlite.path)
     await sink.open()
     clients: dict[str, RestClient] = {}
@@ -201,10 +223,12 @@ async def _engine(config: Config, venues: Sequence[str], weight_limit: int | Non
             await ClockSync(clock, feed.venue, client, event_time=lambda: None).sample()
             fetchers[feed.venue] = KlineFetcher(client.codec, client, clock=clock,
                                                 close_margin_ms=CLOSE_MARGIN_MS)
-        yield Backfiller(sink, fetchers, progress=progress), clients, feeds
+        yield Backfiller(sink, fetchers, progress=progress, archives=archives), clients, feeds
     finally:
         for client in clients.values():
             await client.close()
+        for archive in archives.values():
+            await archive.close()
         await sink.close()
 
 
@@ -246,39 +270,58 @@ def _setup(config_path: Path) -> tuple[Config, Console]:
 @_common
 @click.option("--start", required=True, help="First open time: 2024-01-01, ISO time or Unix ms.")
 @click.option("--end", default="now", show_default=True, help="Exclusive end.")
+@click.option("--source", type=click.Choice(SOURCES), default="auto",
+              show_default=True,
+              help="auto: whole days and months from the venue's public archive where it has "
+                   "one (and REST is its production endpoint, or an archive URL is set), REST "
+                   "for the rest; archive: the same, an error for a venue without one; rest: "
+                   "REST only.")
+@click.option("--archive-url", default=None,
+              help="Archive base URL (one venue), instead of the config's archive_url or the "
+                   "venue's own.")
 def backfill_command(config_path: Path, venues: tuple[str, ...], symbols: tuple[str, ...],
                      intervals: tuple[str, ...], rest_weight_limit: int | None,
-                     rest_window_s: float, start: str, end: str) -> None:
-    """Fetch history over REST into the SQLite sink (resumable: skips what is stored)."""
+                     rest_window_s: float, start: str, end: str, source: str,
+                     archive_url: str | None) -> None:
+    """Fetch history into the SQLite sink: archive files, then REST (resumable: skips what is
+    stored)."""
     config, console = _setup(config_path)
     lo, hi = parse_time(start), parse_time(end)
     if hi <= lo:
         raise click.BadParameter("--end must be after --start")
+    try:
+        url = None if archive_url is None else check_url(archive_url, ("http", "https"))
+    except ValueError as exc:
+        click.echo(f"error: --archive-url {exc}", err=True)
+        sys.exit(2)
     t0 = time.monotonic()
     try:
         with _progress(console) as progress:
-            results, fetchers = asyncio.run(_backfill(
+            results, fetchers, archives = asyncio.run(_backfill(
                 config, venues, _symbols(symbols), _split(intervals), rest_weight_limit,
-                rest_window_s, lo, hi, progress))
+                rest_window_s, lo, hi, progress, source, url))
     except CandlekeeperError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    failed = _summary(console, results, fetchers, time.monotonic() - t0)
+    failed = _summary(console, results, fetchers, time.monotonic() - t0, archives)
     sys.exit(1 if failed else 0)
 
 
 async def _backfill(config: Config, venues: Sequence[str], symbols: list[str],
                     intervals: list[str], weight_limit: int | None, window_s: float, start: int,
-                    end: int, progress: BarProgress | LineProgress
-                    ) -> tuple[list[FillResult], list[KlineFetcher]]:
-    async with _engine(config, venues, weight_limit, window_s, progress) as (eng, clients, feeds):
+                    end: int, progress: BarProgress | LineProgress, source: str,
+                    archive_url: str | None
+                    ) -> tuple[list[FillResult], list[KlineFetcher], list[ArchiveFiller]]:
+    async with _engine(config, venues, weight_limit, window_s, progress, source,
+                       archive_url) as (eng, clients, feeds):
         keys = [k for f in feeds for k in await _keys(f, clients[f.venue], symbols, intervals,
                                                       eng.sink, from_storage=False)]
-        return await eng.fill_many(keys, start, end), list(eng.fetchers.values())
+        return (await eng.fill_many(keys, start, end), list(eng.fetchers.values()),
+                list(eng.archives.values()))
 
 
 def _summary(console: Console, results: list[FillResult], fetchers: list[KlineFetcher],
-             duration: float) -> bool:
+             duration: float, archives: Sequence[ArchiveFiller] = ()) -> bool:
     failed = False
     for r in results:
         k = r.key
@@ -294,9 +337,12 @@ def _summary(console: Console, results: list[FillResult], fetchers: list[KlineFe
                           f"{where}: " + ", ".join(f"{fmt_time(a)}..{fmt_time(b)}"
                                                    for a, b in r.unfillable[:3]))
     stats = [f.stats for f in fetchers]
+    if archives:
+        console.print(archive_summary([a.stats for a in archives]))
     console.print(
         f"backfill: {len(results)} stream(s), {sum(r.fetched for r in results)} candles "
-        f"fetched, {sum(s.requests for s in stats)} requests, weight "
+        f"fetched ({sum(r.archived for r in results)} from archives), "
+        f"{sum(s.requests for s in stats)} requests, weight "
         f"{sum(s.weight_used for s in stats)}, {sum(s.retries for s in stats)} retries, "
         f"{sum(s.rate_limited + s.banned for s in stats)} rate-limit answers, {duration:.1f}s")
     return failed

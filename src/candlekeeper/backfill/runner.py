@@ -6,6 +6,10 @@ any moment and started again: it resumes where storage ends, never fetches a sto
 and never writes a duplicate (the sink's upsert is idempotent anyway). Work is written in chunks
 of a few pages, each in one transaction, so an interruption loses at most the chunk in flight.
 
+With an :class:`~candlekeeper.backfill.archive.ArchiveFiller` for a venue, :meth:`Backfiller.fill`
+first stores the whole months and days of the missing ranges from the venue's public archive;
+the REST pass then plans from storage as always and fetches only what is still missing.
+
 A candle the venue's REST history does not have (before the listing, or a hole in the exchange's
 own data) cannot be filled; it is reported as *unfillable* after one attempt instead of being
 asked for again and again.
@@ -18,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from candlekeeper.backfill.archive import ArchiveFiller
 from candlekeeper.backfill.fetcher import KlineFetcher
 from candlekeeper.backfill.planner import count_open_times, missing_ranges, optimal_limit, pages
 from candlekeeper.core.intervals import next_open
@@ -79,6 +84,7 @@ class FillResult:
     key: StreamKey
     planned: int = 0  # candles missing before the run
     fetched: int = 0  # candles received and written
+    archived: int = 0  # of which from the venue's public archive
     #: missing ranges the venue did not have (when the fill raised no error)
     unfillable: list[Range] = field(default_factory=list)
     #: the venue's first candle in the range, when a probe was needed
@@ -91,9 +97,12 @@ class Backfiller:
 
     def __init__(self, sink: SQLiteSink, fetchers: Mapping[str, KlineFetcher], *,
                  progress: Progress | None = None, pages_per_chunk: int = 8,
-                 stream_concurrency: int = 4) -> None:
+                 stream_concurrency: int = 4,
+                 archives: Mapping[str, ArchiveFiller] | None = None) -> None:
         self.sink = sink
         self.fetchers = fetchers
+        #: venue -> its archive, for the venues whose history comes from archives first
+        self.archives = dict(archives or {})
         self.progress: Progress = progress or _Silent()
         self.pages_per_chunk = pages_per_chunk
         self._streams = asyncio.Semaphore(stream_concurrency)
@@ -130,6 +139,7 @@ class Backfiller:
         async with self._streams:
             result = FillResult(key)
             try:
+                await self._from_archive(key, start, end, result)
                 await self._fill(key, start, end, result)
             except CandlekeeperError as exc:
                 result.error = str(exc)
@@ -150,6 +160,27 @@ class Backfiller:
             finally:
                 self.progress.end(audit.key)
             return result
+
+    async def _from_archive(self, key: StreamKey, start: int, end: int | None,
+                            result: FillResult) -> None:
+        """Store what the venue's archive has of the missing whole months and days."""
+        archive = self.archives.get(key.venue)
+        if archive is None or not archive.serves(key.interval):
+            return
+        interval = key.interval
+        end = self.fetcher(key.venue).closed_end(interval, end)
+        holes = missing_ranges(await self.stored_open_times(key, start, end), interval, start,
+                               end)
+        progress = self.progress
+
+        def advance(planned: int, stored: int) -> None:
+            progress.plan(key, planned)
+            progress.advance(key, planned, stored)
+
+        stored = await archive.fill(key, holes, self.sink, advance,
+                                    now_ms=self.fetcher(key.venue).now_ms(0))
+        result.archived += stored
+        result.fetched += stored
 
     async def _fill(self, key: StreamKey, start: int, end: int | None,
                     result: FillResult) -> None:

@@ -42,7 +42,9 @@ async def _serve(sim: Simulator, duration: float | None) -> None:
             loop.add_signal_handler(sig, stop.set)
     async with sim:
         for venue in sim.venues:
-            click.echo(f"{venue}: ws {sim.ws_base(venue)}  rest {sim.rest_base(venue)}")
+            archive = (f"  archive {sim.archive_base(venue)}"
+                       if sim.server(venue).archive is not None else "")
+            click.echo(f"{venue}: ws {sim.ws_base(venue)}  rest {sim.rest_base(venue)}{archive}")
         click.echo(f"speed x{sim.clock.speed:g}, {len(sim.symbols)} symbols, intervals "
                    f"{','.join(sim.intervals)}; Ctrl-C to stop", err=False)
         if sim.clock.speed != 1.0:

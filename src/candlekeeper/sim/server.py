@@ -31,6 +31,7 @@ from aiohttp import WSMsgType, web
 
 from candlekeeper.core.clock import ScaledClock
 from candlekeeper.errors import ConfigError
+from candlekeeper.sim.archive import ArchiveStats, archive_server_for
 from candlekeeper.sim.connection import (
     CLOSE_TIMEOUT_S,
     Connection,
@@ -63,6 +64,8 @@ class VenueStats(msgspec.Struct):
     disconnects: dict[str, int] = msgspec.field(default_factory=dict)
     faults: dict[str, int] = msgspec.field(default_factory=dict)  # effects applied, by kind
     rest: RestStats = msgspec.field(default_factory=RestStats)
+    #: the venue's public kline archive (``sim.archive``); None when it publishes none
+    archive: ArchiveStats | None = None
 
 
 class VenueServer:
@@ -74,8 +77,11 @@ class VenueServer:
         self.host, self.port = host, port
         self.pusher = personality.make_pusher(market, clock, opts, seed)
         self.rest = personality.make_rest(market, clock, opts)
+        #: the venue's archive files on the same port, under the real archive's paths
+        self.archive = archive_server_for(self.venue, market, clock)
         self.connections: dict[int, Connection] = {}
-        self.stats = VenueStats(rest=self.rest.stats)
+        self.stats = VenueStats(rest=self.rest.stats,
+                                archive=None if self.archive is None else self.archive.stats)
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connected = asyncio.Condition()
@@ -135,6 +141,8 @@ class VenueServer:
             return await self._websocket(request, info)
         if self.rest.handles(request.path):
             return await self.rest.handle(request)
+        if self.archive is not None and self.archive.handles(request.path):
+            return await self.archive.handle(request)
         return web.json_response({"code": -1, "msg": "Not found."}, status=404)
 
     def refuse(self, status: int, seconds: float) -> None:

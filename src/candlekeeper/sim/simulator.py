@@ -247,6 +247,13 @@ class Simulator:
     def rest_base(self, venue: str) -> str:
         return f"http://{self.host}:{self.port(venue)}"
 
+    def archive_base(self, venue: str) -> str:
+        """Drop-in for the venue's public kline archive base URL (``sim.archive``): the same
+        paths, on the venue's port. ``server(venue).archive.faults`` spoils given files."""
+        if self.server(venue).archive is None:
+            raise ConfigError(f"{venue} publishes no kline archive")
+        return self.rest_base(venue)
+
     # -- clocks -----------------------------------------------------------------------------
     def venue_clock(self, venue: str) -> ScaledClock:
         """``venue``'s own clock: :attr:`clock` plus its ``clock_skew_s``."""

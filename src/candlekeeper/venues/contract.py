@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from email.utils import parsedate_to_datetime
-from typing import Final, Protocol
+from typing import Final, Literal, Protocol
 
 import msgspec
 
@@ -340,17 +340,69 @@ class HistoryCodec(Protocol):
     def rate_usage(self, headers: Mapping[str, str]) -> RateUsage: ...
 
 
+class ArchivePeriod(msgspec.Struct, frozen=True):
+    """One file of a venue's public kline archive: a whole UTC month or day, ``[start, end)``
+    in ms. ``label`` is how the file names it (``2024-01`` / ``2024-01-31``)."""
+
+    kind: Literal["monthly", "daily"]
+    start: int
+    end: int
+    label: str
+
+
+class ArchiveCodec(Protocol):
+    """A venue's public bulk archive of klines (zip files of CSV, each with a checksum file), as
+    data and parsers: where a file lives, and what its bytes mean. The downloading, checksum
+    verification, unzipping and fallback to REST are generic (``backfill/archive.py``); the
+    simulator serves the same layout from its market (``sim/archive.py``)."""
+
+    spec: VenueSpec
+    #: the archive's production base URL (a config ``archive_url`` overrides it)
+    base_url: str
+    #: intervals the archive publishes as monthly and daily files
+    intervals: tuple[str, ...]
+
+    def file_path(self, symbol: str, interval: str, period: ArchivePeriod) -> str:
+        """Path of the zip file under the base URL (starting with ``/``); its checksum file is
+        the same path plus :attr:`checksum_suffix`."""
+        ...
+
+    @property
+    def checksum_suffix(self) -> str: ...
+
+    def parse_path(self, path: str) -> tuple[str, str, ArchivePeriod, bool] | None:
+        """``(symbol, interval, period, is_checksum)`` of a path :meth:`file_path` builds (plus
+        the checksum suffix); None for any other path. The simulator routes with it."""
+        ...
+
+    def decode_checksum(self, body: bytes) -> str | None:
+        """The lower-case hex SHA-256 a checksum file states, None when it states none."""
+        ...
+
+    def decode_rows(self, text: str, symbol: str, interval: str) -> list[Candle]:
+        """The CSV member of a file as ``closed=True``, ``source="archive"`` candles in file
+        order (the caller checks order, alignment and range). Every documented variant of the
+        format is accepted (a header row or none, ms or µs timestamps). Raises ``DecodeError``
+        for a row that is not the documented shape."""
+        ...
+
+
 class Venue(msgspec.Struct, frozen=True):
     """One registered venue: its facts and how to build its codecs.
 
     ``canonical_symbol`` turns what a user writes into the venue's canonical symbol; the
     default (``BTC-USDT`` -> ``BTCUSDT``) suits every venue whose markets are named by base and
-    quote. A venue that names a market otherwise (by its coin alone, say) gives its own."""
+    quote. A venue that names a market otherwise (by its coin alone, say) gives its own.
+    ``archive`` is optional because most venues publish no bulk archive; one that does states
+    its layout and format there."""
 
     spec: VenueSpec
     stream_codec: Callable[[VenueSpec], StreamCodec]
     history_codec: Callable[[VenueSpec], HistoryCodec]
     canonical_symbol: Callable[[str], str] = normalize_symbol
+    #: the venue's public kline archive, None when it publishes none (then ``backfill`` uses
+    #: REST only)
+    archive: Callable[[VenueSpec], ArchiveCodec] | None = None
 
 
 # -- the venue's real samples (what the contract suite checks every venue against) --------------

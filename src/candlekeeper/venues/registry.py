@@ -12,7 +12,13 @@ from importlib import import_module
 from typing import Final
 
 from candlekeeper.errors import ConfigError
-from candlekeeper.venues.contract import HistoryCodec, StreamCodec, Venue, VenueSpec
+from candlekeeper.venues.contract import (
+    ArchiveCodec,
+    HistoryCodec,
+    StreamCodec,
+    Venue,
+    VenueSpec,
+)
 
 #: venue folders, one per line
 PACKAGES: Final[tuple[str, ...]] = (
@@ -73,3 +79,9 @@ def canonical_symbol(venue_id: str, text: str) -> str:
 def history_codec(venue_id: str) -> HistoryCodec:
     v = venue(venue_id)
     return v.history_codec(v.spec)
+
+
+def archive_codec(venue_id: str) -> ArchiveCodec | None:
+    """The venue's public kline archive, or None when it publishes none."""
+    v = venue(venue_id)
+    return None if v.archive is None else v.archive(v.spec)

@@ -5,7 +5,13 @@ the simulator imports ``candlekeeper.sim.venues.<package>``, which exports
 
     PERSONALITIES: Mapping[str, Callable[[VenueSpec], Personality]]
 
-one factory per venue id of the client package. The factory gets the venue's registered
+one factory per venue id of the client package, and, for a venue that publishes a kline archive
+(``Venue.archive``), optionally
+
+    ARCHIVE_WRITERS: Mapping[str, ArchiveWriter]
+
+the function writing an archive file's CSV member as that venue does (``sim.archive`` serves
+the layout). The factory gets the venue's registered
 :class:`~candlekeeper.venues.contract.VenueSpec`, so every fact a personality uses is the
 client's own. Adding a venue therefore touches its client folder, its simulator folder and the
 registry line; no generic simulator module changes. Loading is lazy (on first use) and strict:
@@ -15,14 +21,20 @@ not register, is an error naming the folder to fix.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from importlib import import_module
 
+from candlekeeper.core.candle import Candle
 from candlekeeper.errors import ConfigError
 from candlekeeper.sim.personality import Personality, PersonalityFactory
 from candlekeeper.venues import registry
+from candlekeeper.venues.contract import ArchivePeriod
+
+#: a file's CSV member, from the final candles of its period, as the venue writes it
+ArchiveWriter = Callable[[Sequence[Candle], ArchivePeriod], str]
 
 _loaded: dict[str, PersonalityFactory] | None = None
+_writers: dict[str, ArchiveWriter] = {}
 
 
 def _load() -> dict[str, PersonalityFactory]:
@@ -44,6 +56,7 @@ def _load() -> dict[str, PersonalityFactory]:
                 f"candlekeeper.venues.{package} ({', '.join(client)}); missing {missing}, "
                 f"unknown {extra}")
         out.update(table)
+        _writers.update(getattr(module, "ARCHIVE_WRITERS", {}))
     _loaded = {v: out[v] for v in registry.VENUES}  # registration order
     return _loaded
 
@@ -60,3 +73,9 @@ def personality_for(venue: str) -> Personality:
         raise ConfigError(f"the simulator has no venue {venue!r}; expected one of "
                           f"{', '.join(simulated_venues())}")
     return factory(registry.get_spec(venue))
+
+
+def archive_writer_for(venue: str) -> ArchiveWriter | None:
+    """How ``venue`` writes its archive files (None: it publishes no archive)."""
+    _load()
+    return _writers.get(venue)

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from typing import Final
 
 from candlekeeper.sim.personality import Personality
+from candlekeeper.sim.venues import ArchiveWriter
+from candlekeeper.sim.venues.binance.archive import writer
 from candlekeeper.sim.venues.binance.personality import (
     SPOT_BEHAVIOUR,
     SPOT_FLAVOUR,
@@ -33,3 +35,6 @@ PERSONALITIES: Final[dict[str, Callable[[VenueSpec], Personality]]] = {
     BINANCE_USDM.id: _usdm,
     BINANCE_SPOT.id: _spot,
 }
+
+#: both publish a kline archive (``venues.binance.archive``)
+ARCHIVE_WRITERS: Final[dict[str, ArchiveWriter]] = {v: writer(v) for v in PERSONALITIES}
