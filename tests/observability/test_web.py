@@ -22,7 +22,8 @@ from candlekeeper.sim import Simulator
 
 VENUES = ("binance-usdm", "bybit-linear")
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
-INTERVALS = ("1m", "5m")
+INTERVALS = ("1m", "2m", "5m")  # 2m: derived from 1m (no venue here has it)
+SIM_INTERVALS = ("1m", "5m")  # what the simulated venues serve
 SPEED = 300.0
 
 
@@ -54,7 +55,7 @@ async def _read_events(resp: aiohttp.ClientResponse, names: set[str], timeout: f
 
 @pytest.mark.integration
 async def test_api_serves_the_table_candles_and_live_events(tmp_path: Path) -> None:
-    async with Simulator(venues=VENUES, symbols=SYMBOLS, intervals=INTERVALS,
+    async with Simulator(venues=VENUES, symbols=SYMBOLS, intervals=SIM_INTERVALS,
                          speed=SPEED) as sim:
         cfg = web_config(sim, tmp_path / "c.sqlite", VENUES, SYMBOLS, INTERVALS, free_port())
         async with running_service(cfg, sim) as service, aiohttp.ClientSession() as http:
@@ -71,7 +72,7 @@ async def test_api_serves_the_table_candles_and_live_events(tmp_path: Path) -> N
                 table = await resp.json()
             assert {(r["venue"], r["symbol"], r["interval"]) for r in table["streams"]} == {
                 (v, s, i) for v in VENUES for s in SYMBOLS for i in INTERVALS}
-            # by venue, symbol, then interval width (1m before 5m, as 15m would be after both)
+            # by venue, symbol, then interval width (1m, 2m, 5m; 15m would come after them)
             assert [(r["venue"], r["symbol"], r["interval"]) for r in table["streams"]] == [
                 (v, s, i) for v in sorted(VENUES) for s in sorted(SYMBOLS) for i in INTERVALS]
             row = table["streams"][0]
@@ -90,6 +91,10 @@ async def test_api_serves_the_table_candles_and_live_events(tmp_path: Path) -> N
             feed = next(f for f in service.feeds if f.venue == "binance-usdm")
             ring = feed.latest("BTCUSDT", "1m", len(bars))
             assert [b["t"] for b in bars][-len(ring):][:1] <= [c.open_time for c in ring][:1]
+            async with http.get(base + "api/candles", params={
+                    "venue": "bybit-linear", "symbol": "ETHUSDT", "interval": "2m"}) as resp:
+                derived = await resp.json()
+            assert derived["candles"] and all(b["interval"] == "2m" for b in derived["candles"])
             async with http.get(base + "api/candles", params={
                     "venue": "binance-usdm", "symbol": "NOPE", "interval": "1m"}) as resp:
                 assert resp.status == 404
@@ -147,7 +152,7 @@ async def test_a_browser_that_drops_the_stream_is_forgotten_and_others_go_on(
 async def test_a_browser_that_stops_reading_is_let_go(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(routes, "WRITE_TIMEOUT_S", 1.0)
-    async with Simulator(venues=VENUES[:1], symbols=SYMBOLS, intervals=INTERVALS,
+    async with Simulator(venues=VENUES[:1], symbols=SYMBOLS, intervals=SIM_INTERVALS,
                          speed=SPEED) as sim:
         cfg = web_config(sim, tmp_path / "c.sqlite", VENUES[:1], SYMBOLS, INTERVALS,
                          free_port())

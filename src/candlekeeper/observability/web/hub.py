@@ -34,8 +34,8 @@ import msgspec
 
 from candlekeeper.core.bus import EventBus
 from candlekeeper.core.candle import Candle
+from candlekeeper.core.derived import interval_width
 from candlekeeper.core.events import CandleUpdate
-from candlekeeper.core.intervals import INTERVAL_MS
 from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.observability.snapshot import HealthSnapshot
@@ -54,6 +54,9 @@ class CandleSource(Protocol):
 
     @property
     def keys(self) -> Sequence[StreamKey]: ...
+
+    @property
+    def derived_keys(self) -> Sequence[StreamKey]: ...
 
     def latest(self, symbol: str, interval: str, n: int | None = None) -> list[Candle]: ...
 
@@ -92,8 +95,13 @@ def table_json(snap: HealthSnapshot) -> dict[str, object]:
              "closed": r.closed, "clock_offset_ms": offsets.get(r.venue)}
             for r in snap.streams]
     rows.sort(key=lambda r: (str(r["venue"]), str(r["symbol"]),
-                             INTERVAL_MS.get(str(r["interval"]), 0)))
+                             interval_width(str(r["interval"]))))
     return {"ts_ms": snap.ts_ms, "status": status.value, "streams": rows}
+
+
+def _all_keys(feed: CandleSource) -> list[StreamKey]:
+    """The feed's streams: those subscribed at the venue and those derived from them."""
+    return [*feed.keys, *feed.derived_keys]
 
 
 class WebClient:
@@ -159,7 +167,7 @@ class WebHub:
 
     # -- feed side (inline handlers: memory only, never an await) -------------------------
     def attach(self, feed: CandleSource) -> None:
-        for key in feed.keys:
+        for key in _all_keys(feed):
             self._feeds[key] = feed
         feed.on_closed(self._on_closed, inline=True)
 
@@ -214,10 +222,10 @@ class WebHub:
                 if not followers:
                     del self._by_key[key]
         for fid, (feed, sub) in list(self._updates.items()):
-            if not any(k in self._by_key for k in feed.keys):
+            if not any(k in self._by_key for k in _all_keys(feed)):
                 feed.bus.unsubscribe(CandleUpdate, sub)
                 del self._updates[fid]
-                for key in feed.keys:
+                for key in _all_keys(feed):
                     self.forming.pop(key, None)
 
     async def run_table(self) -> None:
