@@ -176,7 +176,7 @@ def test_http_host_must_be_usable(host: str, fragment: str) -> None:
 def test_good_http_hosts() -> None:
     # beyond loopback the web page needs a token (tests/observability/test_web.py): off here
     for host in ("0.0.0.0", "'::'", "'::1'", "localhost", "metrics.internal.example"):
-        load_config_text(MINIMAL + f"observability: {{http: {{host: {host}, web: false}}}}\n")
+        load_config_text(MINIMAL + f"observability: {{http: {{host: {host}}}}}\n")
 
 
 @pytest.mark.parametrize(("field", "url", "fragment"), [

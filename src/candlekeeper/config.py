@@ -107,8 +107,11 @@ class HttpConfig(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=9108, ge=0, le=65_535)
-    #: the read-only web page (``GET /``) and its API next to /metrics and /health
-    web: bool = True
+    #: the read-only web page (``GET /``) and its API next to /metrics and /health. None
+    #: (default): on at a loopback address or with a token, off otherwise (a service that
+    #: exposes /metrics to a scraper keeps starting, without showing its candles to the
+    #: network); true beyond loopback needs a token
+    web: bool | None = None
     #: required by the page and its API when set; required to serve them beyond loopback
     token: SecretStr | None = None
 
@@ -124,11 +127,19 @@ class HttpConfig(Section):
             return None  # an empty override (``CANDLEKEEPER__...__TOKEN=``) means none
         return value
 
+    @property
+    def serves_page(self) -> bool:
+        """Whether the web page is served (``web``, or its default: see the field)."""
+        if self.web is not None:
+            return self.web
+        return self.token is not None or is_loopback(self.host)
+
     @model_validator(mode="after")
     def _exposed_page_needs_token(self) -> HttpConfig:
         # candles and stream states are nobody else's business: a page reachable from other
         # machines must ask for a token (metrics and health stay open for scrapers and probes)
-        if self.enabled and self.web and self.token is None and not is_loopback(self.host):
+        if self.enabled and self.web is True and self.token is None \
+                and not is_loopback(self.host):
             raise ValueError(
                 f"the web page would be served on {self.host} (beyond this machine) without a "
                 "token: set observability.http.token, or web: false, or host: 127.0.0.1")

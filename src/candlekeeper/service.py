@@ -280,7 +280,7 @@ class Service:
         http = self.config.observability.http
         if not http.enabled:
             return
-        if http.web:
+        if http.serves_page:
             self.web = WebHub(self.snapshot, count_error=self.metrics.count_error)
         self.health = HealthServer(self.metrics, self.snapshot, host=http.host, port=http.port,
                                    page=self.web, token=_secret(http.token))
@@ -298,6 +298,9 @@ class Service:
             self.health = self.web = None
             return
         log.info("serving /metrics and /health on http://%s:%d", http.host, port)
+        if http.web is None and not http.serves_page:
+            log.info("web page off: %s is beyond this machine and observability.http.token is "
+                     "not set (set it, or web: true with a token, to serve the page)", http.host)
 
     @property
     def page_url(self) -> str | None:

@@ -258,7 +258,8 @@ async def test_token_guards_the_page_and_api_and_no_secret_reaches_them(tmp_path
 def test_a_page_beyond_loopback_needs_a_token() -> None:
     feeds = [{"venue": "binance-usdm", "symbols": ["BTCUSDT"]}]
     with pytest.raises(ConfigValidationError) as err:
-        Config.from_dict({"feeds": feeds, "observability": {"http": {"host": "0.0.0.0"}}})
+        Config.from_dict({"feeds": feeds,
+                          "observability": {"http": {"host": "0.0.0.0", "web": True}}})
     lines = [p for p in err.value.problems if "token" in p]
     assert len(lines) == 1 and "0.0.0.0" in lines[0] and "\n" not in lines[0]
     for ok in ({"host": "0.0.0.0", "token": "t0k"}, {"host": "0.0.0.0", "web": False},
@@ -266,6 +267,13 @@ def test_a_page_beyond_loopback_needs_a_token() -> None:
         http = Config.from_dict({"feeds": feeds, "observability": {"http": ok}}
                                 ).observability.http
         assert http.host == ok["host"]
+    # not asked for: beyond loopback without a token the page is simply off (a service that
+    # exposes /metrics to a scraper keeps starting); at loopback or with a token it is on
+    def page(http: dict[str, object]) -> bool:
+        return Config.from_dict({"feeds": feeds, "observability": {"http": http}}
+                                ).observability.http.serves_page
+    assert not page({"host": "0.0.0.0"}) and not page({"host": "0.0.0.0", "web": False})
+    assert page({"host": "0.0.0.0", "token": "t0k"}) and page({"host": "127.0.0.1"})
     cfg = Config.from_dict({"feeds": feeds,
                             "observability": {"http": {"host": "0.0.0.0", "token": "t0k"}}})
     assert "t0k" not in repr(cfg) and "t0k" not in str(cfg.model_dump())
