@@ -15,6 +15,7 @@ from candlekeeper.backfill.slots import LIVE, resume, warm_up
 from candlekeeper.errors import RestError
 from candlekeeper.feed import FeedPlumbing
 from candlekeeper.gapfill import GapFillOptions
+from candlekeeper.gapfill_track import FetchAttempts
 from candlekeeper.transport import TransportOptions
 from candlekeeper.transport.memory import MemoryConnector, MemoryPeer
 
@@ -497,3 +498,23 @@ async def test_a_first_close_before_the_end_asked_for_still_gets_its_full_histor
     await until(lambda: len(history) == 20)
     assert [(c.open_time - T0) // M for c in history] == list(range(39, 59))
     assert r.indices() == [59]
+
+
+async def test_a_long_fill_restarts_its_waits_after_progress_and_its_count_after_an_answer(
+        ) -> None:
+    """A fill that runs on (every close confirmed over REST, at speed) must not wait longer
+    and longer between fetches that each made progress, nor give up on failures spread out
+    between answers (the hyperliquid chaos run's streams ended 682 candles behind, each
+    fill pausing 30 s between catch-up fetches)."""
+    loop = asyncio.get_running_loop()
+    attempts = FetchAttempts(0.05, 2.0, max_attempts=3)
+    for _ in range(4):  # 0.05, 0.1, 0.2, 0.4 (jittered): REST brings nothing new
+        await attempts.pause()
+    attempts.progressed()
+    t0 = loop.time()
+    await attempts.pause()
+    assert loop.time() - t0 < 0.2  # the first wait again, not 0.8 s
+    assert not await attempts.failed() and not await attempts.failed()
+    attempts.succeeded()  # an answer between: the next failures are a new run
+    assert not await attempts.failed() and not await attempts.failed()
+    assert await attempts.failed()  # three in a row

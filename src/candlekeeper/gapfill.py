@@ -296,6 +296,7 @@ class GapFiller:
                         self._give_up(t, f"REST unavailable: {exc}")
                         return
                     continue
+                attempts.succeeded()
                 # Only the window: a row that became final while the request was under way
                 # (the forming candle a poll asked for along) is past ``end``; the sequence
                 # would ignore it, so it must not reach the history handlers either, or it is
@@ -329,7 +330,11 @@ class GapFiller:
                     await asyncio.sleep(min(self.clock.wall_seconds(wait_ms), o.retry_max_s))
                     continue
                 # a hole that REST is still catching up on (it made progress) is not a failure
-                hole_attempts = hole_attempts + 1 if t.seq.last == progress_from else 1
+                if t.seq.last == progress_from:
+                    hole_attempts += 1
+                else:
+                    hole_attempts = 1
+                    attempts.progressed()
                 if hole_attempts >= o.max_hole_attempts:
                     self._give_up(t, "REST does not have the missing candles")
                     return
@@ -388,6 +393,7 @@ class GapFiller:
                                   "live without it", t.key, exc)
                         return
                     continue
+                attempts.succeeded()
                 self.stats.fills += 1
                 pending.update((c.open_time, c) for c in candles if start <= c.open_time < end)
                 if start < lo:

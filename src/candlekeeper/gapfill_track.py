@@ -105,26 +105,50 @@ class Track:
 
 class FetchAttempts:
     """Failed REST attempts of one fill: counted, spaced by the one backoff policy
-    (``core.backoff``), and given up after ``max_attempts`` in a row."""
+    (``core.backoff``), and given up after ``max_attempts`` in a row; and the pauses while a
+    hole is still open after an answer, growing while REST brings nothing new.
 
-    __slots__ = ("_delays", "failures", "max_attempts")
+    A fill can run on and on (a venue whose every close is confirmed over REST, at speed):
+    :meth:`succeeded` after each answer restarts the failure count and its waits, and
+    :meth:`progressed` after each answer that moved the stream restarts the pauses. Neither was
+    done: a long fill's pauses between catch-up fetches grew to ``max_s`` although every fetch
+    made progress (the stream fell further behind with each), and five failures spread over an
+    hour gave up as if in a row."""
+
+    __slots__ = ("_fail_delays", "_initial_s", "_max_s", "_pause_delays", "failures",
+                 "max_attempts")
 
     def __init__(self, initial_s: float, max_s: float, max_attempts: int) -> None:
-        self._delays: Iterator[float] = backoff_delays(initial_s, 2.0, max_s, jitter=0.2)
+        self._initial_s, self._max_s = initial_s, max_s
+        self._fail_delays = self._delays()
+        self._pause_delays = self._delays()
         self.failures = 0
         self.max_attempts = max_attempts
+
+    def _delays(self) -> Iterator[float]:
+        return backoff_delays(self._initial_s, 2.0, self._max_s, jitter=0.2)
+
+    def succeeded(self) -> None:
+        """An answer came: the next failure is the first in a row again."""
+        if self.failures:
+            self.failures = 0
+            self._fail_delays = self._delays()
+
+    def progressed(self) -> None:
+        """The answer moved the stream on: the next pause is the first again."""
+        self._pause_delays = self._delays()
 
     async def failed(self) -> bool:
         """Count a failure; True when it is time to give up, else wait the next delay."""
         self.failures += 1
         if self.failures >= self.max_attempts:
             return True
-        await asyncio.sleep(next(self._delays))
+        await asyncio.sleep(next(self._fail_delays))
         return False
 
     async def pause(self) -> None:
         """Wait the next delay without counting a failure (a hole REST is catching up on)."""
-        await asyncio.sleep(next(self._delays))
+        await asyncio.sleep(next(self._pause_delays))
 
 
 def history_start(end: int, interval: str, n: int) -> int:
