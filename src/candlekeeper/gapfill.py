@@ -454,21 +454,26 @@ class GapFiller:
             now_ms = self.clock.time_ms()
             wall = time.monotonic()
             grace = self._grace_ms()
+            spacing: float | None = None
             for t in self._tracks.values():
                 expected = t.seq.expected
-                if expected is None or t.polled or t.fast \
-                        or (t.task is not None and not t.task.done()):
-                    # a polled or fast stream's closes are asked by its (paced) polls: asking
-                    # again here would undo their spacing
+                if expected is None or (t.task is not None and not t.task.done()):
                     continue
                 if now_ms <= close_time(expected, t.key.interval) + grace:
                     t.backoff_s = 0.0
                     continue
-                if wall < t.next_check:
+                paced = t.polled or t.fast
+                if wall < t.next_check or (paced and wall < t.next_poll):
+                    # a polled or fast stream asks within its polls' share of the budget:
+                    # this safety net (a poll that came too early for a final row) too
                     continue
                 t.backoff_s = min(max(t.backoff_s * 2, self.options.retry_initial_s),
                                   self.options.retry_max_s)
                 t.next_check = wall + t.backoff_s
+                if paced:
+                    if spacing is None:
+                        spacing = self._poll_spacing()
+                    t.next_poll = wall + spacing
                 self.request(t.key, "late close")
 
     def _period(self) -> float:
