@@ -210,7 +210,9 @@ async def test_reorder_close_arrives_after_next_candles_update(
     late, before = got[-1], got[-2]
     assert late["x"] is True and before["x"] is False
     assert before["t"] > late["t"]  # the next candle's first update came first
-    rec = await sim.wait_fault(lambda r: r.fault_id == fid)
+    held = await sim.wait_fault(lambda r: r.fault_id == fid)
+    assert held.open_time == late["t"] and "held back" in held.detail
+    rec = await sim.wait_fault(lambda r: r.fault_id == fid and "sent after" in r.detail)
     assert rec.open_time == late["t"] and "sent after the next frame" in rec.detail
 
 
@@ -223,8 +225,9 @@ async def test_reorder_swaps_adjacent_updates(sim: Simulator,
     got = [(k["t"], k["x"], json.loads(f)["E"])
            for f in await frames(ws, lambda f: len(f) >= 6) for k in [json.loads(f)["k"]]]
     assert sum(a > b for a, b in itertools.pairwise(got)) == 1
-    [rec] = [r for r in sim.fault_log if r.fault_id == fid]
-    assert rec.open_time in [t for t, _, _ in got]
+    held, rec = [r for r in sim.fault_log if r.fault_id == fid]
+    assert "held back" in held.detail and "sent after" in rec.detail
+    assert rec.open_time == held.open_time and rec.open_time in [t for t, _, _ in got]
 
 
 async def test_malformed_frames_are_injected(sim: Simulator,
@@ -327,3 +330,18 @@ async def test_scheduled_plan_fires_at_its_wall_time(http: aiohttp.ClientSession
         [rec] = sim.fault_log
         assert 0.4 <= rec.wall_s < 1.5
         assert rec.venue_ms >= sim.clock.start_ms + int(0.4 * 300 * 1000)
+
+
+async def test_a_held_frame_lost_with_its_connection_is_logged(
+        sim: Simulator, http: aiohttp.ClientSession) -> None:
+    """A reorder fault holding a frame when its connection drops: the frame is gone with the
+    connection, and the fault log says so (the chaos test counts what each fault did)."""
+    ws = await connect(sim, http)
+    await frames(ws, lambda f: len(f) >= 1)
+    fid = sim.inject(Fault(kind="reorder", count=1))
+    await sim.wait_fault(lambda r: r.fault_id == fid and "held back" in r.detail)
+    sim.inject(Fault(kind="disconnect"))
+    lost = await sim.wait_fault(lambda r: r.fault_id == fid and r.detail != "" and
+                                "held back" not in r.detail)
+    # the next frame may have come between the hold and the disconnect: either is honest
+    assert "lost: the connection closed" in lost.detail or "sent after" in lost.detail

@@ -84,6 +84,8 @@ class Connection:
         self.close_reason = reason
         self._disconnects[reason] = self._disconnects.get(reason, 0) + 1
         self.closed = True
+        if self.shaper is not None:
+            self.shaper.connection_closed(reason)
         return True
 
     def request_close(self, reason: str, *, code: int | None = 1008,

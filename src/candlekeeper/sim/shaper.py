@@ -102,6 +102,15 @@ class Shaper:
             self._log("stall", eff.fault_id, None, None,
                          f"stall ended, {eff.dropped} frames withheld")
 
+    def connection_closed(self, reason: str) -> None:
+        """The connection ended with frames still held back: they are lost with it (as a frame
+        in flight is when a real connection drops), and the log says so."""
+        for eff in self.effects:
+            for stream, (_frame, candle) in eff.held.items():
+                self._log(eff.kind, eff.fault_id, stream, candle.open_time,
+                          f"held frame lost: the connection closed ({reason})")
+            eff.held.clear()
+
     def _maybe_detach(self, now: float) -> None:
         if not self.effects and not self.pings_off(now) and self._conn.shaper is self:
             self._conn.shaper = None
@@ -175,6 +184,8 @@ class Shaper:
                          f"{self._what(candle)} cut to {cut} of {len(payload)} bytes (frame lost)")
         elif kind == "reorder":
             eff.held[stream] = (frame, candle)
+            self._log(kind, eff.fault_id, stream, candle.open_time,
+                      f"{self._what(candle)} held back until the stream's next frame")
         elif kind == "duplicate":
             conn.write(frame)
             conn.write(frame)
