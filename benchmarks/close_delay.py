@@ -91,6 +91,9 @@ class Cell:
     wrong: int = 0
     missing: int = 0
     metric_mean_s: float | None = None
+    #: each missing candle: (symbol, its close time minus the run's end, venue seconds) -- a
+    #: diagnosis for a failed smoke test, not a figure of the table
+    missing_at: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def true_mean_s(self) -> float | None:
@@ -145,8 +148,10 @@ async def measure(venue: str, condition: Condition, opts: Options) -> Cell:
                           close_policy=condition.close_policy)
         feed.on_closed(on_closed)
         feed.on_corrected(on_corrected)
-        started = truth_clock.time_ms()
         async with feed:
+            # the feed owes every candle that closes after its start (a close during its
+            # subscription included)
+            started = truth_clock.time_ms()
             await asyncio.sleep(opts.minutes * 60 / opts.speed)
         ended = truth_clock.time_ms()
         hist = [h for (v, iv), h in feed.metrics.close_delay.items()
@@ -162,7 +167,9 @@ async def measure(venue: str, condition: Condition, opts: Options) -> Cell:
                                                                      trade_ids=c.source == "ws"))
             due = [t for t, c in truth.items()
                    if started < c.close_time < ended - opts.settle_s * 1000]
-            cell.missing += sum(1 for t in due if t not in got)
+            lost = [t for t in due if t not in got]
+            cell.missing += len(lost)
+            cell.missing_at += [(symbol, (truth[t].close_time - ended) / 1000) for t in lost]
     return cell
 
 

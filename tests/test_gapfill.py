@@ -12,9 +12,11 @@ import pytest
 
 from candlekeeper import Candle, CandleFeed, StreamKey
 from candlekeeper.backfill.slots import LIVE, resume, warm_up
+from candlekeeper.core.sequence import Offer, StreamSequence
+from candlekeeper.core.venue_clock import VenueClock
 from candlekeeper.errors import RestError
 from candlekeeper.feed import FeedPlumbing
-from candlekeeper.gapfill import GapFillOptions
+from candlekeeper.gapfill import GapFiller, GapFillOptions
 from candlekeeper.gapfill_track import FetchAttempts
 from candlekeeper.transport import TransportOptions
 from candlekeeper.transport.memory import MemoryConnector, MemoryPeer
@@ -407,11 +409,13 @@ async def test_live_closes_do_not_wait_for_the_warm_up(rig: list[Rig]) -> None:
     assert r.feed.filler is not None and r.feed.filler.stats.warmups == 1
 
 
-async def test_a_first_close_after_the_fetched_range_gets_the_stretch_between(
+async def test_candles_that_closed_while_subscribing_are_closes_not_history(
         rig: list[Rig]) -> None:
-    """The warm-up asked for history up to the candle forming at start (60); the WebSocket's
-    first close came three candles later (63): history fills 60..62 too — the 20 candles before
-    the first close, none of them a close."""
+    """The feed started while candle 60 was forming; the WebSocket's first close came three
+    candles later (63: the subscription was slow, 60..62's closing frames went by): 60..62
+    closed after the start, so they are filled over REST (LIVE) and emitted before 63, in
+    order; the warm-up's 20 candles of history end before 60, none of them a close. (The
+    close-delay benchmark missed such a candle: a start just before a close.)"""
     r, gated = gated_rig(history=20)
     rig.append(r)
     history: list[Candle] = []
@@ -422,13 +426,51 @@ async def test_a_first_close_after_the_fetched_range_gets_the_stretch_between(
     await until(lambda: gated.priorities == [warm_up(M)])
     r.at(64)
     peer.send(frame(63))
-    await until(lambda: r.indices() == [63])
+    await until(lambda: r.indices() == [60, 61, 62, 63])
+    assert LIVE in gated.priorities
     gated.release.set()
     await until(lambda: len(history) == 20)
-    assert [(c.open_time - T0) // M for c in history] == list(range(43, 63))
-    assert r.indices() == [63]
+    assert [(c.open_time - T0) // M for c in history] == list(range(40, 60))
     window = r.feed.latest("BTCUSDT", "1m", 500)
-    assert [(c.open_time - T0) // M for c in window] == list(range(43, 64))
+    assert [(c.open_time - T0) // M for c in window] == list(range(40, 64))
+
+
+async def test_the_start_is_placed_on_the_venues_clock() -> None:
+    """The host clock is 40 s ahead of the venue's. By the host the feed started in candle 61
+    (61 + 10 s), by the venue in 60 (60 + 30 s): once the clock sync knows the offset, 60 is
+    the first candle owed, and a first close of 61 is held behind it (a hole to fill)."""
+    host = Clock(T0 + 61 * M + 10_000)
+    venue = VenueClock(host)
+    ready = asyncio.Event()
+    filler = GapFiller(History(host), venue, GapFillOptions(history=5), clock_ready=ready.wait)
+    seq = StreamSequence("1m", lambda c: None)
+    filler.track(KEY, seq, resume=False, on_history=lambda rows: None)
+    await filler.start()
+    try:
+        assert seq.live_from == T0 + 61 * M  # the host's guess until the venue's clock is known
+        venue.add_server_time(host.now - 40_000, host.now, host.now)
+        host.now += 5_000  # the sync's answer came a little later: the start stays put
+        ready.set()
+        await until(lambda: seq.live_from == T0 + 60 * M)
+        assert seq.offer(truth(61)) is Offer.HELD
+        assert seq.expected == T0 + 60 * M
+    finally:
+        await filler.stop()
+
+
+def test_a_first_close_before_or_at_the_owed_candle_anchors_as_before() -> None:
+    """``live_from`` only ever adds owed candles: a first close at or before it (a closing
+    frame that came late, a host clock behind) is emitted at once, as always."""
+    for first in (59, 60):
+        out: list[Candle] = []
+        seq = StreamSequence("1m", out.append)
+        seq.live_from = T0 + 60 * M
+        assert seq.offer(truth(first)) is Offer.EMITTED
+        assert [c.open_time for c in out] == [T0 + first * M]
+    held = StreamSequence("1m", lambda c: None)
+    held.live_from = T0 + 60 * M
+    assert held.hold(truth(62)) is Offer.HELD  # an inferred close (no closed flag) too
+    assert held.expected == T0 + 60 * M and held.first == T0 + 60 * M
 
 
 async def test_a_resume_asks_first_and_by_gap_size(rig: list[Rig]) -> None:

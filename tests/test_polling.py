@@ -185,3 +185,31 @@ async def test_polls_of_many_streams_are_spaced_within_their_share_of_the_budget
     await until(lambda: all(len(closed.get(s, [])) == 41 for s in symbols), timeout=15)
     assert all(closed[s] == [T0 + i * M for i in range(41)] for s in symbols)
     assert sum(history.by_symbol.values()) <= 80  # a second round, not a poll per close
+
+
+async def test_a_first_poll_after_the_start_candle_closed_emits_it(
+        feeds: list[CandleFeed]) -> None:
+    """Nothing stored, REST mode: the feed started inside candle 0, but its first poll could
+    look only when 0 and 1 had closed (the venue's clock took that long to learn, a
+    universe's polls are spaced). Both closed after the start: they are closes, in order, not
+    adopted as history; the warm-up's history ends before 0."""
+    clock = Clock(T0 + 10_000)
+    ready = asyncio.Event()
+    connector = MemoryConnector()
+    feed = CandleFeed("binance-usdm", ["BTCUSDT"], ["1m"], clock=clock,  # type: ignore[arg-type]
+                      gap_fill=OPTS.model_copy(update={"history": 5}), mode="rest",
+                      plumbing=FeedPlumbing(connector=connector, history_source=History(clock)))
+    feeds.append(feed)
+    assert feed.filler is not None
+    feed.filler._clock_ready = ready.wait  # every fill waits for the venue's clock
+    closed: list[Candle] = []
+    history: list[Candle] = []
+    feed.on_closed(closed.append, inline=True)
+    feed.on_history(history.extend)
+    await feed.start()
+    await asyncio.sleep(0.05)
+    clock.now = T0 + 2 * M + 2_001  # 0 and 1 final
+    ready.set()
+    await until(lambda: len(closed) == 2 and len(history) == 5)
+    assert [c.open_time for c in closed] == [T0, T0 + M]
+    assert [c.open_time for c in history] == [T0 + i * M for i in range(-5, 0)]

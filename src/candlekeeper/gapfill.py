@@ -42,6 +42,7 @@ from candlekeeper.core.intervals import align, close_time, next_open, nominal_ms
 from candlekeeper.core.ratelog import RateLimitedLog
 from candlekeeper.core.sequence import StreamSequence
 from candlekeeper.core.stream_key import StreamKey
+from candlekeeper.core.venue_clock import VenueClock
 from candlekeeper.errors import CandlekeeperError
 from candlekeeper.gapfill_options import MAX_WARMUP_HISTORY as MAX_WARMUP_HISTORY
 from candlekeeper.gapfill_options import GapFillOptions as GapFillOptions
@@ -72,6 +73,9 @@ class GapFiller:
         self._poke = asyncio.Event()  # a stream started being polled: look now
         self._running = False
         self._limited = RateLimitedLog(log)
+        #: the base (host) clock's reading when the feed started: each live-first stream owes
+        #: its consumers every candle that closes after it (``StreamSequence.live_from``)
+        self._started_base_ms: int | None = None
 
     def track(self, key: StreamKey, seq: StreamSequence, *, resume: bool,
               on_history: Callable[[list[Candle]], object],
@@ -91,6 +95,8 @@ class GapFiller:
                 seq.wait_for_anchor = True  # history replayed in order: live closes wait
             else:
                 t.warm = True  # live first, history behind
+                if self._started_base_ms is not None:  # a stream added to a running feed
+                    self._owe_from_start(t)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -98,13 +104,28 @@ class GapFiller:
             return
         self._running = True
         loop = asyncio.get_running_loop()
+        clock = self.clock
+        self._started_base_ms = (clock.base if isinstance(clock, VenueClock) else clock).time_ms()
         for t in self._tracks.values():
             if t.warm:
+                self._owe_from_start(t)
                 t.warm_task = loop.create_task(self._warm(t), name=f"gapfill:warm:{t.key}")
             if t.seq.anchored or (self.history > 0 and not t.warm):
                 self.request(t.key, "start")
         self._watch = loop.create_task(self._watch_late_closes(), name="gapfill:watch")
         self._poller = loop.create_task(self._poll_closes(), name="gapfill:poll")
+
+    def _owe_from_start(self, t: Track) -> None:
+        """A live-first stream's first owed candle: the one forming at the feed's start, on
+        the venue's clock as far as it is known. Placed again, while the stream is not
+        anchored, once the clock is known (the warm-up and the fills wait for that first): a
+        host clock 15 s off must not make a candle that closed just after the start count as
+        history (host ahead), or one that closed before it as owed (host behind)."""
+        assert self._started_base_ms is not None
+        clock = self.clock
+        start = (clock.at_base(self._started_base_ms) if isinstance(clock, VenueClock)
+                 else self._started_base_ms)
+        t.seq.live_from = align(start, t.key.interval)
 
     async def stop(self) -> None:
         self._running = False
@@ -258,9 +279,14 @@ class GapFiller:
         elif t.warm:
             if not t.polled:
                 return None  # the first live close anchors it; ``_warm`` fetches history
-            # a polled stream adopts the newest final candle (stored, not emitted, as a
-            # WebSocket stream's first close is the first to close after the start)
-            start, emit = prev_open(end, t.key.interval), False
+            if 0 <= seq.live_from < end:
+                # the first poll came after the candle forming at the start closed (a
+                # universe's polls are spaced): everything since is owed
+                start, emit = seq.live_from, True
+            else:
+                # a polled stream adopts the newest final candle (stored, not emitted, as a
+                # WebSocket stream's first close is the first to close after the start)
+                start, emit = prev_open(end, t.key.interval), False
         elif self.history > 0:
             start, emit = history_start(end, t.key.interval, self.history), t.emit_history
         else:
@@ -275,6 +301,8 @@ class GapFiller:
     async def _fill(self, t: Track, reason: str) -> None:
         if self._clock_ready is not None:
             await self._clock_ready()
+            if t.warm and not t.seq.anchored:
+                self._owe_from_start(t)
         o = self.options
         hole_attempts = 0
         attempts = FetchAttempts(o.retry_initial_s, o.retry_max_s, o.max_fetch_attempts)
@@ -366,12 +394,18 @@ class GapFiller:
         while self._running:
             if self._clock_ready is not None:
                 await self._clock_ready()
+                if not seq.anchored:
+                    self._owe_from_start(t)
             if t.warm_until is not None:
                 until = t.warm_until
             elif seq.anchored:
                 until = seq.first
             else:
                 until = align(self.clock.time_ms() - t.margin_ms, interval)
+                if 0 <= seq.live_from < until:
+                    # candles closed since the start are owed as closes, not adopted as
+                    # history: the history ends before them and fills emit them
+                    until = seq.live_from
             want = history_start(until, interval, count)
             if lo is None:
                 lo = covered = want

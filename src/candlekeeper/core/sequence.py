@@ -23,7 +23,7 @@ import enum
 from collections.abc import Callable, Iterable
 
 from candlekeeper.core.candle import Candle
-from candlekeeper.core.intervals import next_open, open_times
+from candlekeeper.core.intervals import next_open, open_times, prev_open
 
 
 class Offer(enum.Enum):
@@ -36,8 +36,8 @@ class Offer(enum.Enum):
 class StreamSequence:
     """Closed-candle sequencing for one stream; ``emit`` receives candles in order."""
 
-    __slots__ = ("duplicates", "emit", "first", "held", "interval", "last", "late", "max_held",
-                 "overflow", "prefer_rest", "unfillable", "wait_for_anchor")
+    __slots__ = ("duplicates", "emit", "first", "held", "interval", "last", "late", "live_from",
+                 "max_held", "overflow", "prefer_rest", "unfillable", "wait_for_anchor")
 
     def __init__(self, interval: str, emit: Callable[[Candle], None], *,
                  last: int | None = None, wait_for_anchor: bool = False,
@@ -53,6 +53,11 @@ class StreamSequence:
         self.held: dict[int, Candle] = {}
         #: hold even the first close until a fill anchors the stream (warm-up in flight)
         self.wait_for_anchor = wait_for_anchor
+        #: open time of the first candle a not yet anchored stream owes its consumers (the one
+        #: forming when the feed started; -1: none). A first close *after* it anchors the
+        #: stream just before it, so the candles between are a hole to fill, not history: a
+        #: candle that closed while the WebSocket was still subscribing is still a close.
+        self.live_from = -1
         #: when a held WebSocket close and REST disagree, REST wins (for venues whose closes are
         #: inferred, not flagged final); a frame flagged final by the venue is final
         self.prefer_rest = prefer_rest
@@ -88,6 +93,8 @@ class StreamSequence:
             self.late += 1
             return Offer.LATE
         if last < 0:
+            last = self._anchor_before_live_from(t)
+        if last < 0:
             if self.wait_for_anchor:
                 self._keep(t, candle)
                 return Offer.HELD
@@ -108,6 +115,8 @@ class StreamSequence:
                 return Offer.DUPLICATE
             self.late += 1
             return Offer.LATE
+        if self.last < 0:
+            self._anchor_before_live_from(t)
         self._keep(t, candle)
         return Offer.HELD
 
@@ -168,6 +177,15 @@ class StreamSequence:
         return skipped
 
     # -- internals --------------------------------------------------------------------------
+    def _anchor_before_live_from(self, t: int) -> int:
+        """The first close of a live-first stream (open time ``t``): when it comes after
+        ``live_from``, anchor just before ``live_from`` (adopted, nothing emitted) so that
+        ``t`` is held behind a hole. Returns ``last``."""
+        if not self.wait_for_anchor and 0 <= self.live_from < t:
+            self.last = prev_open(self.live_from, self.interval)
+            self.first = self.live_from
+        return self.last
+
     def _keep(self, t: int, candle: Candle) -> None:
         if t in self.held or len(self.held) < self.max_held:
             self.held[t] = candle

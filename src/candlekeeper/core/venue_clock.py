@@ -129,6 +129,11 @@ class VenueClock:
     def wall_seconds(self, venue_ms: float) -> float:
         return self.base.wall_seconds(venue_ms)
 
+    def at_base(self, base_ms: int) -> int:
+        """Venue time when the base clock read ``base_ms``, by today's estimate: a moment
+        noted before the offset was known (a feed's start) placed on the venue's clock."""
+        return base_ms + self._decision
+
     # -- evidence ---------------------------------------------------------------------------
     def add_server_time(self, server_ms: int, sent_ms: int, received_ms: int) -> bool:
         """A REST server time ``server_ms`` asked at base time ``sent_ms`` and answered at
