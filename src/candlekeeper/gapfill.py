@@ -5,10 +5,12 @@ A stream asks for a *fill* whenever it may be behind the exchange:
 
 * at start: resume (everything after the last candle in storage, after a restart or a
   ``kill -9``): live closes wait until the gap to storage is closed;
-* at start, a stream with nothing stored: **live first**. Its first close (WebSocket, or the
-  newest final row of a REST poll) anchors it and is emitted at once; the warm-up history (the
-  ring buffer's worth) is fetched *behind* it at the lowest priority and goes to the buffer and
-  the history handlers (storage), never to ``on_close``. A universe of thousands of streams
+* at start, a stream with nothing stored: **live first**. It owes its consumers every candle
+  that closes after the start, from the one forming then (``StreamSequence.live_from``). Its
+  first close (WebSocket, or a REST poll's final rows) is emitted at once when it is that one,
+  and held behind a hole to fill when it is later; the warm-up history (the ring buffer's
+  worth, up to the first owed candle) is fetched *behind* it at the lowest priority and goes
+  to the buffer and the history handlers (storage), never to ``on_close``. A universe of thousands of streams
   takes minutes to warm up inside a venue's REST budget; its live closes do not wait for that.
   With ``emit_history`` (history replayed to consumers in order) the old way stays: live
   closes wait for the warm-up;
