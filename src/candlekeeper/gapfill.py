@@ -10,8 +10,9 @@ A stream asks for a *fill* whenever it may be behind the exchange:
   first close (WebSocket, or a REST poll's final rows) is emitted at once when it is that one,
   and held behind a hole to fill when it is later; the warm-up history (the ring buffer's
   worth, up to the first owed candle) is fetched *behind* it at the lowest priority and goes
-  to the buffer and the history handlers (storage), never to ``on_close``. A universe of thousands of streams
-  takes minutes to warm up inside a venue's REST budget; its live closes do not wait for that.
+  to the buffer and the history handlers (storage), never to ``on_close``. A universe of
+  thousands of streams takes minutes to warm up inside a venue's REST budget; its live closes
+  do not wait for that.
   With ``emit_history`` (history replayed to consumers in order) the old way stays: live
   closes wait for the warm-up;
 * after a break: the transport reported the stream DISCONNECTED, STALLED or SILENT and it is
@@ -34,7 +35,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import cast
 
 from candlekeeper.backfill.planner import count_open_times
 from candlekeeper.backfill.slots import LIVE, Priority, resume, warm_up
@@ -227,12 +227,10 @@ class GapFiller:
         """Wall seconds between two polls of one stream: the polled and fast streams share
         ``poll_budget_share`` of the requests a second the venue's budget sustains (0 when the
         source does not say, or there is room for every close)."""
-        rate = getattr(self.source, "requests_per_second", None)
-        if rate is None:
+        if not isinstance(self.source, PacedSource):
             return 0.0
         streams = sum(1 for t in self._tracks.values() if t.polled or t.fast)
-        share = cast(PacedSource, self.source).requests_per_second() \
-            * self.options.poll_budget_share
+        share = self.source.requests_per_second() * self.options.poll_budget_share
         return streams / share if share > 0 else 0.0
 
     # -- triggers -------------------------------------------------------------------------

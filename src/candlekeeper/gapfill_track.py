@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import msgspec
 
@@ -33,8 +33,10 @@ class HistorySource(Protocol):
         ...
 
 
+@runtime_checkable
 class PacedSource(Protocol):
-    """A history source that knows its venue's REST budget (``KlineFetcher``)."""
+    """A history source that knows its venue's REST budget (``KlineFetcher``); a source
+    that does not (a test's fake, a replay) sets no pace."""
 
     def requests_per_second(self, rows: int = 2) -> float:
         """Klines requests of ``rows`` rows a wall second the budget sustains."""
