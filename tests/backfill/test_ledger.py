@@ -260,3 +260,42 @@ async def test_a_429_answered_to_one_client_pauses_another_on_the_same_endpoint(
         assert waited >= 0.5
     else:
         assert waited < 0.5
+
+
+def test_opening_a_ledger_sweeps_stale_idle_ones_and_only_those(tmp_path: Path) -> None:
+    """Ledgers of endpoints no longer used (a simulator's random port) are removed when
+    another is opened — but only one untouched for an hour with nothing live in it: not a
+    recent one, not one with a grant inside its window or a block ahead, not one in use (its
+    lock held), not one that does not parse, nor anything that is not a ledger."""
+    now = time.time()
+    old = now - ledger_mod.STALE_AFTER_S - 60
+
+    def ledger(name: str, state: object, mtime: float) -> Path:
+        p = tmp_path / f"{name}.budget"
+        p.write_text(json.dumps(state) if not isinstance(state, str) else state)
+        os.utime(p, (mtime, mtime))
+        return p
+
+    idle = ledger("idle", {"v": 1, "blocked_until": old, "windows": {"60.0": [[old, 5]]}}, old)
+    empty = ledger("empty", {"v": 1}, old)
+    recent = ledger("recent", {"v": 1}, now - 10)
+    blocked = ledger("blocked", {"v": 1, "blocked_until": now + 3600}, old)
+    # a day-long window still counts a grant written 70 minutes ago
+    granted = ledger("granted", {"v": 1, "windows": {"86400.0": [[old, 5]]}}, old)
+    corrupt = ledger("corrupt", "{not json", old)
+    locked = ledger("locked", {"v": 1}, old)
+    other = tmp_path / "notes.txt"
+    other.write_text("x")
+    os.utime(other, (old, old))
+    fd = os.open(locked, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        opened = shared(tmp_path)
+    finally:
+        os.close(fd)
+    assert opened.swept == 2
+    assert not idle.exists() and not empty.exists()
+    for kept in (recent, blocked, granted, corrupt, locked, other):
+        assert kept.exists(), kept.name
+    # the new ledger itself works as ever
+    assert opened.try_grant(60.0, 10, 1, time.time) is None and opened.path.exists()

@@ -24,6 +24,11 @@ this ledger existed) — never a traceback, never a stall. Contents that do not 
 in the middle of a write, another version's format) are one WARNING and a counter too, and the
 ledger starts afresh from an empty state, which loses at most one window of other processes'
 grants.
+
+Ledgers of endpoints no longer used (a simulator's random port, a venue URL since changed)
+would pile up: each new ledger sweeps its folder once, removing a ledger untouched for
+:data:`STALE_AFTER_S` whose every grant has aged out and whose block has passed (checked under
+its lock, so a ledger in use is never removed).
 """
 
 from __future__ import annotations
@@ -57,6 +62,10 @@ MAX_BLOCK_S = 4 * 86_400.0
 #: bytes read at most: a real ledger is a few KiB
 MAX_BYTES = 1 << 20
 FORMAT = 1
+#: a ledger not written for this long is a candidate for the sweep (if nothing in it is live)
+STALE_AFTER_S = 3_600.0
+#: ledgers looked at per sweep, at most (a sweep runs once per ledger a process opens)
+SWEEP_LIMIT = 2_000
 
 
 class _State(msgspec.Struct, forbid_unknown_fields=True):
@@ -138,6 +147,9 @@ class SharedLedger:
             _private_dir(path.parent)
         except OSError as exc:
             self._give_up(f"cannot use the folder {path.parent}: {exc.strerror or exc}")
+        else:
+            #: stale ledgers of other endpoints removed when this one was opened
+            self.swept = sweep_stale(path.parent, time.time(), keep=path)
 
     @classmethod
     def for_endpoint(cls, venue: str, base_url: str, directory: str | Path | None = None, *,
@@ -293,3 +305,44 @@ class SharedLedger:
 
 #: how soon a process asks again while another one holds the lock
 _RETRY_S = 0.002
+
+
+def sweep_stale(directory: Path, now: float, *, keep: Path) -> int:
+    """Remove the ledgers in ``directory`` (other than ``keep``) not written for
+    :data:`STALE_AFTER_S` that hold nothing live: no grant within its window, no block ahead.
+    Each is checked and removed under its lock; one that is locked, unreadable or live is left
+    alone. Never raises: a sweep that fails changes nothing. Returns how many were removed."""
+    removed = 0
+    try:
+        names = [e for _, e in zip(range(SWEEP_LIMIT), os.scandir(directory), strict=False)
+                 if e.name.endswith(".budget") and e.name != keep.name]
+    except OSError:
+        return 0
+    for entry in names:
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < STALE_AFTER_S:
+                continue
+            removed += _remove_if_idle(Path(entry.path), now)
+        except (OSError, ValueError):  # in use, vanished, a window name we never write
+            continue
+    return removed
+
+
+def _remove_if_idle(path: Path, now: float) -> int:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: in use, left alone
+        if now - os.fstat(fd).st_mtime < STALE_AFTER_S:
+            return 0  # written since it was listed
+        try:
+            state = SharedLedger._decode(os.pread(fd, MAX_BYTES, 0), now)
+        except _Corrupt:
+            return 0  # not ours to judge: its next user starts it afresh
+        if state.blocked_until > now or any(
+                now - float(name) < t for name, grants in state.windows.items()
+                for t, _ in grants):
+            return 0
+        path.unlink()
+        return 1
+    finally:
+        os.close(fd)
