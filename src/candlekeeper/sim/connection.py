@@ -150,8 +150,9 @@ class RateLimiter:
 
 
 class HandshakeLimiter:
-    """WebSocket handshakes per IP in sliding wall-clock windows (``VenueSpec.connect_limits``):
-    a handshake over any window is refused (and not counted)."""
+    """Events per IP in sliding wall-clock windows: WebSocket handshakes
+    (``VenueSpec.connect_limits``) or incoming messages (``VenueSpec.ip_message_limits``). An
+    event over any window is refused (and not counted)."""
 
     def __init__(self, windows: tuple[tuple[float, int], ...]) -> None:
         self.windows = windows

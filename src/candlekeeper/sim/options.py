@@ -44,6 +44,10 @@ class VenueOptions(msgspec.Struct, frozen=True, kw_only=True):
     connection_lifetime_s: float | None  # venue seconds; None: never cut
     #: per-IP WebSocket handshakes in wall-clock windows; a handshake over one gets HTTP 429
     connect_limits: tuple[RestWindow, ...]
+    #: per-IP incoming WebSocket messages in wall-clock windows, across every connection; a
+    #: message over one is ignored (no reply), as "a client that sends many subscribes at once
+    #: receives nothing"
+    ip_message_limits: tuple[RestWindow, ...]
     #: per-IP REST budgets in wall-clock windows, the first one the venue's headline budget
     rest_limits: tuple[RestWindow, ...]
     ban_s: float
@@ -81,6 +85,7 @@ def defaults(spec: VenueSpec, behaviour: Behaviour) -> VenueOptions:
         max_streams=spec.max_streams_per_connection,
         connection_lifetime_s=spec.connection_lifetime_s,
         connect_limits=spec.connect_limits,
+        ip_message_limits=spec.ip_message_limits,
         rest_limits=spec.rest_limits,
         ban_s=behaviour.ban_s,
         close_delay_s=behaviour.close_delay_s,

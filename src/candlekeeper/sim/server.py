@@ -61,6 +61,8 @@ class VenueStats(msgspec.Struct):
     internal_errors: int = 0
     #: handshakes refused for exceeding the venue's connection-rate limit
     handshakes_refused: int = 0
+    #: incoming messages over the venue's per-IP message limit, ignored (no reply)
+    messages_ignored: int = 0
     disconnects: dict[str, int] = msgspec.field(default_factory=dict)
     faults: dict[str, int] = msgspec.field(default_factory=dict)  # effects applied, by kind
     rest: RestStats = msgspec.field(default_factory=RestStats)
@@ -90,6 +92,9 @@ class VenueServer:
         self._refuse: tuple[int, float] | None = None
         self._handshakes = HandshakeLimiter(
             tuple((w.seconds, w.limit) for w in opts.connect_limits))
+        #: every incoming message of an IP, across its connections (``ip_message_limits``)
+        self._ip_messages = HandshakeLimiter(
+            tuple((w.seconds, w.limit) for w in opts.ip_message_limits))
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -221,11 +226,18 @@ class VenueServer:
         limiter = RateLimiter(self.opts.control_rate)
         persona, framing = self.personality, conn.framing
         ws = conn.ws
+        per_ip = self._ip_messages
+        peer = conn.transport.get_extra_info("peername")
+        ip = str(peer[0]) if peer else ""
         async for msg in ws:
             if limited and not limiter.allow(time.monotonic()):
                 conn.write_now(framing.frame(persona.rate_limit_error()))
                 conn.request_close("rate_limit")
                 return
+            if (per_ip.windows and msg.type in (WSMsgType.TEXT, WSMsgType.BINARY)
+                    and not per_ip.allow(ip, time.monotonic())):
+                self.stats.messages_ignored += 1  # over the IP's limit: no answer at all
+                continue
             if msg.type is WSMsgType.TEXT:
                 text = cast(str, msg.data)
                 if persona.in_band_ping and persona.is_pong(text):

@@ -44,6 +44,7 @@ from candlekeeper.sim.replay import ReplaySeries, load_replay
 from candlekeeper.sim.server import FirehoseResult, VenueServer, VenueStats
 from candlekeeper.sim.universe import universe_profiles
 from candlekeeper.sim.venues import personality_for, simulated_venues
+from candlekeeper.venues.contract import RestWindow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,7 +66,8 @@ class Simulator:
     free port).
 
     Per-venue knobs (``update_interval_s``, ``ping_interval_s``, ``pong_timeout_s``,
-    ``control_rate``, ``max_streams``, ``connection_lifetime_s`` (venue seconds),
+    ``control_rate``, ``ip_message_limits`` (per-IP message windows), ``max_streams``,
+    ``connection_lifetime_s`` (venue seconds),
     ``rest_weight_limit`` / ``rest_window_s`` (the venue's first REST window; other windows keep
     their proportions), ``ban_s``, ``close_delay_s``, ``rest_final_delay_ms``, ``idle_close_s``,
     ``stale_last_push``, ``legacy_routes_push_klines``) take one value for every venue or a
@@ -104,6 +106,7 @@ class Simulator:
                  ping_interval_s: PerVenue[float] = None,
                  pong_timeout_s: PerVenue[float] = None,
                  control_rate: PerVenue[float] = None,
+                 ip_message_limits: PerVenue[tuple[RestWindow, ...]] = None,
                  max_streams: PerVenue[int] = None,
                  connection_lifetime_s: PerVenue[float] = None,
                  rest_weight_limit: PerVenue[int] = None,
@@ -160,6 +163,7 @@ class Simulator:
         overrides = {
             "update_interval_s": update_interval_s, "ping_interval_s": ping_interval_s,
             "pong_timeout_s": pong_timeout_s, "control_rate": control_rate,
+            "ip_message_limits": ip_message_limits,
             "max_streams": max_streams, "connection_lifetime_s": connection_lifetime_s,
             "rest_weight_limit": rest_weight_limit, "rest_window_s": rest_window_s,
             "ban_s": ban_s, "close_delay_s": close_delay_s,

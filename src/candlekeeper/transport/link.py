@@ -20,7 +20,7 @@ from candlekeeper.core.candle import Candle
 from candlekeeper.core.events import StreamState
 from candlekeeper.transport.backoff import describe
 from candlekeeper.transport.base import Connection
-from candlekeeper.transport.pacing import RatePacer
+from candlekeeper.transport.pacing import pacer_for
 from candlekeeper.transport.watchdog import StreamSlot
 from candlekeeper.venues.contract import (
     Ack,
@@ -53,7 +53,8 @@ class Link:
         self.to_send: deque[list[StreamSlot]] = deque()
         #: suspects of a dropped connection, sent one at a time after ``to_send``
         self.isolated: deque[list[StreamSlot]] = deque()
-        self.pacer = RatePacer(session.control_rate)
+        self.pacer = pacer_for(session.codec.spec, session.control_rate,
+                               session.options.control_rate_fraction)
         #: data frames that are not klines (klines are counted per stream in ``StreamSlot``
         #: only, so the per-frame path does one counter increment, not two)
         self.messages = 0

@@ -65,6 +65,9 @@ class VenueSpec(msgspec.Struct, frozen=True, kw_only=True):
     #: the venue's limits on opening WebSocket connections per IP (at most ``limit`` handshakes
     #: per ``seconds``); empty when the venue documents none
     connect_limits: tuple[RestWindow, ...]
+    #: messages one IP may send per window across all its WebSocket connections (subscribes,
+    #: pings, pongs: at most ``limit`` per ``seconds``); empty when the venue documents none
+    ip_message_limits: tuple[RestWindow, ...]
     #: WebSocket connections one IP may hold open at once (None: none documented)
     max_connections_per_ip: int | None
     #: how often the venue's server sends its own ping (protocol or in-band), None if never

@@ -43,6 +43,7 @@ BINANCE_USDM: Final = VenueSpec(
     # [!] the futures docs state none; the spot figure (A.5): 300 connections per 5 minutes
     max_connections_per_ip=None,  # none documented
     connect_limits=(RestWindow(300.0, 300),),
+    ip_message_limits=(),  # none documented (a per-connection rate only)
     server_ping_interval_s=180.0,
     update_cadence_ms=250,
     close_frame_max_delay_ms=2_000,
@@ -67,6 +68,7 @@ BINANCE_SPOT: Final = VenueSpec(
     connection_lifetime_s=DAY_S,
     max_connections_per_ip=None,  # none documented
     connect_limits=(RestWindow(300.0, 300),),  # "300 connections per attempt every 5 minutes"
+    ip_message_limits=(),  # none documented (a per-connection rate only)
     server_ping_interval_s=20.0,
     update_cadence_ms=2000,
     close_frame_max_delay_ms=2_000,

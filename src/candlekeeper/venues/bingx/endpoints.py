@@ -52,6 +52,7 @@ BINGX_SWAP: Final = VenueSpec(
     connection_lifetime_s=None,  # "we don't close user connections"
     max_connections_per_ip=240,  # [!] only the zh text says so: "240 per IP"
     connect_limits=(),  # none documented
+    ip_message_limits=(),  # none documented (a per-connection rate only)
     server_ping_interval_s=5.0,
     update_cadence_ms=1000,
     close_frame_max_delay_ms=1_000,  # the next candle's first push, one tick later at most

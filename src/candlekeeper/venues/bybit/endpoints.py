@@ -64,6 +64,7 @@ def _spec(venue_id: str, market: str, max_streams_per_subscribe: int) -> VenueSp
         connection_lifetime_s=None,  # none documented
         max_connections_per_ip=1000,  # "1,000 connections per IP for market data" (D.6)
         connect_limits=(RestWindow(300.0, 500),),  # "over 500 connections in 5 minutes" (D.6)
+        ip_message_limits=(),  # none documented (a per-connection rate only)
     server_ping_interval_s=None,  # the client pings (codec.heartbeat)
         update_cadence_ms=1000,  # "1-60s"
         close_frame_max_delay_ms=3_000,  # undocumented; our allowance

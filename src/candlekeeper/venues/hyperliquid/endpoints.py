@@ -10,8 +10,9 @@ Limits and why each number is what it is (where the sources disagree, the strict
 * **2000 messages per minute per IP** across all connections (§F.6), and "a client that sends
   many subscribes at once receives nothing" (a third-party note): we pace at
   ``control_messages_per_second=5`` per connection (the transport uses 80 % of it, 240 a
-  minute), so eight connections subscribing at once stay under 2000 a minute. The contract has
-  no per-IP message field; docs/venues.md says so.
+  minute), and every connection of the process shares ``ip_message_limits`` (2000 a minute;
+  the transport keeps to 80 % of that too), so ten connections subscribing at once wait for
+  their turn instead of sending 2400 a minute.
 * **Heartbeat**: the server closes a connection it has sent nothing on for 60 s and never pings
   (§F.5); the client sends ``{"method":"ping"}`` every 30 s (the SDK: 50 s) and expects
   ``{"channel":"pong"}``.
@@ -77,6 +78,7 @@ HYPERLIQUID_PERP: Final = VenueSpec(
     connection_lifetime_s=None,  # none documented
     max_connections_per_ip=10,  # [!] "10 websocket connections" (was 100 before 2025-11)
     connect_limits=(RestWindow(60.0, 30),),  # "30 new websocket connections per minute"
+    ip_message_limits=(RestWindow(60.0, MESSAGES_PER_MINUTE),),  # across all connections
     server_ping_interval_s=None,  # the client pings ({"method":"ping"})
     update_cadence_ms=1000,  # measured 0.9-1.8 pushes a second
     close_frame_max_delay_ms=2_000,  # the next candle's first push

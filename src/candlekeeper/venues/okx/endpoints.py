@@ -97,6 +97,7 @@ def _spec(venue_id: str) -> VenueSpec:
         connection_lifetime_s=None,  # undocumented
         max_connections_per_ip=None,  # none documented for public channels
         connect_limits=(RestWindow(1.0, 3),),  # "3 requests per second (based on IP)" (E.6)
+        ip_message_limits=(),  # none documented (a per-connection rate only)
     server_ping_interval_s=None,  # the client pings (text "ping")
         update_cadence_ms=1000,
         close_frame_max_delay_ms=2_000,  # undocumented (§H); our simulator: 0.2-1 s
