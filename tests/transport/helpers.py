@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 from candlekeeper.core.candle import Candle
@@ -176,3 +177,17 @@ def make(made: list[Harness], *args: object, **kwargs: object) -> Harness:
     made.append(h)
     h.start()
     return h
+
+
+async def seconds_until_live(pool: ConnectionPool, rec: Recorder, streams: int,
+                             timeout: float) -> float:
+    """Run ``pool`` until ``streams`` streams are LIVE, stop it, and return how long that took
+    (wall seconds from the start of the run)."""
+    started = time.monotonic()
+    task = asyncio.create_task(pool.run())
+    try:
+        await rec.until(lambda: rec.count(StreamState.LIVE) == streams, timeout=timeout)
+        return time.monotonic() - started
+    finally:
+        await pool.stop()
+        await asyncio.wait_for(task, 5)

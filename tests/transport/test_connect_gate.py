@@ -8,14 +8,10 @@ that ignores the gate is refused, so the simulator really does enforce it.
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import msgspec
 import pytest
 from picows import WSHandshakeError, WSListener, ws_connect
 
-from candlekeeper.core.events import StreamState
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.sim import Simulator
 from candlekeeper.transport.connect_gate import WINDOW_MARGIN, ConnectGate, gate_for
@@ -24,7 +20,7 @@ from candlekeeper.transport.pool import ConnectionPool
 from candlekeeper.venues.contract import RestWindow
 from candlekeeper.venues.registry import get_spec, venue
 
-from .helpers import Recorder
+from .helpers import Recorder, seconds_until_live
 
 OKX = "okx-swap"
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT", "LTCUSDT")
@@ -74,14 +70,7 @@ async def test_a_pool_of_seven_connections_to_okx_is_never_refused() -> None:
         pool = ConnectionPool(codec, keys, rec, ws_base=sim.ws_base(OKX), clock=sim.clock,
                               options=TransportOptions(max_streams_per_connection=1))
         assert len(pool.sessions) == len(SYMBOLS)
-        started = time.monotonic()
-        task = asyncio.create_task(pool.run())
-        try:
-            await rec.until(lambda: rec.count(StreamState.LIVE) == len(SYMBOLS), timeout=20)
-            took = time.monotonic() - started
-        finally:
-            await pool.stop()
-            await asyncio.wait_for(task, 5)
+        took = await seconds_until_live(pool, rec, len(SYMBOLS), timeout=20)
         stats = sim.stats()[OKX]
     assert stats.handshakes_refused == 0
     assert stats.connections_total == len(SYMBOLS)

@@ -13,13 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import time
 
 import aiohttp
 import msgspec
 import pytest
 
-from candlekeeper.core.events import StreamState
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.sim import Simulator
 from candlekeeper.transport.options import TransportOptions
@@ -34,7 +32,7 @@ from candlekeeper.transport.pool import ConnectionPool
 from candlekeeper.venues.contract import RestWindow
 from candlekeeper.venues.registry import VENUES, get_spec, venue
 
-from .helpers import Recorder
+from .helpers import Recorder, seconds_until_live
 
 HL = "hyperliquid-perp"
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "DOGEUSDT")
@@ -95,14 +93,7 @@ async def test_a_pool_of_three_connections_keeps_to_the_ips_limit() -> None:
         pool = ConnectionPool(codec, keys, rec, ws_base=sim.ws_base(HL), clock=sim.clock,
                               options=TransportOptions(max_streams_per_connection=4))
         assert len(pool.sessions) == 3
-        started = time.monotonic()
-        task = asyncio.create_task(pool.run())
-        try:
-            await rec.until(lambda: rec.count(StreamState.LIVE) == len(keys), timeout=30)
-            took = time.monotonic() - started
-        finally:
-            await pool.stop()
-            await asyncio.wait_for(task, 5)
+        took = await seconds_until_live(pool, rec, len(keys), timeout=30)
         stats = sim.stats()[HL]
     assert stats.messages_ignored == 0
     assert stats.control_messages >= len(keys)
