@@ -246,3 +246,38 @@ sinks:
         # --intervals takes a derived interval as well: only that one and its base
         code, out = await cli("gaps", "-c", str(config), "--intervals", "10m")
         assert code == 0 and "2 stream(s) audited (1 derived)" in out and "1h" not in out, out
+
+
+async def test_gaps_of_all_symbols_audits_a_derived_series_never_built(tmp_path: Path) -> None:
+    """`symbols: all` audits what is stored: a derived interval whose base is stored but which
+    was never built (the base backfilled before derived history existed) is audited as missing
+    where its base is complete, and --repair builds it."""
+    async with Simulator(venues=(USDM,), symbols=["BTCUSDT"], intervals=("1m",),
+                         history=120) as sim:
+        db = tmp_path / "candles.sqlite"
+        config = tmp_path / "config.yaml"
+        config.write_text(f"""
+feeds:
+  - venue: {USDM}
+    symbols: all
+    intervals: [10m]
+    rest_url: {sim.rest_base(USDM)}
+sinks:
+  sqlite:
+    path: {db}
+""")
+        truth = sim.closed_candles(USDM, "BTCUSDT", "1m")
+        code, out = await cli("backfill", "-c", str(config), "--symbols", "BTCUSDT",
+                              "--start", str(truth[0].open_time))
+        assert code == 0, out
+        ten = await read_stored(db, StreamKey(USDM, "BTCUSDT", "10m"))
+        assert len(ten) >= 10, out
+        with sqlite3.connect(db) as conn:
+            conn.execute("DELETE FROM candles WHERE interval = '10m'")
+        code, out = await cli("gaps", "-c", str(config))
+        assert code == 1, out
+        assert (f"BTCUSDT 10m (from 1m): 0 candles, 1 gap(s), {len(ten)} missing" in out
+                and "the 1m base is complete" in out), out
+        code, out = await cli("gaps", "-c", str(config), "--repair")
+        assert code == 0 and f"10m (from 1m): {len(ten)} built" in out, out
+        assert await read_stored(db, StreamKey(USDM, "BTCUSDT", "10m")) == ten

@@ -17,14 +17,12 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeRemainingColumn
-from rich.progress import Progress as RichBar
 
 from candlekeeper.backfill.archive import ArchiveFiller
 from candlekeeper.backfill.derive import DerivedAudit, DeriveResult, build_derived
@@ -39,6 +37,8 @@ from candlekeeper.backfill.derive_cli import (
 from candlekeeper.backfill.fetcher import KlineFetcher
 from candlekeeper.backfill.http import RestClient
 from candlekeeper.backfill.planner import count_open_times
+from candlekeeper.backfill.progress import BarProgress, LineProgress
+from candlekeeper.backfill.progress import progress as progress_of
 from candlekeeper.backfill.runner import Backfiller, FillResult, StreamAudit
 from candlekeeper.backfill.sources import SOURCES, archive_fillers, archive_summary
 from candlekeeper.clock_sync import ClockSync
@@ -76,71 +76,6 @@ def parse_time(text: str) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
-
-
-# -- progress -------------------------------------------------------------------------------
-class BarProgress:
-    """A rich bar per stream plus a total bar (on a terminal)."""
-
-    def __init__(self, console: Console) -> None:
-        self.bar = RichBar(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-                           TextColumn("{task.fields[fetched]} fetched"), TimeRemainingColumn(),
-                           console=console)
-        self.total = self.bar.add_task("total", total=0, fetched=0)
-        self.tasks: dict[StreamKey, TaskID] = {}
-
-    def _task(self, key: StreamKey) -> TaskID:
-        if key not in self.tasks:
-            self.tasks[key] = self.bar.add_task(f"{key.venue} {key.symbol} {key.interval}",
-                                                total=0, fetched=0)
-        return self.tasks[key]
-
-    def plan(self, key: StreamKey, candles: int) -> None:
-        task = self._task(key)
-        for t in (task, self.total):
-            self.bar.update(t, total=(self.bar.tasks[t].total or 0) + candles)
-
-    def advance(self, key: StreamKey, planned: int, fetched: int) -> None:
-        task = self._task(key)
-        for t in (task, self.total):
-            fields = self.bar.tasks[t].fields
-            self.bar.update(t, advance=planned, fetched=int(fields["fetched"]) + fetched)
-
-    def end(self, key: StreamKey) -> None:
-        pass
-
-
-class LineProgress:
-    """Plain lines when not on a terminal (logs, CI): one per stream at each tenth done."""
-
-    def __init__(self) -> None:
-        self.state: dict[StreamKey, list[int]] = {}  # planned, done, fetched, last tenth
-
-    def plan(self, key: StreamKey, candles: int) -> None:
-        self.state.setdefault(key, [0, 0, 0, -1])[0] += candles
-
-    def advance(self, key: StreamKey, planned: int, fetched: int) -> None:
-        st = self.state.setdefault(key, [0, 0, 0, -1])
-        st[1] += planned
-        st[2] += fetched
-        tenth = st[1] * 10 // max(1, st[0])
-        if tenth > st[3]:
-            st[3] = tenth
-            click.echo(f"{key.venue} {key.symbol} {key.interval}: {st[1]}/{st[0]} planned "
-                       f"candles done, {st[2]} fetched")
-
-    def end(self, key: StreamKey) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def _progress(console: Console) -> Iterator[BarProgress | LineProgress]:
-    if console.is_terminal:
-        bars = BarProgress(console)
-        with bars.bar:
-            yield bars
-    else:
-        yield LineProgress()
 
 
 # -- building blocks ----------------------------------------------------------------------
@@ -207,7 +142,18 @@ async def _configured_keys(feed: FeedConfig, rest: RestClient, symbols: list[str
         return configured
     # an audit of `all` covers what is stored, not every symbol x interval product of it
     named = set(feed.explicit_keys())
-    return [k for k in configured if k in named or k in stored]
+    return [k for k in configured if k in named or _stored_as(feed, k) & stored]
+
+
+def _stored_as(feed: FeedConfig, key: StreamKey) -> set[StreamKey]:
+    """The keys storage holds ``key`` under: itself, or a derived interval's stored name
+    (``1d`` with an anchor is stored as ``1d+08:00``) and its base (a derived series is
+    expected wherever its base is stored, even before it was built)."""
+    spec = resolve_interval(feed.venue, feed.spec.intervals, key.interval,
+                            derive_from=feed.derive_from, anchor=feed.anchor)
+    if spec is None:
+        return {key}
+    return {key, *(StreamKey(key.venue, key.symbol, i) for i in (spec.name, spec.base))}
 
 
 @contextlib.asynccontextmanager
@@ -307,7 +253,7 @@ def backfill_command(config_path: Path, venues: tuple[str, ...], symbols: tuple[
         sys.exit(2)
     t0 = time.monotonic()
     try:
-        with _progress(console) as progress:
+        with progress_of(console) as progress:
             results, built, fetchers, archives = asyncio.run(_backfill(
                 config, venues, _symbols(symbols), _split(intervals), rest_weight_limit,
                 rest_window_s, lo, hi, progress, source, url))
