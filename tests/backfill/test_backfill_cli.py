@@ -281,3 +281,33 @@ sinks:
         code, out = await cli("gaps", "-c", str(config), "--repair")
         assert code == 0 and f"10m (from 1m): {len(ten)} built" in out, out
         assert await read_stored(db, StreamKey(USDM, "BTCUSDT", "10m")) == ten
+
+
+async def test_an_anchored_day_backfills_equal_to_the_live_series(tmp_path: Path) -> None:
+    """`1d+08:00` (days opening at 16:00 UTC): backfill builds every whole day of the range
+    from the 1m base, equal to what the live path builds from the same candles."""
+    async with Simulator(venues=(USDM,), symbols=["BTCUSDT"], intervals=("1m",),
+                         history=3000) as sim:
+        db = tmp_path / "candles.sqlite"
+        config = tmp_path / "config.yaml"
+        config.write_text(f"""
+feeds:
+  - venue: {USDM}
+    symbols: [BTCUSDT]
+    intervals: [1d]
+    anchor: UTC+8
+    rest_url: {sim.rest_base(USDM)}
+sinks:
+  sqlite:
+    path: {db}
+""")
+        truth = sim.closed_candles(USDM, "BTCUSDT", "1m")
+        code, out = await cli("backfill", "-c", str(config), "--start", str(truth[0].open_time))
+        assert code == 0 and "BTCUSDT 1d+08:00 (from 1m): " in out, out
+        base = await read_stored(db, StreamKey(USDM, "BTCUSDT", "1m"))
+        days = await read_stored(db, StreamKey(USDM, "BTCUSDT", "1d+08:00"))
+        assert len(days) >= 1 and all(c.open_time % 86_400_000 == 57_600_000 for c in days)
+        assert f"1d+08:00 (from 1m): {len(days)} built" in out, out
+        assert days == live_derived("1d+08:00", base)
+        code, out = await cli("gaps", "-c", str(config))
+        assert code == 0 and f"1d+08:00 (from 1m): {len(days)} candles, no gaps" in out, out
