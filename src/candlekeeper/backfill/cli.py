@@ -402,5 +402,4 @@ def _print_audits(console: Console, audits: list[StreamAudit],
         1 for d in derived if d.empty and not d.holes)
     derived_note = f" ({len(derived)} derived)" if derived else ""
     console.print(f"gaps: {len(audits) + len(derived)} stream(s) audited{derived_note}, "
-                  f"{n} with gaps, "
-                  f"{empty} empty")
+                  f"{n} with gaps, {empty} empty")
