@@ -11,6 +11,7 @@ from pathlib import Path
 
 from backfillkit import rest_fields
 
+from candlekeeper.backfill.derive_cli import fmt_time
 from candlekeeper.backfill.planner import missing_ranges
 from candlekeeper.core.candle import Candle
 from candlekeeper.core.derived import DerivedSeries, parse_derived
@@ -280,6 +281,20 @@ sinks:
                 and "the 1m base is complete" in out), out
         code, out = await cli("gaps", "-c", str(config), "--repair")
         assert code == 0 and f"10m (from 1m): {len(ten)} built" in out, out
+        assert await read_stored(db, StreamKey(USDM, "BTCUSDT", "10m")) == ten
+        # from an hour before the venue's history: those buckets have no base, counted in
+        # one line, nothing written for them
+        start = truth[0].open_time - 60 * MINUTE
+        first = (start + 599_999) // 600_000 * 600_000
+        skipped = (ten[0].open_time - first) // 600_000
+        code, out = await cli("backfill", "-c", str(config), "--symbols", "BTCUSDT",
+                              "--start", str(start))
+        assert code == 0, out
+        lines = [line for line in out.splitlines() if "10m (from 1m)" in line]
+        assert lines == [f"{USDM} BTCUSDT 10m (from 1m): 0 built from the stored 1m; "
+                         f"{skipped} bucket(s) not built, their 1m base is incomplete "
+                         f"({skipped - (truth[0].open_time % 600_000 != 0)} with none stored;"
+                         f" first at {fmt_time(first)})"], out
         assert await read_stored(db, StreamKey(USDM, "BTCUSDT", "10m")) == ten
 
 
