@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
+from candlekeeper.core.candle import Candle
+from candlekeeper.core.intervals import MINUTE
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.feed import CandleFeed
 from candlekeeper.gapfill import GapFillOptions
@@ -13,18 +15,22 @@ from candlekeeper.service import ServiceReport
 from candlekeeper.sinks.contract import WriterStats
 
 VENUE = "binance-usdm"
+T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
 
 
 def make_report(n_symbols: int, intervals: tuple[str, ...] = ("1m", "5m"),
-                bad: int = 0, writers: dict[str, WriterStats] | None = None) -> ServiceReport:
+                bad: int = 0, writers: dict[str, WriterStats] | None = None,
+                feed: CandleFeed | None = None) -> ServiceReport:
     keys = [StreamKey(VENUE, f"S{i:04d}USDT", iv) for i in range(n_symbols) for iv in intervals]
-    feed = CandleFeed(VENUE, keys=keys, gap_fill=GapFillOptions(enabled=False))
+    if feed is None:
+        feed = CandleFeed(VENUE, keys=keys, gap_fill=GapFillOptions(enabled=False))
     streams = feed.stats()
     states = {s.key: "live" for s in streams}
     for s in streams[:bad]:
         states[s.key] = "stalled"
     return ServiceReport(streams=streams, writers=writers or {}, uptime_s=12.0,
-                         unknown_symbols=[], final_states=states)
+                         unknown_symbols=[], final_states=states,
+                         derived=feed.derived_streams())
 
 
 def render(report: ServiceReport, mode: str) -> str:
@@ -78,3 +84,35 @@ def test_exit_status_says_whether_candles_were_written() -> None:
         "sink postgres: 5 candle(s) not written by the drain deadline (3 of them safe in the "
         "journal, replayed on the next start)",
         "sink nats: 2 candle(s) dropped while the backlog was full"]
+
+
+def closes(n: int, start: int = T0) -> list[Candle]:
+    return [Candle.of(VENUE, "S0000USDT", "1m", start + i * MINUTE, start + (i + 1) * MINUTE - 1,
+                      100, 102, 99, f"{100 + i}.5", 1, closed=True) for i in range(n)]
+
+
+def test_the_full_table_lists_derived_streams_with_their_base_and_closes() -> None:
+    keys = [StreamKey(VENUE, "S0000USDT", iv) for iv in ("1m", "10m", "3h")]
+    feed = CandleFeed(VENUE, keys=keys, gap_fill=GapFillOptions(enabled=False))
+    ten = next(d for d in feed.derived_streams() if d.key.interval == "10m")
+    for c in closes(25):  # the derived stream's own logic: two whole 10m buckets close
+        ten.offer(c)
+    text = render(make_report(1, feed=feed), "full")
+    rows = {cells[2]: cells for line in text.splitlines()
+            if len(cells := [c.strip() for c in line.split("│") if c.strip()]) == 8}
+    assert rows["10m (from 1m)"] == [VENUE, "S0000USDT", "10m (from 1m)", "live", "2", "-", "-",
+                                     "119.5"]
+    assert rows["3h (from 1m)"] == [VENUE, "S0000USDT", "3h (from 1m)", "live", "0", "-", "-",
+                                    "-"]
+    assert rows["1m"][2:4] == ["1m", "live"]
+
+
+def test_the_summary_counts_derived_streams_and_their_base_state() -> None:
+    keys = [StreamKey(VENUE, f"S{i:04d}USDT", iv) for i in range(40) for iv in ("1m", "3h")]
+    feed = CandleFeed(VENUE, keys=keys, gap_fill=GapFillOptions(enabled=False))
+    report = make_report(40, bad=1, feed=feed)  # the first 1m base stalled: its 3h too
+    text = render(report, "auto")
+    assert "summary of 80 streams, 40 derived" in text
+    assert "2 of 80 streams not live at stop" in text
+    assert "3h (from 1m)" in text and text.count("S0000USDT") == 2
+    assert render(report, "full").count("3h (from 1m)") == 40

@@ -13,12 +13,13 @@ had candles pending after the drain deadline or dropped some.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Final, Literal
+from decimal import Decimal
+from typing import Final, Literal, NamedTuple
 
 from rich.console import Console
 from rich.table import Table
 
-from candlekeeper.feed import StreamStats
+from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.service import ServiceReport
 
 __all__ = ["EXIT_NOT_WRITTEN", "FULL_REPORT_MAX_STREAMS", "REPORT_MODES", "ReportMode",
@@ -33,11 +34,38 @@ MAX_UNHEALTHY_ROWS: Final = 50
 #: candles were left unwritten (pending after the drain deadline) or dropped
 EXIT_NOT_WRITTEN: Final = 3
 
-_NUMERIC = {"streams", "closed", "messages", "duplicates"}
+_NUMERIC = {"streams", "derived", "closed", "messages", "duplicates"}
 
 
-def _state(report: ServiceReport, stream: StreamStats) -> str:
-    return report.final_states.get(stream.key, str(stream.state))
+class _Row(NamedTuple):
+    """One stream of the report, native or derived (``derived`` says ``3h (from 1m)``)."""
+
+    key: StreamKey
+    interval: str
+    state: str
+    closed: int
+    messages: int
+    duplicates: int
+    last_close: Decimal | None
+    derived: bool
+
+
+def _rows(report: ServiceReport) -> list[_Row]:
+    """Native streams, then derived ones; a derived stream takes its base's state (it has no
+    subscription of its own) and receives no messages."""
+    rows = []
+    for s in report.streams:
+        last = s.last_closed
+        rows.append(_Row(s.key, s.key.interval, report.final_states.get(s.key, str(s.state)),
+                         s.closed, s.messages, s.duplicates + s.late,
+                         last.close if last else None, False))
+    by_key = {s.key: s for s in report.streams}
+    for d in report.derived:
+        base = by_key.get(d.base)
+        state = report.final_states.get(d.base, str(base.state) if base else "-")
+        rows.append(_Row(d.key, f"{d.key.interval} (from {d.spec.base})", state,
+                         d.metrics.closed, 0, 0, d.metrics.last_close_price, True))
+    return rows
 
 
 def print_report(report: ServiceReport, console: Console | None = None,
@@ -48,11 +76,12 @@ def print_report(report: ServiceReport, console: Console | None = None,
         console = Console()
         if not console.is_terminal:  # a log file or pipe: do not squeeze into 80 columns
             console = Console(width=110)
-    full = mode == "full" or (mode == "auto" and len(report.streams) <= FULL_REPORT_MAX_STREAMS)
+    rows = _rows(report)
+    full = mode == "full" or (mode == "auto" and len(rows) <= FULL_REPORT_MAX_STREAMS)
     if full:
-        _full(report, console)
+        _full(report, rows, console)
     else:
-        _summary(report, console)
+        _summary(report, rows, console)
     for name, w in report.writers.items():
         console.print(f"sink {name}: {w.written} written, {w.pending} pending, "
                       f"{w.failures} failures, {w.dropped} dropped")
@@ -67,37 +96,40 @@ def _table(title: str, columns: tuple[str, ...]) -> Table:
     return table
 
 
-def _full(report: ServiceReport, console: Console) -> None:
+def _full(report: ServiceReport, rows: list[_Row], console: Console) -> None:
     table = _table(f"candlekeeper: per-stream statistics (uptime {report.uptime_s:.1f}s)",
                    ("venue", "symbol", "interval", "state at stop", "closed", "messages",
                     "duplicates", "last close"))
-    for s in report.streams:
-        last = s.last_closed
-        table.add_row(s.key.venue, s.key.symbol, s.key.interval, _state(report, s),
-                      str(s.closed), str(s.messages), str(s.duplicates + s.late),
-                      str(last.close) if last else "-")
+    for r in rows:
+        table.add_row(r.key.venue, r.key.symbol, r.interval, r.state, str(r.closed),
+                      "-" if r.derived else str(r.messages),
+                      "-" if r.derived else str(r.duplicates),
+                      "-" if r.last_close is None else str(r.last_close))
     console.print(table)
 
 
-def _summary(report: ServiceReport, console: Console) -> None:
+def _summary(report: ServiceReport, rows: list[_Row], console: Console) -> None:
     totals: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
-    unhealthy: list[tuple[StreamStats, str]] = []
-    for s in report.streams:
-        state = _state(report, s)
-        row = totals[s.key.venue, state]
+    unhealthy: list[_Row] = []
+    for r in rows:
+        row = totals[r.key.venue, r.state]
         row["streams"] += 1
-        row["closed"] += s.closed
-        row["messages"] += s.messages
-        row["duplicates"] += s.duplicates + s.late
-        if state != "live":
-            unhealthy.append((s, state))
-    n = len(report.streams)
-    table = _table(f"candlekeeper: summary of {n} streams (uptime {report.uptime_s:.1f}s; "
-                   "--report full lists every stream)",
-                   ("venue", "state at stop", "streams", "closed", "messages", "duplicates"))
+        row["derived"] += r.derived
+        row["closed"] += r.closed
+        row["messages"] += r.messages
+        row["duplicates"] += r.duplicates
+        if r.state != "live":
+            unhealthy.append(r)
+    n = len(rows)
+    derived = sum(r.derived for r in rows)
+    of_them = f", {derived} derived" if derived else ""
+    table = _table(f"candlekeeper: summary of {n} streams{of_them} (uptime "
+                   f"{report.uptime_s:.1f}s; --report full lists every stream)",
+                   ("venue", "state at stop", "streams", "derived", "closed", "messages",
+                    "duplicates"))
     for (venue, state), row in sorted(totals.items()):
-        table.add_row(venue, state, *(str(row[c]) for c in ("streams", "closed", "messages",
-                                                             "duplicates")))
+        table.add_row(venue, state, *(str(row[c]) for c in ("streams", "derived", "closed",
+                                                             "messages", "duplicates")))
     console.print(table)
     if not unhealthy:
         console.print(f"all {n} streams were live at stop")
@@ -107,9 +139,9 @@ def _summary(report: ServiceReport, console: Console) -> None:
     table = _table(f"{len(unhealthy)} of {n} streams not live at stop"
                    + (f" (first {len(shown)})" if more else ""),
                    ("venue", "symbol", "interval", "state at stop", "closed", "messages"))
-    for s, state in shown:
-        table.add_row(s.key.venue, s.key.symbol, s.key.interval, state, str(s.closed),
-                      str(s.messages))
+    for r in shown:
+        table.add_row(r.key.venue, r.key.symbol, r.interval, r.state, str(r.closed),
+                      "-" if r.derived else str(r.messages))
     console.print(table)
     if more:
         console.print(f"... and {more} more (--report full lists every stream)")

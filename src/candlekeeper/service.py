@@ -28,7 +28,7 @@ from candlekeeper.core.shard import Shard
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.errors import CandlekeeperError, RestError
 from candlekeeper.feed import CandleFeed, FeedPlumbing, StreamStats
-from candlekeeper.feed_derived import StreamPlan, plan_streams
+from candlekeeper.feed_derived import DerivedStream, StreamPlan, plan_streams
 from candlekeeper.observability.health import HealthServer
 from candlekeeper.observability.metrics import Metrics
 from candlekeeper.observability.snapshot import HealthSnapshot
@@ -59,6 +59,10 @@ class ServiceReport:
     unknown_symbols: list[str]
     #: each stream's state just before shutdown (afterwards every stream is disconnected)
     final_states: dict[StreamKey, str] = field(default_factory=dict)
+    #: the derived streams (built from a finer base: ``docs/derived-intervals.md``); apart
+    #: from ``streams`` because a derived stream is no ``StreamStats`` (no subscription, no
+    #: sequence of its own: it takes its base's state)
+    derived: list[DerivedStream] = field(default_factory=list)
 
 
 def make_clock(config: Config) -> Clock:
@@ -367,6 +371,7 @@ class Service:
             uptime_s=time.monotonic() - self.counters.started_monotonic,
             unknown_symbols=list(self.unknown_symbols),
             final_states=dict(self._final_states),
+            derived=[d for f in self.feeds for d in f.derived_streams()],
         )
 
 

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from backfillkit import rest_fields
 
+from candlekeeper.backfill.derive_cli import fmt_time
 from candlekeeper.backfill.planner import missing_ranges
 from candlekeeper.core.candle import Candle
+from candlekeeper.core.derived import DerivedSeries, parse_derived
 from candlekeeper.core.intervals import MINUTE, align
 from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.sim import Simulator
@@ -174,9 +176,21 @@ async def test_bad_arguments_fail_clearly(tmp_path: Path) -> None:
         assert code == 1 and "NOPEUSDT 1m: FAILED" in out and "Invalid symbol" in out, out
 
 
-async def test_a_derived_interval_in_the_config_backfills_its_base(tmp_path: Path) -> None:
-    """A config asking for 2m (derived from 1m): backfill and gaps act on the 1m base the venue
-    serves, not on an interval it does not have."""
+def live_derived(name: str, base: list[Candle]) -> list[Candle]:
+    """What the live path builds from these base closes (the derived stream's series)."""
+    out: list[Candle] = []
+    series = DerivedSeries(parse_derived(name), out.append)
+    for c in base:
+        series.offer(c)
+    return out
+
+
+async def test_a_derived_interval_backfills_its_base_then_builds_its_history(
+        tmp_path: Path) -> None:
+    """A config asking for 10m and 1h@1m (derived from 1m): backfill fetches the 1m base the
+    venue serves, then builds the derived history from it, equal to what the live path builds
+    from the same candles; gaps audits the derived series, says which missing bucket its base
+    explains, and --repair fills the base over REST then rebuilds the derived buckets."""
     async with Simulator(venues=(USDM,), symbols=["BTCUSDT"], intervals=("1m",),
                          history=300) as sim:
         db = tmp_path / "candles.sqlite"
@@ -185,7 +199,7 @@ async def test_a_derived_interval_in_the_config_backfills_its_base(tmp_path: Pat
 feeds:
   - venue: {USDM}
     symbols: [BTCUSDT]
-    intervals: [2m]
+    intervals: [10m, 1h@1m]
     rest_url: {sim.rest_base(USDM)}
 sinks:
   sqlite:
@@ -194,9 +208,121 @@ sinks:
         truth = sim.closed_candles(USDM, "BTCUSDT", "1m")
         code, out = await cli("backfill", "-c", str(config), "--start", str(truth[0].open_time))
         assert code == 0, out
-        assert "BTCUSDT 1m" in out and "2m" not in out, out
+        assert "BTCUSDT 1m" in out and "BTCUSDT 10m (from 1m): " in out, out
+        assert "BTCUSDT 1h (from 1m): " in out and "not built" not in out, out
+        base = await read_stored(db, StreamKey(USDM, "BTCUSDT", "1m"))
+        assert len(base) >= 300
+        assert [rest_fields(c) for c in base] == [rest_fields(c) for c in truth[:len(base)]]
+        ten = await read_stored(db, StreamKey(USDM, "BTCUSDT", "10m"))
+        hour = await read_stored(db, StreamKey(USDM, "BTCUSDT", "1h"))
+        assert len(ten) >= 29 and len(hour) >= 4, out
+        assert f"10m (from 1m): {len(ten)} built" in out, out
+        assert ten == live_derived("10m", base) and hour == live_derived("1h", base)
         code, out = await cli("gaps", "-c", str(config))
-        assert code == 0 and "no gaps" in out, out
-    rows = await read_stored(db, StreamKey(USDM, "BTCUSDT", "1m"))
-    assert len(rows) >= 300
-    assert [rest_fields(c) for c in rows] == [rest_fields(c) for c in truth[:len(rows)]]
+        assert code == 0 and f"10m (from 1m): {len(ten)} candles, no gaps" in out, out
+        assert "3 stream(s) audited (2 derived), 0 with gaps, 0 empty" in out, out
+        # idempotent: a second backfill builds nothing and leaves the rows as they were
+        code, out = await cli("backfill", "-c", str(config), "--start", str(truth[0].open_time))
+        assert code == 0 and "10m (from 1m): 0 built" in out, out
+        assert await read_stored(db, StreamKey(USDM, "BTCUSDT", "10m")) == ten
+        # lose two 10m candles, and a 1m candle inside the second of them
+        with sqlite3.connect(db) as conn:
+            conn.execute("DELETE FROM candles WHERE interval = '10m' AND open_time IN (?, ?)",
+                         (ten[5].open_time, ten[9].open_time))
+            conn.execute("DELETE FROM candles WHERE interval = '1m' AND open_time = ?",
+                         (ten[9].open_time + 4 * MINUTE,))
+        code, out = await cli("gaps", "-c", str(config))
+        assert code == 1, out
+        assert "10m (from 1m): " in out and "2 gap(s), 2 missing" in out, out
+        assert "(1 candles; the 1m base is complete: --repair rebuilds them)" in out, out
+        assert "(1 candles; 1 with a hole in the 1m base)" in out, out
+        assert f"1h (from 1m): {len(hour)} candles, no gaps" in out, out  # 18:00 is stored
+        code, out = await cli("gaps", "-c", str(config), "--repair")
+        assert code == 0, out
+        assert "1 candles repaired, no gaps left" in out, out
+        assert "10m (from 1m): 2 built" in out, out
+        assert await read_stored(db, StreamKey(USDM, "BTCUSDT", "10m")) == ten
+        code, out = await cli("gaps", "-c", str(config))
+        assert code == 0, out
+        # --intervals takes a derived interval as well: only that one and its base
+        code, out = await cli("gaps", "-c", str(config), "--intervals", "10m")
+        assert code == 0 and "2 stream(s) audited (1 derived)" in out and "1h" not in out, out
+
+
+async def test_gaps_of_all_symbols_audits_a_derived_series_never_built(tmp_path: Path) -> None:
+    """`symbols: all` audits what is stored: a derived interval whose base is stored but which
+    was never built (the base backfilled before derived history existed) is audited as missing
+    where its base is complete, and --repair builds it."""
+    async with Simulator(venues=(USDM,), symbols=["BTCUSDT"], intervals=("1m",),
+                         history=120) as sim:
+        db = tmp_path / "candles.sqlite"
+        config = tmp_path / "config.yaml"
+        config.write_text(f"""
+feeds:
+  - venue: {USDM}
+    symbols: all
+    intervals: [10m]
+    rest_url: {sim.rest_base(USDM)}
+sinks:
+  sqlite:
+    path: {db}
+""")
+        truth = sim.closed_candles(USDM, "BTCUSDT", "1m")
+        code, out = await cli("backfill", "-c", str(config), "--symbols", "BTCUSDT",
+                              "--start", str(truth[0].open_time))
+        assert code == 0, out
+        ten = await read_stored(db, StreamKey(USDM, "BTCUSDT", "10m"))
+        assert len(ten) >= 10, out
+        with sqlite3.connect(db) as conn:
+            conn.execute("DELETE FROM candles WHERE interval = '10m'")
+        code, out = await cli("gaps", "-c", str(config))
+        assert code == 1, out
+        assert (f"BTCUSDT 10m (from 1m): 0 candles, 1 gap(s), {len(ten)} missing" in out
+                and "the 1m base is complete" in out), out
+        code, out = await cli("gaps", "-c", str(config), "--repair")
+        assert code == 0 and f"10m (from 1m): {len(ten)} built" in out, out
+        assert await read_stored(db, StreamKey(USDM, "BTCUSDT", "10m")) == ten
+        # from an hour before the venue's history: those buckets have no base, counted in
+        # one line, nothing written for them
+        start = truth[0].open_time - 60 * MINUTE
+        first = (start + 599_999) // 600_000 * 600_000
+        skipped = (ten[0].open_time - first) // 600_000
+        code, out = await cli("backfill", "-c", str(config), "--symbols", "BTCUSDT",
+                              "--start", str(start))
+        assert code == 0, out
+        lines = [line for line in out.splitlines() if "10m (from 1m)" in line]
+        assert lines == [f"{USDM} BTCUSDT 10m (from 1m): 0 built from the stored 1m; "
+                         f"{skipped} bucket(s) not built, their 1m base is incomplete "
+                         f"({skipped - (truth[0].open_time % 600_000 != 0)} with none stored;"
+                         f" first at {fmt_time(first)})"], out
+        assert await read_stored(db, StreamKey(USDM, "BTCUSDT", "10m")) == ten
+
+
+async def test_an_anchored_day_backfills_equal_to_the_live_series(tmp_path: Path) -> None:
+    """`1d+08:00` (days opening at 16:00 UTC): backfill builds every whole day of the range
+    from the 1m base, equal to what the live path builds from the same candles."""
+    async with Simulator(venues=(USDM,), symbols=["BTCUSDT"], intervals=("1m",),
+                         history=3000) as sim:
+        db = tmp_path / "candles.sqlite"
+        config = tmp_path / "config.yaml"
+        config.write_text(f"""
+feeds:
+  - venue: {USDM}
+    symbols: [BTCUSDT]
+    intervals: [1d]
+    anchor: UTC+8
+    rest_url: {sim.rest_base(USDM)}
+sinks:
+  sqlite:
+    path: {db}
+""")
+        truth = sim.closed_candles(USDM, "BTCUSDT", "1m")
+        code, out = await cli("backfill", "-c", str(config), "--start", str(truth[0].open_time))
+        assert code == 0 and "BTCUSDT 1d+08:00 (from 1m): " in out, out
+        base = await read_stored(db, StreamKey(USDM, "BTCUSDT", "1m"))
+        days = await read_stored(db, StreamKey(USDM, "BTCUSDT", "1d+08:00"))
+        assert len(days) >= 1 and all(c.open_time % 86_400_000 == 57_600_000 for c in days)
+        assert f"1d+08:00 (from 1m): {len(days)} built" in out, out
+        assert days == live_derived("1d+08:00", base)
+        code, out = await cli("gaps", "-c", str(config))
+        assert code == 0 and f"1d+08:00 (from 1m): {len(days)} candles, no gaps" in out, out

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from rich.console import Console
 
 from candlekeeper import Candle, CandleFeed, StreamKey
 from candlekeeper.config import Config
 from candlekeeper.gapfill import GapFillOptions
+from candlekeeper.report import print_report
 from candlekeeper.service import Service
 from candlekeeper.sim import Simulator
 from candlekeeper.sim.candles import aggregate as sim_aggregate
@@ -220,6 +222,16 @@ async def test_service_stores_derived_series_whole_across_a_restart(tmp_path: Pa
         new_rows = [c for c in after_5m if c.open_time > last_5m]
         assert derived_closed(second, "5m") == len(new_rows), \
             "each derived candle after the restart emitted exactly once, none again"
+        # the shutdown table lists the derived streams beside their base, with their closes
+        console = Console(record=True, width=200)
+        print_report(second.report(), console, "full")
+        table = console.export_text()
+        row = next(line for line in table.splitlines() if "5m (from 1m)" in line)
+        cells = [c.strip() for c in row.split("│") if c.strip()]
+        assert cells[:5] == [VENUE, "BTCUSDT", "5m (from 1m)", "live",
+                             str(derived_closed(second, "5m"))], table
+        assert cells[5:7] == ["-", "-"] and cells[7] == after_5m[-1].close_str, table
+        assert "1h (from 1m)" in table and "2m (from 1m)" in table, table
         for interval in ("5m", "1h"):
             rows = await stored(db, interval)
             assert rows[-1].open_time > before[interval][-1].open_time if before[interval] \

@@ -17,19 +17,28 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeRemainingColumn
-from rich.progress import Progress as RichBar
 
 from candlekeeper.backfill.archive import ArchiveFiller
+from candlekeeper.backfill.derive import DerivedAudit, DeriveResult, build_derived
+from candlekeeper.backfill.derive_cli import (
+    Derived,
+    audit_all,
+    build_all,
+    fmt_time,
+    print_audits,
+    print_built,
+)
 from candlekeeper.backfill.fetcher import KlineFetcher
 from candlekeeper.backfill.http import RestClient
 from candlekeeper.backfill.planner import count_open_times
+from candlekeeper.backfill.progress import BarProgress, LineProgress
+from candlekeeper.backfill.progress import progress as progress_of
 from candlekeeper.backfill.runner import Backfiller, FillResult, StreamAudit
 from candlekeeper.backfill.sources import SOURCES, archive_fillers, archive_summary
 from candlekeeper.clock_sync import ClockSync
@@ -40,7 +49,7 @@ from candlekeeper.core.stream_key import StreamKey
 from candlekeeper.core.symbols import normalize_symbol
 from candlekeeper.core.venue_clock import VenueClock
 from candlekeeper.errors import CandlekeeperError, ConfigError
-from candlekeeper.feed_derived import plan_streams
+from candlekeeper.feed_derived import StreamPlan, plan_streams, resolve_interval
 from candlekeeper.observability.logging import configure as configure_logging
 from candlekeeper.sinks.sqlite import SQLiteSink
 from candlekeeper.venues.registry import canonical_symbol, history_codec
@@ -69,75 +78,6 @@ def parse_time(text: str) -> int:
     return int(dt.timestamp() * 1000)
 
 
-def fmt_time(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
-
-
-# -- progress -------------------------------------------------------------------------------
-class BarProgress:
-    """A rich bar per stream plus a total bar (on a terminal)."""
-
-    def __init__(self, console: Console) -> None:
-        self.bar = RichBar(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-                           TextColumn("{task.fields[fetched]} fetched"), TimeRemainingColumn(),
-                           console=console)
-        self.total = self.bar.add_task("total", total=0, fetched=0)
-        self.tasks: dict[StreamKey, TaskID] = {}
-
-    def _task(self, key: StreamKey) -> TaskID:
-        if key not in self.tasks:
-            self.tasks[key] = self.bar.add_task(f"{key.venue} {key.symbol} {key.interval}",
-                                                total=0, fetched=0)
-        return self.tasks[key]
-
-    def plan(self, key: StreamKey, candles: int) -> None:
-        task = self._task(key)
-        for t in (task, self.total):
-            self.bar.update(t, total=(self.bar.tasks[t].total or 0) + candles)
-
-    def advance(self, key: StreamKey, planned: int, fetched: int) -> None:
-        task = self._task(key)
-        for t in (task, self.total):
-            fields = self.bar.tasks[t].fields
-            self.bar.update(t, advance=planned, fetched=int(fields["fetched"]) + fetched)
-
-    def end(self, key: StreamKey) -> None:
-        pass
-
-
-class LineProgress:
-    """Plain lines when not on a terminal (logs, CI): one per stream at each tenth done."""
-
-    def __init__(self) -> None:
-        self.state: dict[StreamKey, list[int]] = {}  # planned, done, fetched, last tenth
-
-    def plan(self, key: StreamKey, candles: int) -> None:
-        self.state.setdefault(key, [0, 0, 0, -1])[0] += candles
-
-    def advance(self, key: StreamKey, planned: int, fetched: int) -> None:
-        st = self.state.setdefault(key, [0, 0, 0, -1])
-        st[1] += planned
-        st[2] += fetched
-        tenth = st[1] * 10 // max(1, st[0])
-        if tenth > st[3]:
-            st[3] = tenth
-            click.echo(f"{key.venue} {key.symbol} {key.interval}: {st[1]}/{st[0]} planned "
-                       f"candles done, {st[2]} fetched")
-
-    def end(self, key: StreamKey) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def _progress(console: Console) -> Iterator[BarProgress | LineProgress]:
-    if console.is_terminal:
-        bars = BarProgress(console)
-        with bars.bar:
-            yield bars
-    else:
-        yield LineProgress()
-
-
 # -- building blocks ----------------------------------------------------------------------
 def _feeds(config: Config, venues: Sequence[str]) -> list[FeedConfig]:
     feeds = [f for f in config.feeds if not venues or f.venue in venues]
@@ -155,27 +95,33 @@ def _symbols(values: Sequence[str]) -> list[str]:
     return [normalize_symbol(s) for s in _split(values)]
 
 
-async def _keys(feed: FeedConfig, rest: RestClient, symbols: list[str], intervals: list[str],
-                sink: SQLiteSink, *, from_storage: bool) -> list[StreamKey]:
-    """The streams to act on: the feed's configured ones (each group's symbols on that group's
+async def _plan(feeds: Sequence[FeedConfig], clients: dict[str, RestClient],
+                symbols: list[str], intervals: list[str], sink: SQLiteSink, *,
+                from_storage: bool) -> StreamPlan:
+    """The streams to act on: the feeds' configured ones (each group's symbols on that group's
     intervals), narrowed or replaced by ``--symbols`` / ``--intervals``. A group saying
     ``symbols: all`` resolves against what is stored (``gaps``) or the venue's listing. A
-    derived interval (``2m``, ``1d+08:00``) is not served by the venue: its base stands in
-    for it (the service builds the derived series from the stored base)."""
-    keys = await _configured_keys(feed, rest, symbols, intervals, sink,
-                                  from_storage=from_storage)
-    plan = plan_streams(feed.venue, feed.spec.intervals, keys, derive_from=feed.derive_from,
-                        anchor=feed.anchor)
-    return list(plan.native)
+    derived interval (``2m``, ``1d+08:00``) is not served by the venue: its base is fetched
+    (``native``), and the derived series is built or audited from the stored base
+    (``derived``)."""
+    native: list[StreamKey] = []
+    derived: Derived = {}
+    for feed in feeds:
+        keys = await _configured_keys(feed, clients[feed.venue], symbols, intervals, sink,
+                                      from_storage=from_storage)
+        plan = plan_streams(feed.venue, feed.spec.intervals, keys,
+                            derive_from=feed.derive_from, anchor=feed.anchor)
+        native += plan.native
+        derived.update(plan.derived)
+    return StreamPlan(native, derived)
 
 
 async def _configured_keys(feed: FeedConfig, rest: RestClient, symbols: list[str],
                            intervals: list[str], sink: SQLiteSink, *,
                            from_storage: bool) -> list[StreamKey]:
-    bad = [i for i in intervals if i not in feed.spec.intervals]
-    if bad:
-        raise ConfigError(f"{feed.venue} has no interval {', '.join(map(repr, bad))}; "
-                          f"allowed: {', '.join(feed.spec.intervals)}")
+    for i in intervals:  # native, or derivable (else one line naming the venue's intervals)
+        resolve_interval(feed.venue, feed.spec.intervals, i, derive_from=feed.derive_from,
+                         anchor=feed.anchor)
     wanted = list(dict.fromkeys(intervals))
     if symbols:  # named on the command line: configured or not
         return [StreamKey(feed.venue, canonical_symbol(feed.venue, s), i) for s in symbols
@@ -196,7 +142,18 @@ async def _configured_keys(feed: FeedConfig, rest: RestClient, symbols: list[str
         return configured
     # an audit of `all` covers what is stored, not every symbol x interval product of it
     named = set(feed.explicit_keys())
-    return [k for k in configured if k in named or k in stored]
+    return [k for k in configured if k in named or _stored_as(feed, k) & stored]
+
+
+def _stored_as(feed: FeedConfig, key: StreamKey) -> set[StreamKey]:
+    """The keys storage holds ``key`` under: itself, or a derived interval's stored name
+    (``1d`` with an anchor is stored as ``1d+08:00``) and its base (a derived series is
+    expected wherever its base is stored, even before it was built)."""
+    spec = resolve_interval(feed.venue, feed.spec.intervals, key.interval,
+                            derive_from=feed.derive_from, anchor=feed.anchor)
+    if spec is None:
+        return {key}
+    return {key, *(StreamKey(key.venue, key.symbol, i) for i in (spec.name, spec.base))}
 
 
 @contextlib.asynccontextmanager
@@ -296,14 +253,15 @@ def backfill_command(config_path: Path, venues: tuple[str, ...], symbols: tuple[
         sys.exit(2)
     t0 = time.monotonic()
     try:
-        with _progress(console) as progress:
-            results, fetchers, archives = asyncio.run(_backfill(
+        with progress_of(console) as progress:
+            results, built, fetchers, archives = asyncio.run(_backfill(
                 config, venues, _symbols(symbols), _split(intervals), rest_weight_limit,
                 rest_window_s, lo, hi, progress, source, url))
     except CandlekeeperError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    failed = _summary(console, results, fetchers, time.monotonic() - t0, archives)
+    failed = print_built(console, built)
+    failed |= _summary(console, results, fetchers, time.monotonic() - t0, archives)
     sys.exit(1 if failed else 0)
 
 
@@ -311,13 +269,14 @@ async def _backfill(config: Config, venues: Sequence[str], symbols: list[str],
                     intervals: list[str], weight_limit: int | None, window_s: float, start: int,
                     end: int, progress: BarProgress | LineProgress, source: str,
                     archive_url: str | None
-                    ) -> tuple[list[FillResult], list[KlineFetcher], list[ArchiveFiller]]:
+                    ) -> tuple[list[FillResult], list[DeriveResult], list[KlineFetcher],
+                               list[ArchiveFiller]]:
     async with _engine(config, venues, weight_limit, window_s, progress, source,
                        archive_url) as (eng, clients, feeds):
-        keys = [k for f in feeds for k in await _keys(f, clients[f.venue], symbols, intervals,
-                                                      eng.sink, from_storage=False)]
-        return (await eng.fill_many(keys, start, end), list(eng.fetchers.values()),
-                list(eng.archives.values()))
+        plan = await _plan(feeds, clients, symbols, intervals, eng.sink, from_storage=False)
+        results = await eng.fill_many(plan.native, start, end)
+        built = await build_all(eng, plan.derived, start, end)
+        return results, built, list(eng.fetchers.values()), list(eng.archives.values())
 
 
 def _summary(console: Console, results: list[FillResult], fetchers: list[KlineFetcher],
@@ -378,17 +337,19 @@ async def _gaps(config: Config, venues: Sequence[str], symbols: list[str], inter
                 weight_limit: int | None, window_s: float, start: int | None, end: int | None,
                 repair: bool, console: Console) -> int:
     async with _engine(config, venues, weight_limit, window_s, None) as (eng, clients, feeds):
-        keys = [k for f in feeds for k in await _keys(f, clients[f.venue], symbols, intervals,
-                                                      eng.sink, from_storage=True)]
-        audits = [await eng.audit(k, start, end) for k in keys]
-        _print_audits(console, audits)
+        plan = await _plan(feeds, clients, symbols, intervals, eng.sink, from_storage=True)
+        audits = [await eng.audit(k, start, end) for k in plan.native]
+        derived = await audit_all(eng, plan.derived, start, end)
+        _print_audits(console, audits, derived)
         with_holes = [a for a in audits if a.holes]
-        empty = any(a.empty and not a.holes for a in audits)
+        derived_holes = [a for a in derived if a.holes]
+        empty = any(a.empty and not a.holes for a in audits) or any(
+            a.empty and not a.holes for a in derived)
         if empty and repair:
             console.print("streams with nothing stored have no range to repair: give --start, "
                           "or run `candlekeeper backfill --start ...`")
-        if not repair or not with_holes:
-            return EXIT_GAPS if with_holes or empty else 0
+        if not repair or not (with_holes or derived_holes):
+            return EXIT_GAPS if with_holes or derived_holes or empty else 0
         results = list(await asyncio.gather(*(eng.repair(a) for a in with_holes)))
         failed, unfillable = empty, False
         for r in results:
@@ -406,6 +367,10 @@ async def _gaps(config: Config, venues: Sequence[str], symbols: list[str], inter
                 unfillable = True
             else:
                 console.print(f"{name}: {r.fetched} candles repaired, no gaps left")
+        for a in derived_holes:  # after the base repairs: rebuilt from the repaired base
+            built = await build_derived(eng.sink, a.spec, a.base_key, a.start, a.end)
+            print_built(console, [built])
+            unfillable |= built.incomplete > 0
         return EXIT_GAPS if failed else EXIT_UNFILLABLE if unfillable else 0
 
 
@@ -413,7 +378,8 @@ def _count(key: StreamKey, a: int, b: int) -> int:
     return count_open_times(a, b, key.interval)
 
 
-def _print_audits(console: Console, audits: list[StreamAudit]) -> None:
+def _print_audits(console: Console, audits: list[StreamAudit],
+                  derived: Sequence[DerivedAudit] = ()) -> None:
     for a in audits:
         k = a.key
         name = f"{k.venue} {k.symbol} {k.interval}"
@@ -430,6 +396,10 @@ def _print_audits(console: Console, audits: list[StreamAudit]) -> None:
                               f"({_count(k, lo, hi)} candles)")
             if len(a.holes) > 20:
                 console.print(f"    ... and {len(a.holes) - 20} more")
-    n = sum(1 for a in audits if a.holes)
-    empty = sum(1 for a in audits if a.empty and not a.holes)
-    console.print(f"gaps: {len(audits)} stream(s) audited, {n} with gaps, {empty} empty")
+    print_audits(console, derived)
+    n = sum(1 for a in audits if a.holes) + sum(1 for d in derived if d.holes)
+    empty = sum(1 for a in audits if a.empty and not a.holes) + sum(
+        1 for d in derived if d.empty and not d.holes)
+    derived_note = f" ({len(derived)} derived)" if derived else ""
+    console.print(f"gaps: {len(audits) + len(derived)} stream(s) audited{derived_note}, "
+                  f"{n} with gaps, {empty} empty")
