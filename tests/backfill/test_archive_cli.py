@@ -9,7 +9,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from backfillkit import rest_fields
+from backfillkit import mid_minute, rest_fields
 from test_backfill_cli import cli, read_stored
 
 from candlekeeper.core.intervals import MINUTE
@@ -127,7 +127,7 @@ async def test_bad_files_fall_back_to_rest_and_are_counted(tmp_path: Path) -> No
 async def test_a_venue_without_an_archive(tmp_path: Path) -> None:
     venue = "bybit-linear"
     async with Simulator(venues=(venue,), symbols=["BTCUSDT"], intervals=("1m",),
-                         history=3000) as sim:
+                         start_time_ms=mid_minute(), history=3000) as sim:
         config = write_config(tmp_path, sim, [venue], archive=False)
         start = str(sim.closed_candles(venue, "BTCUSDT", "1m")[0].open_time)
         code, out = await cli("backfill", "-c", str(config), "--start", start,

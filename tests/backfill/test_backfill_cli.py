@@ -9,7 +9,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from backfillkit import rest_fields
+from backfillkit import mid_minute, rest_fields
 
 from candlekeeper.backfill.derive_cli import fmt_time
 from candlekeeper.backfill.planner import missing_ranges
@@ -78,7 +78,8 @@ async def test_backfill_killed_midway_resumes_without_duplicates_or_holes(
     history = 12_000
     symbols = ["BTCUSDT", "ETHUSDT"]
     # a tight weight window keeps the run long enough to kill it in the middle
-    async with Simulator(venues=(USDM,), symbols=symbols, intervals=("1m",), history=history,
+    async with Simulator(venues=(USDM,), symbols=symbols, intervals=("1m",),
+                         start_time_ms=mid_minute(), history=history,
                          rest_window_s=1.0, rest_weight_limit=20) as sim:
         config = write_config(tmp_path, sim, symbols)
         db = tmp_path / "candles.sqlite"
@@ -116,7 +117,7 @@ async def test_backfill_killed_midway_resumes_without_duplicates_or_holes(
 
 async def test_gaps_detects_a_deleted_hole_and_repair_fills_it(tmp_path: Path) -> None:
     async with Simulator(venues=(USDM,), symbols=["BTCUSDT", "ETHUSDT"], intervals=("1m",),
-                         history=600) as sim:
+                         start_time_ms=mid_minute(), history=600) as sim:
         config = write_config(tmp_path, sim, ["BTCUSDT"])
         db = tmp_path / "candles.sqlite"
         truth = sim.closed_candles(USDM, "BTCUSDT", "1m")
@@ -161,7 +162,7 @@ async def test_gaps_detects_a_deleted_hole_and_repair_fills_it(tmp_path: Path) -
 
 async def test_bad_arguments_fail_clearly(tmp_path: Path) -> None:
     async with Simulator(venues=(USDM,), symbols=["BTCUSDT"], intervals=("1m",),
-                         history=10) as sim:
+                         start_time_ms=mid_minute(), history=10) as sim:
         config = write_config(tmp_path, sim, ["BTCUSDT"])
         code, out = await cli("backfill", "-c", str(config), "--start", "yesterday")
         assert code == 2 and "expected 'now', Unix ms or an ISO date" in out, out
@@ -192,7 +193,7 @@ async def test_a_derived_interval_backfills_its_base_then_builds_its_history(
     from the same candles; gaps audits the derived series, says which missing bucket its base
     explains, and --repair fills the base over REST then rebuilds the derived buckets."""
     async with Simulator(venues=(USDM,), symbols=["BTCUSDT"], intervals=("1m",),
-                         history=300) as sim:
+                         start_time_ms=mid_minute(), history=300) as sim:
         db = tmp_path / "candles.sqlite"
         config = tmp_path / "config.yaml"
         config.write_text(f"""
@@ -254,7 +255,7 @@ async def test_gaps_of_all_symbols_audits_a_derived_series_never_built(tmp_path:
     was never built (the base backfilled before derived history existed) is audited as missing
     where its base is complete, and --repair builds it."""
     async with Simulator(venues=(USDM,), symbols=["BTCUSDT"], intervals=("1m",),
-                         history=120) as sim:
+                         start_time_ms=mid_minute(), history=120) as sim:
         db = tmp_path / "candles.sqlite"
         config = tmp_path / "config.yaml"
         config.write_text(f"""
@@ -302,7 +303,7 @@ async def test_an_anchored_day_backfills_equal_to_the_live_series(tmp_path: Path
     """`1d+08:00` (days opening at 16:00 UTC): backfill builds every whole day of the range
     from the 1m base, equal to what the live path builds from the same candles."""
     async with Simulator(venues=(USDM,), symbols=["BTCUSDT"], intervals=("1m",),
-                         history=3000) as sim:
+                         start_time_ms=mid_minute(), history=3000) as sim:
         db = tmp_path / "candles.sqlite"
         config = tmp_path / "config.yaml"
         config.write_text(f"""
