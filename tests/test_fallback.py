@@ -4,11 +4,13 @@ decisions themselves."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from candlekeeper.core.events import StreamState, StreamStatus
 from candlekeeper.core.stream_key import StreamKey
-from candlekeeper.fallback import REST_MODE, Fallback, poll_budget
+from candlekeeper.fallback import REST_MODE, Fallback, poll_budget, say_budget
 from candlekeeper.transport.options import TransportMode, TransportOptions
 from candlekeeper.venues.registry import VENUES, get_spec
 
@@ -127,3 +129,21 @@ async def test_a_stream_waiting_for_its_first_frame_after_the_ack_is_not_polled(
     r.say(a, StreamState.SILENT, "no first message for 65 s")
     r.at(1066.0)
     assert r.polled.get(a) is True
+
+
+def test_the_start_line_counts_only_the_polls_share_of_the_budget(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Polls may use ``poll_budget_share`` of the venue's budget (the rest stays for fills):
+    streams the whole budget would sustain but half of it does not get the warning."""
+    venue = VENUES[0]
+    spec = get_spec(venue)
+    _, whole, sustains = poll_budget(spec, [StreamKey(venue, "S0USDT", "1m")])
+    _, half, _ = poll_budget(spec, [StreamKey(venue, "S0USDT", "1m")], 0.5)
+    assert half == pytest.approx(whole / 2)
+    keys = [StreamKey(venue, f"S{i}USDT", "1m") for i in range(sustains["1m"] * 3 // 4)]
+    with caplog.at_level(logging.INFO, "candlekeeper.fallback"):
+        assert say_budget(venue, spec, keys)
+        assert not say_budget(venue, spec, keys, 0.5)
+    warning = caplog.records[-1].getMessage()
+    assert caplog.records[-1].levelno == logging.WARNING
+    assert f"but the polls may use {half:.0f} (50% of the venue's budget)" in warning, warning

@@ -172,14 +172,15 @@ class Fallback:
             self.check()
 
 
-def poll_budget(spec: VenueSpec, keys: Iterable[StreamKey],
+def poll_budget(spec: VenueSpec, keys: Iterable[StreamKey], share: float = 1.0,
                 headroom: float = DEFAULT_HEADROOM) -> tuple[float, float, dict[str, int]]:
     """What polling ``keys`` asks of the venue's REST budget: ``(weight per minute needed,
-    weight per minute the budget allows, streams of each interval the budget alone sustains)``.
+    weight per minute the polls may use, streams of each interval that alone sustains)``.
     A poll is one klines request for two rows (the candle that closed and the forming one);
-    the budget is the tightest of the venue's windows, scaled to a minute."""
+    the budget is the tightest of the venue's windows, scaled to a minute, of which the polls
+    get ``share`` (``gap_fill.poll_budget_share``: the rest stays for fills)."""
     per_poll = klines_weight(spec, 2)
-    allowed = min(w.limit * 60.0 / w.seconds for w in spec.rest_limits) * headroom
+    allowed = min(w.limit * 60.0 / w.seconds for w in spec.rest_limits) * headroom * share
     need = 0.0
     intervals: dict[str, int] = {}
     for key in keys:
@@ -189,17 +190,18 @@ def poll_budget(spec: VenueSpec, keys: Iterable[StreamKey],
     return need, allowed, sustains
 
 
-def say_budget(venue: str, spec: VenueSpec, keys: list[StreamKey]) -> bool:
-    """One line at start: what REST polling of ``keys`` costs against the venue's budget, and a
-    warning when it cannot keep up. True when the budget suffices."""
-    need, allowed, sustains = poll_budget(spec, keys)
+def say_budget(venue: str, spec: VenueSpec, keys: list[StreamKey], share: float = 1.0) -> bool:
+    """One line at start: what REST polling of ``keys`` costs against the share of the venue's
+    budget the polls may use, and a warning when it cannot keep up. True when it suffices."""
+    need, allowed, sustains = poll_budget(spec, keys, share)
     per = ", ".join(f"{n:,} {i} streams" for i, n in sorted(
         sustains.items(), key=lambda kv: nominal_ms(kv[0])))
+    part = "" if share >= 1.0 else f" ({share:.0%} of the venue's budget)"
     if need <= allowed:
-        log.info("%s: polling %d stream(s) over REST needs %.0f of %.0f weight/min", venue,
-                 len(keys), need, allowed)
+        log.info("%s: polling %d stream(s) over REST needs %.0f of %.0f weight/min%s", venue,
+                 len(keys), need, allowed, part)
         return True
-    log.warning("%s: polling %d stream(s) over REST needs %.0f weight/min but the budget allows "
-                "%.0f: polls will fall behind (the budget alone sustains at most %s)", venue,
-                len(keys), need, allowed, per)
+    log.warning("%s: polling %d stream(s) over REST needs %.0f weight/min but the polls may use "
+                "%.0f%s: polls will fall behind (that alone sustains at most %s)", venue,
+                len(keys), need, allowed, part, per)
     return False

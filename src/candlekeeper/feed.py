@@ -273,7 +273,7 @@ class CandleFeed:
             await self.filler.start()  # warm-up / resume fills run while we connect
         self.fallback.start()
         if self.mode is TransportMode.REST:
-            say_budget(self.venue, self.spec, self.keys)
+            say_budget(self.venue, self.spec, self.keys, self.gap_fill.poll_budget_share)
         elif self.fast_plan is not None:
             say_plan(self.venue, self.fast_plan)
         if self.fallback.uses_websocket:
