@@ -31,6 +31,7 @@ from candlekeeper.backfill.derive_cli import (
     audit_all,
     build_all,
     fmt_time,
+    print_audit_head,
     print_audits,
     print_built,
 )
@@ -382,15 +383,8 @@ def _print_audits(console: Console, audits: list[StreamAudit],
                   derived: Sequence[DerivedAudit] = ()) -> None:
     for a in audits:
         k = a.key
-        name = f"{k.venue} {k.symbol} {k.interval}"
-        if a.empty and not a.holes:
-            console.print(f"{name}: nothing stored")
-        elif not a.holes:
-            console.print(f"{name}: {a.stored} candles, no gaps "
-                          f"({fmt_time(a.start)}..{fmt_time(a.end)})")
-        else:
-            console.print(f"{name}: {a.stored} candles, {len(a.holes)} gap(s), {a.missing} "
-                          "missing:")
+        if print_audit_head(console, f"{k.venue} {k.symbol} {k.interval}", a.empty, a.stored,
+                            len(a.holes), a.missing, a.start, a.end):
             for lo, hi in a.holes[:20]:
                 console.print(f"    {fmt_time(lo)} .. {fmt_time(hi)}  "
                               f"({_count(k, lo, hi)} candles)")

@@ -25,6 +25,19 @@ __all__ = ["Derived", "audit_all", "build_all", "fmt_time", "print_audits", "pri
 Derived = dict[StreamKey, tuple[DerivedInterval, StreamKey]]
 
 
+def print_audit_head(console: Console, name: str, empty: bool, stored: int, holes: int,
+                     missing: int, start: int, end: int) -> bool:
+    """A stream's audit line, native or derived; True when its holes are to be listed."""
+    if empty and not holes:
+        console.print(f"{name}: nothing stored")
+    elif not holes:
+        console.print(f"{name}: {stored} candles, no gaps ({fmt_time(start)}..{fmt_time(end)})")
+    else:
+        console.print(f"{name}: {stored} candles, {holes} gap(s), {missing} missing:")
+        return True
+    return False
+
+
 def fmt_time(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
@@ -75,15 +88,8 @@ def print_audits(console: Console, audits: Sequence[DerivedAudit]) -> None:
     """The derived streams' audit, like the native one, each hole saying whether its base
     explains it (an incomplete base) or it can be rebuilt from storage as is."""
     for a in audits:
-        name = _name(a.key, a.spec)
-        if a.empty and not a.holes:
-            console.print(f"{name}: nothing stored")
-        elif not a.holes:
-            console.print(f"{name}: {a.stored} candles, no gaps "
-                          f"({fmt_time(a.start)}..{fmt_time(a.end)})")
-        else:
-            console.print(f"{name}: {a.stored} candles, {len(a.holes)} gap(s), {a.missing} "
-                          "missing:")
+        if print_audit_head(console, _name(a.key, a.spec), a.empty, a.stored, len(a.holes),
+                            a.missing, a.start, a.end):
             for h in a.holes[:20]:
                 why = (f"{h.base_incomplete} with a hole in the {a.spec.base} base"
                        if h.base_incomplete else f"the {a.spec.base} base is complete: "
