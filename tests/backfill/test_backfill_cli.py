@@ -177,6 +177,22 @@ async def test_bad_arguments_fail_clearly(tmp_path: Path) -> None:
         assert code == 1 and "NOPEUSDT 1m: FAILED" in out and "Invalid symbol" in out, out
 
 
+def derived_config(tmp_path: Path, sim: Simulator, feed: str) -> tuple[Path, Path]:
+    """A one-feed USDⓈ-M config (``feed``: its symbols/intervals/anchor lines) over the
+    simulator into SQLite: (config path, database path)."""
+    db = tmp_path / "candles.sqlite"
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+feeds:
+  - venue: {USDM}
+{feed}    rest_url: {sim.rest_base(USDM)}
+sinks:
+  sqlite:
+    path: {db}
+""")
+    return config, db
+
+
 def live_derived(name: str, base: list[Candle]) -> list[Candle]:
     """What the live path builds from these base closes (the derived stream's series)."""
     out: list[Candle] = []
@@ -194,18 +210,8 @@ async def test_a_derived_interval_backfills_its_base_then_builds_its_history(
     explains, and --repair fills the base over REST then rebuilds the derived buckets."""
     async with Simulator(venues=(USDM,), symbols=["BTCUSDT"], intervals=("1m",),
                          start_time_ms=mid_minute(), history=300) as sim:
-        db = tmp_path / "candles.sqlite"
-        config = tmp_path / "config.yaml"
-        config.write_text(f"""
-feeds:
-  - venue: {USDM}
-    symbols: [BTCUSDT]
-    intervals: [10m, 1h@1m]
-    rest_url: {sim.rest_base(USDM)}
-sinks:
-  sqlite:
-    path: {db}
-""")
+        config, db = derived_config(tmp_path, sim, "    symbols: [BTCUSDT]\n"
+                                    "    intervals: [10m, 1h@1m]\n")
         truth = sim.closed_candles(USDM, "BTCUSDT", "1m")
         code, out = await cli("backfill", "-c", str(config), "--start", str(truth[0].open_time))
         assert code == 0, out
@@ -256,18 +262,8 @@ async def test_gaps_of_all_symbols_audits_a_derived_series_never_built(tmp_path:
     where its base is complete, and --repair builds it."""
     async with Simulator(venues=(USDM,), symbols=["BTCUSDT"], intervals=("1m",),
                          start_time_ms=mid_minute(), history=120) as sim:
-        db = tmp_path / "candles.sqlite"
-        config = tmp_path / "config.yaml"
-        config.write_text(f"""
-feeds:
-  - venue: {USDM}
-    symbols: all
-    intervals: [10m]
-    rest_url: {sim.rest_base(USDM)}
-sinks:
-  sqlite:
-    path: {db}
-""")
+        config, db = derived_config(tmp_path, sim, "    symbols: all\n"
+                                    "    intervals: [10m]\n")
         truth = sim.closed_candles(USDM, "BTCUSDT", "1m")
         code, out = await cli("backfill", "-c", str(config), "--symbols", "BTCUSDT",
                               "--start", str(truth[0].open_time))
@@ -304,19 +300,9 @@ async def test_an_anchored_day_backfills_equal_to_the_live_series(tmp_path: Path
     from the 1m base, equal to what the live path builds from the same candles."""
     async with Simulator(venues=(USDM,), symbols=["BTCUSDT"], intervals=("1m",),
                          start_time_ms=mid_minute(), history=3000) as sim:
-        db = tmp_path / "candles.sqlite"
-        config = tmp_path / "config.yaml"
-        config.write_text(f"""
-feeds:
-  - venue: {USDM}
-    symbols: [BTCUSDT]
-    intervals: [1d]
-    anchor: UTC+8
-    rest_url: {sim.rest_base(USDM)}
-sinks:
-  sqlite:
-    path: {db}
-""")
+        config, db = derived_config(tmp_path, sim, "    symbols: [BTCUSDT]\n"
+                                    "    intervals: [1d]\n"
+                                    "    anchor: UTC+8\n")
         truth = sim.closed_candles(USDM, "BTCUSDT", "1m")
         code, out = await cli("backfill", "-c", str(config), "--start", str(truth[0].open_time))
         assert code == 0 and "BTCUSDT 1d+08:00 (from 1m): " in out, out
